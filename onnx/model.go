@@ -1,7 +1,13 @@
 package onnx
 
 import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
 	"github.com/shears-ml/shears/onnx/onnxpb"
+	"google.golang.org/protobuf/proto"
 )
 
 // Model is a loaded ONNX model: the protobuf plus the folder its external-data locations are
@@ -38,3 +44,112 @@ const MaxInlineBytes = 1_800_000_000
 // ExternalAlign is the alignment of every tensor's offset in an external-data file, so that
 // onnxruntime can mmap it.
 const ExternalAlign = 4096
+
+// Load reads an ONNX model file. External data is not read: tensors keep their references,
+// which are checked (location inside the model's folder, length against dims, offset+length
+// within the file) and read on demand by RawData, Float32s and Save.
+func Load(path string) (*Model, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("onnx: load: %w", err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("onnx: load %s: %w", path, err)
+	}
+	m, err := load(data, filepath.Dir(abs), path)
+	if err != nil {
+		return nil, err
+	}
+	m.Path = path
+	return m, nil
+}
+
+// LoadBytes parses a serialized model; dir is the folder its external-data locations resolve
+// against ("" for the working directory).
+func LoadBytes(data []byte, dir string) (*Model, error) {
+	return load(data, dir, "<bytes>")
+}
+
+func load(data []byte, dir, name string) (*Model, error) {
+	mp := &onnxpb.ModelProto{}
+	if err := proto.Unmarshal(data, mp); err != nil {
+		return nil, fmt.Errorf("onnx: load %s: not a valid ONNX protobuf (truncated or corrupt?): %w", name, err)
+	}
+	if mp.GetGraph() == nil {
+		return nil, fmt.Errorf("onnx: load %s: model has no graph (truncated or not an ONNX model?)", name)
+	}
+	m := &Model{Proto: mp, Dir: dir}
+	sizes := map[string]int64{}
+	var errs []error
+	forEachTensor(mp.GetGraph(), func(t *onnxpb.TensorProto) {
+		if len(errs) < 10 && isExternal(t) {
+			if err := m.checkExternalRef(t, sizes); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	})
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("onnx: load %s: %w", name, errors.Join(errs...))
+	}
+	return m, nil
+}
+
+// forEachTensor calls fn on every tensor of g: initializers, sparse initializers' parts, and
+// tensors in node attributes, recursing into subgraphs.
+func forEachTensor(g *onnxpb.GraphProto, fn func(*onnxpb.TensorProto)) {
+	if g == nil {
+		return
+	}
+	for _, t := range g.GetInitializer() {
+		fn(t)
+	}
+	for _, s := range g.GetSparseInitializer() {
+		if s.GetValues() != nil {
+			fn(s.GetValues())
+		}
+		if s.GetIndices() != nil {
+			fn(s.GetIndices())
+		}
+	}
+	for _, n := range g.GetNode() {
+		for _, a := range n.GetAttribute() {
+			if a.GetT() != nil {
+				fn(a.GetT())
+			}
+			for _, t := range a.GetTensors() {
+				fn(t)
+			}
+			forEachTensor(a.GetG(), fn)
+			for _, sg := range a.GetGraphs() {
+				forEachTensor(sg, fn)
+			}
+		}
+	}
+}
+
+// Graph is the model's main graph (nil for an empty model).
+func (m *Model) Graph() *onnxpb.GraphProto { return m.Proto.GetGraph() }
+
+// Initializer returns the main graph's initializer called name, or nil.
+func (m *Model) Initializer(name string) *onnxpb.TensorProto {
+	for _, t := range m.Graph().GetInitializer() {
+		if t.GetName() == name {
+			return t
+		}
+	}
+	return nil
+}
+
+// Marshal serializes the model as it is, external references intact: a session built from
+// these bytes must be told that its external-data folder is m.Dir.
+func (m *Model) Marshal() ([]byte, error) {
+	if m == nil || m.Proto == nil {
+		return nil, fmt.Errorf("onnx: marshal: no model")
+	}
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m.Proto)
+	if err != nil {
+		return nil, fmt.Errorf("onnx: marshal: %w", err)
+	}
+	return b, nil
+}

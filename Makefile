@@ -1,0 +1,45 @@
+# shears — the two commands that matter: `make demo` and `make test`.
+GO      ?= go
+ORT_DIR := $(CURDIR)/.ort
+ORT_LIB := $(ORT_DIR)/libonnxruntime.so.1
+SHARED  ?= $(abspath $(CURDIR)/../shared)
+BIN     := bin/shears
+DEMO    ?= demo-out
+export ONNXRUNTIME_LIB ?= $(ORT_LIB)
+
+.PHONY: all build ort deps test test-short fuzz vet demo bench clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/shears
+
+# The onnxruntime CPU library, via npm pack (see scripts/fetch-ort.sh).
+ort: $(ORT_LIB)
+$(ORT_LIB):
+	./scripts/fetch-ort.sh $(ORT_DIR)
+
+# Go modules, and Debian's python3-onnx for the optional official-checker test (skipped if unavailable).
+deps:
+	$(GO) mod download
+	@if ! /usr/bin/python3 -c 'import onnx' 2>/dev/null && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		echo "deps: installing python3-onnx (for the ONNX checker test)"; \
+		apt-get install -y -q python3-onnx >/dev/null 2>&1 || echo "deps: python3-onnx unavailable; the checker test will skip"; \
+	fi
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
+	$(GO) vet ./...
+
+test: deps ort vet
+	$(GO) test -count=1 -timeout 20m ./...
+	$(GO) test -run '^$$' -fuzz FuzzLoad -fuzztime 10s ./onnx
+
+demo: deps ort build
+	./scripts/demo.sh
+
+bench: deps ort build
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./bench/...
+
+clean:
+	rm -rf bin $(DEMO)

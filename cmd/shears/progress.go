@@ -1,0 +1,54 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// progress draws a one-line progress bar on stderr; it redraws at most ten times a second.
+type progress struct {
+	w     io.Writer
+	label string
+	start time.Time
+	last  time.Time
+	drawn bool
+}
+
+func newProgress(w io.Writer, label string) *progress {
+	return &progress{w: w, label: label, start: time.Now()}
+}
+
+// set draws done/total with an optional suffix (e.g. "loss 2.31").
+func (p *progress) set(done, total int, suffix string) {
+	now := time.Now()
+	if done < total && now.Sub(p.last) < 100*time.Millisecond {
+		return
+	}
+	p.last = now
+	const width = 28
+	frac := 0.0
+	if total > 0 {
+		frac = float64(done) / float64(total)
+	}
+	n := int(frac * width)
+	eta := ""
+	if done > 0 && done < total {
+		rem := time.Duration(float64(now.Sub(p.start)) * (1 - frac) / frac)
+		eta = " ETA " + rem.Round(time.Second).String()
+	}
+	fmt.Fprintf(p.w, "\r%s [%s%s] %d/%d%s %s\033[K", p.label, strings.Repeat("█", n), strings.Repeat("░", width-n), done, total, eta, suffix)
+	p.drawn = true
+}
+
+// relabel changes the label (e.g. the block being calibrated).
+func (p *progress) relabel(label string) { p.label = label }
+
+// done ends the line.
+func (p *progress) done() {
+	if p.drawn {
+		fmt.Fprintln(p.w)
+		p.drawn = false
+	}
+}

@@ -1,0 +1,301 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/shears-ml/shears/data"
+	"github.com/shears-ml/shears/models"
+	"github.com/shears-ml/shears/onnx"
+	"github.com/shears-ml/shears/sparsify"
+	"github.com/shears-ml/shears/transform/layers"
+	"github.com/shears-ml/shears/transform/prune"
+)
+
+type pruneOpts struct {
+	rt        runtimeFlags
+	out       string
+	method    string
+	sparsity  float64
+	pattern   string
+	calib     string
+	tokenizer string
+	samples   int
+	seqLen    int
+	seed      uint64
+	oneShot   bool
+	report    string
+	include   string
+	exclude   string
+	external  bool
+	json      bool
+}
+
+func init() {
+	register(&command{
+		name:    "prune",
+		args:    "MODEL.onnx -o OUT.onnx --sparsity S [--calib FILE --tokenizer TOK] [flags]",
+		summary: "sparsify the linear layers with Wanda (default) or magnitude pruning",
+		long: `Stage 1 of Shears. Wanda scores every weight by |W[i,j]|·‖X_i‖₂, the input feature's norm
+over calibration data, and zeroes the k = floor(in·s) lowest-scoring inputs of every output
+(unstructured), or N of every M consecutive inputs (--pattern 2:4 / 4:8, which fixes s = N/M).
+The statistics come from onnxruntime: by default block by block, each block calibrated on the
+outputs of the already-pruned blocks, as Wanda does; --one-shot takes all of them from one pass
+over the dense model (faster, a labelled deviation). Targets are the linear layers inside the
+decoder blocks (see "shears inspect"); the LM head and embeddings are never pruned unless
+--include names them. Zeros are written into the weights; external data stays external.
+
+Calibration windows: --samples windows of --seq-len tokens (capped to the model's context)
+drawn with --seed from --calib (.txt, LLM-Adapters .json, or .jsonl with "text" or "ids").
+
+Example:
+  shears prune model.onnx -o model-50.onnx --sparsity 0.5 --calib data.txt --tokenizer tok.bin
+  shears prune model.onnx -o model-24.onnx --method magnitude --sparsity 0.5 --pattern 2:4`,
+		flags: func(fs *pflag.FlagSet) any {
+			o := &pruneOpts{}
+			fs.StringVarP(&o.out, "output", "o", "", "output ONNX file (written atomically)")
+			fs.StringVar(&o.method, "method", "wanda", "wanda or magnitude")
+			fs.Float64Var(&o.sparsity, "sparsity", 0.5, "fraction of each pruned layer's weights set to zero, in [0, 1)")
+			fs.StringVar(&o.pattern, "pattern", "unstructured", "unstructured, 2:4 or 4:8 (N:M along the input dimension)")
+			fs.StringVar(&o.calib, "calib", "", "calibration data for wanda (.txt, .json, .jsonl)")
+			fs.StringVar(&o.tokenizer, "tokenizer", "", "tokenizer for the calibration text")
+			fs.IntVar(&o.samples, "samples", 128, "calibration windows")
+			fs.IntVar(&o.seqLen, "seq-len", 2048, "tokens per calibration window (capped to the model's context)")
+			fs.Uint64Var(&o.seed, "seed", 0, "calibration sampling seed")
+			fs.BoolVar(&o.oneShot, "one-shot", false, "all statistics from one pass over the dense model")
+			fs.StringVar(&o.report, "report", "", "write per-layer and overall sparsity as JSON to this file")
+			fs.StringVar(&o.include, "include", "", "regexp: prune only linears whose node, weight or role matches")
+			fs.StringVar(&o.exclude, "exclude", "", "regexp: skip linears whose node, weight or role matches")
+			fs.BoolVar(&o.external, "external-data", false, "write weights to OUT.onnx.data (automatic when the input has external data or above 1.8 GB)")
+			fs.BoolVar(&o.json, "json", false, "print the report as JSON on stdout instead of the table")
+			o.rt.add(fs)
+			return o
+		},
+		run: runPrune,
+	})
+}
+
+// pruneReport is the --report / --json document.
+type pruneReport struct {
+	Model    string             `json:"model"`
+	Output   string             `json:"output"`
+	Method   string             `json:"method"`
+	Pattern  string             `json:"pattern"`
+	Target   float64            `json:"target_sparsity"`
+	OneShot  bool               `json:"one_shot"`
+	Samples  int                `json:"samples"`
+	SeqLen   int                `json:"seq_len"`
+	Layers   []linearReport     `json:"layers"`
+	Sparsity float64            `json:"sparsity"` // zeros / elements over the pruned layers
+	Seconds  map[string]float64 `json:"seconds"`
+}
+
+func runPrune(env *cliEnv, o any, args []string) error {
+	opts := o.(*pruneOpts)
+	if err := needArgs(args, 1, "MODEL.onnx"); err != nil {
+		return err
+	}
+	if opts.out == "" {
+		return fmt.Errorf("%w: -o OUT.onnx is required", errUsage)
+	}
+	pat, err := prune.ParsePattern(opts.pattern)
+	if err != nil {
+		return fmt.Errorf("--pattern: %w", err)
+	}
+	cfg := prune.Config{Method: prune.Method(opts.method), Sparsity: opts.sparsity, Pattern: pat}
+	if err := cfg.Check(); err != nil {
+		return fmt.Errorf("--method/--sparsity/--pattern: %w", err)
+	}
+	if cfg.Method == prune.Wanda && (opts.calib == "" || opts.tokenizer == "") {
+		return fmt.Errorf("%w: wanda needs --calib FILE and --tokenizer TOK (or use --method magnitude)", errUsage)
+	}
+	secs := map[string]float64{}
+	t0 := time.Now()
+	m, err := onnx.Load(args[0])
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	all, err := layers.Find(m)
+	if err != nil {
+		return err
+	}
+	targets, err := layers.Select(all, opts.include, opts.exclude)
+	if err != nil {
+		return err
+	}
+	if len(targets) == 0 {
+		return fmt.Errorf("%s: no linear layers to prune (found %d linears, none inside decoder blocks or matching --include)", args[0], len(all))
+	}
+	if err := sparsify.Check(targets, cfg); err != nil {
+		return err
+	}
+	secs["load"] = time.Since(t0).Seconds()
+	var stats sparsify.Stats
+	seqLen := opts.seqLen
+	if cfg.Method == prune.Wanda {
+		t0 = time.Now()
+		tok, err := loadTokenizer(opts.tokenizer)
+		if err != nil {
+			return err
+		}
+		if ctx := models.ContextLength(m); ctx > 0 && seqLen > ctx {
+			seqLen = ctx
+		}
+		docs, err := data.ReadDocuments(opts.calib)
+		if err != nil {
+			return fmt.Errorf("--calib: %w", err)
+		}
+		windows, err := data.CalibrationWindows(docs, tok, data.CalibOptions{Samples: opts.samples, SeqLen: seqLen, Seed: opts.seed})
+		if err != nil {
+			return fmt.Errorf("--calib %s: %w", opts.calib, err)
+		}
+		secs["data"] = time.Since(t0).Seconds()
+		ro, err := opts.rt.options()
+		if err != nil {
+			return err
+		}
+		bar := newProgress(env.stderr, "calibrate")
+		t0 = time.Now()
+		var tm sparsify.Timing
+		stats, tm, err = sparsify.Calibrate(m, targets, cfg, windows, sparsify.Options{OneShot: opts.oneShot, Runtime: ro,
+			Progress: func(stage, stages, block, done, total int) {
+				label := fmt.Sprintf("block %d/%d", stage+1, stages)
+				if block < 0 {
+					label = "one-shot"
+				}
+				bar.relabel(label)
+				bar.set(stage*total+done, stages*total, "")
+			}})
+		bar.done()
+		if err != nil {
+			return err
+		}
+		secs["calibrate"] = time.Since(t0).Seconds()
+		secs["calibrate_sessions"] = tm.Session.Seconds()
+		secs["calibrate_runs"] = tm.Run.Seconds()
+	}
+	t0 = time.Now()
+	save := onnx.SaveOptions{ExternalData: opts.external || hasExternal(m), Transform: sparsify.Transform(targets, stats, cfg)}
+	if err := m.Save(opts.out, save); err != nil {
+		return err
+	}
+	secs["prune_and_save"] = time.Since(t0).Seconds()
+	// Report from the written file: what a user gets is what is measured.
+	out, err := onnx.Load(opts.out)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	rep := pruneReport{Model: args[0], Output: opts.out, Method: opts.method, Pattern: pat.String(), Target: cfg.Sparsity,
+		OneShot: opts.oneShot, Samples: opts.samples, SeqLen: seqLen, Seconds: secs}
+	if cfg.Method != prune.Wanda {
+		rep.Samples, rep.SeqLen = 0, 0
+	}
+	var zeros, total int64
+	for _, l := range targets {
+		z, n, err := layers.CountZeros(out, l)
+		if err != nil {
+			return err
+		}
+		zeros, total = zeros+z, total+n
+		rep.Layers = append(rep.Layers, linearReport{Name: l.Node, Weight: l.Weight, Block: l.Block, Role: l.Role, In: l.In, Out: l.Out, Sparsity: float64(z) / float64(n)})
+	}
+	rep.Sparsity = float64(zeros) / float64(total)
+	if opts.report != "" {
+		if err := writeJSONFile(opts.report, rep); err != nil {
+			return err
+		}
+	}
+	if opts.json {
+		enc := json.NewEncoder(env.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	printPruneSummary(env, rep)
+	return nil
+}
+
+func hasExternal(m *onnx.Model) bool {
+	for _, t := range m.Graph().GetInitializer() {
+		if t.GetDataLocation() == 1 {
+			return true
+		}
+	}
+	return false
+}
+
+// printPruneSummary prints sparsity per block × role, then the overall figure and timing.
+func printPruneSummary(env *cliEnv, r pruneReport) {
+	roles := []string{}
+	seen := map[string]bool{}
+	grid := map[int]map[string]float64{}
+	var blocks []int
+	for _, l := range r.Layers {
+		if !seen[l.Role] {
+			seen[l.Role] = true
+			roles = append(roles, l.Role)
+		}
+		if grid[l.Block] == nil {
+			grid[l.Block] = map[string]float64{}
+			blocks = append(blocks, l.Block)
+		}
+		grid[l.Block][l.Role] = l.Sparsity
+	}
+	sort.Ints(blocks)
+	tw := tabwriter.NewWriter(env.stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "block\t%s\t\n", strings.Join(roles, "\t"))
+	for _, b := range blocks {
+		row := []string{fmt.Sprint(b)}
+		for _, role := range roles {
+			if v, ok := grid[b][role]; ok {
+				row = append(row, fmt.Sprintf("%.1f%%", 100*v))
+			} else {
+				row = append(row, "-")
+			}
+		}
+		fmt.Fprintf(tw, "%s\t\n", strings.Join(row, "\t"))
+	}
+	tw.Flush()
+	mode := "sequential"
+	if r.OneShot {
+		mode = "one-shot"
+	}
+	how := r.Method
+	if r.Method == "wanda" {
+		how = fmt.Sprintf("wanda (%s, %d × %d tokens)", mode, r.Samples, r.SeqLen)
+	}
+	fmt.Fprintf(env.stdout, "\n%d layers pruned with %s, %s: sparsity %.2f%% (target %.2f%%) → %s\n",
+		len(r.Layers), how, r.Pattern, 100*r.Sparsity, 100*r.Target, r.Output)
+	var parts []string
+	for _, k := range []string{"load", "data", "calibrate", "prune_and_save"} {
+		if v, ok := r.Seconds[k]; ok {
+			parts = append(parts, fmt.Sprintf("%s %.2fs", k, v))
+		}
+	}
+	fmt.Fprintf(env.stdout, "time: %s\n", strings.Join(parts, ", "))
+}
+
+// writeJSONFile writes v as indented JSON atomically.
+func writeJSONFile(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,32 @@
+package main
+
+import (
+	"github.com/spf13/pflag"
+
+	"github.com/shears-ml/shears/runtime"
+)
+
+// runtimeFlags are the onnxruntime flags shared by every command that runs a model.
+type runtimeFlags struct {
+	ortLib  string
+	device  string
+	threads int
+}
+
+func (r *runtimeFlags) add(fs *pflag.FlagSet) {
+	fs.StringVar(&r.ortLib, "ort-lib", "", "path to libonnxruntime (default: $ONNXRUNTIME_LIB, then .ort/)")
+	fs.StringVar(&r.device, "device", "cpu", "execution provider: cpu, cuda, tensorrt or webgpu")
+	fs.IntVar(&r.threads, "threads", 0, "intra-op threads (0 = onnxruntime's default)")
+}
+
+// options loads the library and returns the session options the flags describe.
+func (r *runtimeFlags) options() (runtime.Options, error) {
+	lib, err := runtime.FindLibrary(r.ortLib)
+	if err != nil {
+		return runtime.Options{}, err
+	}
+	if err := runtime.Init(lib); err != nil {
+		return runtime.Options{}, err
+	}
+	return runtime.Options{Device: r.device, Threads: r.threads}, nil
+}

@@ -1,0 +1,95 @@
+package data
+
+import (
+	"fmt"
+	"math/rand/v2"
+
+	"github.com/shears-ml/shears/tokenizer"
+)
+
+// CalibOptions sets calibration sampling (Wanda's reference: 128 samples × the model's context, seed 0).
+type CalibOptions struct {
+	Samples int
+	SeqLen  int
+	Seed    uint64
+}
+
+// Tokens tokenizes a document as the reference does: BOS + text ids (pre-tokenized ids as given).
+func Tokens(d Document, tok tokenizer.Tokenizer) []int {
+	if d.IDs != nil {
+		return d.IDs
+	}
+	return append([]int{tok.BOS()}, tok.Encode(d.Text)...)
+}
+
+// CalibrationWindows draws o.Samples windows of exactly o.SeqLen tokens.
+//
+//   - Pre-tokenized records of exactly SeqLen ids are the windows themselves, taken in file order
+//     (deterministic calibration, e.g. to reproduce another tool's samples).
+//   - Otherwise, as Wanda does with C4: pick a random document longer than SeqLen and a random
+//     window inside it, repeating until Samples windows are drawn.
+//   - When no document is long enough (instruction datasets have short records), the documents
+//     are joined into one stream (each BOS … EOS) and windows are drawn from random offsets of it.
+func CalibrationWindows(docs []Document, tok tokenizer.Tokenizer, o CalibOptions) ([][]int, error) {
+	if o.Samples <= 0 || o.SeqLen <= 1 {
+		return nil, fmt.Errorf("calibration: need samples > 0 and seq-len > 1, got %d × %d", o.Samples, o.SeqLen)
+	}
+	var exact [][]int
+	for _, d := range docs {
+		if d.IDs != nil && len(d.IDs) == o.SeqLen {
+			exact = append(exact, d.IDs)
+		}
+	}
+	if len(exact) > 0 {
+		if len(exact) < o.Samples {
+			return nil, fmt.Errorf("calibration: %d pre-tokenized windows of %d ids, want %d", len(exact), o.SeqLen, o.Samples)
+		}
+		return exact[:o.Samples], nil
+	}
+	streams := make([][]int, 0, len(docs))
+	var long []int
+	total := 0
+	for _, d := range docs {
+		ids := Tokens(d, tok)
+		streams = append(streams, ids)
+		total += len(ids)
+		if len(ids) > o.SeqLen {
+			long = append(long, len(streams)-1)
+		}
+	}
+	rng := rand.New(rand.NewPCG(o.Seed, 0xca11b))
+	out := make([][]int, 0, o.Samples)
+	if len(long) > 0 {
+		for len(out) < o.Samples {
+			ids := streams[long[rng.IntN(len(long))]]
+			start := rng.IntN(len(ids) - o.SeqLen)
+			out = append(out, append([]int(nil), ids[start:start+o.SeqLen]...))
+		}
+		return out, nil
+	}
+	joined := make([]int, 0, total+len(streams))
+	for _, ids := range streams {
+		joined = append(joined, ids...)
+		joined = append(joined, tok.EOS())
+	}
+	if len(joined) < o.SeqLen {
+		return nil, fmt.Errorf("calibration: the data holds %d tokens, fewer than one window of %d", len(joined), o.SeqLen)
+	}
+	for len(out) < o.Samples {
+		start := rng.IntN(len(joined) - o.SeqLen + 1)
+		out = append(out, append([]int(nil), joined[start:start+o.SeqLen]...))
+	}
+	return out, nil
+}
+
+// Stream joins the documents into one token stream (each BOS … EOS), for perplexity.
+func Stream(docs []Document, tok tokenizer.Tokenizer) []int {
+	var out []int
+	for _, d := range docs {
+		out = append(out, Tokens(d, tok)...)
+		if len(docs) > 1 {
+			out = append(out, tok.EOS())
+		}
+	}
+	return out
+}

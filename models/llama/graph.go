@@ -1,0 +1,327 @@
+package llama
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/shears-ml/shears/onnx"
+	"github.com/shears-ml/shears/onnx/onnxpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// Opset is the ai.onnx opset of the graphs built here.
+const Opset = 17
+
+// MaskValue is the causal mask's value above the diagonal. A large finite negative rather
+// than -inf: Softmax gives exactly 0 there all the same, and 0·mask or a gradient through
+// it can never make NaN.
+const MaskValue = -1e9
+
+// Source supplies every float initializer of the graph, called once per tensor in graph
+// order. For learned weights computed is nil and the source provides the values in ONNX
+// layout (dims); for the tables Build derives from the config (RoPE cos/sin, the causal mask)
+// computed holds them, and the source decides where they live (inline or external data) and
+// may substitute its own values of the same shape (the llama2.c importer uses the checkpoint's
+// freq_cis tables). The returned tensor's name is replaced by name.
+type Source func(name string, dims []int64, computed []float32) (*onnxpb.TensorProto, error)
+
+// Weights is a Source over float32 arrays held in memory, keyed by tensor name; computed
+// tables not in the map are stored inline.
+func Weights(w map[string][]float32) Source {
+	return func(name string, dims []int64, computed []float32) (*onnxpb.TensorProto, error) {
+		v, ok := w[name]
+		if !ok {
+			if computed == nil {
+				return nil, fmt.Errorf("no weight %q", name)
+			}
+			v = computed
+		}
+		n := int64(1)
+		for _, d := range dims {
+			n *= d
+		}
+		if int64(len(v)) != n {
+			return nil, fmt.Errorf("weight %q has %d values, shape %v needs %d", name, len(v), dims, n)
+		}
+		return onnx.Float32Tensor(name, dims, v), nil
+	}
+}
+
+// Tensor names of the tables Build computes.
+const (
+	CosName  = "model.rotary_emb.cos_cached"
+	SinName  = "model.rotary_emb.sin_cached"
+	MaskName = "model.causal_mask"
+)
+
+// LayerWeight returns the name of layer i's weight, e.g. LayerWeight(0, "self_attn.q_proj").
+func LayerWeight(i int, module string) string {
+	return fmt.Sprintf("model.layers.%d.%s.weight", i, module)
+}
+
+// RopeTables returns llama2.c's RoPE tables [maxSeq, headDim/2]: angle pos·θ^(−2j/headDim).
+func RopeTables(maxSeq, headDim int, theta float64) (cos, sin []float32) {
+	half := headDim / 2
+	cos = make([]float32, maxSeq*half)
+	sin = make([]float32, maxSeq*half)
+	for p := 0; p < maxSeq; p++ {
+		for j := 0; j < half; j++ {
+			a := float64(p) * math.Pow(theta, -float64(2*j)/float64(headDim))
+			cos[p*half+j] = float32(math.Cos(a))
+			sin[p*half+j] = float32(math.Sin(a))
+		}
+	}
+	return cos, sin
+}
+
+// CausalMask returns the [n, n] mask: 0 on and below the diagonal, MaskValue above.
+func CausalMask(n int) []float32 {
+	m := make([]float32, n*n)
+	for i := 0; i < n; i++ {
+		for j := i + 1; j < n; j++ {
+			m[i*n+j] = MaskValue
+		}
+	}
+	return m
+}
+
+// graph carries the builder and the shared constants while Build walks the layers.
+type graph struct {
+	b      *onnx.Builder
+	cfg    Config
+	src    Source
+	err    error
+	consts map[string]string
+}
+
+func (g *graph) weight(name string, dims []int64, computed []float32) string {
+	if g.err != nil {
+		return ""
+	}
+	t, err := g.src(name, dims, computed)
+	if err != nil {
+		g.err = fmt.Errorf("llama: weight %s: %w", name, err)
+		return ""
+	}
+	if t == nil {
+		g.err = fmt.Errorf("llama: weight %s: source returned nothing", name)
+		return ""
+	}
+	if len(t.Dims) != len(dims) {
+		g.err = fmt.Errorf("llama: weight %s: source gave shape %v, want %v", name, t.Dims, dims)
+		return ""
+	}
+	for i := range dims {
+		if t.Dims[i] != dims[i] {
+			g.err = fmt.Errorf("llama: weight %s: source gave shape %v, want %v", name, t.Dims, dims)
+			return ""
+		}
+	}
+	return g.b.Const(name, t)
+}
+
+// i64 returns a shared int64 constant [len(v)].
+func (g *graph) i64(name string, v ...int64) string {
+	key := "i64/" + name
+	if n, ok := g.consts[key]; ok {
+		return n
+	}
+	n := g.b.Const("/model/constants/"+name, onnx.Int64Tensor("", []int64{int64(len(v))}, v))
+	g.consts[key] = n
+	return n
+}
+
+// f32 returns a shared float scalar constant.
+func (g *graph) f32(name string, v float32) string {
+	key := "f32/" + name
+	if n, ok := g.consts[key]; ok {
+		return n
+	}
+	n := g.b.Const("/model/constants/"+name, onnx.Float32Tensor("", nil, []float32{v}))
+	g.consts[key] = n
+	return n
+}
+
+// Build returns the LLaMA graph for cfg with weights from src.
+func Build(cfg Config, src Source) (*onnx.Model, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if src == nil {
+		return nil, fmt.Errorf("llama: nil weight source")
+	}
+	g := &graph{b: onnx.NewBuilder("llama", Opset), cfg: cfg, src: src, consts: map[string]string{}}
+	logits := g.forward()
+	if g.err != nil {
+		return nil, g.err
+	}
+	b := g.b
+	b.Output(logits, onnxpb.TensorProto_FLOAT, "batch", "sequence", int64(cfg.Vocab))
+	m, err := b.Model()
+	if err != nil {
+		return nil, fmt.Errorf("llama: %w", err)
+	}
+	m.Proto.MetadataProps = metadata(cfg)
+	return m, nil
+}
+
+// metadata records the config under Hugging Face config.json names, so tools (context
+// length, reports) need not infer it from tensor shapes.
+func metadata(c Config) []*onnxpb.StringStringEntryProto {
+	kv := [][2]string{
+		{"model_type", "llama"},
+		{"hidden_size", strconv.Itoa(c.Dim)},
+		{"intermediate_size", strconv.Itoa(c.HiddenDim)},
+		{"num_hidden_layers", strconv.Itoa(c.Layers)},
+		{"num_attention_heads", strconv.Itoa(c.Heads)},
+		{"num_key_value_heads", strconv.Itoa(c.KVHeads)},
+		{"vocab_size", strconv.Itoa(c.Vocab)},
+		{"max_position_embeddings", strconv.Itoa(c.MaxSeq)},
+		{"rms_norm_eps", strconv.FormatFloat(float64(c.NormEps), 'g', -1, 32)},
+		{"rope_theta", strconv.FormatFloat(c.RopeTheta, 'g', -1, 64)},
+		{"tie_word_embeddings", strconv.FormatBool(c.TiedEmbeddings)},
+	}
+	out := make([]*onnxpb.StringStringEntryProto, len(kv))
+	for i, p := range kv {
+		out[i] = &onnxpb.StringStringEntryProto{Key: proto.String(p[0]), Value: proto.String(p[1])}
+	}
+	return out
+}
+
+func (g *graph) forward() string {
+	b, c := g.b, g.cfg
+	d, hd, v := int64(c.Dim), int64(c.HeadDim()), int64(c.Vocab)
+	ids := b.Input("input_ids", onnxpb.TensorProto_INT64, "batch", "sequence")
+
+	emb := g.weight("model.embed_tokens.weight", []int64{v, d}, nil)
+	x := b.Op("Gather", "/model/embed_tokens/Gather", []string{emb, ids})
+
+	// Sequence length T as a [1] tensor, for slicing the position tables and the mask.
+	shape := b.Op("Shape", "/model/Shape", []string{ids})
+	t := b.Op("Gather", "/model/Gather", []string{shape, g.i64("one", 1)}, onnx.AttrInt("axis", 0))
+	cosT, sinT := RopeTables(c.MaxSeq, c.HeadDim(), c.RopeTheta)
+	tab := []int64{int64(c.MaxSeq), hd / 2}
+	cosW := g.weight(CosName, tab, cosT)
+	sinW := g.weight(SinName, tab, sinT)
+	zero := g.i64("zero", 0)
+	cosS := b.Op("Slice", "/model/rotary_emb/Slice", []string{cosW, zero, t, zero})
+	sinS := b.Op("Slice", "/model/rotary_emb/Slice_1", []string{sinW, zero, t, zero})
+	// [T, hd/2] → [T, 1, hd/2, 1] to broadcast over [B, T, heads, hd/2, 1].
+	ropeShape := g.i64("rope_table_shape", 0, 1, hd/2, 1)
+	cos := b.Op("Reshape", "/model/rotary_emb/Reshape", []string{cosS, ropeShape})
+	sin := b.Op("Reshape", "/model/rotary_emb/Reshape_1", []string{sinS, ropeShape})
+	maskW := g.weight(MaskName, []int64{int64(c.MaxSeq), int64(c.MaxSeq)}, CausalMask(c.MaxSeq))
+	tt := b.Op("Concat", "/model/causal_mask/Concat", []string{t, t}, onnx.AttrInt("axis", 0))
+	mask := b.Op("Slice", "/model/causal_mask/Slice", []string{maskW, g.i64("zero_zero", 0, 0), tt, g.i64("zero_one", 0, 1)})
+
+	for i := 0; i < c.Layers && g.err == nil; i++ {
+		x = g.layer(i, x, cos, sin, mask)
+	}
+	h := g.rmsnorm("/model/norm", "model.norm.weight", x)
+	head := g.weight("lm_head.weight", []int64{d, v}, nil)
+	if g.err != nil {
+		return ""
+	}
+	out := b.OpOut("MatMul", "/lm_head/MatMul", []string{h, head}, []string{"logits"})
+	if out == nil {
+		return ""
+	}
+	return out[0]
+}
+
+// rmsnorm is y = w · x / sqrt(mean(x²) + eps), as Pow → ReduceMean → Add → Sqrt → Div(1,·)
+// → Mul x → Mul w, the chain torch exports and llama2.c computes.
+func (g *graph) rmsnorm(prefix, weight, x string) string {
+	b := g.b
+	w := g.weight(weight, []int64{int64(g.cfg.Dim)}, nil)
+	p := b.Op("Pow", prefix+"/Pow", []string{x, g.f32("two", 2)})
+	m := b.Op("ReduceMean", prefix+"/ReduceMean", []string{p}, onnx.AttrInts("axes", -1), onnx.AttrInt("keepdims", 1))
+	a := b.Op("Add", prefix+"/Add", []string{m, g.f32("norm_eps", g.cfg.NormEps)})
+	s := b.Op("Sqrt", prefix+"/Sqrt", []string{a})
+	r := b.Op("Div", prefix+"/Div", []string{g.f32("one", 1), s})
+	y := b.Op("Mul", prefix+"/Mul", []string{x, r})
+	return b.Op("Mul", prefix+"/Mul_1", []string{y, w})
+}
+
+// rope rotates the interleaved pairs of x [B, T, n, hd] by the position angles.
+func (g *graph) rope(prefix, x string, n int64, cos, sin string) string {
+	b := g.b
+	hd := int64(g.cfg.HeadDim())
+	r := b.Op("Reshape", prefix+"/Reshape", []string{x, g.i64(fmt.Sprintf("pairs_%d", n), 0, 0, n, hd/2, 2)})
+	xs := b.OpN("Split", prefix+"/Split", []string{r}, 2, onnx.AttrInt("axis", -1))
+	if xs == nil {
+		return ""
+	}
+	x0, x1 := xs[0], xs[1]
+	a := b.Op("Mul", prefix+"/Mul", []string{x0, cos})
+	bb := b.Op("Mul", prefix+"/Mul_1", []string{x1, sin})
+	o0 := b.Op("Sub", prefix+"/Sub", []string{a, bb})
+	cc := b.Op("Mul", prefix+"/Mul_2", []string{x0, sin})
+	dd := b.Op("Mul", prefix+"/Mul_3", []string{x1, cos})
+	o1 := b.Op("Add", prefix+"/Add", []string{cc, dd})
+	o := b.Op("Concat", prefix+"/Concat", []string{o0, o1}, onnx.AttrInt("axis", -1))
+	return b.Op("Reshape", prefix+"/Reshape_1", []string{o, g.i64(fmt.Sprintf("heads_%d", n), 0, 0, n, hd)})
+}
+
+// repeatKV repeats each of the kvh heads of x [B, kvh, a, b] rep times along the head
+// axis (head h of the queries reads kv head h / rep, as llama2.c and HF's repeat_kv do),
+// giving shape (one of whose dims is -1 for the sequence length).
+func (g *graph) repeatKV(prefix, x string, rep int64, shape []int64) string {
+	if rep == 1 {
+		return x
+	}
+	b := g.b
+	u := b.Op("Unsqueeze", prefix+"/Unsqueeze", []string{x, g.i64("two_axis", 2)})
+	e := b.Op("Expand", prefix+"/Expand", []string{u, g.i64(fmt.Sprintf("repeat_%d", rep), 1, 1, rep, 1, 1)})
+	return b.Op("Reshape", prefix+"/Reshape", []string{e, g.i64(fmt.Sprintf("repeat_shape_%d_%d_%d", shape[1], shape[2], shape[3]), shape...)})
+}
+
+func (g *graph) layer(i int, x, cos, sin, mask string) string {
+	b, c := g.b, g.cfg
+	p := fmt.Sprintf("/model/layers.%d", i)
+	d, hd, hid := int64(c.Dim), int64(c.HeadDim()), int64(c.HiddenDim)
+	nh, nkv := int64(c.Heads), int64(c.KVHeads)
+	kvd := nkv * hd
+	lin := func(module string, in string, dims []int64) string {
+		w := g.weight(LayerWeight(i, module), dims, nil)
+		// self_attn.q_proj → /model/layers.i/self_attn/q_proj/MatMul
+		return b.Op("MatMul", p+"/"+strings.ReplaceAll(module, ".", "/")+"/MatMul", []string{in, w})
+	}
+
+	h := g.rmsnorm(p+"/input_layernorm", LayerWeight(i, "input_layernorm"), x)
+	q := lin("self_attn.q_proj", h, []int64{d, d})
+	k := lin("self_attn.k_proj", h, []int64{d, kvd})
+	v := lin("self_attn.v_proj", h, []int64{d, kvd})
+	a := p + "/self_attn"
+	q = b.Op("Reshape", a+"/Reshape", []string{q, g.i64(fmt.Sprintf("heads_%d", nh), 0, 0, nh, hd)})
+	k = b.Op("Reshape", a+"/Reshape_1", []string{k, g.i64(fmt.Sprintf("heads_%d", nkv), 0, 0, nkv, hd)})
+	v = b.Op("Reshape", a+"/Reshape_2", []string{v, g.i64(fmt.Sprintf("heads_%d", nkv), 0, 0, nkv, hd)})
+	q = g.rope(a+"/rotary_q", q, nh, cos, sin)
+	k = g.rope(a+"/rotary_k", k, nkv, cos, sin)
+	q = b.Op("Transpose", a+"/Transpose", []string{q}, onnx.AttrInts("perm", 0, 2, 1, 3))   // [B, H, T, hd]
+	k = b.Op("Transpose", a+"/Transpose_1", []string{k}, onnx.AttrInts("perm", 0, 2, 3, 1)) // [B, KV, hd, T]
+	v = b.Op("Transpose", a+"/Transpose_2", []string{v}, onnx.AttrInts("perm", 0, 2, 1, 3)) // [B, KV, T, hd]
+	rep := nh / nkv
+	k = g.repeatKV(a+"/repeat_kv_k", k, rep, []int64{0, nh, hd, -1})
+	v = g.repeatKV(a+"/repeat_kv_v", v, rep, []int64{0, nh, -1, hd})
+	s := b.Op("MatMul", a+"/MatMul", []string{q, k}) // [B, H, T, T]
+	s = b.Op("Div", a+"/Div", []string{s, g.f32("sqrt_head_dim", float32(math.Sqrt(float64(hd))))})
+	s = b.Op("Add", a+"/Add", []string{s, mask})
+	s = b.Op("Softmax", a+"/Softmax", []string{s}, onnx.AttrInt("axis", -1))
+	o := b.Op("MatMul", a+"/MatMul_1", []string{s, v})                                      // [B, H, T, hd]
+	o = b.Op("Transpose", a+"/Transpose_3", []string{o}, onnx.AttrInts("perm", 0, 2, 1, 3)) // [B, T, H, hd]
+	o = b.Op("Reshape", a+"/Reshape_3", []string{o, g.i64("model_dim", 0, 0, d)})
+	o = lin("self_attn.o_proj", o, []int64{d, d})
+	x = b.Op("Add", p+"/Add", []string{x, o})
+
+	h = g.rmsnorm(p+"/post_attention_layernorm", LayerWeight(i, "post_attention_layernorm"), x)
+	gate := lin("mlp.gate_proj", h, []int64{d, hid})
+	sg := b.Op("Sigmoid", p+"/mlp/act_fn/Sigmoid", []string{gate})
+	act := b.Op("Mul", p+"/mlp/act_fn/Mul", []string{gate, sg})
+	up := lin("mlp.up_proj", h, []int64{d, hid})
+	m := b.Op("Mul", p+"/mlp/Mul", []string{act, up})
+	down := lin("mlp.down_proj", m, []int64{hid, d})
+	return b.Op("Add", p+"/Add_1", []string{x, down})
+}

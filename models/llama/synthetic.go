@@ -1,0 +1,207 @@
+package llama
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/shears-ml/shears/onnx"
+	"github.com/shears-ml/shears/onnx/onnxpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// WriteSynthetic writes a LLaMA model of shape cfg with random weights to path, its tensors
+// in one external-data file next to it (<base>.data, referenced by file name), each at an
+// offset aligned to onnx.ExternalAlign so onnxruntime can mmap it.
+//
+// Weights stream to disk one tensor at a time and never all sit in memory (a 1B fp32 model is
+// 4 GB): learned matrices are N(0, 1/in) (so activations keep their scale), embeddings N(0, 1),
+// norm weights 1, each tensor drawn from its own generator seeded by (seed, name), so a
+// model is reproducible and independent of tensor order. With TiedEmbeddings the head is
+// the transposed embedding, which is then held in memory once.
+//
+// Only dtype FLOAT is supported: fp16 graphs need Casts or fp16 kernels throughout, which
+// are not built yet. Both files are written under temporary names and renamed at the end, so
+// a failure leaves no half-written model.
+func WriteSynthetic(path string, cfg Config, seed int64, dtype onnxpb.TensorProto_DataType) (err error) {
+	if dtype != onnxpb.TensorProto_FLOAT {
+		return fmt.Errorf("llama synthetic %s: dtype %v not supported (float32 only for now)", path, dtype)
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("llama synthetic %s: %w", path, err)
+	}
+	dataName := filepath.Base(path) + ".data"
+	dataPath := filepath.Join(filepath.Dir(path), dataName)
+	tmpData, tmpModel := dataPath+".tmp", path+".tmp"
+	f, err := os.Create(tmpData)
+	if err != nil {
+		return fmt.Errorf("llama synthetic: %w", err)
+	}
+	defer func() {
+		if f != nil {
+			f.Close()
+		}
+		if err != nil {
+			os.Remove(tmpData)
+			os.Remove(tmpModel)
+		}
+	}()
+	w := &extWriter{w: bufio.NewWriterSize(f, 1<<20), location: dataName}
+	var embed []float32 // kept only when the head is tied to it
+	src := func(name string, dims []int64, computed []float32) (*onnxpb.TensorProto, error) {
+		n := int64(1)
+		for _, d := range dims {
+			n *= d
+		}
+		switch {
+		case computed != nil:
+			return w.write(name, dims, func(emit func(float32) error) error {
+				for _, x := range computed {
+					if err := emit(x); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		case len(dims) == 1: // norm weights
+			return w.write(name, dims, constant(n, 1))
+		case name == "lm_head.weight" && cfg.TiedEmbeddings:
+			rows, cols := dims[0], dims[1] // [dim, vocab] from embed [vocab, dim]
+			return w.write(name, dims, func(emit func(float32) error) error {
+				for r := int64(0); r < rows; r++ {
+					for c := int64(0); c < cols; c++ {
+						if err := emit(embed[c*rows+r]); err != nil {
+							return err
+						}
+					}
+				}
+				return nil
+			})
+		}
+		std := 1 / math.Sqrt(float64(dims[0]))
+		if name == "model.embed_tokens.weight" {
+			std = 1
+		}
+		rng := rand.New(rand.NewPCG(uint64(seed), nameHash(name)))
+		keep := name == "model.embed_tokens.weight" && cfg.TiedEmbeddings
+		return w.write(name, dims, func(emit func(float32) error) error {
+			for i := int64(0); i < n; i++ {
+				x := float32(rng.NormFloat64() * std)
+				if keep {
+					embed = append(embed, x)
+				}
+				if err := emit(x); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	m, err := Build(cfg, src)
+	if err != nil {
+		return fmt.Errorf("llama synthetic %s: %w", path, err)
+	}
+	if err := w.w.Flush(); err != nil {
+		return fmt.Errorf("llama synthetic %s: %w", tmpData, err)
+	}
+	err = f.Close()
+	f = nil
+	if err != nil {
+		return fmt.Errorf("llama synthetic %s: %w", tmpData, err)
+	}
+	raw, err := proto.Marshal(m.Proto)
+	if err != nil {
+		return fmt.Errorf("llama synthetic %s: %w", path, err)
+	}
+	if err := os.WriteFile(tmpModel, raw, 0o644); err != nil {
+		return fmt.Errorf("llama synthetic: %w", err)
+	}
+	if err := os.Rename(tmpData, dataPath); err != nil {
+		return fmt.Errorf("llama synthetic: %w", err)
+	}
+	if err := os.Rename(tmpModel, path); err != nil {
+		return fmt.Errorf("llama synthetic: %w", err)
+	}
+	return nil
+}
+
+func nameHash(s string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(s))
+	return h.Sum64()
+}
+
+func constant(n int64, v float32) func(emit func(float32) error) error {
+	return func(emit func(float32) error) error {
+		for i := int64(0); i < n; i++ {
+			if err := emit(v); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// extWriter appends float32 tensors to an external-data file at aligned offsets.
+type extWriter struct {
+	w        *bufio.Writer
+	off      int64
+	location string
+	chunk    []byte
+}
+
+var errShortTensor = errors.New("generator wrote the wrong number of values")
+
+func (e *extWriter) write(name string, dims []int64, gen func(emit func(float32) error) error) (*onnxpb.TensorProto, error) {
+	if pad := (onnx.ExternalAlign - e.off%onnx.ExternalAlign) % onnx.ExternalAlign; pad > 0 {
+		if _, err := e.w.Write(make([]byte, pad)); err != nil {
+			return nil, err
+		}
+		e.off += pad
+	}
+	n := int64(1)
+	for _, d := range dims {
+		n *= d
+	}
+	start := e.off
+	if e.chunk == nil {
+		e.chunk = make([]byte, 0, 1<<16)
+	}
+	chunk := e.chunk[:0]
+	count := int64(0)
+	err := gen(func(x float32) error {
+		chunk = binary.LittleEndian.AppendUint32(chunk, math.Float32bits(x))
+		count++
+		if len(chunk) == cap(chunk) {
+			_, err := e.w.Write(chunk)
+			chunk = chunk[:0]
+			return err
+		}
+		return nil
+	})
+	if err == nil {
+		_, err = e.w.Write(chunk)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if count != n {
+		return nil, fmt.Errorf("%w: %d, want %d", errShortTensor, count, n)
+	}
+	e.off += 4 * n
+	t := onnx.NewTensor(name, onnxpb.TensorProto_FLOAT, dims, nil)
+	t.DataLocation = onnxpb.TensorProto_EXTERNAL.Enum()
+	t.ExternalData = []*onnxpb.StringStringEntryProto{
+		{Key: proto.String("location"), Value: proto.String(e.location)},
+		{Key: proto.String("offset"), Value: proto.String(strconv.FormatInt(start, 10))},
+		{Key: proto.String("length"), Value: proto.String(strconv.FormatInt(4*n, 10))},
+	}
+	return t, nil
+}

@@ -1,0 +1,271 @@
+package onnx
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/shears-ml/shears/onnx/onnxpb"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// Save writes the model to path. It never leaves a half-written output: the model and its data
+// file are written to temporary files in the destination folder, synced, then renamed into
+// place; on error the temporaries are removed. Weights stream one tensor at a time from their
+// source (inline or the model's external file) through opts.Transform to the output, so saving
+// a model larger than memory works. m itself is not modified; saving over the file m was loaded
+// from works (m keeps reading its original data through the handles it holds open), but a
+// Marshal of m afterwards refers to the data file's new contents.
+func (m *Model) Save(path string, opts SaveOptions) (err error) {
+	if m == nil || m.Proto == nil || m.Proto.GetGraph() == nil {
+		return fmt.Errorf("onnx: save %s: no model graph", path)
+	}
+	fail := func(e error) error { return fmt.Errorf("onnx: save %s: %w", path, e) }
+	threshold := opts.ExternalThreshold
+	if threshold <= 0 {
+		threshold = 1024
+	}
+	dataName := opts.DataFile
+	if dataName == "" {
+		dataName = filepath.Base(path) + ".data"
+	}
+	if err := checkLocation(dataName); err != nil {
+		return fail(fmt.Errorf("data file: %w", err))
+	}
+	dir := filepath.Dir(path)
+	dataPath := filepath.Join(dir, filepath.FromSlash(dataName))
+	if filepath.Clean(dataPath) == filepath.Clean(path) {
+		return fail(fmt.Errorf("data file %q is the model file itself", dataName))
+	}
+
+	g := m.Proto.GetGraph()
+	inits := g.GetInitializer()
+	var total int64
+	for _, t := range inits {
+		if n, err := tensorByteLen(t); err == nil {
+			total += n
+		}
+	}
+	external := opts.ExternalData || total > MaxInlineBytes
+
+	var tmps []string // temporaries to remove on failure
+	defer func() {
+		if err != nil {
+			for _, p := range tmps {
+				os.Remove(p)
+			}
+		}
+	}()
+	var dw *dataWriter
+	outInits := make([]*onnxpb.TensorProto, len(inits))
+	for i, t := range inits {
+		n, lerr := tensorByteLen(t)
+		toExt := external && lerr == nil && n >= threshold
+		if !toExt && opts.Transform == nil && !isExternal(t) {
+			outInits[i] = t // unchanged, shared with m (the output proto is never modified)
+			continue
+		}
+		raw, err := m.RawData(t)
+		if err != nil {
+			return fail(err)
+		}
+		if opts.Transform != nil {
+			if !isExternal(t) {
+				raw = append([]byte(nil), raw...) // the transform must not see m's own bytes
+			}
+			nraw, err := opts.Transform(t.GetName(), t, raw)
+			if err != nil {
+				return fail(fmt.Errorf("transform tensor %q: %w", t.GetName(), err))
+			}
+			if len(nraw) != len(raw) {
+				return fail(fmt.Errorf("transform tensor %q: returned %d bytes, want %d", t.GetName(), len(nraw), len(raw)))
+			}
+			raw = nraw
+		}
+		out := &onnxpb.TensorProto{}
+		shallowCopy(out, t)
+		out.FloatData, out.DoubleData, out.Int32Data, out.Int64Data, out.Uint64Data = nil, nil, nil, nil, nil
+		if toExt {
+			if dw == nil {
+				if dw, err = newDataWriter(dataPath); err != nil {
+					return fail(err)
+				}
+				tmps = append(tmps, dw.f.Name())
+				defer dw.f.Close()
+			}
+			off, err := dw.write(raw)
+			if err != nil {
+				return fail(fmt.Errorf("write data file %s: %w", dataPath, err))
+			}
+			out.RawData = nil
+			out.ExternalData = []*onnxpb.StringStringEntryProto{
+				kv("location", filepath.ToSlash(dataName)),
+				kv("offset", strconv.FormatInt(off, 10)),
+				kv("length", strconv.Itoa(len(raw))),
+			}
+			loc := onnxpb.TensorProto_EXTERNAL
+			out.DataLocation = &loc
+		} else {
+			out.RawData = raw
+			out.ExternalData = nil
+			out.DataLocation = nil
+		}
+		outInits[i] = out
+	}
+
+	nodes, err := m.inlineNodeTensors(g.GetNode())
+	if err != nil {
+		return fail(err)
+	}
+	og := &onnxpb.GraphProto{}
+	shallowCopy(og, g)
+	og.Initializer = outInits
+	og.Node = nodes
+	om := &onnxpb.ModelProto{}
+	shallowCopy(om, m.Proto)
+	om.Graph = og
+	buf, err := proto.MarshalOptions{Deterministic: true}.Marshal(om)
+	if err != nil {
+		return fail(fmt.Errorf("marshal: %w", err))
+	}
+
+	mf, err := os.CreateTemp(dir, filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fail(err)
+	}
+	tmps = append(tmps, mf.Name())
+	defer mf.Close()
+	if _, err := mf.Write(buf); err != nil {
+		return fail(err)
+	}
+	if err := syncClose(mf); err != nil {
+		return fail(err)
+	}
+	if dw != nil {
+		if err := dw.finish(); err != nil {
+			return fail(fmt.Errorf("write data file %s: %w", dataPath, err))
+		}
+		if err := os.Rename(dw.f.Name(), dataPath); err != nil {
+			return fail(err)
+		}
+	}
+	if err := os.Rename(mf.Name(), path); err != nil {
+		return fail(err)
+	}
+	if d, err := os.Open(dir); err == nil { // make the renames durable; best effort
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+func kv(k, v string) *onnxpb.StringStringEntryProto {
+	return &onnxpb.StringStringEntryProto{Key: &k, Value: &v}
+}
+
+// shallowCopy sets every populated field of src on dst (same message type), sharing
+// repeated fields and sub-messages rather than copying them, so that the output proto of a
+// Save costs no weight bytes.
+func shallowCopy(dst, src proto.Message) {
+	d, s := dst.ProtoReflect(), src.ProtoReflect()
+	s.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		d.Set(fd, v)
+		return true
+	})
+	d.SetUnknown(s.GetUnknown())
+}
+
+// inlineNodeTensors returns nodes, with every node that holds an external tensor (in an
+// attribute or a subgraph) replaced by a clone whose tensors carry their bytes inline: only
+// main-graph initializers are written to the data file.
+func (m *Model) inlineNodeTensors(nodes []*onnxpb.NodeProto) ([]*onnxpb.NodeProto, error) {
+	var out []*onnxpb.NodeProto
+	for i, n := range nodes {
+		has := false
+		forEachTensor(&onnxpb.GraphProto{Node: []*onnxpb.NodeProto{n}}, func(t *onnxpb.TensorProto) {
+			has = has || isExternal(t)
+		})
+		if !has {
+			continue
+		}
+		if out == nil {
+			out = append([]*onnxpb.NodeProto(nil), nodes...)
+		}
+		c := proto.Clone(n).(*onnxpb.NodeProto)
+		var errs []error
+		forEachTensor(&onnxpb.GraphProto{Node: []*onnxpb.NodeProto{c}}, func(t *onnxpb.TensorProto) {
+			if !isExternal(t) {
+				return
+			}
+			raw, err := m.RawData(t)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("node %q: %w", n.GetName(), err))
+				return
+			}
+			t.RawData, t.ExternalData, t.DataLocation = raw, nil, nil
+		})
+		if err := errors.Join(errs...); err != nil {
+			return nil, err
+		}
+		out[i] = c
+	}
+	if out == nil {
+		return nodes, nil
+	}
+	return out, nil
+}
+
+// dataWriter appends tensors to a temporary data file at ExternalAlign-aligned offsets.
+type dataWriter struct {
+	f   *os.File
+	w   *bufio.Writer
+	off int64
+}
+
+func newDataWriter(dataPath string) (*dataWriter, error) {
+	f, err := os.CreateTemp(filepath.Dir(dataPath), filepath.Base(dataPath)+".tmp-*")
+	if err != nil {
+		return nil, err
+	}
+	return &dataWriter{f: f, w: bufio.NewWriterSize(f, 1<<20)}, nil
+}
+
+var zeroPad [ExternalAlign]byte
+
+// write pads to the next aligned offset, writes b and returns the offset it starts at.
+func (d *dataWriter) write(b []byte) (int64, error) {
+	if r := d.off % ExternalAlign; r != 0 {
+		if _, err := d.w.Write(zeroPad[:ExternalAlign-r]); err != nil {
+			return 0, err
+		}
+		d.off += ExternalAlign - r
+	}
+	off := d.off
+	if _, err := d.w.Write(b); err != nil {
+		return 0, err
+	}
+	d.off += int64(len(b))
+	return off, nil
+}
+
+func (d *dataWriter) finish() error {
+	if err := d.w.Flush(); err != nil {
+		return err
+	}
+	return syncClose(d.f)
+}
+
+// syncClose flushes f to disk and closes it, with the permissions of an ordinary output file.
+func syncClose(f *os.File) error {
+	if err := f.Chmod(0o644); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	return f.Close()
+}

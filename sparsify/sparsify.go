@@ -1,0 +1,214 @@
+package sparsify
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/shears-ml/shears/eval"
+	"github.com/shears-ml/shears/onnx"
+	"github.com/shears-ml/shears/onnx/onnxpb"
+	"github.com/shears-ml/shears/runtime"
+	"github.com/shears-ml/shears/transform/layers"
+	"github.com/shears-ml/shears/transform/prune"
+)
+
+// Options configures Calibrate.
+type Options struct {
+	OneShot bool            // all statistics from one pass over the dense model (a deviation from Wanda)
+	Runtime runtime.Options // session options (device, threads)
+	// Progress, when set, is called after each calibration window of each stage.
+	Progress func(stage, stages, block, done, total int)
+}
+
+// Stats are Wanda's statistics: for each linear input tensor, the mean over calibration
+// windows of Σ_t x[t,i]² (the reference's scaler_row), in float64.
+type Stats map[string][]float64
+
+// Timing records where calibration time went.
+type Timing struct {
+	Build, Session, Run, Mask time.Duration
+}
+
+// Check validates the configuration against the targets before any work is done.
+func Check(targets []layers.Linear, cfg prune.Config) error {
+	if err := cfg.Check(); err != nil {
+		return err
+	}
+	names, ins := make([]string, len(targets)), make([]int64, len(targets))
+	for i, l := range targets {
+		names[i], ins[i] = l.Node, l.In
+	}
+	return cfg.CheckLayers(names, ins)
+}
+
+// Calibrate collects Wanda statistics for the targets from the calibration windows.
+func Calibrate(m *onnx.Model, targets []layers.Linear, cfg prune.Config, windows [][]int, o Options) (Stats, Timing, error) {
+	var tm Timing
+	if err := Check(targets, cfg); err != nil {
+		return nil, tm, err
+	}
+	if len(windows) == 0 {
+		return nil, tm, fmt.Errorf("calibrate: no calibration windows")
+	}
+	t0 := time.Now()
+	plan, err := prune.NewPlan(m, targets, o.OneShot)
+	if err != nil {
+		return nil, tm, err
+	}
+	tm.Build += time.Since(t0)
+	stats := Stats{}
+	cut := make([]map[string]*runtime.Tensor, len(windows))
+	for i := range cut {
+		cut[i] = map[string]*runtime.Tensor{}
+	}
+	var pruned map[string]*onnxpb.TensorProto
+	for s := range plan.Stages {
+		t0 = time.Now()
+		sg, err := plan.StageGraph(s, pruned)
+		if err != nil {
+			return nil, tm, err
+		}
+		raw, err := sg.Model.Marshal()
+		if err != nil {
+			return nil, tm, err
+		}
+		tm.Build += time.Since(t0)
+		t0 = time.Now()
+		sess, err := runtime.OpenBytes(raw, m.Dir, o.Runtime)
+		if err != nil {
+			return nil, tm, fmt.Errorf("calibration stage %d: %w", s, err)
+		}
+		tm.Session += time.Since(t0)
+		t0 = time.Now()
+		outs := append([]string(nil), sg.Produces...)
+		tapOf := map[string]string{}
+		for x, tap := range sg.Taps {
+			outs = append(outs, tap)
+			tapOf[tap] = x
+			if stats[x] == nil {
+				stats[x] = make([]float64, 0)
+			}
+		}
+		for i, w := range windows {
+			feeds, err := eval.Feeds(sg.Inputs, [][]int{w}, cut[i])
+			if err != nil {
+				sess.Close()
+				return nil, tm, fmt.Errorf("calibration stage %d: %w", s, err)
+			}
+			res, err := sess.Run(feeds, outs)
+			if err != nil {
+				sess.Close()
+				return nil, tm, fmt.Errorf("calibration stage %d, window %d: %w", s, i, err)
+			}
+			for tap, x := range tapOf {
+				v := res[tap].F32
+				acc := stats[x]
+				if len(acc) == 0 {
+					acc = make([]float64, len(v))
+					stats[x] = acc
+				}
+				for j, y := range v {
+					acc[j] += float64(y) / float64(len(windows))
+				}
+			}
+			next := map[string]*runtime.Tensor{}
+			for _, t := range plan.Cut(s) {
+				if r, ok := res[t]; ok {
+					next[t] = r
+				} else if c, ok := cut[i][t]; ok {
+					next[t] = c
+				}
+			}
+			cut[i] = next
+			if o.Progress != nil {
+				o.Progress(s, len(plan.Stages), plan.Blocks[s], i+1, len(windows))
+			}
+		}
+		sess.Close()
+		tm.Run += time.Since(t0)
+		if s+1 == len(plan.Stages) {
+			break
+		}
+		// Prune this stage's block now: the next stage runs it with its pruned weights.
+		t0 = time.Now()
+		pruned = map[string]*onnxpb.TensorProto{}
+		for _, l := range plan.Stages[s] {
+			t := m.Initializer(l.Weight)
+			raw, err := m.RawData(t)
+			if err != nil {
+				return nil, tm, err
+			}
+			out, err := Apply(l, t, append([]byte(nil), raw...), stats, cfg)
+			if err != nil {
+				return nil, tm, err
+			}
+			pruned[l.Weight] = onnx.NewTensor(l.Weight, onnx.DataType(t), onnx.Dims(t), out)
+		}
+		tm.Mask += time.Since(t0)
+	}
+	return stats, tm, nil
+}
+
+// Apply prunes one linear's raw weight bytes in place (any float dtype) and returns them.
+func Apply(l layers.Linear, t *onnxpb.TensorProto, raw []byte, stats Stats, cfg prune.Config) ([]byte, error) {
+	dt := onnx.DataType(t)
+	vals, err := decodeFloats(dt, raw)
+	if err != nil {
+		return nil, fmt.Errorf("prune %s (%s): %w", l.Node, l.Weight, err)
+	}
+	var norms []float64
+	if cfg.Method == prune.Wanda {
+		norms = stats[l.Input]
+		if norms == nil {
+			return nil, fmt.Errorf("prune %s: no calibration statistics for its input %s", l.Node, l.Input)
+		}
+	}
+	idx, err := prune.Mask(vals, prune.Weight{In: int(l.In), Out: int(l.Out), Transposed: l.Transposed}, norms, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("prune %s: %w", l.Node, err)
+	}
+	prune.ZeroElements(raw, onnx.ElemSize(dt), idx)
+	return raw, nil
+}
+
+// Transform returns a SaveOptions.Transform that prunes the targets' weights as they stream
+// to disk and passes every other tensor through unchanged.
+func Transform(targets []layers.Linear, stats Stats, cfg prune.Config) func(string, *onnxpb.TensorProto, []byte) ([]byte, error) {
+	byWeight := map[string]layers.Linear{}
+	for _, l := range targets {
+		byWeight[l.Weight] = l
+	}
+	return func(name string, t *onnxpb.TensorProto, raw []byte) ([]byte, error) {
+		l, ok := byWeight[name]
+		if !ok {
+			return raw, nil
+		}
+		return Apply(l, t, append([]byte(nil), raw...), stats, cfg)
+	}
+}
+
+func decodeFloats(dt onnxpb.TensorProto_DataType, raw []byte) ([]float32, error) {
+	es := onnx.ElemSize(dt)
+	if es == 0 || len(raw)%es != 0 {
+		return nil, fmt.Errorf("unsupported weight type %s", dt)
+	}
+	out := make([]float32, len(raw)/es)
+	for i := range out {
+		b := raw[i*es:]
+		switch dt {
+		case onnxpb.TensorProto_FLOAT:
+			out[i] = math.Float32frombits(binary.LittleEndian.Uint32(b))
+		case onnxpb.TensorProto_FLOAT16:
+			out[i] = onnx.Float16ToFloat32(binary.LittleEndian.Uint16(b))
+		case onnxpb.TensorProto_BFLOAT16:
+			out[i] = onnx.BFloat16ToFloat32(binary.LittleEndian.Uint16(b))
+		case onnxpb.TensorProto_DOUBLE:
+			out[i] = float32(math.Float64frombits(binary.LittleEndian.Uint64(b)))
+		default:
+			return nil, fmt.Errorf("unsupported weight type %s", dt)
+		}
+	}
+	return out, nil
+}
