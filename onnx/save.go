@@ -50,7 +50,7 @@ func (m *Model) Save(path string, opts SaveOptions) (err error) {
 			total += n
 		}
 	}
-	external := opts.ExternalData || total > MaxInlineBytes
+	external := opts.ExternalData || total > maxInlineBytes
 
 	var tmps []string // temporaries to remove on failure
 	defer func() {
@@ -162,6 +162,10 @@ func (m *Model) Save(path string, opts SaveOptions) (err error) {
 	}
 	return nil
 }
+
+// maxInlineBytes is MaxInlineBytes, a variable so that tests can exercise the forced
+// externalisation without writing 1.8 GB.
+var maxInlineBytes int64 = MaxInlineBytes
 
 func kv(k, v string) *onnxpb.StringStringEntryProto {
 	return &onnxpb.StringStringEntryProto{Key: &k, Value: &v}

@@ -256,7 +256,7 @@ func (si *shapeInf) infer(n *onnxpb.NodeProto, ins []*TensorType, cs []*cval) ([
 	minIn := map[string]int{"Where": 3, "Range": 3, "Gemm": 2, "MatMul": 2, "Gather": 2, "Reshape": 2,
 		"Expand": 2, "Equal": 2, "Less": 2, "Greater": 2, "LessOrEqual": 2, "GreaterOrEqual": 2,
 		"Add": 2, "Sub": 2, "Mul": 2, "Div": 2, "Pow": 2, "Mod": 2, "And": 2, "Or": 2, "Xor": 2,
-		"CastLike": 2, "LayerNormalization": 2, "Einsum": 1, "Concat": 1, "Max": 1, "Min": 1, "Sum": 1, "Mean": 1}
+		"CastLike": 2, "LayerNormalization": 2, "Tile": 2, "Einsum": 1, "Concat": 1, "Max": 1, "Min": 1, "Sum": 1, "Mean": 1}
 	k, ok := minIn[op]
 	if !ok && op != "Constant" {
 		k = 1

@@ -1,0 +1,244 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/shears-ml/shears/internal/testkit"
+	"github.com/shears-ml/shears/onnx"
+	"github.com/shears-ml/shears/onnx/onnxpb"
+)
+
+// shears runs the CLI in-process and returns stdout, stderr and the exit code.
+func shears(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(args, &out, &errb)
+	return out.String(), errb.String(), code
+}
+
+// importStories imports the shared llama2.c checkpoint into dir.
+func importStories(t *testing.T, dir string) string {
+	t.Helper()
+	ckpt := testkit.Shared(t, "models/stories260K/stories260K.bin")
+	out := filepath.Join(dir, "stories260K.onnx")
+	if _, e, code := shears(t, "import", "llama2c", ckpt, "-o", out); code != 0 {
+		t.Fatalf("import: %s", e)
+	}
+	return out
+}
+
+func inspectJSON(t *testing.T, model string) inspectReport {
+	t.Helper()
+	o, e, code := shears(t, "inspect", model, "--json")
+	if code != 0 {
+		t.Fatalf("inspect %s: %s", model, e)
+	}
+	var r inspectReport
+	if err := json.Unmarshal([]byte(o), &r); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestInspectFindsTheSameLinearsInImportAndTorchExport(t *testing.T) {
+	torch := testkit.Shared(t, "models/stories260K/stories260K.torch-opset17.onnx")
+	ours := importStories(t, t.TempDir())
+	a, b := inspectJSON(t, ours), inspectJSON(t, torch)
+	if a.Opset != 17 || b.Opset != 17 {
+		t.Errorf("opsets %d, %d; want 17", a.Opset, b.Opset)
+	}
+	if len(a.Linears) != 35 || len(b.Linears) != 35 {
+		t.Fatalf("linears: import %d, torch %d; want 35 each", len(a.Linears), len(b.Linears))
+	}
+	type key struct {
+		block   int
+		role    string
+		in, out int64
+	}
+	set := func(r inspectReport) map[key]int {
+		m := map[key]int{}
+		for _, l := range r.Linears {
+			m[key{l.Block, l.Role, l.In, l.Out}]++
+		}
+		return m
+	}
+	sa, sb := set(a), set(b)
+	for k, n := range sa {
+		if sb[k] != n {
+			t.Errorf("linear %+v: %d in import, %d in torch export", k, n, sb[k])
+		}
+	}
+	roles := map[string]int{}
+	for _, l := range a.Linears {
+		roles[l.Role]++
+	}
+	for _, r := range []string{"q", "k", "v", "o", "gate", "up", "down"} {
+		if roles[r] != 5 {
+			t.Errorf("role %s: %d layers, want 5", r, roles[r])
+		}
+	}
+	// 35 linears hold 226,560 weights (ONNX-NOTES §8); the head is reported apart.
+	var n int64
+	for _, l := range a.Linears {
+		n += l.In * l.Out
+	}
+	if n != 226560 {
+		t.Errorf("linear weights %d, want 226560", n)
+	}
+	if len(a.Head) != 1 || len(b.Head) != 1 {
+		t.Errorf("LM heads: %d and %d, want 1", len(a.Head), len(b.Head))
+	}
+}
+
+func TestGenerateJSONGolden(t *testing.T) {
+	tok := testkit.Shared(t, "models/stories260K/tok512.bin")
+	testkit.ORT(t)
+	model := importStories(t, t.TempDir())
+	o, e, code := shears(t, "generate", model, "--tokenizer", tok, "--max-tokens", "20", "--json")
+	if code != 0 {
+		t.Fatal(e)
+	}
+	var r struct {
+		IDs  []int  `json:"ids"`
+		Text string `json:"text"`
+	}
+	if err := json.Unmarshal([]byte(o), &r); err != nil {
+		t.Fatal(err)
+	}
+	want := []int{403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426, 338, 401, 396, 267, 337}
+	if len(r.IDs) != len(want) {
+		t.Fatalf("ids %v, want %v", r.IDs, want)
+	}
+	for i := range want {
+		if r.IDs[i] != want[i] {
+			t.Fatalf("ids %v, want %v", r.IDs, want)
+		}
+	}
+	if !strings.Contains(r.Text, "Once upon a time, there was a little girl named Lily.") {
+		t.Errorf("text %q", r.Text)
+	}
+}
+
+func TestPruneReportAndInspectSparsity(t *testing.T) {
+	tok := testkit.Shared(t, "models/stories260K/tok512.bin")
+	calib := testkit.Shared(t, "data/llm-adapters/ARC-Easy-train.json")
+	testkit.ORT(t)
+	dir := t.TempDir()
+	model := importStories(t, dir)
+	out := filepath.Join(dir, "p.onnx")
+	rep := filepath.Join(dir, "r.json")
+	_, e, code := shears(t, "prune", model, "-o", out, "--sparsity", "0.5", "--calib", calib, "--tokenizer", tok,
+		"--samples", "4", "--seq-len", "64", "--report", rep)
+	if code != 0 {
+		t.Fatal(e)
+	}
+	var r pruneReport
+	b, err := os.ReadFile(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Layers) != 35 || r.Sparsity != 0.5 {
+		t.Errorf("report: %d layers, sparsity %g; want 35 and 0.5", len(r.Layers), r.Sparsity)
+	}
+	ins := inspectJSON(t, out)
+	for _, l := range ins.Linears {
+		if l.Sparsity != 0.5 {
+			t.Errorf("inspect: %s sparsity %g", l.Name, l.Sparsity)
+		}
+	}
+	if ins.Head[0].Sparsity != 0 {
+		t.Errorf("LM head pruned")
+	}
+}
+
+func TestPruneBadInputGivesClearErrorAndNoOutput(t *testing.T) {
+	tok := testkit.Shared(t, "models/stories260K/tok512.bin")
+	calib := testkit.Shared(t, "data/llm-adapters/ARC-Easy-train.json")
+	testkit.ORT(t)
+	dir := t.TempDir()
+	model := importStories(t, dir)
+	empty := filepath.Join(dir, "empty.txt")
+	os.WriteFile(empty, nil, 0o644)
+	// A model with no linear layers: logits = Gather(table, ids).
+	b := onnx.NewBuilder("nolinear", 17)
+	ids := b.Input("input_ids", onnxpb.TensorProto_INT64, "batch", "sequence")
+	table := b.Const("table", onnx.Float32Tensor("", []int64{4, 3}, make([]float32, 12)))
+	b.OpOut("Gather", "/embed", []string{table, ids}, []string{"logits"})
+	b.Output("logits", onnxpb.TensorProto_FLOAT, "batch", "sequence", 3)
+	nm, err := b.Model()
+	if err != nil {
+		t.Fatal(err)
+	}
+	noLinear := filepath.Join(dir, "nolinear.onnx")
+	if err := nm.Save(noLinear, onnx.SaveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"sparsity 1", []string{model, "--sparsity", "1"}, "[0, 1)"},
+		{"sparsity negative", []string{model, "--sparsity", "-0.2"}, "[0, 1)"},
+		{"N:M wrong sparsity", []string{model, "--pattern", "2:4", "--sparsity", "0.3"}, "--sparsity 0.5"},
+		{"bad pattern", []string{model, "--pattern", "5:4"}, "pattern"},
+		{"no linears", []string{noLinear, "--method", "magnitude"}, "no linear layers"},
+		{"empty calibration", []string{model, "--calib", empty}, "empty.txt"},
+		{"missing model", []string{filepath.Join(dir, "nope.onnx")}, "nope.onnx"},
+	}
+	for _, c := range cases {
+		out := filepath.Join(dir, "out-"+strings.ReplaceAll(c.name, " ", "_")+".onnx")
+		args := append([]string{"prune"}, c.args...)
+		args = append(args, "-o", out, "--tokenizer", tok)
+		if !contains(c.args, "--calib") {
+			args = append(args, "--calib", calib)
+		}
+		_, e, code := shears(t, args...)
+		if code == 0 {
+			t.Errorf("%s: exit 0", c.name)
+			continue
+		}
+		if !strings.Contains(e, c.want) {
+			t.Errorf("%s: error %q does not mention %q", c.name, e, c.want)
+		}
+		if strings.Contains(e, "panic") {
+			t.Errorf("%s: panicked: %s", c.name, e)
+		}
+		matches, _ := filepath.Glob(out + "*")
+		if len(matches) > 0 {
+			t.Errorf("%s: output left behind: %v", c.name, matches)
+		}
+	}
+}
+
+func contains(xs []string, x string) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}
+
+func TestHelpTeaches(t *testing.T) {
+	o, _, code := shears(t, "--help")
+	if code != 0 || !strings.Contains(o, "prune") || !strings.Contains(o, "inspect") {
+		t.Fatalf("overview: %q", o)
+	}
+	o, _, code = shears(t, "prune", "--help")
+	if code != 0 || !strings.Contains(o, "Example") || !strings.Contains(o, "--sparsity") {
+		t.Fatalf("prune --help: %q", o)
+	}
+	_, e, code := shears(t, "frobnicate")
+	if code != 2 || !strings.Contains(e, "unknown command") {
+		t.Fatalf("unknown command: %d %q", code, e)
+	}
+}

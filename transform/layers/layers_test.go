@@ -1,0 +1,182 @@
+package layers
+
+import (
+	"fmt"
+	"path/filepath"
+	"testing"
+
+	"github.com/shears-ml/shears/models/llama"
+	"github.com/shears-ml/shears/onnx"
+	"github.com/shears-ml/shears/onnx/onnxpb"
+)
+
+func tinyModel(t *testing.T) *onnx.Model {
+	t.Helper()
+	cfg, err := llama.Preset("tiny")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "tiny.onnx")
+	if err := llama.WriteSynthetic(path, cfg, 1, onnxpb.TensorProto_FLOAT); err != nil {
+		t.Fatal(err)
+	}
+	m, err := onnx.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+type blockRole struct {
+	block int
+	role  string
+}
+
+func labels(ls []Linear) []blockRole {
+	var out []blockRole
+	for _, l := range ls {
+		out = append(out, blockRole{l.Block, l.Role})
+	}
+	return out
+}
+
+func TestFindLabelsLlamaNames(t *testing.T) {
+	ls, err := Find(tinyModel(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ls) != 15 {
+		t.Fatalf("found %d linears, want 2×7 + head", len(ls))
+	}
+	count := map[blockRole]int{}
+	for _, l := range ls {
+		count[blockRole{l.Block, l.Role}]++
+	}
+	for b := 0; b < 2; b++ {
+		for _, r := range []string{"q", "k", "v", "o", "gate", "up", "down"} {
+			if count[blockRole{b, r}] != 1 {
+				t.Errorf("block %d role %s: %d layers", b, r, count[blockRole{b, r}])
+			}
+		}
+	}
+	if !ls[len(ls)-1].Head || count[blockRole{-1, "lm_head"}] != 1 {
+		t.Errorf("LM head not recognised: %+v", ls[len(ls)-1])
+	}
+	targets, _ := Select(ls, "", "")
+	if len(targets) != 14 {
+		t.Errorf("targets %d, want 14 (head excluded)", len(targets))
+	}
+	withHead, _ := Select(ls, "lm_head", "")
+	if len(withHead) != 1 || !withHead[0].Head {
+		t.Errorf("explicit include of the head: %+v", withHead)
+	}
+	noDown, _ := Select(ls, "", "down")
+	if len(noDown) != 12 {
+		t.Errorf("exclude down: %d targets, want 12", len(noDown))
+	}
+	if _, err := Select(ls, "(", ""); err == nil {
+		t.Error("bad regexp accepted")
+	}
+}
+
+// Names that say nothing: the structural fallback labels by depth in the chain of linears.
+func TestFindStructuralFallback(t *testing.T) {
+	m := tinyModel(t)
+	g := m.Graph()
+	rename := map[string]string{}
+	for i, init := range g.GetInitializer() {
+		rename[init.GetName()] = fmt.Sprintf("w%04d", i+1000)
+	}
+	for i, n := range g.GetNode() {
+		n.Name = ptr(fmt.Sprintf("node_%d", i))
+		for k, in := range n.Input {
+			if r, ok := rename[in]; ok {
+				n.Input[k] = r
+			}
+		}
+	}
+	for _, init := range g.GetInitializer() {
+		init.Name = ptr(rename[init.GetName()])
+	}
+	ls, err := Find(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"attn_in", "attn_in", "attn_in", "attn_out", "mlp_in", "mlp_in", "mlp_out"}
+	count := map[blockRole]int{}
+	for _, l := range ls {
+		count[blockRole{l.Block, l.Role}]++
+	}
+	for b := 0; b < 2; b++ {
+		seen := map[string]int{}
+		for _, r := range want {
+			seen[r]++
+		}
+		for r, n := range seen {
+			if count[blockRole{b, r}] != n {
+				t.Errorf("block %d %s: %d layers, want %d (got %v)", b, r, count[blockRole{b, r}], n, labels(ls))
+			}
+		}
+	}
+	if !ls[len(ls)-1].Head {
+		t.Errorf("structural head not found: %+v", ls[len(ls)-1])
+	}
+}
+
+func TestLabelByNameFamilies(t *testing.T) {
+	cases := []struct {
+		names []string
+		block int
+		role  string
+	}{
+		{[]string{"/model/layers.3/self_attn/q_proj/MatMul"}, 3, "q"},
+		{[]string{"/layers.4/w2/MatMul"}, 4, "down"},
+		{[]string{"/layers.0/w1/MatMul"}, 0, "gate"},
+		{[]string{"/transformer/h.2/attn/c_attn/Gemm"}, 2, "qkv"},
+		{[]string{"/transformer/h.2/attn/c_proj/Gemm"}, 2, "o"},
+		{[]string{"/transformer/h.11/mlp/c_proj/Gemm"}, 11, "down"},
+		{[]string{"/model/decoder/layers.5/fc1/MatMul"}, 5, "up"},
+		{[]string{"/model/layers.1/self_attn/qkv_proj/MatMul"}, 1, "qkv"},
+		{[]string{"/gpt_neox/layers.7/attention/query_key_value/MatMul"}, 7, "qkv"},
+		{[]string{"/lm_head/MatMul"}, -1, "lm_head"},
+	}
+	for _, c := range cases {
+		b, r, _, ok := labelByName(c.names...)
+		if !ok || b != c.block || r != c.role {
+			t.Errorf("%v: got block %d role %q ok=%v, want %d %q", c.names, b, r, ok, c.block, c.role)
+		}
+	}
+}
+
+// Gemm with transB and a MatMul through Transpose store the weight as [out, in].
+func TestFindGemmAndTransposedWeights(t *testing.T) {
+	b := onnx.NewBuilder("g", 17)
+	x := b.Input("x", onnxpb.TensorProto_FLOAT, 2, 4)
+	w1 := b.Const("h.0.mlp.c_fc.weight", onnx.Float32Tensor("", []int64{6, 4}, make([]float32, 24)))
+	y := b.Op("Gemm", "/h.0/mlp/c_fc/Gemm", []string{x, w1}, onnx.AttrInt("transB", 1))
+	w2 := b.Const("h.0.mlp.c_proj.weight", onnx.Float32Tensor("", []int64{3, 6}, make([]float32, 18)))
+	w2t := b.Op("Transpose", "/h.0/mlp/c_proj/Transpose", []string{w2}, onnx.AttrInts("perm", 1, 0))
+	z := b.Op("MatMul", "/h.0/mlp/c_proj/MatMul", []string{y, w2t})
+	attn := b.Op("MatMul", "/h.0/attn/scores", []string{z, b.Op("Transpose", "/t", []string{z}, onnx.AttrInts("perm", 1, 0))})
+	b.Output(attn, onnxpb.TensorProto_FLOAT, 2, 2)
+	m, err := b.Model()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls, err := Find(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ls) != 2 {
+		t.Fatalf("found %d linears (the activation×activation MatMul must not count): %+v", len(ls), ls)
+	}
+	if l := ls[0]; l.Op != "Gemm" || !l.Transposed || l.In != 4 || l.Out != 6 || l.Role != "up" {
+		t.Errorf("gemm: %+v", l)
+	}
+	if l := ls[1]; !l.Transposed || l.In != 6 || l.Out != 3 || l.Weight != "h.0.mlp.c_proj.weight" || l.Role != "down" {
+		t.Errorf("transposed matmul: %+v", l)
+	}
+}
+
+func ptr(s string) *string { return &s }
