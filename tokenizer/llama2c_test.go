@@ -11,9 +11,8 @@ import (
 	"testing"
 )
 
-// sharedPath returns ../shared/<rel> next to the repository root (the folder holding
-// go.mod), skipping the test when it is missing.
-func sharedPath(t *testing.T, rel string) string {
+// repoRoot returns the folder holding go.mod above the test directory.
+func repoRoot(t *testing.T) string {
 	t.Helper()
 	dir, err := os.Getwd()
 	if err != nil {
@@ -21,7 +20,7 @@ func sharedPath(t *testing.T, rel string) string {
 	}
 	for {
 		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
+			return dir
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
@@ -29,7 +28,13 @@ func sharedPath(t *testing.T, rel string) string {
 		}
 		dir = parent
 	}
-	p := filepath.Join(dir, "..", "shared", rel)
+}
+
+// sharedPath returns ../shared/<rel> next to the repository root, skipping the test when
+// it is missing.
+func sharedPath(t *testing.T, rel string) string {
+	t.Helper()
+	p := filepath.Join(repoRoot(t), "..", "shared", rel)
 	if _, err := os.Stat(p); err != nil {
 		t.Skipf("shared input missing: %s", p)
 	}

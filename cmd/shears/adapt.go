@@ -1,0 +1,228 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/pflag"
+
+	"github.com/shears-ml/shears/onnx"
+	"github.com/shears-ml/shears/transform/layers"
+	"github.com/shears-ml/shears/transform/lora"
+)
+
+type adaptOpts struct {
+	out      string
+	targets  []string
+	ranks    []int
+	alpha    float64
+	groups   string
+	dropout  float64
+	seed     uint64
+	include  string
+	exclude  string
+	train    bool
+	dryRun   bool
+	external bool
+	json     bool
+}
+
+func init() {
+	register(&command{
+		name:    "adapt",
+		args:    "MODEL.onnx -o SUPER.onnx [flags]",
+		summary: "insert elastic LoRA super-adapters (one graph for every sub-adapter rank)",
+		long: `Stage 2 of Shears, before training. Every targeted linear y = x·W of the (usually pruned) model
+becomes y = x·W + s·((x·A) ⊙ m)·B with A [in, r_max] (PEFT's uniform ±1/√in init, seeded per
+module), B [r_max, out] = 0, so the new model computes exactly what the base does until trained.
+The rank of each group (by default per layer: q+k+v, up(+gate), down) is chosen at run time by a
+float rank-mask input [r_max], lora_rank_mask.layers.N.GROUP: ones for the first r entries, zeros
+after. Sub-ranks are prefixes (A[:, :r], B[:r, :]) and the scale s = alpha / r_max is the same
+for every rank (never alpha / r), as in the reference. The adapter layout, groups, ranks and
+scale are stored in the model's metadata ("shears.lora") for training, search and export.
+
+Dropout (--dropout, p = 0.1 in the reference) acts on the adapter input during training only.
+It is recorded here; --train also adds the keep-mask inputs lora_dropout_keep.MODULE (x's shape,
+fed by the trainer, so a run is reproducible across resume).
+
+Examples:
+  shears adapt sparse.onnx -o super.onnx
+  shears adapt sparse.onnx -o super.onnx --targets q,k,v,up,gate,down     # groups qkv, up+gate, down
+  shears adapt mpt.onnx -o super.onnx --targets q,k,v,o,up,down --groups q+k+v+o,up+down
+  shears adapt tiny.onnx -o super.onnx --ranks 8,6,4 --alpha 16 --dry-run`,
+		flags: func(fs *pflag.FlagSet) any {
+			o := &adaptOpts{}
+			fs.StringVarP(&o.out, "output", "o", "", "output ONNX file (written atomically)")
+			fs.StringSliceVar(&o.targets, "targets", lora.DefaultTargets, "roles of the adapted linears (q k v o gate up down; see \"shears inspect\")")
+			fs.IntSliceVar(&o.ranks, "ranks", lora.DefaultRanks, "elastic rank space, strictly descending; the first is r_max")
+			fs.Float64Var(&o.alpha, "alpha", lora.DefaultAlpha, "LoRA alpha; scale = alpha / r_max for every rank")
+			fs.StringVar(&o.groups, "groups", "", "modules of a layer sharing one rank: groups joined by ',', roles by '+' (default "+lora.DefaultGroups+", minus roles not targeted)")
+			fs.Float64Var(&o.dropout, "dropout", 0.1, "adapter-input dropout probability during training, in [0, 1)")
+			fs.Uint64Var(&o.seed, "seed", 0, "seed of A's initialisation")
+			fs.StringVar(&o.include, "include", "", "regexp: consider only linears whose node, weight or role matches")
+			fs.StringVar(&o.exclude, "exclude", "", "regexp: skip linears whose node, weight or role matches")
+			fs.BoolVar(&o.train, "train", false, "also add the dropout keep-mask inputs (a train graph)")
+			fs.BoolVar(&o.dryRun, "dry-run", false, "print the full plan (modules, shapes, tensor names) and write nothing")
+			fs.BoolVar(&o.external, "external-data", false, "write weights to SUPER.onnx.data (automatic when the input has external data)")
+			fs.BoolVar(&o.json, "json", false, "print the summary as JSON")
+			return o
+		},
+		run: runAdapt,
+	})
+}
+
+// adaptReport is the --json document.
+type adaptReport struct {
+	Model      string           `json:"model"`
+	Output     string           `json:"output,omitempty"`
+	Targets    []string         `json:"targets"`
+	Ranks      []int            `json:"ranks"`
+	Alpha      float64          `json:"alpha"`
+	Scale      float64          `json:"scale"`
+	Dropout    float64          `json:"dropout"`
+	Train      bool             `json:"train_graph"`
+	Modules    int              `json:"modules"`
+	Kinds      []adaptKind      `json:"groups"`
+	MaskInputs []string         `json:"mask_inputs"`
+	Params     map[string]int64 `json:"params"` // by rank, every group at that rank
+}
+
+// adaptKind summarises one group kind over the layers.
+type adaptKind struct {
+	Kind    string           `json:"kind"`
+	Roles   []string         `json:"roles"`
+	Layers  int              `json:"layers"`
+	Modules int              `json:"modules"`
+	Params  map[string]int64 `json:"params"`
+}
+
+func runAdapt(env *cliEnv, o any, args []string) error {
+	opts := o.(*adaptOpts)
+	if err := needArgs(args, 1, "MODEL.onnx"); err != nil {
+		return err
+	}
+	if opts.out == "" && !opts.dryRun {
+		return fmt.Errorf("%w: -o SUPER.onnx is required", errUsage)
+	}
+	m, err := onnx.Load(args[0])
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	all, err := layers.Find(m)
+	if err != nil {
+		return err
+	}
+	cands, err := layers.Select(all, opts.include, opts.exclude)
+	if err != nil {
+		return err
+	}
+	cfg := lora.Config{Targets: opts.targets, Ranks: opts.ranks, Alpha: opts.alpha, Groups: opts.groups, Dropout: opts.dropout, Seed: opts.seed}
+	plan, err := lora.NewPlan(m, cands, cfg)
+	if err != nil {
+		return fmt.Errorf("%s: %w", args[0], err)
+	}
+	rep := adaptSummary(plan)
+	rep.Model, rep.Train = args[0], opts.train && opts.dropout > 0
+	if opts.dryRun {
+		if opts.json {
+			return printJSON(env, rep)
+		}
+		fmt.Fprint(env.stdout, plan.String())
+		return nil
+	}
+	sup, err := lora.Apply(m, plan, lora.ApplyOptions{Train: opts.train})
+	if err != nil {
+		return err
+	}
+	if err := sup.Save(opts.out, onnx.SaveOptions{ExternalData: opts.external || hasExternal(m)}); err != nil {
+		return err
+	}
+	rep.Output = opts.out
+	if opts.json {
+		return printJSON(env, rep)
+	}
+	printAdaptSummary(env, rep)
+	return nil
+}
+
+func printJSON(env *cliEnv, v any) error {
+	enc := json.NewEncoder(env.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// adaptSummary groups the plan by group kind; ranks shown are r_max, the heuristic middle
+// and the smallest.
+func adaptSummary(p *lora.Plan) adaptReport {
+	ranks := p.Config.Ranks
+	shown := []int{ranks[0], lora.HeuristicRank(ranks), ranks[len(ranks)-1]}
+	rep := adaptReport{Targets: p.Config.Targets, Ranks: ranks, Alpha: p.Config.Alpha, Scale: p.Scale,
+		Dropout: p.Config.Dropout, Modules: len(p.Modules), Params: map[string]int64{}}
+	for _, r := range ranks {
+		rep.Params[fmt.Sprint(r)] = p.Params(r)
+	}
+	idx := map[string]int{}
+	mods := map[string]lora.Module{}
+	for _, m := range p.Modules {
+		mods[m.Name] = m
+	}
+	for _, g := range p.Groups {
+		rep.MaskInputs = append(rep.MaskInputs, g.Mask)
+		i, ok := idx[g.Kind]
+		if !ok {
+			i = len(rep.Kinds)
+			idx[g.Kind] = i
+			rep.Kinds = append(rep.Kinds, adaptKind{Kind: g.Kind, Params: map[string]int64{}})
+		}
+		k := &rep.Kinds[i]
+		k.Layers++
+		for _, name := range g.Modules {
+			m := mods[name]
+			k.Modules++
+			if !slices.Contains(k.Roles, m.Role) {
+				k.Roles = append(k.Roles, m.Role)
+			}
+			for _, r := range shown {
+				k.Params[fmt.Sprint(r)] += m.Params(r)
+			}
+		}
+	}
+	return rep
+}
+
+func printAdaptSummary(env *cliEnv, r adaptReport) {
+	ranks := []int{r.Ranks[0], lora.HeuristicRank(r.Ranks), r.Ranks[len(r.Ranks)-1]}
+	labels := []string{"r_max", "middle", "min"}
+	tw := tabwriter.NewWriter(env.stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprint(tw, "group\troles\tlayers\tmodules\t")
+	for i, rk := range ranks {
+		fmt.Fprintf(tw, "params r=%d (%s)\t", rk, labels[i])
+	}
+	fmt.Fprintln(tw)
+	layersTotal := 0
+	for _, k := range r.Kinds {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t", k.Kind, strings.Join(k.Roles, "+"), k.Layers, k.Modules)
+		for _, rk := range ranks {
+			fmt.Fprintf(tw, "%d\t", k.Params[fmt.Sprint(rk)])
+		}
+		fmt.Fprintln(tw)
+		layersTotal += k.Layers
+	}
+	fmt.Fprintf(tw, "total\t\t%d\t%d\t", layersTotal, r.Modules)
+	for _, rk := range ranks {
+		fmt.Fprintf(tw, "%d\t", r.Params[fmt.Sprint(rk)])
+	}
+	fmt.Fprintln(tw)
+	tw.Flush()
+	fmt.Fprintf(env.stdout, "\n%d rank choices (mask inputs %s … %s, float [%d]); ranks %v; scale %g = alpha %g / r_max %d for every rank\n",
+		len(r.MaskInputs), r.MaskInputs[0], r.MaskInputs[len(r.MaskInputs)-1], r.Ranks[0], r.Ranks, r.Scale, r.Alpha, r.Ranks[0])
+	drop := fmt.Sprintf("dropout %g recorded for training", r.Dropout)
+	if r.Train {
+		drop = fmt.Sprintf("dropout %g with keep-mask inputs (train graph)", r.Dropout)
+	}
+	fmt.Fprintf(env.stdout, "%s; B = 0, so %s computes exactly the base model until trained\n", drop, r.Output)
+}

@@ -1,0 +1,140 @@
+package lora
+
+import (
+	"fmt"
+	"hash/fnv"
+	"math"
+	"math/rand/v2"
+	"path"
+	"strings"
+
+	"github.com/shears-ml/shears/onnx"
+	"github.com/shears-ml/shears/onnx/onnxpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// ApplyOptions controls Apply.
+type ApplyOptions struct {
+	// Train adds the dropout keep-mask inputs (when Config.Dropout > 0), as AddDropout does.
+	Train bool
+}
+
+// Apply returns a copy of m with the plan's adapters inserted; m is not modified (the copy
+// shares nothing with it; external-data tensors keep their references and m's folder).
+func Apply(m *onnx.Model, p *Plan, opts ApplyOptions) (*onnx.Model, error) {
+	if m == nil || m.Proto == nil || m.Graph() == nil {
+		return nil, fmt.Errorf("lora: apply: no model graph")
+	}
+	if p == nil || len(p.Modules) == 0 {
+		return nil, fmt.Errorf("lora: apply: empty plan")
+	}
+	if _, err := ReadConfig(m); err == nil {
+		return nil, fmt.Errorf("lora: apply: %s already has LoRA adapters (metadata %q)", name(m), MetaKey)
+	}
+	out := &onnx.Model{Proto: proto.Clone(m.Proto).(*onnxpb.ModelProto), Dir: m.Dir}
+	g := out.Graph()
+	ix := onnx.NewIndex(g)
+	rMax := int64(p.RMax())
+	for _, mod := range p.Modules {
+		n := ix.Producer[mod.Output]
+		if n == nil || n.GetName() != mod.Node || len(n.GetInput()) == 0 || n.GetInput()[0] != mod.Input {
+			return nil, fmt.Errorf("lora: apply: module %s: node %s with input %s and output %s not found (plan made for another model?)",
+				mod.Name, mod.Node, mod.Input, mod.Output)
+		}
+	}
+
+	b := onnx.BuilderFor(out)
+	meta := p.meta()
+	scale := b.Const("lora_scale", onnx.Float32Tensor("", nil, []float32{float32(p.Scale)}))
+	scaled := map[string]string{} // group name → scale·mask
+	for _, gr := range p.Groups {
+		if got := b.Input(gr.Mask, onnxpb.TensorProto_FLOAT, rMax); got != gr.Mask {
+			return nil, fmt.Errorf("lora: apply: rank-mask input %s: %w", gr.Mask, errOr(b.Err(), "name taken"))
+		}
+		scaled[gr.Name] = b.Op("Mul", "/lora/"+gr.Name+"/scaled_mask", []string{gr.Mask, scale})
+	}
+	type swap struct{ base, add string }
+	var swaps []swap
+	for i, mod := range meta.Modules {
+		a := b.Const(mod.A, onnx.Float32Tensor("", []int64{mod.In, rMax}, initA(p.Config.Seed, mod.Name, mod.In, rMax)))
+		bb := b.Const(mod.B, onnx.Float32Tensor("", []int64{rMax, mod.Out}, make([]float32, rMax*mod.Out)))
+		if b.Err() == nil && (a != mod.A || bb != mod.B) {
+			return nil, fmt.Errorf("lora: apply: module %s: initializer names %s, %s are taken (plan made for another model?)", mod.Name, mod.A, mod.B)
+		}
+		pre := nodePrefix(mod)
+		xa := b.Op("MatMul", pre+"/lora_A/MatMul", []string{mod.Input, a})
+		xm := b.Op("Mul", pre+"/lora_mask/Mul", []string{xa, scaled[mod.Group]})
+		d := b.Op("MatMul", pre+"/lora_B/MatMul", []string{xm, bb})
+		sum := b.Op("Add", pre+"/lora_Add", []string{mod.Output, d})
+		meta.Modules[i].ANode = strings.TrimSuffix(xa, "_output_0")
+		swaps = append(swaps, swap{mod.Output, strings.TrimSuffix(sum, "_output_0")})
+	}
+	if err := b.Err(); err != nil {
+		return nil, fmt.Errorf("lora: apply: %w", err)
+	}
+	// The Add was built reading the base output; now it takes over that name, so every
+	// consumer (and a graph output) reads base + adapter, and the base node gets a new name.
+	ix = onnx.NewIndex(g)
+	for _, s := range swaps {
+		base := ix.Producer[s.base]
+		add := ix.Nodes[s.add]
+		fresh := ix.UniqueName(s.base + "_base")
+		base.Output[0] = fresh
+		add.Input[0] = fresh
+		add.Output[0] = s.base
+	}
+	if err := sortNodes(g); err != nil {
+		return nil, fmt.Errorf("lora: apply: %w", err)
+	}
+	if err := writeMeta(out, meta); err != nil {
+		return nil, err
+	}
+	if opts.Train && p.Config.Dropout > 0 {
+		if err := AddDropout(out); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func errOr(err error, s string) error {
+	if err != nil {
+		return err
+	}
+	return fmt.Errorf("%s", s)
+}
+
+// nodePrefix is the folder of the module's base node ("/model/layers.0/self_attn/q_proj"),
+// under which the adapter's nodes are named.
+func nodePrefix(mod Module) string {
+	if strings.HasPrefix(mod.Node, "/") {
+		if d := path.Dir(mod.Node); d != "/" && d != "." {
+			return d
+		}
+	}
+	return "/" + strings.ReplaceAll(mod.Name, ".", "/")
+}
+
+// sortNodes puts g's nodes in topological order (new nodes were appended at the end).
+func sortNodes(g *onnxpb.GraphProto) error {
+	order, err := onnx.NewIndex(g).TopoOrder()
+	if err != nil {
+		return err
+	}
+	g.Node = order
+	return nil
+}
+
+// initA draws A [in, rMax] from U(−1/√in, +1/√in), PEFT's kaiming_uniform(a=√5) on its
+// [r, in] tensor, from a generator seeded by (seed, module name).
+func initA(seed uint64, module string, in, rMax int64) []float32 {
+	h := fnv.New64a()
+	h.Write([]byte(module))
+	rng := rand.New(rand.NewPCG(seed, h.Sum64()))
+	bound := 1 / math.Sqrt(float64(in))
+	v := make([]float32, in*rMax)
+	for i := range v {
+		v[i] = float32((2*rng.Float64() - 1) * bound)
+	}
+	return v
+}

@@ -1,0 +1,30 @@
+// Package lora inserts elastic LoRA super-adapters into a linear-layer graph (Shears §2): every
+// targeted linear y = x·W becomes
+//
+//	y = x·W + ((drop(x)·A) ⊙ (s·m_g))·B        s = alpha / r_max, fixed for every active rank
+//
+// with A [in, r_max] and B [r_max, out] new initializers in ONNX layout (PyTorch/PEFT stores
+// the transposes, lora_A.weight [r, in] and lora_B.weight [out, r]; the layout is recorded in
+// the metadata), and m_g a float rank-mask graph input [r_max] shared by the modules of one
+// group of one decoder layer: m[k] = 1 for k < r, 0 after (RankMask). Sub-ranks are prefixes,
+// A[:, :r] and B[:r, :], so one graph serves every sub-adapter: the mask gives the same forward
+// values as slicing and exactly zero gradients for the inactive columns of A and rows of B. The
+// scale never becomes alpha/r: the reference (PEFT + NNCF) computes it once at r_max.
+//
+// Plan, then apply. NewPlan decides everything (modules, groups, tensor and input names,
+// shapes) and can be printed and golden-tested; Apply writes it into a copy of the model and
+// stores the plan as JSON in the model's metadata_props under MetaKey, which ReadConfig reads
+// back for the training loop, the search and the export.
+//
+// Dropout. A train graph (ApplyOptions.Train with Dropout > 0, or AddDropout on an inference
+// super-network) multiplies each module's adapter input by its own keep-mask graph input,
+// lora_dropout_keep.<module>, of x's shape (symbolic dims copied from the model's inputs). The
+// mask is generated on the Go side — Bernoulli(1−p) already scaled by 1/(1−p) — so a run is
+// reproducible across checkpoint and resume, which an in-graph random Dropout is not. Inference
+// graphs have no dropout inputs.
+//
+// Initialisation follows PEFT: A ~ U(−1/√in, +1/√in) (kaiming_uniform with a = √5 on PEFT's
+// [r, in] tensor), drawn from a generator seeded by (Config.Seed, module name), so a module's
+// values do not depend on which other modules are adapted; B = 0, so a fresh super-network
+// computes exactly the base model.
+package lora
