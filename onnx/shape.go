@@ -282,6 +282,29 @@ func (si *shapeInf) infer(n *onnxpb.NodeProto, ins []*TensorType, cs []*cval) ([
 		out := *ins[0]
 		return one(out, foldUnary(op, cs[0]))
 
+	case "ScatterND", "ScatterElements":
+		return one(*ins[0], nil)
+
+	case "Pad":
+		d := ins[0].Shape
+		if d == nil {
+			return one(TensorType{Elem: ins[0].Elem}, nil)
+		}
+		out := make([]int64, len(d))
+		var pads []int64
+		if len(cs) > 1 && cs[1] != nil && len(cs[1].ints) == 2*len(d) {
+			pads = cs[1].ints
+		} else if v, ok := attrInts(n, "pads"); ok && len(v) == 2*len(d) {
+			pads = v
+		}
+		for i, x := range d {
+			out[i] = -1
+			if pads != nil && x >= 0 {
+				out[i] = x + pads[i] + pads[i+len(d)]
+			}
+		}
+		return one(TensorType{Elem: ins[0].Elem, Shape: out}, nil)
+
 	case "Dropout":
 		return []TensorType{*ins[0], {Elem: onnxpb.TensorProto_BOOL, Shape: ins[0].Shape}}, nil, nil
 
@@ -691,12 +714,12 @@ func matmulShape(a, b []int64) ([]int64, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := append(batch, a[len(a)-2], b[len(b)-1])
-	if dropB {
-		out = out[:len(out)-1]
+	out := batch
+	if !dropA {
+		out = append(out, a[len(a)-2])
 	}
-	if dropA {
-		out = append(out[:len(out)-2], out[len(out)-1:]...)
+	if !dropB {
+		out = append(out, b[len(b)-1])
 	}
 	return out, nil
 }

@@ -207,3 +207,43 @@ func TestInferShapesErrors(t *testing.T) {
 		t.Fatalf("unknown input dims: %v", err)
 	}
 }
+
+func TestShapeMatMulVectorsAndPadScatter(t *testing.T) {
+	cases := []struct {
+		a, b, want []int64
+	}{
+		{[]int64{4}, []int64{4}, []int64{}},
+		{[]int64{4}, []int64{4, 3}, []int64{3}},
+		{[]int64{2, 5, 4}, []int64{4}, []int64{2, 5}},
+		{[]int64{2, 5, 4}, []int64{4, 3}, []int64{2, 5, 3}},
+	}
+	for _, c := range cases {
+		got, err := matmulShape(c.a, c.b)
+		if err != nil || len(got) != len(c.want) {
+			t.Fatalf("%v × %v = %v (%v), want %v", c.a, c.b, got, err, c.want)
+		}
+		for i := range got {
+			if got[i] != c.want[i] {
+				t.Fatalf("%v × %v = %v, want %v", c.a, c.b, got, c.want)
+			}
+		}
+	}
+	b := NewBuilder("p", 17)
+	x := b.Input("x", onnxpb.TensorProto_FLOAT, 2, 3)
+	p := b.Op("Pad", "/pad", []string{x, b.Const("pads", Int64Tensor("", []int64{4}, []int64{0, 1, 2, 3}))})
+	idx := b.Const("idx", Int64Tensor("", []int64{1, 1}, []int64{0}))
+	upd := b.Const("upd", Float32Tensor("", []int64{1, 7}, make([]float32, 7)))
+	s := b.Op("ScatterND", "/scatter", []string{p, idx, upd})
+	b.Output(s, onnxpb.TensorProto_FLOAT, 4, 7)
+	m, err := b.Model()
+	if err != nil {
+		t.Fatal(err)
+	}
+	types, err := InferShapes(m, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := types[s].Shape; len(got) != 2 || got[0] != 4 || got[1] != 7 {
+		t.Fatalf("pad+scatter shape %v, want [4 7]", got)
+	}
+}

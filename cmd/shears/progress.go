@@ -3,26 +3,47 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 )
 
 // progress draws a one-line progress bar on stderr; it redraws at most ten times a second.
+// When stderr is not a terminal (CI logs, pipes) it prints a plain line every 10 seconds and
+// at the end instead, so logs stay readable.
 type progress struct {
 	w     io.Writer
 	label string
 	start time.Time
 	last  time.Time
 	drawn bool
+	tty   bool
 }
 
 func newProgress(w io.Writer, label string) *progress {
-	return &progress{w: w, label: label, start: time.Now()}
+	return &progress{w: w, label: label, start: time.Now(), tty: isTerminal(w)}
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
 // set draws done/total with an optional suffix (e.g. "loss 2.31").
 func (p *progress) set(done, total int, suffix string) {
 	now := time.Now()
+	if !p.tty {
+		if done < total && now.Sub(p.last) < 10*time.Second {
+			return
+		}
+		p.last = now
+		fmt.Fprintf(p.w, "%s %d/%d %s (%s)\n", p.label, done, total, suffix, now.Sub(p.start).Round(time.Millisecond))
+		return
+	}
 	if done < total && now.Sub(p.last) < 100*time.Millisecond {
 		return
 	}

@@ -3,6 +3,7 @@ package layers
 import (
 	"fmt"
 	"regexp"
+	"strings"
 
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
@@ -70,7 +71,7 @@ func asLinear(ix *onnx.Index, n *onnxpb.NodeProto) (Linear, bool) {
 		return Linear{}, false
 	}
 	w, transposed, ok := weightSource(ix, wIn, 0)
-	if !ok {
+	if !ok || isAdapterWeight(w) {
 		return Linear{}, false
 	}
 	if op == "Gemm" {
@@ -123,6 +124,17 @@ func weightSource(ix *onnx.Index, name string, hops int) (init string, transpose
 		return w, !tr, ok
 	}
 	return "", false, false
+}
+
+// isAdapterWeight recognises LoRA factors (ours: "<module>.lora_A"; PEFT: "...lora_A.weight"),
+// which are MatMuls with constant weights too but belong to an adapter, not to the base model.
+func isAdapterWeight(name string) bool {
+	for _, tok := range tokenSplit.Split(strings.ToLower(name), -1) {
+		if tok == "lora_a" || tok == "lora_b" {
+			return true
+		}
+	}
+	return false
 }
 
 func isFloat(dt onnxpb.TensorProto_DataType) bool {

@@ -180,3 +180,14 @@ func TestFindGemmAndTransposedWeights(t *testing.T) {
 }
 
 func ptr(s string) *string { return &s }
+
+func TestAdapterFactorsAreNotLinears(t *testing.T) {
+	for _, n := range []string{"model.layers.0.self_attn.q_proj.lora_A", "base_model.model.layers.0.mlp.up_proj.lora_B.weight"} {
+		if !isAdapterWeight(n) {
+			t.Errorf("%s not recognised as an adapter factor", n)
+		}
+	}
+	if isAdapterWeight("model.layers.0.self_attn.q_proj.weight") {
+		t.Error("a base weight taken for an adapter factor")
+	}
+}
