@@ -1,40 +1,18 @@
 package onnx
 
 import (
-	"os"
-	"path/filepath"
 	"testing"
+
+	"github.com/shears-ml/shears/internal/testpath"
 
 	"github.com/shears-ml/shears/onnx/onnxpb"
 )
 
-// coreRepoRoot walks up from the package folder to the folder holding go.mod.
-func coreRepoRoot(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		up := filepath.Dir(dir)
-		if up == dir {
-			t.Fatal("no go.mod above the test's folder")
-		}
-		dir = up
-	}
-}
+func coreRepoRoot(t testing.TB) string { return testpath.RepoRoot(t) }
 
 // coreFixture is the stories260K torch export under ../shared, or skips the test naming it.
 func coreFixture(t testing.TB) string {
-	t.Helper()
-	p := filepath.Join(coreRepoRoot(t), "..", "shared", "models", "stories260K", "stories260K.torch-opset17.onnx")
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("fixture %s is missing: %v", p, err)
-	}
-	return p
+	return testpath.Shared(t, "models/stories260K/stories260K.torch-opset17.onnx")
 }
 
 func tcStr(s string) *string { return &s }

@@ -2,43 +2,19 @@ package runtime
 
 import (
 	"errors"
-	"os"
-	"path/filepath"
 	"sort"
 	"testing"
+
+	"github.com/shears-ml/shears/internal/testpath"
 
 	"google.golang.org/protobuf/proto"
 
 	"github.com/shears-ml/shears/onnx/onnxpb"
 )
 
-// repoRoot walks up from the package folder to the folder holding go.mod.
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the test's working directory")
-		}
-		dir = parent
-	}
-}
-
 // storiesPath is the shared stories260K export; the test is skipped when it is absent.
 func storiesPath(t *testing.T) string {
-	t.Helper()
-	p := filepath.Join(repoRoot(t), "..", "shared", "models", "stories260K", "stories260K.torch-opset17.onnx")
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("fixture %s is absent: %v", p, err)
-	}
-	return p
+	return testpath.Shared(t, "models/stories260K/stories260K.torch-opset17.onnx")
 }
 
 // needORT initializes onnxruntime or skips when the library is not installed.

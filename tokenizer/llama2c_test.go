@@ -9,37 +9,13 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/shears-ml/shears/internal/testpath"
 )
 
-// repoRoot returns the folder holding go.mod above the test directory.
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("no go.mod above the test directory")
-		}
-		dir = parent
-	}
-}
+func repoRoot(t *testing.T) string { return testpath.RepoRoot(t) }
 
-// sharedPath returns ../shared/<rel> next to the repository root, skipping the test when
-// it is missing.
-func sharedPath(t *testing.T, rel string) string {
-	t.Helper()
-	p := filepath.Join(repoRoot(t), "..", "shared", rel)
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("shared input missing: %s", p)
-	}
-	return p
-}
+func sharedPath(t *testing.T, rel string) string { return testpath.Shared(t, rel) }
 
 func loadTok512(t *testing.T) *Llama2c {
 	t.Helper()

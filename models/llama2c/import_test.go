@@ -10,35 +10,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/shears-ml/shears/internal/testpath"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/runtime"
 	"google.golang.org/protobuf/proto"
 )
 
-// sharedPath returns ../shared/<rel> beside the repository root (the folder holding go.mod),
-// skipping the test when it is missing.
-func sharedPath(t *testing.T, rel string) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("no go.mod above the test directory")
-		}
-		dir = parent
-	}
-	p := filepath.Join(dir, "..", "shared", rel)
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("shared input missing: %s", p)
-	}
-	return p
-}
+func sharedPath(t *testing.T, rel string) string { return testpath.Shared(t, rel) }
 
 func initORT(t *testing.T) {
 	t.Helper()
