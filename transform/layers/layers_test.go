@@ -1,4 +1,4 @@
-package layers
+package layers_test
 
 import (
 	"fmt"
@@ -8,6 +8,7 @@ import (
 	"github.com/shears-ml/shears/models/llama"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
+	"github.com/shears-ml/shears/transform/layers"
 )
 
 func tinyModel(t *testing.T) *onnx.Model {
@@ -33,7 +34,7 @@ type blockRole struct {
 	role  string
 }
 
-func labels(ls []Linear) []blockRole {
+func labels(ls []layers.Linear) []blockRole {
 	var out []blockRole
 	for _, l := range ls {
 		out = append(out, blockRole{l.Block, l.Role})
@@ -42,7 +43,7 @@ func labels(ls []Linear) []blockRole {
 }
 
 func TestFindLabelsLlamaNames(t *testing.T) {
-	ls, err := Find(tinyModel(t))
+	ls, err := layers.Find(tinyModel(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,19 +64,19 @@ func TestFindLabelsLlamaNames(t *testing.T) {
 	if !ls[len(ls)-1].Head || count[blockRole{-1, "lm_head"}] != 1 {
 		t.Errorf("LM head not recognised: %+v", ls[len(ls)-1])
 	}
-	targets, _ := Select(ls, "", "")
+	targets, _ := layers.Select(ls, "", "")
 	if len(targets) != 14 {
 		t.Errorf("targets %d, want 14 (head excluded)", len(targets))
 	}
-	withHead, _ := Select(ls, "lm_head", "")
+	withHead, _ := layers.Select(ls, "lm_head", "")
 	if len(withHead) != 1 || !withHead[0].Head {
 		t.Errorf("explicit include of the head: %+v", withHead)
 	}
-	noDown, _ := Select(ls, "", "down")
+	noDown, _ := layers.Select(ls, "", "down")
 	if len(noDown) != 12 {
 		t.Errorf("exclude down: %d targets, want 12", len(noDown))
 	}
-	if _, err := Select(ls, "(", ""); err == nil {
+	if _, err := layers.Select(ls, "(", ""); err == nil {
 		t.Error("bad regexp accepted")
 	}
 }
@@ -99,7 +100,7 @@ func TestFindStructuralFallback(t *testing.T) {
 	for _, init := range g.GetInitializer() {
 		init.Name = ptr(rename[init.GetName()])
 	}
-	ls, err := Find(m)
+	ls, err := layers.Find(m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,31 +125,6 @@ func TestFindStructuralFallback(t *testing.T) {
 	}
 }
 
-func TestLabelByNameFamilies(t *testing.T) {
-	cases := []struct {
-		names []string
-		block int
-		role  string
-	}{
-		{[]string{"/model/layers.3/self_attn/q_proj/MatMul"}, 3, "q"},
-		{[]string{"/layers.4/w2/MatMul"}, 4, "down"},
-		{[]string{"/layers.0/w1/MatMul"}, 0, "gate"},
-		{[]string{"/transformer/h.2/attn/c_attn/Gemm"}, 2, "qkv"},
-		{[]string{"/transformer/h.2/attn/c_proj/Gemm"}, 2, "o"},
-		{[]string{"/transformer/h.11/mlp/c_proj/Gemm"}, 11, "down"},
-		{[]string{"/model/decoder/layers.5/fc1/MatMul"}, 5, "up"},
-		{[]string{"/model/layers.1/self_attn/qkv_proj/MatMul"}, 1, "qkv"},
-		{[]string{"/gpt_neox/layers.7/attention/query_key_value/MatMul"}, 7, "qkv"},
-		{[]string{"/lm_head/MatMul"}, -1, "lm_head"},
-	}
-	for _, c := range cases {
-		b, r, _, ok := labelByName(c.names...)
-		if !ok || b != c.block || r != c.role {
-			t.Errorf("%v: got block %d role %q ok=%v, want %d %q", c.names, b, r, ok, c.block, c.role)
-		}
-	}
-}
-
 // Gemm with transB and a MatMul through Transpose store the weight as [out, in].
 func TestFindGemmAndTransposedWeights(t *testing.T) {
 	b := onnx.NewBuilder("g", 17)
@@ -164,7 +140,7 @@ func TestFindGemmAndTransposedWeights(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ls, err := Find(m)
+	ls, err := layers.Find(m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,14 +156,3 @@ func TestFindGemmAndTransposedWeights(t *testing.T) {
 }
 
 func ptr(s string) *string { return &s }
-
-func TestAdapterFactorsAreNotLinears(t *testing.T) {
-	for _, n := range []string{"model.layers.0.self_attn.q_proj.lora_A", "base_model.model.layers.0.mlp.up_proj.lora_B.weight"} {
-		if !isAdapterWeight(n) {
-			t.Errorf("%s not recognised as an adapter factor", n)
-		}
-	}
-	if isAdapterWeight("model.layers.0.self_attn.q_proj.weight") {
-		t.Error("a base weight taken for an adapter factor")
-	}
-}

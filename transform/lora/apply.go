@@ -53,6 +53,10 @@ func Apply(m *onnx.Model, p *Plan, opts ApplyOptions) (*onnx.Model, error) {
 		}
 		scaled[gr.Name] = b.Op("Mul", "/lora/"+gr.Name+"/scaled_mask", []string{gr.Mask, scale})
 	}
+	var zero string // the scalar 0 the sparse adapters compare W with
+	if p.Config.SparseAdapter {
+		zero = b.Const("lora_zero", onnx.Float32Tensor("", nil, []float32{0}))
+	}
 	type swap struct{ base, add string }
 	var swaps []swap
 	for i, mod := range meta.Modules {
@@ -62,9 +66,15 @@ func Apply(m *onnx.Model, p *Plan, opts ApplyOptions) (*onnx.Model, error) {
 			return nil, fmt.Errorf("lora: apply: module %s: initializer names %s, %s are taken (plan made for another model?)", mod.Name, mod.A, mod.B)
 		}
 		pre := nodePrefix(mod)
-		xa := b.Op("MatMul", pre+"/lora_A/MatMul", []string{mod.Input, a})
-		xm := b.Op("Mul", pre+"/lora_mask/Mul", []string{xa, scaled[mod.Group]})
-		d := b.Op("MatMul", pre+"/lora_B/MatMul", []string{xm, bb})
+		var xa, d string
+		if p.Config.SparseAdapter {
+			d = sparseDelta(b, ix.Producer[mod.Output], mod, a, bb, scaled[mod.Group], zero)
+			xa = d
+		} else {
+			xa = b.Op("MatMul", pre+"/lora_A/MatMul", []string{mod.Input, a})
+			xm := b.Op("Mul", pre+"/lora_mask/Mul", []string{xa, scaled[mod.Group]})
+			d = b.Op("MatMul", pre+"/lora_B/MatMul", []string{xm, bb})
+		}
 		sum := b.Op("Add", pre+"/lora_Add", []string{mod.Output, d})
 		meta.Modules[i].ANode = strings.TrimSuffix(xa, "_output_0")
 		swaps = append(swaps, swap{mod.Output, strings.TrimSuffix(sum, "_output_0")})

@@ -25,6 +25,11 @@ type Config struct {
 	Dropout float64
 	// Seed seeds the initialisation of A.
 	Seed uint64
+	// SparseAdapter builds SQFT's SparsePEFT adapter path, y = x·W + x·(M ⊙ (s·(A⊙m)·B)) with
+	// M = (W ≠ 0) computed in the graph, so the adapter never writes where the base is zero and a
+	// sparsity-keeping merge (transform/merge, --merge sparse) is exact. It materialises the dense
+	// [in, out] ΔW every step: more compute than the low-rank path.
+	SparseAdapter bool
 }
 
 // Defaults of Config.

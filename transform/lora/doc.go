@@ -23,6 +23,12 @@
 // reproducible across checkpoint and resume, which an in-graph random Dropout is not. Inference
 // graphs have no dropout inputs.
 //
+// Sparse adapters (Config.SparseAdapter, "shears adapt --sparse-adapter", SQFT SparsePEFT): the
+// adapter path becomes x·(M ⊙ ((A ⊙ s·m)·B)) with M = Cast(Not(Equal(W, 0))) built from the
+// frozen weight in the graph (stop-gradient, folded by onnxruntime), so the trained delta never
+// touches the base's zeros and transform/merge's sparsity-keeping merge is exact. It costs a
+// dense [in, out] ΔW per module per step. Meta.SparseAdapter records it; training needs no flag.
+//
 // Initialisation follows PEFT: A ~ U(−1/√in, +1/√in) (kaiming_uniform with a = √5 on PEFT's
 // [r, in] tensor), drawn from a generator seeded by (Config.Seed, module name), so a module's
 // values do not depend on which other modules are adapted; B = 0, so a fresh super-network

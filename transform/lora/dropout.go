@@ -35,7 +35,7 @@ func AddDropout(m *onnx.Model) error {
 	b := onnx.BuilderFor(m)
 	for _, mod := range meta.Modules {
 		an := ix.Nodes[mod.ANode]
-		if an == nil || len(an.Input) != 2 || an.Input[0] != mod.Input || an.Input[1] != mod.A {
+		if an == nil || len(an.Input) != 2 || an.Input[0] != mod.Input || (an.Input[1] != mod.A && !meta.SparseAdapter) {
 			return fmt.Errorf("lora: add dropout: module %s: adapter node %q reading %s·%s not found", mod.Name, mod.ANode, mod.Input, mod.A)
 		}
 		keep := b.Input(mod.Dropout, onnxpb.TensorProto_FLOAT, shapes[mod.Input]...)

@@ -34,6 +34,9 @@ type Meta struct {
 	Seed      uint64   `json:"seed"`
 	// Train is true when the graph has the dropout keep-mask inputs.
 	Train bool `json:"train"`
+	// SparseAdapter is true when the adapter delta is masked by the base's nonzeros (SQFT
+	// SparsePEFT): y = x·W + x·(M ⊙ (s·(A⊙m)·B)), M = (W ≠ 0). Training reads it from here.
+	SparseAdapter bool `json:"sparse_adapter,omitempty"`
 	// Fixed maps group names to their rank in an extracted sub-adapter (no mask inputs);
 	// empty in a super-network.
 	Fixed   map[string]int `json:"fixed_ranks,omitempty"`
@@ -45,7 +48,7 @@ func (p *Plan) meta() *Meta {
 	return &Meta{
 		Version: MetaVersion, Layout: Layout, Targets: p.Config.Targets, Ranks: p.Config.Ranks, RMax: p.RMax(),
 		Alpha: p.Config.Alpha, Scale: p.Scale, GroupSpec: p.Config.Groups, Dropout: p.Config.Dropout, Seed: p.Config.Seed,
-		Groups: cloneGroups(p.Groups), Modules: append([]Module(nil), p.Modules...),
+		Groups: cloneGroups(p.Groups), Modules: append([]Module(nil), p.Modules...), SparseAdapter: p.Config.SparseAdapter,
 	}
 }
 

@@ -1,0 +1,34 @@
+package lora
+
+import (
+	"github.com/shears-ml/shears/onnx"
+	"github.com/shears-ml/shears/onnx/onnxpb"
+)
+
+// sparseDelta emits SQFT's SparsePEFT adapter path for one module (Config.SparseAdapter):
+//
+//	d = x · (M ⊙ ((A ⊙ s·m) · B))        M = Cast(Not(Equal(W, 0)))
+//
+// W is the weight as the base node multiplies it, in [in, out] layout (a Gemm with transB gets
+// a Transpose), so M lines up with ΔW however the weight is stored. M depends only on the
+// frozen W, so autodiff treats it as a constant (Equal/Not are bool, stop-gradient) and
+// onnxruntime folds it at load. It returns d, the output of MatMul(x, ·), whose node is the
+// module's ANode (AddDropout rewires its first input).
+func sparseDelta(b *onnx.Builder, base *onnxpb.NodeProto, mod Module, a, bb, scaledMask, zero string) string {
+	pre := nodePrefix(mod) + "/lora_sparse"
+	w := base.GetInput()[1]
+	if base.GetOpType() == "Gemm" {
+		for _, at := range base.GetAttribute() {
+			if at.GetName() == "transB" && at.GetI() != 0 {
+				w = b.Op("Transpose", pre+"/Transpose", []string{w}, onnx.AttrInts("perm", 1, 0))
+			}
+		}
+	}
+	isZero := b.Op("Equal", pre+"/Equal", []string{w, zero})
+	nonzero := b.Op("Not", pre+"/Not", []string{isZero})
+	mask := b.Op("Cast", pre+"/Cast", []string{nonzero}, onnx.AttrInt("to", int64(onnxpb.TensorProto_FLOAT)))
+	am := b.Op("Mul", pre+"/lora_mask/Mul", []string{a, scaledMask})
+	dw := b.Op("MatMul", pre+"/delta/MatMul", []string{am, bb})
+	dwm := b.Op("Mul", pre+"/delta_mask/Mul", []string{dw, mask})
+	return b.Op("MatMul", pre+"/MatMul", []string{mod.Input, dwm})
+}
