@@ -7,7 +7,9 @@ BIN     := bin/shears
 DEMO    ?= demo-out
 export ONNXRUNTIME_LIB ?= $(ORT_LIB)
 
-.PHONY: all build ort deps tokenizers test vet demo bench clean
+ORT_GPU_DIR := $(CURDIR)/.ort-gpu
+
+.PHONY: all build ort ort-gpu gpu-check deps tokenizers test vet demo bench clean
 
 all: build
 
@@ -18,6 +20,15 @@ build:
 ort: $(ORT_LIB)
 $(ORT_LIB):
 	./scripts/fetch-ort.sh $(ORT_DIR)
+
+# CUDA-enabled onnxruntime 1.29.0 + providers (~320 MB) into .ort-gpu/; CUDA 13 and cuDNN 9 must be
+# on LD_LIBRARY_PATH (NVIDIA's wheels; not fetched here). See README "GPU".
+ort-gpu:
+	./scripts/fetch-ort-gpu.sh $(ORT_GPU_DIR)
+
+# The prepared GPU check (bench/gpu/check.sh): builds, generates an fp16 LLaMA, measures on --device cuda.
+gpu-check: ort-gpu
+	ONNXRUNTIME_LIB=$(ORT_GPU_DIR)/libonnxruntime.so.1 ./bench/gpu/check.sh
 
 # Go modules, and Debian's python3-onnx for the optional official-checker test (skipped if unavailable).
 deps:

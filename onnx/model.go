@@ -35,6 +35,12 @@ type SaveOptions struct {
 	// written (the weights stream through it, one tensor at a time). It returns the bytes to write,
 	// which must have the same length. Used by passes that rewrite weights of large models.
 	Transform func(name string, t *onnxpb.TensorProto, raw []byte) ([]byte, error)
+	// Retype, when set, may give an initializer a new element type as it is written (a dtype
+	// conversion such as float32 → float16, streamed like Transform). Where it returns ok, the
+	// output tensor gets that data_type, and Transform (then required) receives the original bytes
+	// and must return dims × the new element size bytes. The model in memory keeps its original
+	// type, so its own reads stay valid.
+	Retype func(name string, t *onnxpb.TensorProto) (onnxpb.TensorProto_DataType, bool)
 }
 
 // MaxInlineBytes is the total tensor size above which Save always writes external data:

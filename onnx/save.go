@@ -68,6 +68,16 @@ func (m *Model) Save(path string, opts SaveOptions) (err error) {
 			outInits[i] = t // no raw form (strings): kept as is, never transformed
 			continue
 		}
+		outDT, retyped := DataType(t), false
+		if opts.Retype != nil {
+			if dt, ok := opts.Retype(t.GetName(), t); ok && dt != outDT {
+				if opts.Transform == nil || ElemSize(dt) == 0 || lerr != nil {
+					return fail(fmt.Errorf("retype tensor %q to %s: needs a Transform, a fixed-size type and valid dims", t.GetName(), dt))
+				}
+				outDT, retyped = dt, true
+				n = NumElements(t.GetDims()) * int64(ElemSize(dt))
+			}
+		}
 		toExt := external && n >= threshold
 		if !toExt && opts.Transform == nil && !isExternal(t) {
 			outInits[i] = t // unchanged, shared with m (the output proto is never modified)
@@ -85,13 +95,20 @@ func (m *Model) Save(path string, opts SaveOptions) (err error) {
 			if err != nil {
 				return fail(fmt.Errorf("transform tensor %q: %w", t.GetName(), err))
 			}
-			if len(nraw) != len(raw) {
-				return fail(fmt.Errorf("transform tensor %q: returned %d bytes, want %d", t.GetName(), len(nraw), len(raw)))
+			want := int64(len(raw))
+			if retyped {
+				want = n
+			}
+			if int64(len(nraw)) != want {
+				return fail(fmt.Errorf("transform tensor %q: returned %d bytes, want %d", t.GetName(), len(nraw), want))
 			}
 			raw = nraw
 		}
 		out := &onnxpb.TensorProto{}
 		shallowCopy(out, t)
+		if retyped {
+			out.DataType = int32Ptr(int32(outDT))
+		}
 		out.FloatData, out.DoubleData, out.Int32Data, out.Int64Data, out.Uint64Data = nil, nil, nil, nil, nil
 		if toExt {
 			if dw == nil {

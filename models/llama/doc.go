@@ -15,6 +15,7 @@
 //     Split, rotate, Concat, Reshape), never as a MatMul with a constant matrix, which would look
 //     like a linear layer. Its cos/sin tables [MaxSeq, hd/2] are sliced to the sequence length.
 //   - Only the ops Gather, MatMul, Mul, Add, Sub, Div, Pow, Sqrt, ReduceMean, Reshape,
-//     Transpose, Softmax, Sigmoid, Slice, Concat, Split, Unsqueeze, Shape and Expand appear, all
-//     of which transform/autodiff differentiates; there is no If or Loop.
+//     Transpose, Softmax, Sigmoid, Slice, Concat, Split, Unsqueeze, Shape and Expand appear (and
+//     Cast in fp16/bf16 synthetic models, written through transform/convert), all of which
+//     transform/autodiff differentiates; there is no If or Loop.
 package llama

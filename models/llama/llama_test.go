@@ -398,9 +398,9 @@ func TestWriteSyntheticTied(t *testing.T) {
 func TestWriteSyntheticErrors(t *testing.T) {
 	c, _ := Preset("tiny")
 	dir := t.TempDir()
-	err := WriteSynthetic(filepath.Join(dir, "h.onnx"), c, 1, onnxpb.TensorProto_FLOAT16)
-	if err == nil || !strings.Contains(err.Error(), "h.onnx") || !strings.Contains(err.Error(), "FLOAT16") {
-		t.Errorf("fp16: %v", err)
+	err := WriteSynthetic(filepath.Join(dir, "h.onnx"), c, 1, onnxpb.TensorProto_DOUBLE)
+	if err == nil || !strings.Contains(err.Error(), "h.onnx") || !strings.Contains(err.Error(), "DOUBLE") {
+		t.Errorf("double: %v", err)
 	}
 	c.Heads = 7
 	if err := WriteSynthetic(filepath.Join(dir, "b.onnx"), c, 1, onnxpb.TensorProto_FLOAT); err == nil {

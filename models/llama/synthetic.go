@@ -14,6 +14,7 @@ import (
 
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
+	"github.com/shears-ml/shears/transform/convert"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -27,19 +28,99 @@ import (
 // model is reproducible and independent of tensor order. With TiedEmbeddings the head is
 // the transposed embedding, which is then held in memory once.
 //
-// Only dtype FLOAT is supported: fp16 graphs need Casts or fp16 kernels throughout, which
-// are not built yet. Both files are written under temporary names and renamed at the end, so
-// a failure leaves no half-written model.
-func WriteSynthetic(path string, cfg Config, seed int64, dtype onnxpb.TensorProto_DataType) (err error) {
-	if dtype != onnxpb.TensorProto_FLOAT {
-		return fmt.Errorf("llama synthetic %s: dtype %v not supported (float32 only for now)", path, dtype)
+// dtype FLOAT16 or BFLOAT16 stores the weights in that type, read through Casts so the graph
+// computes in float32 (WriteSyntheticAs with compute fp32); the values are the float32 model's,
+// rounded. Both files are written under temporary names and renamed at the end, so a failure
+// leaves no half-written model.
+func WriteSynthetic(path string, cfg Config, seed int64, dtype onnxpb.TensorProto_DataType) error {
+	if dtype == onnxpb.TensorProto_FLOAT {
+		return WriteSyntheticAs(path, cfg, seed, convert.Options{DType: dtype})
 	}
+	return WriteSyntheticAs(path, cfg, seed, convert.Options{DType: dtype, Compute: convert.ComputeFP32})
+}
+
+// WriteSyntheticAs is WriteSynthetic with the storage type and compute mode of
+// transform/convert: o.DType FLOAT writes the float32 model; FLOAT16/BFLOAT16 with
+// o.Compute fp32 (weight-only) or native (the whole graph in that type, the logits cast back to
+// float32). The graph rewrite is convert's own; only the bytes are written here, directly in the
+// target type.
+func WriteSyntheticAs(path string, cfg Config, seed int64, o convert.Options) (err error) {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("llama synthetic %s: %w", path, err)
 	}
 	dataName := filepath.Base(path) + ".data"
 	dataPath := filepath.Join(filepath.Dir(path), dataName)
 	tmpData, tmpModel := dataPath+".tmp", path+".tmp"
+
+	// Build the graph first with empty placeholders, so the conversion plan (which needs the
+	// graph's structure) decides each tensor's type before any byte is written.
+	gens := map[string]func(emit func(float32) error) error{}
+	var embed []float32 // kept only when the head is tied to it
+	src := func(name string, dims []int64, computed []float32) (*onnxpb.TensorProto, error) {
+		n := int64(1)
+		for _, d := range dims {
+			n *= d
+		}
+		switch {
+		case computed != nil:
+			gens[name] = func(emit func(float32) error) error {
+				for _, x := range computed {
+					if err := emit(x); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+		case len(dims) == 1: // norm weights
+			gens[name] = constant(n, 1)
+		case name == "lm_head.weight" && cfg.TiedEmbeddings:
+			rows, cols := dims[0], dims[1] // [dim, vocab] from embed [vocab, dim]
+			gens[name] = func(emit func(float32) error) error {
+				for r := int64(0); r < rows; r++ {
+					for c := int64(0); c < cols; c++ {
+						if err := emit(embed[c*rows+r]); err != nil {
+							return err
+						}
+					}
+				}
+				return nil
+			}
+		default:
+			std := 1 / math.Sqrt(float64(dims[0]))
+			if name == "model.embed_tokens.weight" {
+				std = 1
+			}
+			keep := name == "model.embed_tokens.weight" && cfg.TiedEmbeddings
+			gens[name] = func(emit func(float32) error) error {
+				rng := rand.New(rand.NewPCG(uint64(seed), nameHash(name)))
+				for i := int64(0); i < n; i++ {
+					x := float32(rng.NormFloat64() * std)
+					if keep {
+						embed = append(embed, x)
+					}
+					if err := emit(x); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+		}
+		return onnx.NewTensor(name, onnxpb.TensorProto_FLOAT, dims, nil), nil
+	}
+	m, err := Build(cfg, src)
+	if err != nil {
+		return fmt.Errorf("llama synthetic %s: %w", path, err)
+	}
+	var plan *convert.Plan
+	if o.DType != onnxpb.TensorProto_FLOAT {
+		if plan, err = convert.NewPlan(m, o); err != nil {
+			return fmt.Errorf("llama synthetic %s: %w", path, err)
+		}
+		if err := plan.Rewrite(m); err != nil {
+			return fmt.Errorf("llama synthetic %s: %w", path, err)
+		}
+	}
+
 	f, err := os.Create(tmpData)
 	if err != nil {
 		return fmt.Errorf("llama synthetic: %w", err)
@@ -54,59 +135,28 @@ func WriteSynthetic(path string, cfg Config, seed int64, dtype onnxpb.TensorProt
 		}
 	}()
 	w := &extWriter{w: bufio.NewWriterSize(f, 1<<20), location: dataName}
-	var embed []float32 // kept only when the head is tied to it
-	src := func(name string, dims []int64, computed []float32) (*onnxpb.TensorProto, error) {
-		n := int64(1)
-		for _, d := range dims {
-			n *= d
-		}
-		switch {
-		case computed != nil:
-			return w.write(name, dims, func(emit func(float32) error) error {
-				for _, x := range computed {
-					if err := emit(x); err != nil {
-						return err
-					}
+	for _, t := range m.Graph().GetInitializer() {
+		gen, ok := gens[t.GetName()]
+		if !ok { // the builder's small inline constants (native mode converts them too)
+			if plan != nil && plan.Converts(t.GetName()) {
+				raw, err := m.RawData(t)
+				if err == nil {
+					raw, err = plan.Transform(t.GetName(), t, raw)
 				}
-				return nil
-			})
-		case len(dims) == 1: // norm weights
-			return w.write(name, dims, constant(n, 1))
-		case name == "lm_head.weight" && cfg.TiedEmbeddings:
-			rows, cols := dims[0], dims[1] // [dim, vocab] from embed [vocab, dim]
-			return w.write(name, dims, func(emit func(float32) error) error {
-				for r := int64(0); r < rows; r++ {
-					for c := int64(0); c < cols; c++ {
-						if err := emit(embed[c*rows+r]); err != nil {
-							return err
-						}
-					}
+				if err != nil {
+					return fmt.Errorf("llama synthetic %s: %w", path, err)
 				}
-				return nil
-			})
-		}
-		std := 1 / math.Sqrt(float64(dims[0]))
-		if name == "model.embed_tokens.weight" {
-			std = 1
-		}
-		rng := rand.New(rand.NewPCG(uint64(seed), nameHash(name)))
-		keep := name == "model.embed_tokens.weight" && cfg.TiedEmbeddings
-		return w.write(name, dims, func(emit func(float32) error) error {
-			for i := int64(0); i < n; i++ {
-				x := float32(rng.NormFloat64() * std)
-				if keep {
-					embed = append(embed, x)
-				}
-				if err := emit(x); err != nil {
-					return err
-				}
+				t.RawData, t.FloatData, t.DataType = raw, nil, proto.Int32(int32(o.DType))
 			}
-			return nil
-		})
-	}
-	m, err := Build(cfg, src)
-	if err != nil {
-		return fmt.Errorf("llama synthetic %s: %w", path, err)
+			continue
+		}
+		dt := onnxpb.TensorProto_FLOAT
+		if plan != nil && plan.Converts(t.GetName()) {
+			dt = o.DType
+		}
+		if err := w.write(t, dt, gen); err != nil {
+			return fmt.Errorf("llama synthetic %s: tensor %s: %w", tmpData, t.GetName(), err)
+		}
 	}
 	if err := w.w.Flush(); err != nil {
 		return fmt.Errorf("llama synthetic %s: %w", tmpData, err)
@@ -149,7 +199,7 @@ func constant(n int64, v float32) func(emit func(float32) error) error {
 	}
 }
 
-// extWriter appends float32 tensors to an external-data file at aligned offsets.
+// extWriter appends tensors to an external-data file at aligned offsets.
 type extWriter struct {
 	w        *bufio.Writer
 	off      int64
@@ -159,17 +209,17 @@ type extWriter struct {
 
 var errShortTensor = errors.New("generator wrote the wrong number of values")
 
-func (e *extWriter) write(name string, dims []int64, gen func(emit func(float32) error) error) (*onnxpb.TensorProto, error) {
+// write streams gen's float32 values into the file as dt (FLOAT, or FLOAT16/BFLOAT16 rounded by
+// convert.Narrow) and turns t into an external tensor of that type.
+func (e *extWriter) write(t *onnxpb.TensorProto, dt onnxpb.TensorProto_DataType, gen func(emit func(float32) error) error) error {
 	if pad := (onnx.ExternalAlign - e.off%onnx.ExternalAlign) % onnx.ExternalAlign; pad > 0 {
 		if _, err := e.w.Write(make([]byte, pad)); err != nil {
-			return nil, err
+			return err
 		}
 		e.off += pad
 	}
-	n := int64(1)
-	for _, d := range dims {
-		n *= d
-	}
+	n := onnx.NumElements(t.GetDims())
+	es := int64(onnx.ElemSize(dt))
 	start := e.off
 	if e.chunk == nil {
 		e.chunk = make([]byte, 0, 1<<16)
@@ -177,7 +227,11 @@ func (e *extWriter) write(name string, dims []int64, gen func(emit func(float32)
 	chunk := e.chunk[:0]
 	count := int64(0)
 	err := gen(func(x float32) error {
-		chunk = binary.LittleEndian.AppendUint32(chunk, math.Float32bits(x))
+		if dt == onnxpb.TensorProto_FLOAT {
+			chunk = binary.LittleEndian.AppendUint32(chunk, math.Float32bits(x))
+		} else {
+			chunk = binary.LittleEndian.AppendUint16(chunk, convert.Narrow(dt, x))
+		}
 		count++
 		if len(chunk) == cap(chunk) {
 			_, err := e.w.Write(chunk)
@@ -190,18 +244,19 @@ func (e *extWriter) write(name string, dims []int64, gen func(emit func(float32)
 		_, err = e.w.Write(chunk)
 	}
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if count != n {
-		return nil, fmt.Errorf("%w: %d, want %d", errShortTensor, count, n)
+		return fmt.Errorf("%w: %d, want %d", errShortTensor, count, n)
 	}
-	e.off += 4 * n
-	t := onnx.NewTensor(name, onnxpb.TensorProto_FLOAT, dims, nil)
+	e.off += es * n
+	t.DataType = proto.Int32(int32(dt))
+	t.RawData = nil
 	t.DataLocation = onnxpb.TensorProto_EXTERNAL.Enum()
 	t.ExternalData = []*onnxpb.StringStringEntryProto{
 		{Key: proto.String("location"), Value: proto.String(e.location)},
 		{Key: proto.String("offset"), Value: proto.String(strconv.FormatInt(start, 10))},
-		{Key: proto.String("length"), Value: proto.String(strconv.FormatInt(4*n, 10))},
+		{Key: proto.String("length"), Value: proto.String(strconv.FormatInt(es*n, 10))},
 	}
-	return t, nil
+	return nil
 }

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/pflag"
+
+	"github.com/shears-ml/shears/onnx"
+	"github.com/shears-ml/shears/transform/convert"
+)
+
+type convertOpts struct {
+	out      string
+	dtype    string
+	compute  string
+	external bool
+	plan     bool
+}
+
+func init() {
+	register(&command{
+		name:    "convert",
+		args:    "MODEL.onnx -o OUT.onnx --dtype fp16|bf16 [--compute fp32|native]",
+		summary: "store a float32 model's weights in fp16 or bf16",
+		long: `Streams the model's weights, one tensor at a time, into OUT in the chosen type.
+
+--compute fp32 (default, for the CPU, which lacks most fp16/bf16 kernels): only the weights
+(every linear layer's weight, the LM head and the embedding tables) are stored in the low
+type and read through a Cast, so the graph computes in float32 as before; norms, biases and
+position tables stay float32. The file's weights take half the space. onnxruntime may
+constant-fold the Casts at session start (the session then holds float32 weights).
+
+--compute native (for GPUs): the whole float graph computes in the low type; integer inputs
+are unchanged and float32 outputs (the logits) are cast back, so callers see the same
+interface. Native fp16 runs on onnxruntime's CPU provider (ops without fp16 kernels get
+inserted casts); native bf16 needs a GPU provider (the CPU one has no bf16 Pow).
+
+Example:
+  shears convert model.onnx -o model-fp16.onnx --dtype fp16
+  shears convert model.onnx -o model-fp16-gpu.onnx --dtype fp16 --compute native --external-data`,
+		flags: func(fs *pflag.FlagSet) any {
+			o := &convertOpts{}
+			fs.StringVarP(&o.out, "output", "o", "", "output ONNX file (written atomically)")
+			fs.StringVar(&o.dtype, "dtype", "fp16", "storage type: fp16 or bf16")
+			fs.StringVar(&o.compute, "compute", "fp32", "fp32 (weight-only, Casts to float32) or native (the whole graph in --dtype)")
+			fs.BoolVar(&o.external, "external-data", false, "write weights to OUT.onnx.data (automatic when the input has external data or above 1.8 GB)")
+			fs.BoolVar(&o.plan, "plan", false, "print the conversion plan (every tensor converted or kept) before converting")
+			return o
+		},
+		run: runConvert,
+	})
+}
+
+func runConvert(env *cliEnv, o any, args []string) error {
+	opts := o.(*convertOpts)
+	if err := needArgs(args, 1, "MODEL.onnx"); err != nil {
+		return err
+	}
+	if opts.out == "" {
+		return fmt.Errorf("%w: -o OUT.onnx is required", errUsage)
+	}
+	dt, err := convert.ParseDType(opts.dtype)
+	if err != nil {
+		return fmt.Errorf("%w: --dtype: %v", errUsage, err)
+	}
+	c := convert.Compute(opts.compute)
+	if c != convert.ComputeFP32 && c != convert.ComputeNative {
+		return fmt.Errorf("%w: --compute %q: want fp32 or native", errUsage, opts.compute)
+	}
+	m, err := onnx.Load(args[0])
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	p, err := convert.NewPlan(m, convert.Options{DType: dt, Compute: c})
+	if err != nil {
+		return err
+	}
+	if len(p.Tensors) == 0 {
+		return fmt.Errorf("convert %s: no float32 weights to convert (is it already %s?)", args[0], convert.DTypeName(dt))
+	}
+	if opts.plan {
+		fmt.Fprint(env.stdout, p.String())
+	}
+	if err := p.Rewrite(m); err != nil {
+		return err
+	}
+	save := p.SaveOptions(onnx.SaveOptions{ExternalData: opts.external || hasExternal(m)})
+	if err := m.Save(opts.out, save); err != nil {
+		return fmt.Errorf("convert: %w", err)
+	}
+	fmt.Fprintf(env.stdout, "wrote %s: %d tensors in %s (%s → %s), compute %s\n", opts.out, len(p.Tensors),
+		convert.DTypeName(dt), human(p.BytesBefore)+"B", human(p.BytesAfter)+"B", c)
+	return nil
+}
