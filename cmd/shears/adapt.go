@@ -25,6 +25,7 @@ type adaptOpts struct {
 	include  string
 	exclude  string
 	train    bool
+	sparse   bool
 	dryRun   bool
 	external bool
 	json     bool
@@ -65,6 +66,7 @@ Examples:
 			fs.StringVar(&o.include, "include", "", "regexp: consider only linears whose node, weight or role matches")
 			fs.StringVar(&o.exclude, "exclude", "", "regexp: skip linears whose node, weight or role matches")
 			fs.BoolVar(&o.train, "train", false, "also add the dropout keep-mask inputs (a train graph)")
+			fs.BoolVar(&o.sparse, "sparse-adapter", false, "SQFT SparsePEFT adapters: mask ΔW by the base's nonzeros, so \"export --merge sparse\" is exact (recorded in the metadata; training follows it)")
 			fs.BoolVar(&o.dryRun, "dry-run", false, "print the full plan (modules, shapes, tensor names) and write nothing")
 			fs.BoolVar(&o.external, "external-data", false, "write weights to SUPER.onnx.data (automatic when the input has external data)")
 			fs.BoolVar(&o.json, "json", false, "print the summary as JSON")
@@ -120,7 +122,7 @@ func runAdapt(env *cliEnv, o any, args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg := lora.Config{Targets: opts.targets, Ranks: opts.ranks, Alpha: opts.alpha, Groups: opts.groups, Dropout: opts.dropout, Seed: opts.seed}
+	cfg := lora.Config{Targets: opts.targets, Ranks: opts.ranks, Alpha: opts.alpha, Groups: opts.groups, Dropout: opts.dropout, Seed: opts.seed, SparseAdapter: opts.sparse}
 	plan, err := lora.NewPlan(m, cands, cfg)
 	if err != nil {
 		return fmt.Errorf("%s: %w", args[0], err)

@@ -1,0 +1,215 @@
+package main
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/pflag"
+
+	"github.com/shears-ml/shears/nls"
+	"github.com/shears-ml/shears/onnx"
+	"github.com/shears-ml/shears/transform/lora"
+	"github.com/shears-ml/shears/transform/merge"
+)
+
+type exportOpts struct {
+	super     string
+	config    string
+	ranks     string
+	out       string
+	mode      string
+	dtype     string
+	peft      string
+	baseModel string
+	external  bool
+	perLayer  bool
+	json      bool
+}
+
+func init() {
+	register(&command{
+		name:    "export",
+		args:    "RUN_DIR|--super SUPER.onnx (--config CONFIG.json | --ranks heuristic|max|min) -o OUT.onnx [flags]",
+		summary: "export a chosen sub-adapter: sparse base + adapter, or merged (dense / sparsity-keeping)",
+		long: `Stage 4 of Shears. Takes the trained super-network (a run directory of "shears train", or the
+super-network file with trained A and B via --super) and one sub-adapter (the ranks per group, from
+the search's CONFIG.json or a preset) and writes a graph with the model's own inputs only:
+
+  --merge none    the sparse base plus the sliced adapter A[:, :r], B[:r, :] at scale alpha / r_max
+                  (Shears' deliverable; exact)
+  --merge dense   W' = W + s·A_r·B_r: exact, but fills the base's zeros (the sparsity lost is reported)
+  --merge sparse  W' = W + (W != 0) ⊙ s·A_r·B_r (SQFT SparsePEFT): keeps every zero; exact when the
+                  super-network was adapted with --sparse-adapter, otherwise it changes the function
+                  (the share of the update dropped per layer is reported)
+
+CONFIG.json: {"ranks": {"layers.0.qkv": 24, "layers.0.up": 16, ...}, "strategy": "...",
+"metric": {"name": "val_loss", "value": 1.9}} with every group; --ranks heuristic (the middle rank,
+the reference default), max or min needs no file. --dtype fp16 stores the weight matrices as float16
+behind Casts (inputs, outputs and arithmetic stay float32, so the CPU provider runs it). --peft DIR
+also writes a Hugging Face PEFT adapter (adapter_config.json, adapter_model.safetensors) whose
+lora_alpha / r equals the trained scale.
+
+Examples:
+  shears export runs/nls1 --ranks heuristic -o model.onnx --merge none
+  shears export --super super.trained.onnx --config search/best.json -o merged.onnx --merge sparse --dtype fp16
+  shears export --super super.trained.onnx --ranks heuristic -o merged.onnx --merge dense --peft adapter/`,
+		flags: func(fs *pflag.FlagSet) any {
+			o := &exportOpts{}
+			fs.StringVar(&o.super, "super", "", "the trained super-network (ONNX with trained A and B)")
+			fs.StringVar(&o.config, "config", "", "CONFIG.json of the chosen sub-adapter (the search's output)")
+			fs.StringVar(&o.ranks, "ranks", "", "rank preset instead of --config: heuristic, max or min")
+			fs.StringVarP(&o.out, "output", "o", "", "output ONNX file (written atomically)")
+			fs.StringVar(&o.mode, "merge", "none", "none, dense or sparse")
+			fs.StringVar(&o.dtype, "dtype", "fp32", "weight storage of the output: fp32 or fp16")
+			fs.StringVar(&o.peft, "peft", "", "also write a PEFT adapter (adapter_config.json + adapter_model.safetensors) to this folder")
+			fs.StringVar(&o.baseModel, "base-model", "", "base_model_name_or_path recorded in the PEFT config")
+			fs.BoolVar(&o.external, "external-data", false, "write weights to OUT.onnx.data (automatic when the input has external data)")
+			fs.BoolVar(&o.perLayer, "per-layer", false, "print each merged weight's sparsity before and after")
+			fs.BoolVar(&o.json, "json", false, "print the report as JSON")
+			return o
+		},
+		run: runExport,
+	})
+}
+
+// exportReport is the --json document.
+type exportReport struct {
+	Super     string           `json:"super"`
+	Output    string           `json:"output"`
+	DType     string           `json:"dtype"`
+	PEFT      string           `json:"peft,omitempty"`
+	Selection *merge.Selection `json:"selection"`
+	Untrained []string         `json:"untrained_groups,omitempty"`
+	*merge.Report
+}
+
+func runExport(env *cliEnv, o any, args []string) error {
+	opts := o.(*exportOpts)
+	if len(args) > 1 || (len(args) == 1) == (opts.super != "") {
+		return fmt.Errorf("%w: give the run directory RUN_DIR or --super SUPER.onnx (one of them)", errUsage)
+	}
+	if opts.out == "" {
+		return fmt.Errorf("%w: -o OUT.onnx is required", errUsage)
+	}
+	if (opts.config == "") == (opts.ranks == "") {
+		return fmt.Errorf("%w: give exactly one of --config CONFIG.json and --ranks heuristic|max|min", errUsage)
+	}
+	mode, err := merge.ParseMode(opts.mode)
+	if err != nil {
+		return fmt.Errorf("%w: --merge: %v", errUsage, err)
+	}
+	if opts.dtype != "fp32" && opts.dtype != "fp16" {
+		return fmt.Errorf("%w: --dtype %q: want fp32 or fp16", errUsage, opts.dtype)
+	}
+	var sup *onnx.Model
+	source := opts.super
+	if len(args) == 1 {
+		run, err := nls.LoadRun(args[0])
+		if err != nil {
+			return err
+		}
+		sup, source = run.Model, args[0]
+		if !run.Final {
+			fmt.Fprintf(env.stderr, "warning: %s has not finished; exporting its latest checkpoint (step %d)\n", args[0], run.Steps)
+		}
+	} else if sup, err = onnx.Load(opts.super); err != nil {
+		return err
+	}
+	defer sup.Close()
+	meta, err := lora.ReadConfig(sup)
+	if err != nil {
+		return err
+	}
+	var sel *merge.Selection
+	if opts.config != "" {
+		sel, err = merge.ReadSelection(opts.config)
+	} else {
+		sel, err = merge.Preset(meta, opts.ranks)
+	}
+	if err != nil {
+		return err
+	}
+	untrained, err := merge.Check(meta, sel.Ranks)
+	if err != nil {
+		if opts.config != "" {
+			return fmt.Errorf("%s: %w", opts.config, err)
+		}
+		return err
+	}
+	if sel.Params == 0 {
+		sel.Params = merge.Params(meta, sel.Ranks)
+	}
+	out, rep, err := merge.Export(sup, sel.Ranks, mode)
+	if err != nil {
+		return err
+	}
+	if opts.dtype == "fp16" {
+		if out, err = merge.ToFloat16(out); err != nil {
+			return err
+		}
+	}
+	if opts.peft != "" {
+		if _, err := merge.WritePEFT(opts.peft, sup, sel.Ranks, opts.baseModel); err != nil {
+			return err
+		}
+	}
+	if err := out.Save(opts.out, onnx.SaveOptions{ExternalData: opts.external || hasExternal(sup)}); err != nil {
+		return err
+	}
+	r := exportReport{Super: source, Output: opts.out, DType: opts.dtype, PEFT: opts.peft, Selection: sel, Untrained: untrained, Report: rep}
+	if opts.json {
+		return printJSON(env, r)
+	}
+	printExportSummary(env, r, opts.perLayer)
+	return nil
+}
+
+func printExportSummary(env *cliEnv, r exportReport, perLayer bool) {
+	// Ranks: how many groups at each rank.
+	count := map[int]int{}
+	for _, v := range r.Selection.Ranks {
+		count[v]++
+	}
+	var rs []int
+	for k := range count {
+		rs = append(rs, k)
+	}
+	sort.Sort(sort.Reverse(sort.IntSlice(rs)))
+	var parts []string
+	for _, k := range rs {
+		parts = append(parts, fmt.Sprintf("%d groups at r=%d", count[k], k))
+	}
+	strategy := r.Selection.Strategy
+	if strategy == "" {
+		strategy = "config"
+	}
+	fmt.Fprintf(env.stdout, "sub-adapter (%s): %s; %d adapter parameters; scale %g\n", strategy, strings.Join(parts, ", "), r.Selection.Params, r.Scale)
+	if len(r.Untrained) > 0 {
+		fmt.Fprintf(env.stderr, "warning: %d groups use a rank outside the trained rank space (first: %s)\n", len(r.Untrained), r.Untrained[0])
+	}
+	if r.Mode != merge.None && perLayer {
+		tw := tabwriter.NewWriter(env.stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprint(tw, "weight\trank\tsparsity before\tafter\tΔW dropped\t\n")
+		for _, l := range r.Layers {
+			fmt.Fprintf(tw, "%s\t%d\t%.2f%%\t%.2f%%\t%.1f%%\t\n", l.Weight, l.Rank,
+				100*float64(l.ZerosBefore)/float64(l.Total), 100*float64(l.ZerosAfter)/float64(l.Total), 100*l.Dropped)
+		}
+		tw.Flush()
+	}
+	fmt.Fprintf(env.stdout, "merge %s: adapted weights' sparsity %.2f%% → %.2f%%", r.Mode, 100*r.SparsityBefore(), 100*r.SparsityAfter())
+	switch {
+	case r.Mode == merge.Dense && r.ZerosAfter < r.ZerosBefore:
+		fmt.Fprintf(env.stdout, " (%d zeros filled: the dense merge loses the sparsity)\n", r.ZerosBefore-r.ZerosAfter)
+	case !r.Exact:
+		fmt.Fprintln(env.stdout, " (kept; the adapter was trained without the mask, so the export differs from the super-network: see ΔW dropped)")
+	default:
+		fmt.Fprintln(env.stdout)
+	}
+	fmt.Fprintf(env.stdout, "wrote %s (%s, inputs as the base model's)", r.Output, r.DType)
+	if r.PEFT != "" {
+		fmt.Fprintf(env.stdout, " and the PEFT adapter in %s", r.PEFT)
+	}
+	fmt.Fprintln(env.stdout)
+}

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/shears-ml/shears/data"
+	"github.com/shears-ml/shears/internal/testkit"
+	"github.com/shears-ml/shears/nls"
+)
+
+// trainSetup prunes stories260K by magnitude, adapts it with ranks 8,6,4 (the reference's
+// 32,24,16 scaled to the 64-wide model, alpha 16 keeping scale 2) and writes 12 ARC-Easy
+// training examples; it returns the super-network, the data and the tokenizer.
+func trainSetup(t *testing.T) (super, dataPath, tok string) {
+	t.Helper()
+	testkit.ORT(t)
+	dir := t.TempDir()
+	model := importStories(t, dir)
+	tok = testkit.Shared(t, "models/stories260K/tok512.bin")
+	sparse := filepath.Join(dir, "sparse.onnx")
+	if _, e, code := shears(t, "prune", model, "-o", sparse, "--method", "magnitude", "--sparsity", "0.5"); code != 0 {
+		t.Fatalf("prune: %s", e)
+	}
+	super = filepath.Join(dir, "super.onnx")
+	if _, e, code := shears(t, "adapt", sparse, "-o", super, "--ranks", "8,6,4", "--alpha", "16"); code != 0 {
+		t.Fatalf("adapt: %s", e)
+	}
+	raw, err := os.ReadFile(testkit.Shared(t, "data/llm-adapters/ARC-Easy-train.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var exs []data.Example
+	if err := json.Unmarshal(raw, &exs); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(exs[:12])
+	dataPath = filepath.Join(dir, "arc12.json")
+	if err := os.WriteFile(dataPath, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return super, dataPath, tok
+}
+
+func TestTrainCLI(t *testing.T) {
+	super, d, tok := trainSetup(t)
+	run := filepath.Join(t.TempDir(), "run")
+	common := []string{"--data", d, "--tokenizer", tok, "--out", run, "--epochs", "2", "--batch", "8", "--micro-batch", "4",
+		"--cutoff", "48", "--ranks", "8", "--threads", "2", "--no-progress"}
+	// Stop after 2 of 4 steps (the epoch end, 2 steps of 12 sequences, wrote a checkpoint)...
+	out, e, code := shears(t, append([]string{"train", super, "--max-steps", "2"}, common...)...)
+	if code != 0 {
+		t.Fatalf("train: %s", e)
+	}
+	for _, want := range []string{"steps        2 of 4 (2 epochs × 2 steps of 2 × 4 sequences; 12 sequences)", "stopped", "shears train --resume --out " + run,
+		"single rank 8: plain LoRA baseline"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("summary lacks %q:\n%s", want, out)
+		}
+	}
+	// ...then resume from run.json alone.
+	out, e, code = shears(t, "train", "--resume", "--out", run, "--threads", "2", "--json", "--no-progress")
+	if code != 0 {
+		t.Fatalf("train --resume: %s", e)
+	}
+	var rep trainReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if rep.Steps != 4 || rep.ResumedFrom != 2 || rep.Stopped || rep.Adapter == "" || rep.Epochs != 2 || rep.Sequences != 12 {
+		t.Fatalf("resume report %s", out)
+	}
+	samples, err := nls.ReadSamples(run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(samples) != 6 { // 3 micro-batches per epoch (the last of 4 rows holds 4; 12 = 3 × 4)
+		t.Fatalf("%d micro-batches recorded", len(samples))
+	}
+	for _, s := range samples {
+		for _, r := range s.Ranks {
+			if r != 8 {
+				t.Fatalf("single-rank run sampled rank %d: %+v", r, s)
+			}
+		}
+	}
+	// Bad input names the problem.
+	_, e, code = shears(t, "train", super, "--data", d, "--tokenizer", tok, "--out", run, "--no-progress")
+	if code != 1 || !strings.Contains(e, "already holds a run") {
+		t.Fatalf("train into an existing run: code %d, %s", code, e)
+	}
+	_, e, code = shears(t, "train", super, "--data", d, "--tokenizer", tok, "--out", filepath.Join(t.TempDir(), "r"), "--ranks", "9", "--no-progress")
+	if code != 1 || !strings.Contains(e, "rank 9 is outside 1..r_max 8") {
+		t.Fatalf("rank 9: code %d, %s", code, e)
+	}
+	_, e, code = shears(t, "train", super, "--out", run)
+	if code != 2 || !strings.Contains(e, "--data and --tokenizer are required") {
+		t.Fatalf("missing data: code %d, %s", code, e)
+	}
+}

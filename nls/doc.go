@@ -1,0 +1,35 @@
+// Package nls is the Neural Low-rank adapter Search of Shears (METHOD.md §3): the rank search
+// space of an elastic-LoRA super-network, the per-micro-batch sampling of sub-adapters, the
+// training loop (gradient accumulation, global-norm clipping, AdamW, the cosine schedule),
+// checkpoints and exact resume, and the run directory that later stages (search, export) read
+// back with LoadRun.
+//
+// What it asks of others. The super-network comes from transform/lora (its Meta says the
+// groups, modules, A/B names, rank space and dropout); train-step graphs come from
+// transform/trainstep; sessions and the accumulate step from package train. nls never builds
+// graph nodes itself.
+//
+// Determinism and resume. Everything random is a pure function of the seed and a position, not
+// a stream that advances: the data order of epoch e is a permutation drawn from PCG(seed, e);
+// the ranks of global micro-batch t from PCG(seed, t); the dropout keep-masks of micro-batch t
+// and module i from PCG(seed, t, i). A checkpoint therefore needs only the parameters, the AdamW
+// moments and the step counter, and a resumed run replays exactly the micro-batches, ranks and
+// masks an uninterrupted run would have used: the final adapter is equal bit for bit (tested).
+//
+// Step graphs have static shapes. Each micro-batch is padded (data.Pad, right padding, labels
+// −100) to a length bucket; one step graph per bucket is built lazily and kept open. Since every
+// micro-batch of the whole run is known in advance, the buckets are chosen up front: the
+// distinct padded lengths (multiples of Bucket, 8 as in the reference collator) when there are
+// at most MaxGraphs of them, else the MaxGraphs lengths that minimise the padded tokens computed
+// (an exact 1-D partition by dynamic programming). Each graph's session holds its own copy of
+// the frozen weights, which is why their number is capped. Trainable state (A, B, AdamW m and v,
+// gradient accumulators) lives once, in this package, and is copied into the bucket's runner
+// before each micro-batch (a few hundred KB for adapters; measured negligible).
+//
+// The run directory (file names: RunFile, MetricsFile, ...): run.json (configuration), metrics.jsonl (one
+// record per optimizer step), samples.jsonl (one per micro-batch: its ranks and loss, for the
+// training-statistics heuristics of the search), checkpoint.safetensors (atomic; A, B, m, v and
+// the counters), adapter.safetensors (the final A and B at full r_max, in ONNX layout under their
+// initializer names, the lora metadata alongside; export converts to PEFT's layout) and
+// loss.png (the training curve).
+package nls

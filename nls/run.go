@@ -1,0 +1,153 @@
+package nls
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"runtime/debug"
+	"strings"
+
+	"github.com/shears-ml/shears/internal/safetensors"
+)
+
+// Files of a run directory.
+const (
+	RunFile        = "run.json"
+	MetricsFile    = "metrics.jsonl"
+	SamplesFile    = "samples.jsonl"
+	CheckpointFile = "checkpoint.safetensors"
+	AdapterFile    = "adapter.safetensors"
+	PlotFile       = "loss.png"
+)
+
+// RunVersion is the version of run.json written by this package.
+const RunVersion = 1
+
+// RunConfig is run.json: everything needed to understand, resume or reload a run.
+type RunConfig struct {
+	Version int    `json:"version"`
+	Shears  string `json:"shears_version"`
+	// Inputs, as absolute paths.
+	Super     string `json:"super"`
+	SuperSize int64  `json:"super_size"`
+	Data      string `json:"data"`
+	Tokenizer string `json:"tokenizer"`
+
+	Hyper Hyper `json:"hyper"`
+
+	// The adapter space (from the super-network's lora metadata).
+	RankSpace []int    `json:"rank_space"`
+	RMax      int      `json:"r_max"`
+	Alpha     float64  `json:"alpha"`
+	Scale     float64  `json:"scale"`
+	Dropout   float64  `json:"dropout"`
+	Groups    []string `json:"groups"`
+	Modules   int      `json:"modules"`
+	Params    int64    `json:"params"` // trainable values (A and B at r_max)
+
+	// The layout of the run.
+	Sequences     int   `json:"sequences"`
+	MicroPerEpoch int   `json:"micro_batches_per_epoch"`
+	StepsPerEpoch int   `json:"steps_per_epoch"`
+	TotalMicro    int   `json:"total_micro_batches"`
+	TotalSteps    int   `json:"total_steps"`
+	Buckets       []int `json:"buckets"`
+	PaddedTokens  int64 `json:"padded_tokens"` // rows × length over the run's micro-batches
+	RealTokens    int64 `json:"real_tokens"`   // non-pad tokens over the run
+
+	Schedule   string   `json:"schedule"`
+	Deviations []string `json:"deviations,omitempty"`
+	// Informational only (not compared on resume).
+	Device  string `json:"device"`
+	Threads int    `json:"threads"`
+}
+
+// Hyper are the settings that change the numbers; a resume must match them exactly.
+type Hyper struct {
+	Epochs        int     `json:"epochs"`
+	LR            float64 `json:"lr"`
+	Batch         int     `json:"batch"`
+	MicroBatch    int     `json:"micro_batch"`
+	Accumulation  int     `json:"accumulation"`
+	Cutoff        int     `json:"cutoff"`
+	TrainOnInputs bool    `json:"train_on_inputs"`
+	Seed          uint64  `json:"seed"`
+	Warmup        int     `json:"warmup"`
+	WeightDecay   float64 `json:"weight_decay"`
+	MaxGradNorm   float64 `json:"max_grad_norm"`
+	Ranks         []int   `json:"ranks"` // sampled ranks
+	Bucket        int     `json:"bucket"`
+	MaxGraphs     int     `json:"max_graphs"`
+	Beta1         float64 `json:"adam_beta1"`
+	Beta2         float64 `json:"adam_beta2"`
+	Eps           float64 `json:"adam_eps"`
+}
+
+// Version is the shears module version and VCS revision of this binary, when known.
+func Version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := bi.Main.Version
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			v += " " + s.Value[:12]
+		}
+		if s.Key == "vcs.modified" && s.Value == "true" {
+			v += "+dirty"
+		}
+	}
+	return v
+}
+
+// ReadRunConfig reads dir/run.json.
+func ReadRunConfig(dir string) (*RunConfig, error) {
+	p := filepath.Join(dir, RunFile)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil, fmt.Errorf("nls: read run: %w", err)
+	}
+	var c RunConfig
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, fmt.Errorf("nls: read run %s: %w", p, err)
+	}
+	if c.Version != RunVersion {
+		return nil, fmt.Errorf("nls: read run %s: version %d, this build reads %d", p, c.Version, RunVersion)
+	}
+	return &c, nil
+}
+
+func writeJSONAtomic(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("nls: %s: %w", path, err)
+	}
+	return safetensors.WriteFileAtomic(path, append(b, '\n'))
+}
+
+// diffRun lists what differs between a stored run and a new one, in the fields that change
+// the numbers.
+func diffRun(old, cur *RunConfig) []string {
+	var d []string
+	cmp := func(name string, a, b any) {
+		if !reflect.DeepEqual(a, b) {
+			d = append(d, fmt.Sprintf("%s: run.json has %v, now %v", name, a, b))
+		}
+	}
+	cmp("super", old.Super, cur.Super)
+	cmp("super size", old.SuperSize, cur.SuperSize)
+	cmp("data", old.Data, cur.Data)
+	cmp("tokenizer", old.Tokenizer, cur.Tokenizer)
+	ov, cv := reflect.ValueOf(old.Hyper), reflect.ValueOf(cur.Hyper)
+	for i := 0; i < ov.NumField(); i++ {
+		tag := strings.Split(ov.Type().Field(i).Tag.Get("json"), ",")[0]
+		cmp(tag, ov.Field(i).Interface(), cv.Field(i).Interface())
+	}
+	cmp("groups", old.Groups, cur.Groups)
+	cmp("sequences", old.Sequences, cur.Sequences)
+	cmp("buckets", old.Buckets, cur.Buckets)
+	return d
+}
