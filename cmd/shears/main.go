@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 
@@ -82,10 +83,16 @@ func run(argv []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// pipelineOrder is the order the overview lists commands in: the Shears workflow.
+var pipelineOrder = []string{"run", "import", "inspect", "convert", "prune", "adapt", "train", "search", "export", "eval", "generate", "gradcheck", "bench"}
+
 func overview(w io.Writer) {
 	fmt.Fprint(w, `shears: sparse base + elastic low-rank adapters for ONNX language models (Shears, arXiv 2404.10934)
 
 Usage: shears COMMAND [ARGS] [FLAGS]
+
+The workflow: prune the base (Wanda), adapt (elastic LoRA), train (NLS), search a sub-adapter,
+export (sparse base + adapter, or merged), eval. "shears run RECIPE" runs it all.
 
 Commands:
 `)
@@ -93,7 +100,17 @@ Commands:
 	for n := range registry {
 		names = append(names, n)
 	}
-	sort.Strings(names)
+	// The pipeline's order first (a user reads the list as the workflow), then the rest.
+	rank := func(n string) int {
+		if i := slices.Index(pipelineOrder, n); i >= 0 {
+			return i
+		}
+		return len(pipelineOrder)
+	}
+	sort.Slice(names, func(i, j int) bool {
+		ri, rj := rank(names[i]), rank(names[j])
+		return ri < rj || ri == rj && names[i] < names[j]
+	})
 	for _, n := range names {
 		fmt.Fprintf(w, "  %-10s %s\n", n, registry[n].summary)
 	}
