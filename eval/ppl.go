@@ -77,12 +77,16 @@ func WindowNLL(s *runtime.Session, windows [][]int) (float64, int, error) {
 	return sum, b * (l - 1), nil
 }
 
-// nllOf is −log softmax(row)[target], in float64.
+// nllOf is −log softmax(row)[target], in float64. The max is taken in float32 (exact) with a
+// plain comparison: math.Max's NaN and signed-zero handling cost more than the exps.
 func nllOf(row []float32, target int) float64 {
-	maxV := float64(row[0])
-	for _, x := range row {
-		maxV = math.Max(maxV, float64(x))
+	m := row[0]
+	for _, x := range row[1:] {
+		if x > m {
+			m = x
+		}
 	}
+	maxV := float64(m)
 	var z float64
 	for _, x := range row {
 		z += math.Exp(float64(x) - maxV)

@@ -1,8 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -14,37 +19,77 @@ import (
 )
 
 type evalOpts struct {
-	rt        runtimeFlags
-	task      string
-	data      string
-	tokenizer string
-	seqLen    int
-	batch     int
-	json      bool
+	rt            runtimeFlags
+	task          string
+	data          string
+	tokenizer     string
+	seqLen        int
+	batch         int
+	json          bool
+	limit         int
+	datasetType   string
+	beams         int
+	maxNew        int
+	lengthPenalty float64
+	choicePrefix  string
+	predictions   string
+	withPrompt    bool
 }
 
 func init() {
 	register(&command{
 		name:    "eval",
-		args:    "MODEL.onnx --task ppl --data FILE --tokenizer TOK [flags]",
-		summary: "evaluate a model (perplexity on held-out text)",
+		args:    "MODEL.onnx --task ppl|gen|choice --data FILE --tokenizer TOK [flags]",
+		summary: "evaluate a model (perplexity, generation accuracy, multiple-choice accuracy)",
 		long: `--task ppl: perplexity. The data file (.txt, LLM-Adapters .json whose records become their
 training prompts, or .jsonl) is tokenized into one stream (each document BOS … EOS), cut into
 non-overlapping windows of --seq-len tokens (capped to the model's context; the last, shorter
 window counts too). Inside a window token t+1 is predicted from tokens ≤ t, so a window of L
 tokens gives L−1 predictions and nothing is predicted across a window boundary. The result is
-exp(mean negative log-likelihood) over all predictions, computed in float64.
+exp(mean negative log-likelihood) over all predictions, computed in float64. --limit N keeps the
+first N documents.
 
-Example:
-  shears eval model.onnx --task ppl --data heldout.txt --tokenizer tok.bin --seq-len 256 --json`,
+--task gen: the reference's generation accuracy on an LLM-Adapters test file. The task (answer
+rule, prompt indent, token budget) comes from the file name (gsm8k, SVAMP, mawps, AQuA, boolq,
+piqa, social_i_qa, ARC-Easy, ARC-Challenge, openbookqa, hellaswag, winogrande) or
+--dataset-type. Each item: BOS + the evaluation prompt → greedy decoding (default) or beam
+search (--beams 4 is the reference's setting; length penalty 1 over the whole sequence) until
+EOS or --max-new-tokens (default 256 math, 32 commonsense) → decode the whole sequence → the
+text between the first "### Response:" and the next → the task's answer rule. The graphs have
+no KV cache, so each new token reruns the whole prefix (cost grows with the square of length).
+
+--task choice: multiple choice by log-likelihood, for the label tasks (commonsense and AQuA;
+not the numeric math sets). Candidates are the labels on the instruction's "Answer format:"
+line (e.g. answer1/answer2/answer3), else all the task's labels (true/false, solution1/2,
+answer1-5, ending1-4, option1/2, A-E). Each candidate is the text eval prompt + --choice-prefix
++ label, tokenized as one string; the tokens after the prefix all candidates share with the
+tokenized prompt are scored (sum of log-probabilities, float64); the highest sum wins
+(accuracy_mean reports the choice by mean log-probability). An item's candidates run as one
+right-padded batch.
+
+--json prints the summary as JSON; --predictions FILE writes one JSON record per item
+({index, response, prediction, answer, correct, ...}; --with-prompt adds the prompt).
+
+Examples:
+  shears eval model.onnx --task ppl --data heldout.txt --tokenizer tok.bin --seq-len 256 --json
+  shears eval model.onnx --task gen --data gsm8k-test.json --tokenizer tok.bin --beams 4 --limit 100
+  shears eval model.onnx --task choice --data boolq-test.json --tokenizer tok.bin --predictions p.jsonl`,
 		flags: func(fs *pflag.FlagSet) any {
 			o := &evalOpts{}
-			fs.StringVar(&o.task, "task", "ppl", "what to measure: ppl")
-			fs.StringVar(&o.data, "data", "", "evaluation data (.txt, .json, .jsonl)")
+			fs.StringVar(&o.task, "task", "ppl", "what to measure: ppl, gen or choice")
+			fs.StringVar(&o.data, "data", "", "evaluation data (ppl: .txt, .json, .jsonl; gen/choice: an LLM-Adapters test .json)")
 			fs.StringVar(&o.tokenizer, "tokenizer", "", "tokenizer file")
-			fs.IntVar(&o.seqLen, "seq-len", 2048, "window length in tokens (capped to the model's context)")
-			fs.IntVar(&o.batch, "batch", 4, "windows per onnxruntime run")
-			fs.BoolVar(&o.json, "json", false, `print {"ppl": x, "tokens": n, ...}`)
+			fs.IntVar(&o.seqLen, "seq-len", 2048, "ppl: window length in tokens (capped to the model's context)")
+			fs.IntVar(&o.batch, "batch", 4, "ppl: windows per onnxruntime run")
+			fs.BoolVar(&o.json, "json", false, "print the result as JSON")
+			fs.IntVar(&o.limit, "limit", 0, "evaluate the first N items (ppl: documents); 0 = all")
+			fs.StringVar(&o.datasetType, "dataset-type", "", "gen/choice: the task, overriding the file name ("+strings.Join(eval.TaskNames(), ", ")+")")
+			fs.IntVar(&o.beams, "beams", 1, "gen: beams; 1 = greedy, 4 = the reference")
+			fs.IntVar(&o.maxNew, "max-new-tokens", 0, "gen: new tokens at most (0 = 256 math, 32 commonsense)")
+			fs.Float64Var(&o.lengthPenalty, "length-penalty", 1, "gen: beam search length penalty exponent")
+			fs.StringVar(&o.choicePrefix, "choice-prefix", "the correct answer is ", "choice: text between the prompt and each label")
+			fs.StringVar(&o.predictions, "predictions", "", "gen/choice: write per-item JSONL records to FILE")
+			fs.BoolVar(&o.withPrompt, "with-prompt", false, "gen/choice: include the prompt in --predictions records")
 			o.rt.add(fs)
 			return o
 		},
@@ -57,12 +102,33 @@ func runEval(env *cliEnv, o any, args []string) error {
 	if err := needArgs(args, 1, "MODEL.onnx"); err != nil {
 		return err
 	}
-	if opts.task != "ppl" {
-		return fmt.Errorf("%w: --task %q is not supported (supported: ppl)", errUsage, opts.task)
+	switch opts.task {
+	case "ppl", "gen", "choice":
+	default:
+		return fmt.Errorf("%w: --task %q is not supported (supported: ppl, gen, choice)", errUsage, opts.task)
 	}
 	if opts.data == "" {
 		return fmt.Errorf("%w: --data FILE is required", errUsage)
 	}
+	if opts.limit < 0 {
+		return fmt.Errorf("%w: --limit must be >= 0, got %d", errUsage, opts.limit)
+	}
+	if opts.beams < 1 {
+		return fmt.Errorf("%w: --beams must be >= 1, got %d", errUsage, opts.beams)
+	}
+	if opts.maxNew < 0 {
+		return fmt.Errorf("%w: --max-new-tokens must be >= 0, got %d", errUsage, opts.maxNew)
+	}
+	if opts.task == "ppl" {
+		if opts.predictions != "" {
+			return fmt.Errorf("%w: --predictions applies to --task gen and choice, not ppl", errUsage)
+		}
+		return runPPL(env, opts, args[0])
+	}
+	return runItems(env, opts, args[0])
+}
+
+func runPPL(env *cliEnv, opts *evalOpts, model string) error {
 	tok, err := loadTokenizer(opts.tokenizer)
 	if err != nil {
 		return err
@@ -71,24 +137,18 @@ func runEval(env *cliEnv, o any, args []string) error {
 	if err != nil {
 		return fmt.Errorf("--data: %w", err)
 	}
-	m, err := onnx.Load(args[0])
-	if err != nil {
-		return err
+	if opts.limit > 0 && opts.limit < len(docs) {
+		docs = docs[:opts.limit]
 	}
-	seqLen := opts.seqLen
-	if ctx := models.ContextLength(m); ctx > 0 && seqLen > ctx {
-		seqLen = ctx
-	}
-	m.Close()
-	ro, err := opts.rt.options()
-	if err != nil {
-		return err
-	}
-	s, err := runtime.OpenFile(args[0], ro)
+	s, ctx, err := openEvalModel(opts, model)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
+	seqLen := opts.seqLen
+	if ctx > 0 && seqLen > ctx {
+		seqLen = ctx
+	}
 	res, err := eval.Perplexity(s, data.Stream(docs, tok), seqLen, opts.batch)
 	if err != nil {
 		return err
@@ -98,4 +158,177 @@ func runEval(env *cliEnv, o any, args []string) error {
 	}
 	fmt.Fprintf(env.stdout, "perplexity %.4f (nll %.4f over %d tokens, %d windows of ≤ %d)\n", res.PPL, res.NLL, res.Tokens, res.Windows, seqLen)
 	return nil
+}
+
+// openEvalModel opens the model's session and reads its context length (0 when unknown).
+func openEvalModel(opts *evalOpts, model string) (*runtime.Session, int, error) {
+	m, err := onnx.Load(model)
+	if err != nil {
+		return nil, 0, err
+	}
+	ctx := models.ContextLength(m)
+	m.Close()
+	ro, err := opts.rt.options()
+	if err != nil {
+		return nil, 0, err
+	}
+	s, err := runtime.OpenFile(model, ro)
+	return s, ctx, err
+}
+
+func runItems(env *cliEnv, opts *evalOpts, model string) error {
+	var task eval.Task
+	var err error
+	if opts.datasetType != "" {
+		task, err = eval.LookupTask(opts.datasetType)
+		err = flagErr("--dataset-type", err)
+	} else {
+		task, err = eval.DetectTask(opts.data)
+		err = flagErr("--data", err)
+	}
+	if err != nil {
+		return err
+	}
+	if opts.task == "choice" && task.Kind == eval.Numeric {
+		return fmt.Errorf("%w: --task choice does not apply to %s (%s): its answers are numbers, not labels; use --task gen", errUsage, task.Name, filepath.Base(opts.data))
+	}
+	tok, err := loadTokenizer(opts.tokenizer)
+	if err != nil {
+		return err
+	}
+	items, err := eval.ReadItems(opts.data)
+	if err != nil {
+		return fmt.Errorf("--data: %w", err)
+	}
+	if opts.limit > 0 && opts.limit < len(items) {
+		items = items[:opts.limit]
+	}
+	s, ctx, err := openEvalModel(opts, model)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+
+	var pred *predWriter
+	if opts.predictions != "" {
+		if pred, err = newPredWriter(opts.predictions); err != nil {
+			return err
+		}
+		defer pred.abort()
+	}
+	sum := eval.Summary{Task: opts.task, Dataset: task.Name, File: filepath.Base(opts.data)}
+	gc := eval.GenConfig{Beams: opts.beams, MaxNewTokens: opts.maxNew, MaxContext: ctx, LengthPenalty: opts.lengthPenalty}
+	if opts.task == "gen" {
+		sum.Decoding = gc.Decoding()
+		sum.MaxNewTokens = opts.maxNew
+		if sum.MaxNewTokens == 0 {
+			sum.MaxNewTokens = task.MaxNew()
+		}
+	} else {
+		sum.Decoding = fmt.Sprintf("log-likelihood (sum; continuation %q + label)", opts.choicePrefix)
+	}
+	cc := eval.ChoiceConfig{Prefix: opts.choicePrefix, MaxContext: ctx}
+	bar := newProgress(env.stderr, opts.task+" "+task.Name)
+	start := time.Now()
+	for i, it := range items {
+		var rec eval.Record
+		if opts.task == "gen" {
+			rec, err = eval.GenItem(s, tok, task, it, gc)
+		} else {
+			rec, err = eval.ChoiceItem(s, tok, task, it, cc)
+		}
+		if err != nil {
+			bar.done()
+			return fmt.Errorf("item %d of %s: %w", i, opts.data, err)
+		}
+		rec.Index = i
+		if opts.withPrompt {
+			rec.Prompt = task.Prompt(it)
+		}
+		sum.Add(rec)
+		if pred != nil {
+			if err := pred.write(rec); err != nil {
+				bar.done()
+				return err
+			}
+		}
+		bar.set(i+1, len(items), fmt.Sprintf("acc %.3f", sum.Accuracy))
+	}
+	bar.done()
+	sum.Seconds = time.Since(start).Seconds()
+	if pred != nil {
+		if err := pred.commit(); err != nil {
+			return err
+		}
+	}
+	if opts.json {
+		return json.NewEncoder(env.stdout).Encode(sum)
+	}
+	fmt.Fprintf(env.stdout, "%s %s: accuracy %.4f (%d/%d), %s, %.1fs", opts.task, task.Name, sum.Accuracy, sum.Correct, sum.Items, sum.Decoding, sum.Seconds)
+	if sum.AccuracyMean != nil {
+		fmt.Fprintf(env.stdout, "; by mean log-prob %.4f", *sum.AccuracyMean)
+	}
+	if sum.Truncated > 0 {
+		fmt.Fprintf(env.stdout, "; %d prompts truncated to the context %d", sum.Truncated, ctx)
+	}
+	fmt.Fprintln(env.stdout)
+	return nil
+}
+
+func flagErr(flag string, err error) error {
+	if err != nil {
+		return fmt.Errorf("%s: %w", flag, err)
+	}
+	return nil
+}
+
+// predWriter writes JSONL records to a temporary file renamed into place by commit, so a
+// failed run leaves no half-written predictions.
+type predWriter struct {
+	path, tmp string
+	f         *os.File
+	w         *bufio.Writer
+	enc       *json.Encoder
+}
+
+func newPredWriter(path string) (*predWriter, error) {
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return nil, fmt.Errorf("--predictions: %w", err)
+	}
+	w := bufio.NewWriter(f)
+	return &predWriter{path: path, tmp: tmp, f: f, w: w, enc: json.NewEncoder(w)}, nil
+}
+
+func (p *predWriter) write(r eval.Record) error {
+	if err := p.enc.Encode(r); err != nil {
+		return fmt.Errorf("--predictions %s: %w", p.path, err)
+	}
+	return nil
+}
+
+func (p *predWriter) commit() error {
+	err := p.w.Flush()
+	if cerr := p.f.Close(); err == nil {
+		err = cerr
+	}
+	p.f = nil
+	if err == nil {
+		err = os.Rename(p.tmp, p.path)
+	}
+	if err != nil {
+		os.Remove(p.tmp)
+		return fmt.Errorf("--predictions %s: %w", p.path, err)
+	}
+	return nil
+}
+
+// abort removes the temporary file unless commit ran.
+func (p *predWriter) abort() {
+	if p.f != nil {
+		p.f.Close()
+		os.Remove(p.tmp)
+		p.f = nil
+	}
 }
