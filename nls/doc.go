@@ -32,4 +32,14 @@
 // the counters), adapter.safetensors (the final A and B at full r_max, in ONNX layout under their
 // initializer names, the lora metadata alongside; export converts to PEFT's layout) and
 // loss.png (the training curve).
+//
+// Search (METHOD §5; evaluate.go, search.go, pareto.go, searchrun.go). An Evaluator scores a
+// configuration (one rank per group) and caches it by ConfigKey: the loss evaluator runs one
+// session of the super-network, opened once, with the causal-LM loss appended and the rank
+// masks fed, so a configuration is a feed, never a rebuilt graph. The accuracy evaluator goes
+// through package eval, whose functions feed a session the model's own inputs only; it opens the
+// exported sub-adapter (merge.Export, no merge) per configuration. Search runs the heuristic
+// (middle rank), first-improvement hill-climbing from it, or NSGA-II over (metric, adapter
+// parameters); RunSearch wraps data loading, the evaluator and the outputs (CONFIG.json in
+// merge.Selection's format, search.jsonl, a plot) for the CLI and the pipeline.
 package nls
