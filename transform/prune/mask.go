@@ -3,9 +3,10 @@ package prune
 import (
 	"fmt"
 	"math"
-	"sort"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Method is how a weight's importance is scored.
@@ -123,39 +124,122 @@ func Mask(values []float32, w Weight, inNorm2 []float64, c Config) ([]int, error
 	if c.Pattern.M > 0 {
 		k = w.In / c.Pattern.M * c.Pattern.N
 	}
-	var out []int
 	if k == 0 {
-		return out, nil
+		return []int{}, nil
 	}
-	out = make([]int, 0, k*w.Out)
-	score := make([]float64, w.In)
-	idx := make([]int, w.In)
-	for j := 0; j < w.Out; j++ {
-		for i := 0; i < w.In; i++ {
-			score[i] = math.Abs(float64(values[w.at(i, j)])) * norm[i]
-			idx[i] = i
-		}
-		if c.Pattern.M == 0 {
-			sortStable(idx, score)
-			for _, i := range idx[:k] {
-				out = append(out, w.at(i, j))
+	// Outputs are independent: split them over the cores, each worker with its own buffers,
+	// and concatenate in output order so the result does not depend on the split.
+	workers := min(runtime.GOMAXPROCS(0), w.Out)
+	parts := make([][]int, workers)
+	var wg sync.WaitGroup
+	for p := 0; p < workers; p++ {
+		wg.Add(1)
+		go func(p int) {
+			defer wg.Done()
+			lo, hi := p*w.Out/workers, (p+1)*w.Out/workers
+			// A tile of outputs is scored together so that, in the [in, out] layout, each row
+			// read is one contiguous run instead of a cache miss per element.
+			const tile = 16
+			bufs := make([][]scored, tile)
+			for t := range bufs {
+				bufs[t] = make([]scored, w.In)
 			}
-			continue
-		}
-		for g := 0; g < w.In; g += c.Pattern.M {
-			grp := idx[g : g+c.Pattern.M]
-			sortStable(grp, score)
-			for _, i := range grp[:c.Pattern.N] {
-				out = append(out, w.at(i, j))
+			part := make([]int, 0, k*(hi-lo))
+			for j0 := lo; j0 < hi; j0 += tile {
+				nt := min(tile, hi-j0)
+				for i := 0; i < w.In; i++ {
+					for t := 0; t < nt; t++ {
+						bufs[t][i] = scored{math.Abs(float64(values[w.at(i, j0+t)])) * norm[i], i}
+					}
+				}
+				for t := 0; t < nt; t++ {
+					j, buf := j0+t, bufs[t]
+					if c.Pattern.M == 0 {
+						part = appendLowest(part, buf, k, w, j)
+						continue
+					}
+					for g := 0; g < w.In; g += c.Pattern.M {
+						part = appendLowest(part, buf[g:g+c.Pattern.M], c.Pattern.N, w, j)
+					}
+				}
 			}
-		}
+			parts[p] = part
+		}(p)
+	}
+	wg.Wait()
+	out := make([]int, 0, k*w.Out)
+	for _, part := range parts {
+		out = append(out, part...)
 	}
 	return out, nil
 }
 
-// sortStable orders idx by ascending score; equal scores keep their order.
-func sortStable(idx []int, score []float64) {
-	sort.SliceStable(idx, func(a, b int) bool { return score[idx[a]] < score[idx[b]] })
+// scored is one input's score within an output; idx breaks ties, so ordering by (score, idx)
+// equals a stable sort by score (torch.sort(stable=True) in the reference).
+type scored struct {
+	score float64
+	idx   int
+}
+
+// appendLowest appends the stored positions of the n lowest-scoring inputs of buf (one output's
+// inputs, or one N:M group) in the (score, input index) order, which makes the chosen set exactly
+// that of a stable sort. Only the set matters, so a selection (linear on average) replaces the sort.
+func appendLowest(out []int, buf []scored, n int, w Weight, j int) []int {
+	selectLowest(buf, n)
+	for _, s := range buf[:n] {
+		out = append(out, w.at(s.idx, j))
+	}
+	return out
+}
+
+func less(a, b scored) bool { return a.score < b.score || a.score == b.score && a.idx < b.idx }
+
+// selectLowest reorders buf so that its first n elements are the n smallest (Hoare's
+// quickselect with a median-of-three pivot; the order within each side is unspecified).
+// Small ranges are finished with an insertion sort.
+func selectLowest(buf []scored, n int) {
+	lo, hi := 0, len(buf)-1
+	for hi-lo > 16 {
+		mid := lo + (hi-lo)/2
+		if less(buf[mid], buf[lo]) {
+			buf[mid], buf[lo] = buf[lo], buf[mid]
+		}
+		if less(buf[hi], buf[lo]) {
+			buf[hi], buf[lo] = buf[lo], buf[hi]
+		}
+		if less(buf[hi], buf[mid]) {
+			buf[hi], buf[mid] = buf[mid], buf[hi]
+		}
+		pivot := buf[mid]
+		i, j := lo, hi
+		for i <= j {
+			for less(buf[i], pivot) {
+				i++
+			}
+			for less(pivot, buf[j]) {
+				j--
+			}
+			if i <= j {
+				buf[i], buf[j] = buf[j], buf[i]
+				i++
+				j--
+			}
+		}
+		// Now buf[lo..j] ≤ pivot ≤ buf[i..hi], and elements between j and i equal the pivot.
+		switch {
+		case n-1 <= j:
+			hi = j
+		case n-1 >= i:
+			lo = i
+		default:
+			return
+		}
+	}
+	for a := lo + 1; a <= hi; a++ {
+		for b := a; b > lo && less(buf[b], buf[b-1]); b-- {
+			buf[b], buf[b-1] = buf[b-1], buf[b]
+		}
+	}
 }
 
 // ZeroElements zeroes the given elements of a raw little-endian tensor of elemSize-byte

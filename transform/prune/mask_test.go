@@ -90,3 +90,35 @@ func TestSparsityZeroChangesNothing(t *testing.T) {
 		t.Fatalf("sparsity 0 pruned %v (%v)", idx, err)
 	}
 }
+
+// The selection must pick exactly the set a stable sort would, ties included.
+func TestSelectLowestMatchesStableSort(t *testing.T) {
+	for trial := 0; trial < 300; trial++ {
+		n := 1 + trial%97
+		buf := make([]scored, n)
+		for i := range buf {
+			buf[i] = scored{float64((i*7919 + trial*31) % (3 + trial%11)), i} // many ties
+		}
+		ref := slices.Clone(buf)
+		slices.SortStableFunc(ref, func(a, b scored) int {
+			switch {
+			case a.score < b.score:
+				return -1
+			case a.score > b.score:
+				return 1
+			}
+			return 0
+		})
+		k := trial % (n + 1)
+		selectLowest(buf, k)
+		got := map[int]bool{}
+		for _, s := range buf[:k] {
+			got[s.idx] = true
+		}
+		for _, s := range ref[:k] {
+			if !got[s.idx] {
+				t.Fatalf("trial %d (n=%d, k=%d): index %d missing from the selection", trial, n, k, s.idx)
+			}
+		}
+	}
+}
