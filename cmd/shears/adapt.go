@@ -9,8 +9,7 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/shears-ml/shears/onnx"
-	"github.com/shears-ml/shears/transform/layers"
+	"github.com/shears-ml/shears/pipeline"
 	"github.com/shears-ml/shears/transform/lora"
 )
 
@@ -109,23 +108,14 @@ func runAdapt(env *cliEnv, o any, args []string) error {
 	if opts.out == "" && !opts.dryRun {
 		return fmt.Errorf("%w: -o SUPER.onnx is required", errUsage)
 	}
-	m, err := onnx.Load(args[0])
-	if err != nil {
-		return err
-	}
-	defer m.Close()
-	all, err := layers.Find(m)
-	if err != nil {
-		return err
-	}
-	cands, err := layers.Select(all, opts.include, opts.exclude)
-	if err != nil {
-		return err
-	}
 	cfg := lora.Config{Targets: opts.targets, Ranks: opts.ranks, Alpha: opts.alpha, Groups: opts.groups, Dropout: opts.dropout, Seed: opts.seed, SparseAdapter: opts.sparse}
-	plan, err := lora.NewPlan(m, cands, cfg)
+	ao := pipeline.AdaptOptions{Model: args[0], Out: opts.out, LoRA: cfg, Include: opts.include, Exclude: opts.exclude, Train: opts.train, External: opts.external}
+	if opts.dryRun {
+		ao.Out = ""
+	}
+	plan, err := pipeline.Adapt(ao)
 	if err != nil {
-		return fmt.Errorf("%s: %w", args[0], err)
+		return err
 	}
 	rep := adaptSummary(plan)
 	rep.Model, rep.Train = args[0], opts.train && opts.dropout > 0
@@ -135,13 +125,6 @@ func runAdapt(env *cliEnv, o any, args []string) error {
 		}
 		fmt.Fprint(env.stdout, plan.String())
 		return nil
-	}
-	sup, err := lora.Apply(m, plan, lora.ApplyOptions{Train: opts.train})
-	if err != nil {
-		return err
-	}
-	if err := sup.Save(opts.out, onnx.SaveOptions{ExternalData: opts.external || hasExternal(m)}); err != nil {
-		return err
 	}
 	rep.Output = opts.out
 	if opts.json {

@@ -8,9 +8,7 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/shears-ml/shears/nls"
-	"github.com/shears-ml/shears/onnx"
-	"github.com/shears-ml/shears/transform/lora"
+	"github.com/shears-ml/shears/pipeline"
 	"github.com/shears-ml/shears/transform/merge"
 )
 
@@ -103,62 +101,19 @@ func runExport(env *cliEnv, o any, args []string) error {
 	if opts.dtype != "fp32" && opts.dtype != "fp16" {
 		return fmt.Errorf("%w: --dtype %q: want fp32 or fp16", errUsage, opts.dtype)
 	}
-	var sup *onnx.Model
-	source := opts.super
+	runDir := ""
 	if len(args) == 1 {
-		run, err := nls.LoadRun(args[0])
-		if err != nil {
-			return err
-		}
-		sup, source = run.Model, args[0]
-		if !run.Final {
-			fmt.Fprintf(env.stderr, "warning: %s has not finished; exporting its latest checkpoint (step %d)\n", args[0], run.Steps)
-		}
-	} else if sup, err = onnx.Load(opts.super); err != nil {
-		return err
+		runDir = args[0]
 	}
-	defer sup.Close()
-	meta, err := lora.ReadConfig(sup)
+	res, err := pipeline.Export(pipeline.ExportOptions{RunDir: runDir, Super: opts.super, Config: opts.config, Ranks: opts.ranks,
+		Out: opts.out, Merge: string(mode), DType: opts.dtype, PEFT: opts.peft, BaseModel: opts.baseModel, External: opts.external})
 	if err != nil {
 		return err
 	}
-	var sel *merge.Selection
-	if opts.config != "" {
-		sel, err = merge.ReadSelection(opts.config)
-	} else {
-		sel, err = merge.Preset(meta, opts.ranks)
+	if !res.Final {
+		fmt.Fprintf(env.stderr, "warning: %s had not finished; exported its latest checkpoint (step %d)\n", runDir, res.Steps)
 	}
-	if err != nil {
-		return err
-	}
-	untrained, err := merge.Check(meta, sel.Ranks)
-	if err != nil {
-		if opts.config != "" {
-			return fmt.Errorf("%s: %w", opts.config, err)
-		}
-		return err
-	}
-	if sel.Params == 0 {
-		sel.Params = merge.Params(meta, sel.Ranks)
-	}
-	out, rep, err := merge.Export(sup, sel.Ranks, mode)
-	if err != nil {
-		return err
-	}
-	if opts.dtype == "fp16" {
-		if out, err = merge.ToFloat16(out); err != nil {
-			return err
-		}
-	}
-	if opts.peft != "" {
-		if _, err := merge.WritePEFT(opts.peft, sup, sel.Ranks, opts.baseModel); err != nil {
-			return err
-		}
-	}
-	if err := out.Save(opts.out, onnx.SaveOptions{ExternalData: opts.external || hasExternal(sup)}); err != nil {
-		return err
-	}
-	r := exportReport{Super: source, Output: opts.out, DType: opts.dtype, PEFT: opts.peft, Selection: sel, Untrained: untrained, Report: rep}
+	r := exportReport{Super: res.Source, Output: opts.out, DType: opts.dtype, PEFT: opts.peft, Selection: res.Selection, Untrained: res.Untrained, Report: res.Report}
 	if opts.json {
 		return printJSON(env, r)
 	}

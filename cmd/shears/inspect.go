@@ -11,6 +11,7 @@ import (
 
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
+	"github.com/shears-ml/shears/pipeline"
 	"github.com/shears-ml/shears/transform/layers"
 )
 
@@ -67,15 +68,8 @@ type ioReport struct {
 	Shape []string `json:"shape"`
 }
 
-type linearReport struct {
-	Name     string  `json:"name"`
-	Weight   string  `json:"weight"`
-	Block    int     `json:"block"`
-	Role     string  `json:"role"`
-	In       int64   `json:"in"`
-	Out      int64   `json:"out"`
-	Sparsity float64 `json:"sparsity"`
-}
+// linearReport is one linear layer and its sparsity (the same record prune reports).
+type linearReport = pipeline.LayerSparsity
 
 func runInspect(env *cliEnv, o any, args []string) error {
 	opts := o.(*inspectOpts)

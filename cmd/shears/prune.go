@@ -3,19 +3,14 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"sort"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/pflag"
 
-	"github.com/shears-ml/shears/data"
-	"github.com/shears-ml/shears/models"
 	"github.com/shears-ml/shears/onnx"
-	"github.com/shears-ml/shears/sparsify"
-	"github.com/shears-ml/shears/transform/layers"
+	"github.com/shears-ml/shears/pipeline"
 	"github.com/shears-ml/shears/transform/prune"
 )
 
@@ -83,19 +78,7 @@ Example:
 }
 
 // pruneReport is the --report / --json document.
-type pruneReport struct {
-	Model    string             `json:"model"`
-	Output   string             `json:"output"`
-	Method   string             `json:"method"`
-	Pattern  string             `json:"pattern"`
-	Target   float64            `json:"target_sparsity"`
-	OneShot  bool               `json:"one_shot"`
-	Samples  int                `json:"samples"`
-	SeqLen   int                `json:"seq_len"`
-	Layers   []linearReport     `json:"layers"`
-	Sparsity float64            `json:"sparsity"` // zeros / elements over the pruned layers
-	Seconds  map[string]float64 `json:"seconds"`
-}
+type pruneReport = pipeline.PruneReport
 
 func runPrune(env *cliEnv, o any, args []string) error {
 	opts := o.(*pruneOpts)
@@ -105,110 +88,40 @@ func runPrune(env *cliEnv, o any, args []string) error {
 	if opts.out == "" {
 		return fmt.Errorf("%w: -o OUT.onnx is required", errUsage)
 	}
-	pat, err := prune.ParsePattern(opts.pattern)
-	if err != nil {
+	if _, err := prune.ParsePattern(opts.pattern); err != nil {
 		return fmt.Errorf("--pattern: %w", err)
 	}
-	cfg := prune.Config{Method: prune.Method(opts.method), Sparsity: opts.sparsity, Pattern: pat}
-	if err := cfg.Check(); err != nil {
-		return fmt.Errorf("--method/--sparsity/--pattern: %w", err)
-	}
-	if cfg.Method == prune.Wanda && (opts.calib == "" || opts.tokenizer == "") {
+	if prune.Method(opts.method) == prune.Wanda && (opts.calib == "" || opts.tokenizer == "") {
 		return fmt.Errorf("%w: wanda needs --calib FILE and --tokenizer TOK (or use --method magnitude)", errUsage)
 	}
-	secs := map[string]float64{}
-	t0 := time.Now()
-	m, err := onnx.Load(args[0])
-	if err != nil {
-		return err
-	}
-	defer m.Close()
-	all, err := layers.Find(m)
-	if err != nil {
-		return err
-	}
-	targets, err := layers.Select(all, opts.include, opts.exclude)
-	if err != nil {
-		return err
-	}
-	if len(targets) == 0 {
-		return fmt.Errorf("%s: no linear layers to prune (found %d linears, none inside decoder blocks or matching --include)", args[0], len(all))
-	}
-	if err := sparsify.Check(targets, cfg); err != nil {
-		return err
-	}
-	secs["load"] = time.Since(t0).Seconds()
-	var stats sparsify.Stats
-	seqLen := opts.seqLen
-	if cfg.Method == prune.Wanda {
-		t0 = time.Now()
-		tok, err := loadTokenizer(opts.tokenizer)
-		if err != nil {
-			return err
-		}
-		if ctx := models.ContextLength(m); ctx > 0 && seqLen > ctx {
-			seqLen = ctx
-		}
-		docs, err := data.ReadDocuments(opts.calib)
-		if err != nil {
-			return fmt.Errorf("--calib: %w", err)
-		}
-		windows, err := data.CalibrationWindows(docs, tok, data.CalibOptions{Samples: opts.samples, SeqLen: seqLen, Seed: opts.seed})
-		if err != nil {
-			return fmt.Errorf("--calib %s: %w", opts.calib, err)
-		}
-		secs["data"] = time.Since(t0).Seconds()
+	po := pipeline.PruneOptions{Model: args[0], Out: opts.out, Method: opts.method, Sparsity: opts.sparsity, Pattern: opts.pattern,
+		Calib: opts.calib, Tokenizer: opts.tokenizer, Samples: opts.samples, SeqLen: opts.seqLen, Seed: opts.seed,
+		OneShot: opts.oneShot, Include: opts.include, Exclude: opts.exclude, External: opts.external}
+	var bar *progress
+	if po.Method == string(prune.Wanda) {
 		ro, err := opts.rt.options()
 		if err != nil {
 			return err
 		}
-		bar := newProgress(env.stderr, "calibrate")
-		t0 = time.Now()
-		var tm sparsify.Timing
-		stats, tm, err = sparsify.Calibrate(m, targets, cfg, windows, sparsify.Options{OneShot: opts.oneShot, Runtime: ro,
-			Progress: func(stage, stages, block, done, total int) {
-				label := fmt.Sprintf("block %d/%d", stage+1, stages)
-				if block < 0 {
-					label = "one-shot"
-				}
-				bar.relabel(label)
-				bar.set(stage*total+done, stages*total, "")
-			}})
-		bar.done()
-		if err != nil {
-			return err
+		po.Runtime = ro
+		bar = newProgress(env.stderr, "calibrate")
+		defer bar.done()
+		po.Progress = func(stage, stages, block, done, total int) {
+			label := fmt.Sprintf("block %d/%d", stage+1, stages)
+			if block < 0 {
+				label = "one-shot"
+			}
+			bar.relabel(label)
+			bar.set(stage*total+done, stages*total, "")
 		}
-		secs["calibrate"] = time.Since(t0).Seconds()
-		secs["calibrate_sessions"] = tm.Session.Seconds()
-		secs["calibrate_runs"] = tm.Run.Seconds()
 	}
-	t0 = time.Now()
-	save := onnx.SaveOptions{ExternalData: opts.external || hasExternal(m), Transform: sparsify.Transform(targets, stats, cfg)}
-	if err := m.Save(opts.out, save); err != nil {
-		return err
+	rep, err := pipeline.Prune(po)
+	if bar != nil {
+		bar.done()
 	}
-	secs["prune_and_save"] = time.Since(t0).Seconds()
-	// Report from the written file: what a user gets is what is measured.
-	out, err := onnx.Load(opts.out)
 	if err != nil {
 		return err
 	}
-	defer out.Close()
-	rep := pruneReport{Model: args[0], Output: opts.out, Method: opts.method, Pattern: pat.String(), Target: cfg.Sparsity,
-		OneShot: opts.oneShot, Samples: opts.samples, SeqLen: seqLen, Seconds: secs}
-	if cfg.Method != prune.Wanda {
-		rep.Samples, rep.SeqLen = 0, 0
-	}
-	var zeros, total int64
-	for _, l := range targets {
-		z, n, err := layers.CountZeros(out, l)
-		if err != nil {
-			return err
-		}
-		zeros, total = zeros+z, total+n
-		rep.Layers = append(rep.Layers, linearReport{Name: l.Node, Weight: l.Weight, Block: l.Block, Role: l.Role, In: l.In, Out: l.Out, Sparsity: float64(z) / float64(n)})
-	}
-	rep.Sparsity = float64(zeros) / float64(total)
 	if opts.report != "" {
 		if err := writeJSONFile(opts.report, rep); err != nil {
 			return err
@@ -219,18 +132,11 @@ func runPrune(env *cliEnv, o any, args []string) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(rep)
 	}
-	printPruneSummary(env, rep)
+	printPruneSummary(env, *rep)
 	return nil
 }
 
-func hasExternal(m *onnx.Model) bool {
-	for _, t := range m.Graph().GetInitializer() {
-		if t.GetDataLocation() == 1 {
-			return true
-		}
-	}
-	return false
-}
+func hasExternal(m *onnx.Model) bool { return pipeline.HasExternal(m) }
 
 // printPruneSummary prints sparsity per block × role, then the overall figure and timing.
 func printPruneSummary(env *cliEnv, r pruneReport) {
@@ -284,18 +190,4 @@ func printPruneSummary(env *cliEnv, r pruneReport) {
 }
 
 // writeJSONFile writes v as indented JSON atomically.
-func writeJSONFile(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
-}
+func writeJSONFile(path string, v any) error { return pipeline.WriteJSON(path, v) }

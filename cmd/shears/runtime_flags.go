@@ -3,6 +3,7 @@ package main
 import (
 	"github.com/spf13/pflag"
 
+	"github.com/shears-ml/shears/pipeline"
 	"github.com/shears-ml/shears/runtime"
 )
 
@@ -21,12 +22,5 @@ func (r *runtimeFlags) add(fs *pflag.FlagSet) {
 
 // options loads the library and returns the session options the flags describe.
 func (r *runtimeFlags) options() (runtime.Options, error) {
-	lib, err := runtime.FindLibrary(r.ortLib)
-	if err != nil {
-		return runtime.Options{}, err
-	}
-	if err := runtime.Init(lib); err != nil {
-		return runtime.Options{}, err
-	}
-	return runtime.Options{Device: r.device, Threads: r.threads}, nil
+	return pipeline.Runtime(r.ortLib, r.device, r.threads)
 }

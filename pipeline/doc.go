@@ -1,0 +1,17 @@
+// Package pipeline is the Shears pipeline as library calls: the stage functions that the
+// single CLI commands (prune, adapt, export) and "shears run" share, and the recipe runner
+// that chains them — prune → adapt → train → search → export → eval — under one work
+// directory.
+//
+// Why a package of its own. A recipe run and the single commands must do the same thing for
+// the same options; keeping each stage's body here (and only flag parsing and printing in
+// cmd/shears) makes that true by construction, and lets tests and benchmarks drive the whole
+// pipeline without a child process.
+//
+// Resumability. Every stage writes its outputs atomically into its own folder of the work
+// directory and then a manifest (manifest.json) holding a hash of its options and of its
+// inputs (external files by content, upstream stages by their own hash). A later run skips a
+// stage whose manifest hash matches and whose outputs exist, so editing one stage's options
+// reruns that stage and those downstream of it only. An interrupted training stage resumes
+// from its last checkpoint (nls.TrainOptions.Resume) when its hash is unchanged.
+package pipeline

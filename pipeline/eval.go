@@ -1,0 +1,150 @@
+package pipeline
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/shears-ml/shears/data"
+	"github.com/shears-ml/shears/eval"
+	"github.com/shears-ml/shears/models"
+	"github.com/shears-ml/shears/onnx"
+	"github.com/shears-ml/shears/onnx/onnxpb"
+	"github.com/shears-ml/shears/runtime"
+	"github.com/shears-ml/shears/tokenizer"
+	"github.com/shears-ml/shears/transform/layers"
+)
+
+// EvalResult is one model measured on one evaluation set: a mean loss in nats per scored
+// token and its exponential.
+type EvalResult struct {
+	Task   string  `json:"task"`   // ppl or answer-loss
+	Loss   float64 `json:"loss"`   // mean negative log-likelihood per scored token (nats)
+	PPL    float64 `json:"ppl"`    // exp(Loss)
+	Tokens int     `json:"tokens"` // tokens scored
+	Items  int     `json:"items"`  // documents (ppl) or items (answer-loss)
+}
+
+// contextOf is the model's context length from its metadata (0 when unknown).
+func contextOf(model string) (int, error) {
+	m, err := onnx.Load(model)
+	if err != nil {
+		return 0, err
+	}
+	defer m.Close()
+	return models.ContextLength(m), nil
+}
+
+// Perplexity is "shears eval --task ppl": the documents of dataPath (limit > 0 keeps the first
+// limit) as one token stream in windows of seqLen tokens, capped to the model's context.
+func Perplexity(model, dataPath string, tok tokenizer.Tokenizer, seqLen, batch, limit int, ro runtime.Options) (EvalResult, error) {
+	docs, err := data.ReadDocuments(dataPath)
+	if err != nil {
+		return EvalResult{}, err
+	}
+	if limit > 0 && limit < len(docs) {
+		docs = docs[:limit]
+	}
+	ctx, err := contextOf(model)
+	if err != nil {
+		return EvalResult{}, err
+	}
+	if ctx > 0 && seqLen > ctx {
+		seqLen = ctx
+	}
+	s, err := runtime.OpenFile(model, ro)
+	if err != nil {
+		return EvalResult{}, err
+	}
+	defer s.Close()
+	r, err := eval.Perplexity(s, data.Stream(docs, tok), seqLen, batch)
+	if err != nil {
+		return EvalResult{}, fmt.Errorf("%s on %s: %w", model, dataPath, err)
+	}
+	return EvalResult{Task: "ppl", Loss: r.NLL, PPL: r.PPL, Tokens: r.Tokens, Items: len(docs)}, nil
+}
+
+// AnswerLoss is the cross-entropy over the answer tokens only of an LLM-Adapters test file:
+// for each item, BOS + the task's evaluation prompt is the context and the item's answer
+// string (e.g. "18.0") the continuation; the loss is −Σ log p(answer tokens) / Σ answer
+// tokens over the items (limit > 0 keeps the first limit). It scores what a model puts right
+// after "### Response:", which for a model trained on rationales is a harder target than
+// its final "The answer is N." — a comparison between models, not an accuracy.
+func AnswerLoss(model, dataPath string, tok tokenizer.Tokenizer, limit int, ro runtime.Options) (EvalResult, error) {
+	task, err := eval.DetectTask(dataPath)
+	if err != nil {
+		return EvalResult{}, err
+	}
+	items, err := eval.ReadItems(dataPath)
+	if err != nil {
+		return EvalResult{}, err
+	}
+	if limit > 0 && limit < len(items) {
+		items = items[:limit]
+	}
+	ctx, err := contextOf(model)
+	if err != nil {
+		return EvalResult{}, err
+	}
+	s, err := runtime.OpenFile(model, ro)
+	if err != nil {
+		return EvalResult{}, err
+	}
+	defer s.Close()
+	var nll float64
+	var n int
+	for i, it := range items {
+		seqs, k, _, err := eval.ChoiceTokens(tok, task.Prompt(it), []string{it.Answer}, ctx)
+		if err != nil {
+			return EvalResult{}, fmt.Errorf("%s item %d: %w", dataPath, i, err)
+		}
+		sc, err := eval.ScoreContinuations(s, seqs, k)
+		if err != nil {
+			return EvalResult{}, fmt.Errorf("%s item %d: %w", dataPath, i, err)
+		}
+		nll -= sc[0].Sum
+		n += sc[0].Tokens
+	}
+	loss := nll / float64(n)
+	return EvalResult{Task: "answer-loss", Loss: loss, PPL: math.Exp(loss), Tokens: n, Items: len(items)}, nil
+}
+
+// NonZeroParams counts the non-zero values of the model's weights: every linear layer's
+// (transform/layers, the LM head included) and every float table a Gather reads (the
+// embeddings), each initializer once. Buffers such as RoPE caches and causal masks are not
+// parameters and are left out, as is anything tiny outside those (norm scales).
+func NonZeroParams(model string) (int64, error) {
+	m, err := onnx.Load(model)
+	if err != nil {
+		return 0, err
+	}
+	defer m.Close()
+	lins, err := layers.Find(m)
+	if err != nil {
+		return 0, err
+	}
+	names := map[string]bool{}
+	for _, l := range lins {
+		names[l.Weight] = true
+	}
+	for _, n := range m.Graph().GetNode() {
+		if n.GetOpType() == "Gather" && len(n.GetInput()) > 0 {
+			names[n.GetInput()[0]] = true
+		}
+	}
+	var n int64
+	for _, t := range m.Graph().GetInitializer() {
+		if !names[t.GetName()] || onnx.DataType(t) != onnxpb.TensorProto_FLOAT {
+			continue
+		}
+		v, err := m.Float32s(t)
+		if err != nil {
+			return 0, fmt.Errorf("%s: initializer %s: %w", model, t.GetName(), err)
+		}
+		for _, x := range v {
+			if x != 0 {
+				n++
+			}
+		}
+	}
+	return n, nil
+}

@@ -1,0 +1,123 @@
+package pipeline
+
+import (
+	"fmt"
+
+	"github.com/shears-ml/shears/nls"
+	"github.com/shears-ml/shears/onnx"
+	"github.com/shears-ml/shears/transform/lora"
+	"github.com/shears-ml/shears/transform/merge"
+)
+
+// ExportOptions are the export stage's options (the flags of "shears export").
+type ExportOptions struct {
+	RunDir string // a run directory of nls.Train, or
+	Super  string // a super-network file with trained A and B
+	Config string // CONFIG.json of the sub-adapter, or
+	Ranks  string // a preset: heuristic, max or min
+	// Selection, when set, is used as given (Config and Ranks are then ignored).
+	Selection *merge.Selection
+	Out       string
+	Merge     string // none (default), dense or sparse
+	DType     string // fp32 (default) or fp16
+	PEFT      string // also write a PEFT adapter folder
+	BaseModel string // base_model_name_or_path of the PEFT config
+	External  bool
+}
+
+// ExportResult is what an export wrote.
+type ExportResult struct {
+	Source    string
+	Selection *merge.Selection
+	// Untrained lists groups whose rank lies outside the trained rank space.
+	Untrained []string
+	// Final is false when a run directory had not finished (its latest checkpoint was used).
+	Final bool
+	Steps int
+	*merge.Report
+}
+
+// Export writes one sub-adapter of a trained super-network as a graph with the model's own
+// inputs only: unmerged, dense-merged or sparsity-keeping merged (transform/merge).
+func Export(o ExportOptions) (*ExportResult, error) {
+	if (o.RunDir == "") == (o.Super == "") {
+		return nil, fmt.Errorf("export: give a run directory or a super-network file (one of them)")
+	}
+	if o.Out == "" {
+		return nil, fmt.Errorf("export: no output file given")
+	}
+	if o.Selection == nil && (o.Config == "") == (o.Ranks == "") {
+		return nil, fmt.Errorf("export: give exactly one of a CONFIG.json and a rank preset (heuristic, max, min)")
+	}
+	if o.Merge == "" {
+		o.Merge = string(merge.None)
+	}
+	mode, err := merge.ParseMode(o.Merge)
+	if err != nil {
+		return nil, fmt.Errorf("export: merge: %w", err)
+	}
+	if o.DType == "" {
+		o.DType = "fp32"
+	}
+	if o.DType != "fp32" && o.DType != "fp16" {
+		return nil, fmt.Errorf("export: dtype %q: want fp32 or fp16", o.DType)
+	}
+	res := &ExportResult{Source: o.Super, Final: true}
+	var sup *onnx.Model
+	if o.RunDir != "" {
+		run, err := nls.LoadRun(o.RunDir)
+		if err != nil {
+			return nil, err
+		}
+		sup, res.Source, res.Final, res.Steps = run.Model, o.RunDir, run.Final, run.Steps
+	} else if sup, err = onnx.Load(o.Super); err != nil {
+		return nil, err
+	}
+	defer sup.Close()
+	meta, err := lora.ReadConfig(sup)
+	if err != nil {
+		return nil, err
+	}
+	sel := o.Selection
+	switch {
+	case sel != nil:
+		c := *sel
+		sel = &c
+	case o.Config != "":
+		sel, err = merge.ReadSelection(o.Config)
+	default:
+		sel, err = merge.Preset(meta, o.Ranks)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if res.Untrained, err = merge.Check(meta, sel.Ranks); err != nil {
+		if o.Config != "" {
+			return nil, fmt.Errorf("%s: %w", o.Config, err)
+		}
+		return nil, err
+	}
+	if sel.Params == 0 {
+		sel.Params = merge.Params(meta, sel.Ranks)
+	}
+	res.Selection = sel
+	out, rep, err := merge.Export(sup, sel.Ranks, mode)
+	if err != nil {
+		return nil, err
+	}
+	res.Report = rep
+	if o.DType == "fp16" {
+		if out, err = merge.ToFloat16(out); err != nil {
+			return nil, err
+		}
+	}
+	if o.PEFT != "" {
+		if _, err := merge.WritePEFT(o.PEFT, sup, sel.Ranks, o.BaseModel); err != nil {
+			return nil, err
+		}
+	}
+	if err := out.Save(o.Out, onnx.SaveOptions{ExternalData: o.External || HasExternal(sup)}); err != nil {
+		return nil, err
+	}
+	return res, nil
+}

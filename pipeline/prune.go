@@ -1,0 +1,186 @@
+package pipeline
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/shears-ml/shears/data"
+	"github.com/shears-ml/shears/models"
+	"github.com/shears-ml/shears/onnx"
+	"github.com/shears-ml/shears/runtime"
+	"github.com/shears-ml/shears/sparsify"
+	"github.com/shears-ml/shears/tokenizer"
+	"github.com/shears-ml/shears/transform/layers"
+	"github.com/shears-ml/shears/transform/prune"
+)
+
+// PruneOptions are the prune stage's options (the flags of "shears prune").
+type PruneOptions struct {
+	Model, Out string
+	Method     string  // wanda (default) or magnitude
+	Sparsity   float64 // fraction of each pruned layer's weights zeroed
+	Pattern    string  // unstructured (default), 2:4, 4:8
+	Calib      string  // calibration data (wanda)
+	Tokenizer  string
+	Samples    int
+	SeqLen     int // capped to the model's context
+	Seed       uint64
+	OneShot    bool
+	Include    string // regexps over node, weight or role
+	Exclude    string
+	External   bool // force external data (automatic when the input has it)
+	Runtime    runtime.Options
+	// Progress, when set, receives sparsify's calibration progress.
+	Progress func(stage, stages, block, done, total int)
+}
+
+// PruneReport is what the prune stage measured, read back from the written file.
+type PruneReport struct {
+	Model    string             `json:"model"`
+	Output   string             `json:"output"`
+	Method   string             `json:"method"`
+	Pattern  string             `json:"pattern"`
+	Target   float64            `json:"target_sparsity"`
+	OneShot  bool               `json:"one_shot"`
+	Samples  int                `json:"samples"`
+	SeqLen   int                `json:"seq_len"`
+	Layers   []LayerSparsity    `json:"layers"`
+	Sparsity float64            `json:"sparsity"` // zeros / elements over the pruned layers
+	Seconds  map[string]float64 `json:"seconds"`
+}
+
+// LayerSparsity is one pruned linear's sparsity.
+type LayerSparsity struct {
+	Name     string  `json:"name"`
+	Weight   string  `json:"weight"`
+	Block    int     `json:"block"`
+	Role     string  `json:"role"`
+	In       int64   `json:"in"`
+	Out      int64   `json:"out"`
+	Sparsity float64 `json:"sparsity"`
+}
+
+// Prune sparsifies the model's linear layers (Wanda or magnitude) and writes o.Out atomically.
+// The runtime must be initialised (Runtime) when the method is wanda.
+func Prune(o PruneOptions) (*PruneReport, error) {
+	if o.Method == "" {
+		o.Method = string(prune.Wanda)
+	}
+	if o.Pattern == "" {
+		o.Pattern = "unstructured"
+	}
+	if o.Out == "" {
+		return nil, fmt.Errorf("prune: no output file given")
+	}
+	pat, err := prune.ParsePattern(o.Pattern)
+	if err != nil {
+		return nil, fmt.Errorf("prune: pattern: %w", err)
+	}
+	cfg := prune.Config{Method: prune.Method(o.Method), Sparsity: o.Sparsity, Pattern: pat}
+	if err := cfg.Check(); err != nil {
+		return nil, fmt.Errorf("prune: method/sparsity/pattern: %w", err)
+	}
+	if cfg.Method == prune.Wanda && (o.Calib == "" || o.Tokenizer == "") {
+		return nil, fmt.Errorf("prune: wanda needs calibration data and a tokenizer (or use the magnitude method)")
+	}
+	secs := map[string]float64{}
+	t0 := time.Now()
+	m, all, targets, err := loadLinears(o.Model, o.Include, o.Exclude)
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	if len(targets) == 0 {
+		return nil, fmt.Errorf("%s: no linear layers to prune (found %d linears, none inside decoder blocks or matching the include pattern)", o.Model, len(all))
+	}
+	if err := sparsify.Check(targets, cfg); err != nil {
+		return nil, err
+	}
+	secs["load"] = time.Since(t0).Seconds()
+	var stats sparsify.Stats
+	seqLen := o.SeqLen
+	if cfg.Method == prune.Wanda {
+		t0 = time.Now()
+		tok, err := tokenizer.Load(o.Tokenizer)
+		if err != nil {
+			return nil, err
+		}
+		if ctx := models.ContextLength(m); ctx > 0 && seqLen > ctx {
+			seqLen = ctx
+		}
+		docs, err := data.ReadDocuments(o.Calib)
+		if err != nil {
+			return nil, fmt.Errorf("prune: calibration data: %w", err)
+		}
+		windows, err := data.CalibrationWindows(docs, tok, data.CalibOptions{Samples: o.Samples, SeqLen: seqLen, Seed: o.Seed})
+		if err != nil {
+			return nil, fmt.Errorf("prune: calibration data %s: %w", o.Calib, err)
+		}
+		secs["data"] = time.Since(t0).Seconds()
+		t0 = time.Now()
+		var tm sparsify.Timing
+		stats, tm, err = sparsify.Calibrate(m, targets, cfg, windows, sparsify.Options{OneShot: o.OneShot, Runtime: o.Runtime, Progress: o.Progress})
+		if err != nil {
+			return nil, err
+		}
+		secs["calibrate"] = time.Since(t0).Seconds()
+		secs["calibrate_sessions"] = tm.Session.Seconds()
+		secs["calibrate_runs"] = tm.Run.Seconds()
+	}
+	t0 = time.Now()
+	save := onnx.SaveOptions{ExternalData: o.External || HasExternal(m), Transform: sparsify.Transform(targets, stats, cfg)}
+	if err := m.Save(o.Out, save); err != nil {
+		return nil, err
+	}
+	secs["prune_and_save"] = time.Since(t0).Seconds()
+	// Report from the written file: what a user gets is what is measured.
+	out, err := onnx.Load(o.Out)
+	if err != nil {
+		return nil, err
+	}
+	defer out.Close()
+	rep := &PruneReport{Model: o.Model, Output: o.Out, Method: o.Method, Pattern: pat.String(), Target: cfg.Sparsity,
+		OneShot: o.OneShot, Samples: o.Samples, SeqLen: seqLen, Seconds: secs}
+	if cfg.Method != prune.Wanda {
+		rep.Samples, rep.SeqLen = 0, 0
+	}
+	var zeros, total int64
+	for _, l := range targets {
+		z, n, err := layers.CountZeros(out, l)
+		if err != nil {
+			return nil, err
+		}
+		zeros, total = zeros+z, total+n
+		rep.Layers = append(rep.Layers, LayerSparsity{Name: l.Node, Weight: l.Weight, Block: l.Block, Role: l.Role, In: l.In, Out: l.Out, Sparsity: float64(z) / float64(n)})
+	}
+	rep.Sparsity = float64(zeros) / float64(total)
+	return rep, nil
+}
+
+// HasExternal reports whether any initializer of m keeps its data in an external file.
+func HasExternal(m *onnx.Model) bool {
+	for _, t := range m.Graph().GetInitializer() {
+		if t.GetDataLocation() == 1 {
+			return true
+		}
+	}
+	return false
+}
+
+// loadLinears loads a model and finds its linear layers, all and those the include / exclude
+// regexps select.
+func loadLinears(path, include, exclude string) (*onnx.Model, []layers.Linear, []layers.Linear, error) {
+	m, err := onnx.Load(path)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	all, err := layers.Find(m)
+	if err == nil {
+		var sel []layers.Linear
+		if sel, err = layers.Select(all, include, exclude); err == nil {
+			return m, all, sel, nil
+		}
+	}
+	m.Close()
+	return nil, nil, nil, err
+}
