@@ -199,3 +199,59 @@ func (m *Model) Close() error {
 	e.closed = true
 	return first
 }
+
+// ReadChunks streams tensor t's raw little-endian bytes to fn in pieces of at most chunk bytes
+// (rounded down to whole elements), reusing one buffer: a scan over a multi-GB weight (counting
+// zeros, hashing) needs only that buffer. fn must not keep the slice.
+func (m *Model) ReadChunks(t *onnxpb.TensorProto, chunk int, fn func([]byte) error) error {
+	if t == nil {
+		return fmt.Errorf("onnx: read chunks of a nil tensor")
+	}
+	want, err := tensorByteLen(t)
+	if err != nil {
+		return fmt.Errorf("onnx: %w", err)
+	}
+	if es := ElemSize(DataType(t)); es > 0 {
+		chunk = max(es, chunk/es*es)
+	}
+	if !isExternal(t) {
+		raw, err := inlineRaw(t, want)
+		if err != nil {
+			return fmt.Errorf("onnx: %w", err)
+		}
+		for off := 0; off < len(raw); off += chunk {
+			if err := fn(raw[off:min(off+chunk, len(raw))]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	r, err := parseExternal(t)
+	if err != nil {
+		return fmt.Errorf("onnx: %w", err)
+	}
+	f, err := m.openExternal(r.location)
+	if err != nil {
+		return fmt.Errorf("onnx: tensor %q: %w", t.GetName(), err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("onnx: tensor %q: %w", t.GetName(), err)
+	}
+	if size := fi.Size(); r.offset > size || want > size-r.offset {
+		return fmt.Errorf("onnx: tensor %q: external data offset %d + length %d runs past the end of %q (%d bytes)",
+			t.GetName(), r.offset, want, r.location, size)
+	}
+	buf := make([]byte, min(int64(chunk), want))
+	for off := int64(0); off < want; {
+		n := min(int64(len(buf)), want-off)
+		if _, err := f.ReadAt(buf[:n], r.offset+off); err != nil {
+			return fmt.Errorf("onnx: tensor %q: read external data %q: %w", t.GetName(), r.location, err)
+		}
+		if err := fn(buf[:n]); err != nil {
+			return err
+		}
+		off += n
+	}
+	return nil
+}

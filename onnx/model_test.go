@@ -578,3 +578,44 @@ func TestConcurrentRawData(t *testing.T) {
 		}
 	}
 }
+
+func TestReadChunksStreamsInlineAndExternal(t *testing.T) {
+	v := make([]float32, 1000)
+	for i := range v {
+		v[i] = float32(i) * 0.5
+	}
+	b := NewBuilder("g", 17)
+	x := b.Input("x", onnxpb.TensorProto_FLOAT, 1, 1000)
+	w := b.Const("w", Float32Tensor("", []int64{1000}, v))
+	b.OpOut("Add", "/add", []string{x, w}, []string{"y"})
+	b.Output("y", onnxpb.TensorProto_FLOAT, 1, 1000)
+	m, err := b.Model()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "m.onnx")
+	if err := m.Save(path, SaveOptions{ExternalData: true}); err != nil {
+		t.Fatal(err)
+	}
+	ext, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ext.Close()
+	for _, mm := range []*Model{m, ext} {
+		want, _ := mm.RawData(mm.Initializer("w"))
+		var got []byte
+		calls := 0
+		err := mm.ReadChunks(mm.Initializer("w"), 999, func(c []byte) error {
+			if len(c)%4 != 0 || len(c) > 996 {
+				t.Fatalf("chunk of %d bytes", len(c))
+			}
+			calls++
+			got = append(got, c...)
+			return nil
+		})
+		if err != nil || string(got) != string(want) || calls != 5 {
+			t.Fatalf("chunks: %d calls, %d bytes, err %v", calls, len(got), err)
+		}
+	}
+}

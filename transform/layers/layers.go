@@ -212,21 +212,34 @@ func Select(ls []Linear, include, exclude string) ([]Linear, error) {
 	return out, nil
 }
 
-// CountZeros reads one linear's weight (one tensor at a time, so it streams over large models)
-// and returns its zero count and element count.
+// CountZeros scans one linear's weight in 1 MiB pieces (so it streams over large models without
+// holding a tensor) and returns its zero count (+0 and −0) and element count.
 func CountZeros(m *onnx.Model, l Linear) (zeros, total int64, err error) {
 	t := m.Initializer(l.Weight)
 	if t == nil {
 		return 0, 0, fmt.Errorf("linear %s: weight %s not found", l.Node, l.Weight)
 	}
-	v, err := m.Float32s(t)
+	dt := onnxpb.TensorProto_DataType(t.GetDataType())
+	es := onnx.ElemSize(dt)
+	if !isFloat(dt) || es == 0 {
+		return 0, 0, fmt.Errorf("linear %s: weight %s has type %s, not a float", l.Node, l.Weight, dt)
+	}
+	err = m.ReadChunks(t, 1<<20, func(b []byte) error {
+		for k := 0; k < len(b); k += es {
+			// A float is ±0 when every bit but the sign (the top bit of the last byte) is 0.
+			zero := b[k+es-1]&0x7f == 0
+			for _, x := range b[k : k+es-1] {
+				zero = zero && x == 0
+			}
+			if zero {
+				zeros++
+			}
+		}
+		total += int64(len(b) / es)
+		return nil
+	})
 	if err != nil {
 		return 0, 0, fmt.Errorf("linear %s: %w", l.Node, err)
 	}
-	for _, x := range v {
-		if x == 0 {
-			zeros++
-		}
-	}
-	return zeros, int64(len(v)), nil
+	return zeros, total, nil
 }

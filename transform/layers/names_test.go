@@ -1,6 +1,12 @@
 package layers
 
-import "testing"
+import (
+	"math"
+	"testing"
+
+	"github.com/shears-ml/shears/onnx"
+	"github.com/shears-ml/shears/onnx/onnxpb"
+)
 
 func TestLabelByNameFamilies(t *testing.T) {
 	cases := []struct {
@@ -35,5 +41,20 @@ func TestAdapterFactorsAreNotLinears(t *testing.T) {
 	}
 	if isAdapterWeight("model.layers.0.self_attn.q_proj.weight") {
 		t.Error("a base weight taken for an adapter factor")
+	}
+}
+
+func TestCountZerosAllFloatTypes(t *testing.T) {
+	vals := []float32{0, 1, float32(math.Copysign(0, -1)), -2, 0, 3.5}
+	for _, dt := range []onnxpb.TensorProto_DataType{onnxpb.TensorProto_FLOAT, onnxpb.TensorProto_FLOAT16, onnxpb.TensorProto_BFLOAT16} {
+		w := onnx.NewTensor("w", dt, []int64{2, 3}, make([]byte, 6*onnx.ElemSize(dt)))
+		if err := onnx.SetFloat32s(w, vals); err != nil {
+			t.Fatal(err)
+		}
+		m := &onnx.Model{Proto: &onnxpb.ModelProto{Graph: &onnxpb.GraphProto{Initializer: []*onnxpb.TensorProto{w}}}}
+		z, n, err := CountZeros(m, Linear{Node: "n", Weight: "w"})
+		if err != nil || z != 3 || n != 6 {
+			t.Errorf("%s: %d zeros of %d (%v), want 3 of 6", dt, z, n, err)
+		}
 	}
 }
