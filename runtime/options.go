@@ -37,6 +37,11 @@ type Options struct {
 	Threads int
 	// OptLevel is the graph optimization level: "all" (or ""), "extended", "basic" or "disable".
 	OptLevel string
+	// Spin lets idle intra-op threads busy-wait for the next parallel section (onnxruntime's
+	// default). Off here: on a shared or oversubscribed CPU the spinning threads take the cores
+	// the working thread needs; NLS training on 2 busy cores ran about 2× faster with spinning
+	// off (bench/RESULTS.md, "PyTorch peer").
+	Spin bool
 }
 
 // Validate checks the options without touching onnxruntime.
@@ -104,6 +109,13 @@ func (o Options) sessionOptions(externalDir string) (_ *ort.SessionOptions, err 
 	}
 	if err := so.SetGraphOptimizationLevel(level); err != nil {
 		return nil, fmt.Errorf("setting optimization level %q: %v", o.OptLevel, err)
+	}
+	spin := "0"
+	if o.Spin {
+		spin = "1"
+	}
+	if err := so.AddSessionConfigEntry("session.intra_op.allow_spinning", spin); err != nil {
+		return nil, fmt.Errorf("setting intra-op spinning %s: %v", spin, err)
 	}
 	if externalDir != "" {
 		if err := so.AddSessionConfigEntry("session.model_external_initializers_file_folder_path", externalDir); err != nil {
