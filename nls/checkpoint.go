@@ -39,6 +39,12 @@ func (e *engine) saveCheckpoint(path string, c checkpoint) error {
 		"elapsed_s": strconv.FormatFloat(c.Elapsed.Seconds(), 'f', -1, 64),
 		"tokens":    strconv.FormatInt(c.Tokens, 10),
 	}
+	if e.scaling {
+		// The loss scaler's state, so that a resumed mixed-precision run scales as it would have.
+		meta["loss_scale"] = strconv.FormatFloat(e.scaler.Scale, 'g', -1, 64)
+		meta["loss_scale_good"] = strconv.Itoa(e.scaler.Good)
+		meta["skipped_steps"] = strconv.Itoa(e.skipped)
+	}
 	return safetensors.Write(path, ts, meta)
 }
 
@@ -61,6 +67,15 @@ func (e *engine) loadCheckpoint(path string) (checkpoint, error) {
 	c.Elapsed = time.Duration(sec * float64(time.Second))
 	if c.Tokens, err = strconv.ParseInt(f.Metadata["tokens"], 10, 64); err != nil {
 		return c, fmt.Errorf("nls: resume: %s: bad token counter %q", path, f.Metadata["tokens"])
+	}
+	if v, ok := f.Metadata["loss_scale"]; ok {
+		sc, err1 := strconv.ParseFloat(v, 64)
+		good, err2 := strconv.Atoi(f.Metadata["loss_scale_good"])
+		skipped, err3 := strconv.Atoi(f.Metadata["skipped_steps"])
+		if err1 != nil || err2 != nil || err3 != nil || !(sc > 0) || good < 0 || skipped < 0 {
+			return c, fmt.Errorf("nls: resume: %s: bad loss-scaler state %q, %q, %q", path, v, f.Metadata["loss_scale_good"], f.Metadata["skipped_steps"])
+		}
+		e.scaler.Scale, e.scaler.Good, e.skipped = sc, good, skipped
 	}
 	for _, p := range e.params {
 		mn, vn := momentNames(p.name)

@@ -22,9 +22,16 @@
 // distinct padded lengths (multiples of Bucket, 8 as in the reference collator) when there are
 // at most MaxGraphs of them, else the MaxGraphs lengths that minimise the padded tokens computed
 // (an exact 1-D partition by dynamic programming). Each graph's session holds its own copy of
-// the frozen weights, which is why their number is capped. Trainable state (A, B, AdamW m and v,
+// the frozen weights (onnxruntime shares no initializers between sessions), which is why their
+// number is capped, and why above LargeModelBytes of weights the automatic cap is one graph
+// (every micro-batch padded to the run's longest bucket: more padded work, the weights once). Trainable state (A, B, AdamW m and v,
 // gradient accumulators) lives once, in this package, and is copied into the bucket's runner
 // before each micro-batch (a few hundred KB for adapters; measured negligible).
+//
+// Mixed precision: on a base whose backward runs in float16 the step graphs scale the loss
+// (trainstep); the engine owns one train.LossScaler for all buckets, skips an optimizer step
+// when any of its micro-batches overflowed (AdamW's step count advances only on steps taken),
+// and keeps the scaler's state in the checkpoint, so resume stays exact.
 //
 // The run directory (file names: RunFile, MetricsFile, ...): run.json (configuration), metrics.jsonl (one
 // record per optimizer step), samples.jsonl (one per micro-batch: its ranks and loss, for the

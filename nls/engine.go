@@ -101,6 +101,13 @@ type engine struct {
 	runners map[int]*runner
 	order   []int // buckets in the order their runners were opened
 	builds  int
+
+	// Loss scaling (a float16 backward): one scaler for all buckets, handed to the runner of each
+	// micro-batch; an overflow in any micro-batch skips the whole optimizer step.
+	scaling  bool
+	scaler   train.LossScaler
+	overflow bool
+	skipped  int // optimizer steps skipped for overflow (AdamW counts only the steps taken)
 }
 
 type runner struct {
@@ -109,7 +116,11 @@ type runner struct {
 }
 
 func newEngine(model *onnx.Model, meta *lora.Meta, micro int, opts train.Options) (*engine, error) {
-	e := &engine{model: model, meta: meta, micro: micro, opts: opts, byName: map[string]*param{}, runners: map[int]*runner{}}
+	e := &engine{model: model, meta: meta, micro: micro, opts: opts, byName: map[string]*param{}, runners: map[int]*runner{},
+		scaler: opts.LossScaler}
+	if e.scaler == (train.LossScaler{}) {
+		e.scaler = train.DefaultLossScaler()
+	}
 	for _, mod := range meta.Modules {
 		for _, name := range []string{mod.A, mod.B} {
 			t := model.Initializer(name)
@@ -150,6 +161,7 @@ func (e *engine) runnerFor(l int) (*runner, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nls: step graph for length %d: %w", l, err)
 	}
+	e.scaling = e.scaling || tr.LossScaling()
 	r := &runner{r: tr, versions: make([]int, len(e.params))}
 	for i := range r.versions {
 		r.versions[i] = -1
@@ -194,10 +206,16 @@ func (e *engine) microBatch(b data.Batch, ranks []int, space *Space, seed uint64
 			KeepMask(in.F32, e.meta.Dropout, seed, t, mod.Name)
 		}
 	}
+	if r.r.LossScaling() {
+		if err := r.r.SetScaler(e.scaler); err != nil {
+			return 0, err
+		}
+	}
 	loss, err := r.r.Accumulate(b.IDs, b.Labels, scale)
 	if err != nil {
 		return 0, err
 	}
+	e.overflow = e.overflow || r.r.Overflowed()
 	for _, p := range e.params {
 		g, err := r.r.Grad(p.name)
 		if err != nil {
@@ -214,16 +232,31 @@ func (e *engine) microBatch(b data.Batch, ranks []int, space *Space, seed uint64
 // apply clips the accumulated gradients to the global norm and takes AdamW step number step
 // (1-based), as train.Runner.Apply does for a single runner. It returns the norm before
 // clipping; a non-finite norm leaves the parameters unchanged and is an error.
-func (e *engine) apply(lr float64, step int) (float64, error) {
+//
+// With loss scaling, a step whose scaled gradients overflowed is skipped: the accumulators are
+// cleared, the scale halves, and skipped is true (norm 0).
+func (e *engine) apply(lr float64, step int) (norm float64, skipped bool, err error) {
+	if e.scaling {
+		over := e.overflow
+		e.overflow = false
+		if e.scaler.Update(over) {
+			for _, p := range e.params {
+				clear(p.acc)
+			}
+			e.skipped++
+			return 0, true, nil
+		}
+	}
+	step -= e.skipped
 	var s float64
 	for _, p := range e.params {
 		for _, x := range p.acc {
 			s += float64(x) * float64(x)
 		}
 	}
-	norm := math.Sqrt(s)
+	norm = math.Sqrt(s)
 	if math.IsNaN(norm) || math.IsInf(norm, 0) {
-		return norm, fmt.Errorf("nls: gradient norm is %v at step %d; parameters left unchanged", norm, step)
+		return norm, false, fmt.Errorf("nls: gradient norm is %v at step %d; parameters left unchanged", norm, step)
 	}
 	coef := float32(1)
 	if c := e.opts.MaxGradNorm; c > 0 && c/(norm+1e-6) < 1 {
@@ -239,7 +272,7 @@ func (e *engine) apply(lr float64, step int) (float64, error) {
 		clear(p.acc)
 		p.version++
 	}
-	return norm, nil
+	return norm, false, nil
 }
 
 func (e *engine) close() {

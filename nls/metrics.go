@@ -26,6 +26,10 @@ type StepRecord struct {
 	TokensPerS   float64     `json:"tokens_per_s"`  // Tokens over this step's wall time
 	ElapsedS     float64     `json:"elapsed_s"`     // training time since the run began
 	Ranks        RankSummary `json:"ranks"`
+	// Skipped marks a step whose float16 gradients overflowed under loss scaling: no update,
+	// the scale halved. LossScale is the scale after the step (mixed-precision runs only).
+	Skipped   bool    `json:"skipped,omitempty"`
+	LossScale float64 `json:"loss_scale,omitempty"`
 }
 
 // RankSummary summarises the ranks sampled over a step's micro-batches and groups.

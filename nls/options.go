@@ -13,7 +13,7 @@ import (
 type TrainOptions struct {
 	Super     string // the super-network from "shears adapt" (lora metadata required)
 	Data      string // training data (data.TrainSequences: LLM-Adapters .json, .jsonl or text)
-	Tokenizer string // tokenizer.Load path
+	Tokenizer string // tokenizer.Load path; "" when every record of Data is pre-tokenized ({"ids": [...]})
 	Out       string // run directory (created; with Resume it must hold run.json)
 
 	Epochs        int
@@ -33,7 +33,11 @@ type TrainOptions struct {
 	// CheckpointEvery writes a checkpoint every N optimizer steps as well as at each epoch end.
 	CheckpointEvery int
 	// Bucket is the padding granularity (reference collator: multiples of 8) and MaxGraphs the
-	// most step graphs (sessions, each with its own copy of the frozen weights) kept open.
+	// most step graphs kept open. Each graph is one onnxruntime session, and each session holds
+	// its own copy of the frozen weights (onnxruntime does not share initializers between
+	// sessions), so k graphs cost k × the model's weights in memory. MaxGraphs 0 means auto:
+	// DefaultMaxGraphs, or a single graph (every micro-batch padded to the cutoff bucket: more
+	// padding work, the weights once) when the weights exceed LargeModelBytes.
 	Bucket, MaxGraphs int
 
 	Runtime runtime.Options
@@ -55,7 +59,23 @@ type TrainOptions struct {
 // as 4 × 4, cutoff 256, loss on prompt and response, seed 42, no warmup, no weight decay, clip 1.
 func DefaultTrainOptions() TrainOptions {
 	return TrainOptions{Epochs: 3, LR: 3e-4, Batch: 16, MicroBatch: 4, Cutoff: 256, TrainOnInputs: true,
-		Seed: 42, MaxGradNorm: 1, Bucket: 8, MaxGraphs: 4}
+		Seed: 42, MaxGradNorm: 1, Bucket: 8}
+}
+
+// DefaultMaxGraphs is the number of step graphs of an automatic MaxGraphs for models of at
+// most LargeModelBytes of weights.
+const DefaultMaxGraphs = 4
+
+// LargeModelBytes is the weight size above which an automatic MaxGraphs is 1 (one session,
+// one copy of the weights in memory).
+const LargeModelBytes = 1 << 30
+
+// AutoMaxGraphs is the automatic MaxGraphs for a model with the given weight bytes.
+func AutoMaxGraphs(weightBytes int64) int {
+	if weightBytes > LargeModelBytes {
+		return 1
+	}
+	return DefaultMaxGraphs
 }
 
 func (o TrainOptions) check() error {
@@ -64,8 +84,6 @@ func (o TrainOptions) check() error {
 		return fmt.Errorf("nls: train: no super-network given")
 	case o.Data == "":
 		return fmt.Errorf("nls: train: no training data given")
-	case o.Tokenizer == "":
-		return fmt.Errorf("nls: train: no tokenizer given")
 	case o.Out == "":
 		return fmt.Errorf("nls: train: no run directory given")
 	case o.Epochs < 1:
@@ -84,8 +102,8 @@ func (o TrainOptions) check() error {
 		return fmt.Errorf("nls: train: checkpoint-every %d is negative", o.CheckpointEvery)
 	case o.Bucket < 1:
 		return fmt.Errorf("nls: train: bucket %d: need at least 1", o.Bucket)
-	case o.MaxGraphs < 1:
-		return fmt.Errorf("nls: train: max-graphs %d: need at least 1", o.MaxGraphs)
+	case o.MaxGraphs < 0:
+		return fmt.Errorf("nls: train: max-graphs %d: need at least 1 (or 0 for auto)", o.MaxGraphs)
 	}
 	return o.Runtime.Validate()
 }

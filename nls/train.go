@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/shears-ml/shears/data"
@@ -69,6 +70,9 @@ func Train(o TrainOptions) (res *Result, err error) {
 	}
 	start := time.Now()
 	for _, p := range []*string{&o.Super, &o.Data, &o.Tokenizer, &o.Out} {
+		if *p == "" {
+			continue // no tokenizer: pre-tokenized data
+		}
 		if *p, err = filepath.Abs(*p); err != nil {
 			return nil, fmt.Errorf("nls: train: %w", err)
 		}
@@ -102,9 +106,12 @@ func Train(o TrainOptions) (res *Result, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("nls: train: %s: %w", o.Super, err)
 	}
-	tok, err := tokenizer.Load(o.Tokenizer)
+	tok, err := loadTokenizer(o.Tokenizer, o.Data)
 	if err != nil {
 		return nil, fmt.Errorf("nls: train: %w", err)
+	}
+	if o.MaxGraphs == 0 {
+		o.MaxGraphs = AutoMaxGraphs(weightBytes(m))
 	}
 	seqs, err := data.TrainSequences(o.Data, tok, data.TrainOptions{Cutoff: o.Cutoff, TrainOnInputs: o.TrainOnInputs})
 	if err != nil {
@@ -277,8 +284,11 @@ func Train(o TrainOptions) (res *Result, err error) {
 		}
 		rec.Loss /= float64(m1 - m0)
 		rec.LR = sched.LR(s, m1-1)
-		if rec.GradNorm, err = eng.apply(rec.LR, s+1); err != nil {
+		if rec.GradNorm, rec.Skipped, err = eng.apply(rec.LR, s+1); err != nil {
 			return res, err
+		}
+		if eng.scaling {
+			rec.LossScale = eng.scaler.Scale
 		}
 		dt := time.Since(t0)
 		tokens += int64(rec.Tokens)
@@ -341,3 +351,44 @@ func Train(o TrainOptions) (res *Result, err error) {
 	}
 	return res, nil
 }
+
+// weightBytes is the size of m's initializers.
+func weightBytes(m *onnx.Model) int64 {
+	var n int64
+	for _, t := range m.Graph().GetInitializer() {
+		n += onnx.NumElements(t.GetDims()) * int64(onnx.ElemSize(onnx.DataType(t)))
+	}
+	return n
+}
+
+// loadTokenizer loads path, or with no path checks that every record of the training data is
+// pre-tokenized ({"ids": [...]} lines of a .jsonl file) and returns a tokenizer that only pads
+// (id 0; padded positions are masked from the loss, so the id does not matter).
+func loadTokenizer(path, dataPath string) (tokenizer.Tokenizer, error) {
+	if path != "" {
+		return tokenizer.Load(path)
+	}
+	if !strings.EqualFold(filepath.Ext(dataPath), ".jsonl") {
+		return nil, fmt.Errorf("no tokenizer given: training without one needs pre-tokenized .jsonl data ({\"ids\": [...]} records), %s is not .jsonl", dataPath)
+	}
+	docs, err := data.ReadDocuments(dataPath)
+	if err != nil {
+		return nil, err
+	}
+	for i, d := range docs {
+		if d.IDs == nil {
+			return nil, fmt.Errorf("no tokenizer given: record %d of %s has text, not ids; give --tokenizer", i+1, dataPath)
+		}
+	}
+	return idsOnly{}, nil
+}
+
+// idsOnly stands in for a tokenizer when the data is pre-tokenized: it is asked only for Pad.
+type idsOnly struct{}
+
+func (idsOnly) Encode(string) []int { return nil }
+func (idsOnly) Decode([]int) string { return "" }
+func (idsOnly) BOS() int            { return 1 }
+func (idsOnly) EOS() int            { return 2 }
+func (idsOnly) Pad() int            { return 0 }
+func (idsOnly) VocabSize() int      { return 0 }

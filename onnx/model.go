@@ -41,6 +41,16 @@ type SaveOptions struct {
 	// and must return dims × the new element size bytes. The model in memory keeps its original
 	// type, so its own reads stay valid.
 	Retype func(name string, t *onnxpb.TensorProto) (onnxpb.TensorProto_DataType, bool)
+	// ShareExternal makes the output refer to the source's external data instead of copying it:
+	// every initializer that is external in m and that Save would write unchanged (no Transform,
+	// not retyped) keeps its file, offset and length, with the location rewritten relative to the
+	// output's folder. Only new or inline tensors go to DataFile. So a super-network (a base plus
+	// a few MB of adapters) costs no second copy of a 13 GB base on disk, and a session of it maps
+	// the base's own file. The shared file must lie in the output's folder or below it (ONNX
+	// locations are relative and never contain ".."; see CanShareExternal), and DataFile must not
+	// be one of the shared files; otherwise Save fails, naming both. The output then depends on
+	// the base's data file: deleting or rewriting it breaks the output.
+	ShareExternal bool
 }
 
 // MaxInlineBytes is the total tensor size above which Save always writes external data:

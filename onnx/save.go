@@ -78,6 +78,14 @@ func (m *Model) Save(path string, opts SaveOptions) (err error) {
 				n = NumElements(t.GetDims()) * int64(ElemSize(dt))
 			}
 		}
+		if opts.ShareExternal && isExternal(t) && opts.Transform == nil && !retyped {
+			out, err := m.sharedRef(t, dir, dataPath)
+			if err != nil {
+				return fail(err)
+			}
+			outInits[i] = out
+			continue
+		}
 		toExt := external && n >= threshold
 		if !toExt && opts.Transform == nil && !isExternal(t) {
 			outInits[i] = t // unchanged, shared with m (the output proto is never modified)
@@ -293,4 +301,67 @@ func syncClose(f *os.File) error {
 		return err
 	}
 	return f.Close()
+}
+
+// CanShareExternal reports whether a Save of m to path with ShareExternal can refer to every
+// external data file of m (each must lie in path's folder or below it); the error names the
+// first file that cannot be shared. A model without external data can always be shared.
+func (m *Model) CanShareExternal(path string) error {
+	dir := filepath.Dir(path)
+	var first error
+	forEachTensor(m.Graph(), func(t *onnxpb.TensorProto) {
+		if first == nil && isExternal(t) {
+			_, first = m.sharedLocation(t, dir)
+		}
+	})
+	return first
+}
+
+// sharedLocation is the location of t's data file relative to dir, the output's folder.
+func (m *Model) sharedLocation(t *onnxpb.TensorProto, dir string) (string, error) {
+	r, err := parseExternal(t)
+	if err != nil {
+		return "", err
+	}
+	src, err := filepath.Abs(filepath.Join(m.externalDir(), filepath.FromSlash(r.location)))
+	if err != nil {
+		return "", err
+	}
+	adir, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	rel, err := filepath.Rel(adir, src)
+	if err == nil {
+		rel = filepath.ToSlash(rel)
+		err = checkLocation(rel)
+	}
+	if err != nil {
+		return "", fmt.Errorf("share external data of tensor %q: its file %s is not inside the output's folder %s "+
+			"(write the output next to the base's data, or copy the weights)", t.GetName(), src, adir)
+	}
+	return rel, nil
+}
+
+// sharedRef is the output tensor of an external initializer kept in its source file: a shallow
+// copy with the location rewritten relative to the output's folder.
+func (m *Model) sharedRef(t *onnxpb.TensorProto, dir, dataPath string) (*onnxpb.TensorProto, error) {
+	loc, err := m.sharedLocation(t, dir)
+	if err != nil {
+		return nil, err
+	}
+	if filepath.Clean(filepath.Join(dir, filepath.FromSlash(loc))) == filepath.Clean(dataPath) {
+		return nil, fmt.Errorf("tensor %q: the output's data file %s is the shared base data file; choose another DataFile",
+			t.GetName(), dataPath)
+	}
+	out := &onnxpb.TensorProto{}
+	shallowCopy(out, t)
+	out.ExternalData = nil
+	for _, e := range t.GetExternalData() {
+		if e.GetKey() == "location" {
+			e = kv("location", loc)
+		}
+		out.ExternalData = append(out.ExternalData, e)
+	}
+	return out, nil
 }

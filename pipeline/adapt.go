@@ -15,6 +15,11 @@ type AdaptOptions struct {
 	Exclude    string
 	Train      bool // also add the dropout keep-mask inputs
 	External   bool
+	// CopyBase copies a base's external data into the output's data file; by default the output
+	// refers to the base's data file (ShareSave).
+	CopyBase bool
+	// Warn, when set, receives warnings (a shared save that had to copy).
+	Warn func(string)
 }
 
 // Adapt inserts the elastic LoRA super-adapters into o.Model and writes o.Out atomically; with
@@ -36,8 +41,25 @@ func Adapt(o AdaptOptions) (*lora.Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := sup.Save(o.Out, onnx.SaveOptions{ExternalData: o.External || HasExternal(m)}); err != nil {
+	if err := ShareSave(sup, o.Out, onnx.SaveOptions{ExternalData: o.External || HasExternal(m)}, !o.CopyBase, o.Warn); err != nil {
 		return nil, err
 	}
 	return plan, nil
+}
+
+// ShareSave saves m to path; with share, tensors m keeps in an external data file stay in that
+// file (onnx.SaveOptions.ShareExternal: no second copy of a base's weights on disk, and
+// sessions of the output map the base's file). When the output cannot refer to the file (it
+// does not lie in the output's folder or below it), the weights are copied and warn says why.
+func ShareSave(m *onnx.Model, path string, so onnx.SaveOptions, share bool, warn func(string)) error {
+	if share && HasExternal(m) {
+		if err := m.CanShareExternal(path); err != nil {
+			if warn != nil {
+				warn(fmt.Sprintf("copying the base's weights into %s.data: %v", path, err))
+			}
+		} else {
+			so.ShareExternal = true
+		}
+	}
+	return m.Save(path, so)
 }

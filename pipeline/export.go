@@ -23,6 +23,10 @@ type ExportOptions struct {
 	PEFT      string // also write a PEFT adapter folder
 	BaseModel string // base_model_name_or_path of the PEFT config
 	External  bool
+	// CopyBase: with --merge none the export refers to the base's external data file (as the
+	// super-network does) unless CopyBase is set; merged exports are always self-contained.
+	CopyBase bool
+	Warn     func(string)
 }
 
 // ExportResult is what an export wrote.
@@ -116,7 +120,8 @@ func Export(o ExportOptions) (*ExportResult, error) {
 			return nil, err
 		}
 	}
-	if err := out.Save(o.Out, onnx.SaveOptions{ExternalData: o.External || HasExternal(sup)}); err != nil {
+	share := mode == merge.None && o.DType == "fp32" && !o.CopyBase
+	if err := ShareSave(out, o.Out, onnx.SaveOptions{ExternalData: o.External || HasExternal(sup)}, share, o.Warn); err != nil {
 		return nil, err
 	}
 	return res, nil

@@ -11,5 +11,7 @@
 // onnxruntime graph on the CPU for both adapter sizes we train (bench/RESULTS.md, package
 // transform/trainstep's doc). This package lives apart from nls so the loop can be tested and
 // benchmarked with any trainable set (RMSNorm weights, adapters) without NLS's search space;
-// nls builds on it. GradCheck compares the step graph's gradients with finite differences.
+// nls builds on it. A step with a loss-scale input (a float16 backward) is run with dynamic loss
+// scaling (LossScaler): gradients are unscaled in float32 as they are accumulated, and an Apply
+// after an overflow skips the update and halves the scale. GradCheck compares the step graph's gradients with finite differences.
 package train

@@ -16,6 +16,9 @@ type Options struct {
 	// MaxGradNorm clips the global norm of the accumulated gradients before each update
 	// (torch's clip_grad_norm_; 1.0 in the reference). 0 disables clipping.
 	MaxGradNorm float64
+	// LossScaler configures the dynamic loss scaling of steps with a loss-scale input (a float16
+	// backward; trainstep.Step.LossScale). The zero value means DefaultLossScaler.
+	LossScaler LossScaler
 }
 
 // Runner trains the parameters of one train step. It is not safe for concurrent use.
@@ -34,6 +37,12 @@ type Runner struct {
 	index       map[string]int
 	updates     int // optimizer steps taken
 	pending     int // micro-batches accumulated since the last Apply
+
+	scaleT   *runtime.Tensor // the bound loss-scale input (nil without loss scaling)
+	scaler   LossScaler
+	overflow bool // a gradient of this accumulation was inf or NaN
+	skipped  int  // optimizer steps skipped for overflow
+	lastSkip bool
 }
 
 // New opens st's graph (external data resolves against st.Model.Dir) and binds its tensors.
@@ -82,6 +91,13 @@ func New(st *trainstep.Step, o Options) (r *Runner, err error) {
 			return nil, fmt.Errorf("train: input %q: %w", x.Name, err)
 		}
 		r.extra[x.Name], in[x.Name] = t, t
+	}
+	if st.LossScale != "" {
+		if r.scaler, err = o.LossScaler.withDefaults(); err != nil {
+			return nil, fmt.Errorf("train: %w", err)
+		}
+		r.scaleT = runtime.F32([]int64{}, []float32{float32(r.scaler.Scale)})
+		in[st.LossScale] = r.scaleT
 	}
 	out := map[string]*runtime.Tensor{st.Loss: r.loss}
 	for i, p := range st.Params {
@@ -137,12 +153,19 @@ func (r *Runner) Accumulate(ids, labels []int64, scale float64) (float64, error)
 	}
 	copy(r.ids.I64, ids)
 	copy(r.labels.I64, labels)
+	if r.scaleT != nil {
+		r.scaleT.F32[0] = float32(r.scaler.Scale)
+		scale /= r.scaler.Scale // unscale in float32 as the gradients are accumulated
+	}
 	if err := r.bound.Run(); err != nil {
 		return 0, fmt.Errorf("train: %w", err)
 	}
 	s := float32(scale)
 	for i, g := range r.grads {
 		a := r.acc[i]
+		if r.scaleT != nil && !finite(g.F32) {
+			r.overflow = true
+		}
 		for k, x := range g.F32 {
 			a[k] += s * x
 		}
@@ -151,14 +174,38 @@ func (r *Runner) Accumulate(ids, labels []int64, scale float64) (float64, error)
 	return float64(r.loss.F32[0]), nil
 }
 
+func finite(v []float32) bool {
+	for _, x := range v {
+		if x-x != 0 { // NaN or ±Inf
+			return false
+		}
+	}
+	return true
+}
+
 // Apply clips the accumulated gradients to MaxGradNorm, takes one AdamW step with learning
 // rate lr, and zeroes the accumulators. It returns the gradients' global norm before clipping.
+// With loss scaling, an accumulation whose scaled gradients overflowed is skipped instead: no
+// update, the scale halves, the norm returned is +Inf and LastSkipped is true.
 func (r *Runner) Apply(lr float64) (float64, error) {
 	if r.pending == 0 {
 		return 0, fmt.Errorf("train: apply without an accumulated micro-batch")
 	}
 	if !(lr >= 0) || math.IsInf(lr, 0) {
 		return 0, fmt.Errorf("train: learning rate %v is not a finite non-negative number", lr)
+	}
+	r.lastSkip = false
+	if r.scaleT != nil {
+		skip := r.scaler.Update(r.overflow)
+		r.overflow = false
+		if skip {
+			// The scaled float16 backward overflowed: this step's gradients are garbage. Skip
+			// the update (parameters and moments untouched) with a halved scale for the next.
+			r.skipped++
+			r.lastSkip = true
+			r.ZeroGrad()
+			return math.Inf(1), nil
+		}
 	}
 	norm := r.GradNorm()
 	if math.IsNaN(norm) || math.IsInf(norm, 0) {
@@ -210,7 +257,33 @@ func (r *Runner) ZeroGrad() {
 		clear(a)
 	}
 	r.pending = 0
+	r.overflow = false
 }
+
+// LossScaling reports whether the step scales its loss (a float16 backward).
+func (r *Runner) LossScaling() bool { return r.scaleT != nil }
+
+// Scaler returns the loss scaler's state (meaningful when LossScaling).
+func (r *Runner) Scaler() LossScaler { return r.scaler }
+
+// SetScaler restores a loss scaler's state (from a checkpoint).
+func (r *Runner) SetScaler(s LossScaler) error {
+	s, err := s.withDefaults()
+	if err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	r.scaler = s
+	return nil
+}
+
+// Overflowed reports whether a gradient accumulated since the last Apply or ZeroGrad held an
+// inf or NaN (loss scaling only).
+func (r *Runner) Overflowed() bool { return r.overflow }
+
+// Skipped is the number of optimizer steps skipped because the scaled gradients overflowed;
+// LastSkipped says whether the last Apply was one of them.
+func (r *Runner) Skipped() int      { return r.skipped }
+func (r *Runner) LastSkipped() bool { return r.lastSkip }
 
 // Updates is the number of optimizer steps taken.
 func (r *Runner) Updates() int { return r.updates }

@@ -3,8 +3,9 @@
 # synthetic models on this machine (models/llama, fp16, computed natively), and measures forward
 # throughput on the execution provider: tokens/s, achieved TFLOP/s, the fraction of the GPU's
 # dense fp16 peak (looked up by the name nvidia-smi reports) and peak GPU memory (nvidia-smi
-# polled in the background). When `shears train` exists and TRAIN_DATA/TRAIN_TOKENIZER are given,
-# it also times a few NLS train steps.
+# polled in the background). Then it trains: a super-network from "shears adapt", STEPS NLS
+# steps of BATCH × SEQ on pre-tokenized random ids generated here (or TRAIN_DATA, with
+# TRAIN_TOKENIZER when it is text), and prints train tokens/s. TRAIN=0 skips training.
 #
 #   bench/gpu/check.sh                               # SHAPES="1b", DEVICE=cuda
 #   SHAPES="1b 7b" STEPS=10 bench/gpu/check.sh
@@ -13,7 +14,7 @@
 # Environment: DEVICE (cuda), SHAPES (1b; tiny 25m 1b 7b), DTYPE (fp16), COMPUTE (native), BATCH
 # (1), SEQ (512), STEPS (5), WORK (a temp folder; models are reused there), ONNXRUNTIME_LIB (for
 # cuda: a CUDA-enabled onnxruntime with its providers beside it, see scripts/fetch-ort-gpu.sh),
-# PEAK_TFLOPS (overrides the table).
+# PEAK_TFLOPS (overrides the table), TRAIN (1), TRAIN_DATA, TRAIN_TOKENIZER, TRAIN_FLAGS.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DEVICE=${DEVICE:-cuda}
@@ -69,13 +70,27 @@ for shape in $SHAPES; do
     sleep 0.5
     echo "peak_gpu_memory_mib=$(sort -n "$WORK/mem.log" | tail -n1) shape=$shape"
   fi
-  if ./bin/shears train --help >/dev/null 2>&1 && [ -n "${TRAIN_DATA:-}" ] && [ -n "${TRAIN_TOKENIZER:-}" ]; then
+  if [ "${TRAIN:-1}" != 0 ]; then
+    # NLS train steps on the same model. Without TRAIN_DATA the data is generated here: random
+    # pre-tokenized {"ids": [...]} records of SEQ tokens (no tokenizer, nothing from ../shared).
     model="$WORK/llama-$shape-$DTYPE-$COMPUTE.onnx"
-    echo "== $shape NLS train steps" >&2
+    data=${TRAIN_DATA:-}
+    if [ -z "$data" ]; then
+      case "$shape" in tiny) vocab=512 ;; 25m) vocab=8000 ;; *) vocab=32000 ;; esac
+      data="$WORK/ids-$shape-$SEQ.jsonl"
+      awk -v n="$((BATCH * STEPS))" -v len="$SEQ" -v vocab="$vocab" 'BEGIN { srand(7);
+        for (i = 0; i < n; i++) { s = "{\"ids\": [1"; for (k = 1; k < len; k++) s = s ", " int(3 + rand() * (vocab - 3)); print s "]}" } }' > "$data"
+    fi
+    tok=()
+    [ -n "${TRAIN_TOKENIZER:-}" ] && tok=(--tokenizer "$TRAIN_TOKENIZER")
+    echo "== $shape NLS train ($STEPS steps of batch $BATCH × seq $SEQ)" >&2
     ./bin/shears adapt "$model" -o "$WORK/super-$shape.onnx" >&2
-    t0=$(date +%s.%N)
-    ./bin/shears train "$WORK/super-$shape.onnx" --data "$TRAIN_DATA" --tokenizer "$TRAIN_TOKENIZER" \
-      --out "$WORK/run-$shape" --device "$DEVICE" ${TRAIN_FLAGS:-} >&2
-    echo "train_wall_s=$(echo "$(date +%s.%N) - $t0" | bc) shape=$shape"
+    rm -rf "$WORK/run-$shape"
+    ./bin/shears train "$WORK/super-$shape.onnx" --data "$data" "${tok[@]}" --out "$WORK/run-$shape" \
+      --device "$DEVICE" --epochs 1 --batch "$BATCH" --micro-batch "$BATCH" --cutoff "$SEQ" \
+      --max-steps "$STEPS" --no-progress --json ${TRAIN_FLAGS:-} > "$WORK/train-$shape.json"
+    tps=$(sed -n 's/.*"tokens_per_s": *\([0-9.e+-]*\).*/\1/p' "$WORK/train-$shape.json" | head -n1)
+    steps=$(sed -n 's/.*"steps": *\([0-9]*\).*/\1/p' "$WORK/train-$shape.json" | head -n1)
+    echo "train_result preset=$shape dtype=$DTYPE compute=$COMPUTE device=$DEVICE batch=$BATCH seq=$SEQ steps=$steps train_tokens_per_s=$tps"
   fi
 done

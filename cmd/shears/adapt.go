@@ -14,20 +14,22 @@ import (
 )
 
 type adaptOpts struct {
-	out      string
-	targets  []string
-	ranks    []int
-	alpha    float64
-	groups   string
-	dropout  float64
-	seed     uint64
-	include  string
-	exclude  string
-	train    bool
-	sparse   bool
-	dryRun   bool
-	external bool
-	json     bool
+	out       string
+	targets   []string
+	ranks     []int
+	alpha     float64
+	groups    string
+	dropout   float64
+	seed      uint64
+	include   string
+	exclude   string
+	train     bool
+	sparse    bool
+	dryRun    bool
+	external  bool
+	copyBase  bool
+	adapterDT string
+	json      bool
 }
 
 func init() {
@@ -43,6 +45,14 @@ float rank-mask input [r_max], lora_rank_mask.layers.N.GROUP: ones for the first
 after. Sub-ranks are prefixes (A[:, :r], B[:r, :]) and the scale s = alpha / r_max is the same
 for every rank (never alpha / r), as in the reference. The adapter layout, groups, ranks and
 scale are stored in the model's metadata ("shears.lora") for training, search and export.
+
+A base with external data is not copied: SUPER.onnx refers to the base's data file (it must then
+lie in SUPER.onnx's folder or below it; elsewhere the weights are copied, with a warning, or with
+--copy-base always), and only the adapters go to SUPER.onnx.data.
+
+On a float16/bfloat16 base (from "shears convert") A and B are float32 by default: a linear that
+computes in float16 reads Cast(x) (one Cast per input shared by q, k, v), and its delta is cast
+back before the Add; --adapter-dtype base keeps everything in the base's type.
 
 Dropout (--dropout, p = 0.1 in the reference) acts on the adapter input during training only.
 It is recorded here; --train also adds the keep-mask inputs lora_dropout_keep.MODULE (x's shape,
@@ -68,6 +78,8 @@ Examples:
 			fs.BoolVar(&o.sparse, "sparse-adapter", false, "SQFT SparsePEFT adapters: mask ΔW by the base's nonzeros, so \"export --merge sparse\" is exact (recorded in the metadata; training follows it)")
 			fs.BoolVar(&o.dryRun, "dry-run", false, "print the full plan (modules, shapes, tensor names) and write nothing")
 			fs.BoolVar(&o.external, "external-data", false, "write weights to SUPER.onnx.data (automatic when the input has external data)")
+			fs.BoolVar(&o.copyBase, "copy-base", false, "copy the base's external data into SUPER.onnx.data instead of referring to the base's data file")
+			fs.StringVar(&o.adapterDT, "adapter-dtype", lora.AdapterFP32, "type of A and B on a float16/bfloat16 base: fp32 (x cast up once per shared input, the delta cast down) or base (the base's type, no casts)")
 			fs.BoolVar(&o.json, "json", false, "print the summary as JSON")
 			return o
 		},
@@ -108,8 +120,9 @@ func runAdapt(env *cliEnv, o any, args []string) error {
 	if opts.out == "" && !opts.dryRun {
 		return fmt.Errorf("%w: -o SUPER.onnx is required", errUsage)
 	}
-	cfg := lora.Config{Targets: opts.targets, Ranks: opts.ranks, Alpha: opts.alpha, Groups: opts.groups, Dropout: opts.dropout, Seed: opts.seed, SparseAdapter: opts.sparse}
-	ao := pipeline.AdaptOptions{Model: args[0], Out: opts.out, LoRA: cfg, Include: opts.include, Exclude: opts.exclude, Train: opts.train, External: opts.external}
+	cfg := lora.Config{Targets: opts.targets, Ranks: opts.ranks, Alpha: opts.alpha, Groups: opts.groups, Dropout: opts.dropout, Seed: opts.seed, SparseAdapter: opts.sparse, AdapterDType: opts.adapterDT}
+	ao := pipeline.AdaptOptions{Model: args[0], Out: opts.out, LoRA: cfg, Include: opts.include, Exclude: opts.exclude, Train: opts.train, External: opts.external, CopyBase: opts.copyBase,
+		Warn: func(msg string) { fmt.Fprintf(env.stderr, "shears adapt: warning: %s\n", msg) }}
 	if opts.dryRun {
 		ao.Out = ""
 	}

@@ -106,7 +106,8 @@ func runExport(env *cliEnv, o any, args []string) error {
 		runDir = args[0]
 	}
 	res, err := pipeline.Export(pipeline.ExportOptions{RunDir: runDir, Super: opts.super, Config: opts.config, Ranks: opts.ranks,
-		Out: opts.out, Merge: string(mode), DType: opts.dtype, PEFT: opts.peft, BaseModel: opts.baseModel, External: opts.external})
+		Out: opts.out, Merge: string(mode), DType: opts.dtype, PEFT: opts.peft, BaseModel: opts.baseModel, External: opts.external,
+		Warn: func(msg string) { fmt.Fprintf(env.stderr, "shears export: warning: %s\n", msg) }})
 	if err != nil {
 		return err
 	}

@@ -39,8 +39,17 @@ Only the adapters' A and B train; the (sparse) base stays frozen, its zeros unto
 
 --ranks restricts the sampled ranks; a single rank (--ranks 32) trains plain LoRA on the same graph.
 Micro-batches are right-padded to multiples of --bucket tokens; at most --max-graphs step graphs
-(one per padded length, each holding its own copy of the frozen weights) are built, the lengths
-chosen up front to minimise padding.
+(one per padded length, each an onnxruntime session holding its own copy of the frozen weights)
+are built, the lengths chosen up front to minimise padding. The default (0, auto) is 4 graphs, or
+one (every micro-batch padded to the longest: the weights in memory once) for models with more
+than 1 GB of weights.
+
+Mixed precision: on a float16 base that computes natively ("shears convert --compute native") the
+step scales the loss dynamically (2^16 at first, halved and the step skipped when a gradient
+overflows, doubled after 2000 good steps; metrics.jsonl records skipped steps and the scale);
+the adapters, their gradients and AdamW's state stay float32.
+
+--tokenizer may be left out when the data is pre-tokenized: a .jsonl file of {"ids": [...]} records.
 
 RUN_DIR receives run.json, metrics.jsonl (one record per optimizer step), samples.jsonl (each
 micro-batch's ranks and loss), checkpoint.safetensors (atomic, at each epoch end and every
@@ -57,7 +66,7 @@ Examples:
 			d := nls.DefaultTrainOptions()
 			o := &trainOpts{fs: fs}
 			fs.StringVar(&o.o.Data, "data", "", "training data: LLM-Adapters .json, .jsonl ({\"text\"} or {\"ids\"}) or plain text")
-			fs.StringVar(&o.o.Tokenizer, "tokenizer", "", "tokenizer: tokenizer.json (Hugging Face) or llama2.c tokenizer.bin")
+			fs.StringVar(&o.o.Tokenizer, "tokenizer", "", "tokenizer: tokenizer.json (Hugging Face) or llama2.c tokenizer.bin (not needed for {\"ids\"} .jsonl data)")
 			fs.StringVar(&o.o.Out, "out", "", "run directory (created)")
 			fs.IntVar(&o.o.Epochs, "epochs", d.Epochs, "passes over the data")
 			fs.Float64Var(&o.o.LR, "lr", d.LR, "peak learning rate lr0")
@@ -72,7 +81,7 @@ Examples:
 			fs.BoolVar(&o.o.TrainOnInputs, "train-on-inputs", d.TrainOnInputs, "loss over prompt and response (false: response only)")
 			fs.IntVar(&o.o.CheckpointEvery, "checkpoint-every", 0, "also checkpoint every N optimizer steps")
 			fs.IntVar(&o.o.Bucket, "bucket", d.Bucket, "pad micro-batches to multiples of this many tokens")
-			fs.IntVar(&o.o.MaxGraphs, "max-graphs", d.MaxGraphs, "most step graphs (padded lengths) kept open")
+			fs.IntVar(&o.o.MaxGraphs, "max-graphs", d.MaxGraphs, "most step graphs (padded lengths, one session with the weights each) kept open; 0 = auto (1 above 1 GB of weights, else 4)")
 			fs.IntVar(&o.maxSteps, "max-steps", 0, "stop after this many optimizer steps of the run (resumable; 0 = all)")
 			fs.BoolVar(&o.o.Resume, "resume", false, "continue the run in --out from its last checkpoint")
 			o.rt.add(fs)
@@ -117,8 +126,8 @@ func runTrain(env *cliEnv, o any, args []string) error {
 	default:
 		return fmt.Errorf("%w: SUPER.onnx is required (or --resume --out RUN_DIR)", errUsage)
 	}
-	if t.Data == "" || t.Tokenizer == "" {
-		return fmt.Errorf("%w: --data and --tokenizer are required", errUsage)
+	if t.Data == "" {
+		return fmt.Errorf("%w: --data is required (and --tokenizer unless the data is pre-tokenized {\"ids\"} .jsonl)", errUsage)
 	}
 	ro, err := opts.rt.options()
 	if err != nil {

@@ -97,7 +97,12 @@ func TestTrainCLI(t *testing.T) {
 		t.Fatalf("rank 9: code %d, %s", code, e)
 	}
 	_, e, code = shears(t, "train", super, "--out", run)
-	if code != 2 || !strings.Contains(e, "--data and --tokenizer are required") {
+	if code != 2 || !strings.Contains(e, "--data is required") {
 		t.Fatalf("missing data: code %d, %s", code, e)
+	}
+	// Text data without a tokenizer: the error names the file and what to give.
+	_, e, code = shears(t, "train", super, "--data", d, "--out", filepath.Join(t.TempDir(), "r2"), "--no-progress")
+	if code != 1 || !strings.Contains(e, "no tokenizer given") || !strings.Contains(e, filepath.Base(d)) {
+		t.Fatalf("text data without a tokenizer: code %d, %s", code, e)
 	}
 }

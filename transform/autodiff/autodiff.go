@@ -68,11 +68,6 @@ func Backward(m *onnx.Model, loss string, wrt []string, opts Options) (map[strin
 	}
 
 	need := needsGrad(order, loss, wrt, types)
-	for t := range need {
-		if dt := types[t].Elem; dt != onnxpb.TensorProto_FLOAT && dt != onnxpb.TensorProto_DOUBLE {
-			return nil, fmt.Errorf("autodiff: tensor %q on the gradient path is %s; only float32 and float64 are differentiated", t, dt)
-		}
-	}
 	for _, w := range wrt {
 		if !need[w] {
 			return nil, fmt.Errorf("autodiff: loss %q does not depend on wrt %q", loss, w)

@@ -3,8 +3,8 @@
 // nor its gradient kernels (ONNX-NOTES §6).
 //
 // Backward appends the backward pass to a model's main graph and returns the name of each
-// requested gradient. What is differentiated: a tensor gets a gradient iff it is float32 or
-// float64, it is forward-reachable from one of the wrt tensors, and the loss is reachable from
+// requested gradient. What is differentiated: a tensor gets a gradient iff it is a float type
+// (float32, float64, float16, bfloat16), it is forward-reachable from one of the wrt tensors, and the loss is reachable from
 // it. Everything else is stop-gradient: integer and bool tensors (ids, indices, masks, shape
 // plumbing such as Shape/Gather/Concat/Equal/Where on int64), frozen weights (initializers not
 // in wrt: for MatMul(x, W) only dX is emitted), and float tensors that do not depend on wrt
@@ -18,6 +18,12 @@
 // and ScatterND otherwise. An op with no rule on the gradient path is an error naming the
 // node and op; If/Loop/Scan there are refused; nothing is ever silently treated as zero.
 // SupportedOps lists the registry and Required the ops it must cover.
+//
+// Mixed precision: a gradient has its tensor's type. Rules work per dtype (constants are made in
+// the type of the tensor they combine with), and Cast's VJP casts the gradient back to the
+// input's type, so a float16 base with float32 adapters (x16 → Cast → fp32 adapter → Cast → +)
+// gets float32 adapter gradients and a float16 backward through the base. Loss scaling, which a
+// float16 backward needs, is the caller's (transform/trainstep scales the loss in the graph).
 //
 // Shapes are static: Backward runs onnx.InferShapes with Options.InputDims, so undoing
 // broadcasting is a ReduceSum over constant axes plus a Reshape to a constant shape, with no

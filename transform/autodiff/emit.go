@@ -138,7 +138,7 @@ func (e *emitter) scalar(dt onnxpb.TensorProto_DataType, v float64) string {
 	return e.floatConst(dt, nil, []float64{v})
 }
 
-// floatConst returns a shared float constant of type dt (FLOAT or DOUBLE).
+// floatConst returns a shared float constant of type dt (FLOAT, DOUBLE, FLOAT16 or BFLOAT16).
 func (e *emitter) floatConst(dt onnxpb.TensorProto_DataType, dims []int64, v []float64) string {
 	key := fmt.Sprintf("f/%d/%v/%v", dt, dims, v)
 	if len(v) > 16 {
@@ -154,7 +154,18 @@ func (e *emitter) floatConst(dt onnxpb.TensorProto_DataType, dims []int64, v []f
 		for i, x := range v {
 			binary.LittleEndian.PutUint64(raw[8*i:], math.Float64bits(x))
 		}
-	default: // FLOAT; Backward refuses other float types on the gradient path
+	case onnxpb.TensorProto_FLOAT16, onnxpb.TensorProto_BFLOAT16:
+		// Constants are made in the tensor's own type: a float32 constant would be a type
+		// error in a float16 Mul (ONNX does not promote).
+		raw = make([]byte, 2*len(v))
+		for i, x := range v {
+			h := onnx.Float32ToFloat16(float32(x))
+			if dt == onnxpb.TensorProto_BFLOAT16 {
+				h = onnx.Float32ToBFloat16(float32(x))
+			}
+			binary.LittleEndian.PutUint16(raw[2*i:], h)
+		}
+	default: // FLOAT
 		raw = make([]byte, 4*len(v))
 		for i, x := range v {
 			binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(float32(x)))

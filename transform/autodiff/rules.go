@@ -227,7 +227,15 @@ func matmulRule(c *ctx) ([]string, error) {
 	y2 := append(append([]int64{}, batch...), M, N)
 	g2 := c.reshape(c.g(0), c.shape(c.out(0)), y2)
 	d := make([]string, 2)
-	if c.need[0] {
+	if c.need[0] && len(bs) == 2 && len(as) >= 2 {
+		// A rank-2 B (a linear's weight): dA = Gemm(g, B, transB=1) on g flattened to rows. The
+		// general path's Transpose(B) of a frozen weight is constant-folded by onnxruntime into a
+		// second, transposed copy of every weight in the step session; Gemm reads B as it is.
+		rows := prod(batch) * M
+		gf := c.reshape(g2, y2, []int64{rows, N})
+		t := c.emit("Gemm", []string{gf, c.in(1)}, onnx.AttrInt("transB", 1))
+		d[0] = c.reshape(t, []int64{rows, K}, as)
+	} else if c.need[0] {
 		bT := c.emit("Transpose", []string{c.reshape(c.in(1), bs, b2)}, onnx.AttrInts("perm", swapLast(len(b2))...))
 		t := c.emit("MatMul", []string{g2, bT})
 		d[0] = c.reshape(c.unb(t, append(append([]int64{}, batch...), M, K), a2), a2, as)

@@ -53,27 +53,56 @@ func Apply(m *onnx.Model, p *Plan, opts ApplyOptions) (*onnx.Model, error) {
 		}
 		scaled[gr.Name] = b.Op("Mul", "/lora/"+gr.Name+"/scaled_mask", []string{gr.Mask, scale})
 	}
-	var zero string // the scalar 0 the sparse adapters compare W with
-	if p.Config.SparseAdapter {
-		zero = b.Const("lora_zero", onnx.Float32Tensor("", nil, []float32{0}))
+	// scaledAs is a group's scale·mask in the adapter's type: the mask inputs stay float32 (the
+	// trainer and the search feed float32), cast once per group and type.
+	scaledAs := func(group string, dt onnxpb.TensorProto_DataType) string {
+		if dt == onnxpb.TensorProto_FLOAT {
+			return scaled[group]
+		}
+		k := group + "/" + typeName(dt)
+		if _, ok := scaled[k]; !ok {
+			scaled[k] = b.Op("Cast", "/lora/"+group+"/scaled_mask_"+typeName(dt), []string{scaled[group]}, onnx.AttrInt("to", int64(dt)))
+		}
+		return scaled[k]
 	}
+	// Where the adapter's type differs from the linear's, x is cast once per input tensor (q, k
+	// and v read the same x: one Cast, not three) and the delta is cast back before the Add.
+	castX := map[string]string{}
+	zeros := map[onnxpb.TensorProto_DataType]string{} // the scalar 0 sparse adapters compare W with
 	type swap struct{ base, add string }
 	var swaps []swap
 	for i, mod := range meta.Modules {
-		a := b.Const(mod.A, onnx.Float32Tensor("", []int64{mod.In, rMax}, initA(p.Config.Seed, mod.Name, mod.In, rMax)))
-		bb := b.Const(mod.B, onnx.Float32Tensor("", []int64{rMax, mod.Out}, make([]float32, rMax*mod.Out)))
+		cdt, adt := mod.Types()
+		a := b.Const(mod.A, typedTensor(adt, []int64{mod.In, rMax}, initA(p.Config.Seed, mod.Name, mod.In, rMax)))
+		bb := b.Const(mod.B, typedTensor(adt, []int64{rMax, mod.Out}, make([]float32, rMax*mod.Out)))
 		if b.Err() == nil && (a != mod.A || bb != mod.B) {
 			return nil, fmt.Errorf("lora: apply: module %s: initializer names %s, %s are taken (plan made for another model?)", mod.Name, mod.A, mod.B)
 		}
 		pre := nodePrefix(mod)
+		x := mod.Input
+		if adt != cdt {
+			k := x + "/" + typeName(adt)
+			if _, ok := castX[k]; !ok {
+				castX[k] = b.Op("Cast", pre+"/lora_input/Cast", []string{x}, onnx.AttrInt("to", int64(adt)))
+			}
+			x = castX[k]
+			meta.Modules[i].AdapterInput = x
+		}
+		sm := scaledAs(mod.Group, adt)
 		var xa, d string
 		if p.Config.SparseAdapter {
-			d = sparseDelta(b, ix.Producer[mod.Output], mod, a, bb, scaled[mod.Group], zero)
+			if _, ok := zeros[cdt]; !ok {
+				zeros[cdt] = b.Const("lora_zero", typedTensor(cdt, nil, []float32{0}))
+			}
+			d = sparseDelta(b, ix.Producer[mod.Output], mod, x, a, bb, sm, zeros[cdt], adt)
 			xa = d
 		} else {
-			xa = b.Op("MatMul", pre+"/lora_A/MatMul", []string{mod.Input, a})
-			xm := b.Op("Mul", pre+"/lora_mask/Mul", []string{xa, scaled[mod.Group]})
+			xa = b.Op("MatMul", pre+"/lora_A/MatMul", []string{x, a})
+			xm := b.Op("Mul", pre+"/lora_mask/Mul", []string{xa, sm})
 			d = b.Op("MatMul", pre+"/lora_B/MatMul", []string{xm, bb})
+		}
+		if adt != cdt {
+			d = b.Op("Cast", pre+"/lora_delta/Cast", []string{d}, onnx.AttrInt("to", int64(cdt)))
 		}
 		sum := b.Op("Add", pre+"/lora_Add", []string{mod.Output, d})
 		meta.Modules[i].ANode = strings.TrimSuffix(xa, "_output_0")
@@ -105,6 +134,18 @@ func Apply(m *onnx.Model, p *Plan, opts ApplyOptions) (*onnx.Model, error) {
 		}
 	}
 	return out, nil
+}
+
+// typedTensor is an unnamed tensor of type dt (float32, float16 or bfloat16) holding v.
+func typedTensor(dt onnxpb.TensorProto_DataType, dims []int64, v []float32) *onnxpb.TensorProto {
+	if dt == onnxpb.TensorProto_FLOAT {
+		return onnx.Float32Tensor("", dims, v)
+	}
+	t := onnx.NewTensor("", dt, dims, nil)
+	if err := onnx.SetFloat32s(t, v); err != nil { // cannot fail: dt is a half type, len(v) fits dims
+		return onnx.Float32Tensor("", dims, v)
+	}
+	return t
 }
 
 func errOr(err error, s string) error {

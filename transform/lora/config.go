@@ -30,7 +30,18 @@ type Config struct {
 	// sparsity-keeping merge (transform/merge, --merge sparse) is exact. It materialises the dense
 	// [in, out] ΔW every step: more compute than the low-rank path.
 	SparseAdapter bool
+	// AdapterDType is the type of A and B on a float16/bfloat16 base: AdapterFP32 ("" or "fp32",
+	// the default: A, B and the adapter's arithmetic in float32, x cast up once per shared input
+	// and the delta cast down before the Add) or AdapterBase (the linear's own type, no Casts).
+	// A float32 base always gets float32 adapters.
+	AdapterDType string
 }
+
+// Adapter types (Config.AdapterDType).
+const (
+	AdapterFP32 = "fp32"
+	AdapterBase = "base"
+)
 
 // Defaults of Config.
 var (
@@ -78,6 +89,9 @@ func (c Config) check() error {
 	}
 	if !(c.Dropout >= 0 && c.Dropout < 1) {
 		return fmt.Errorf("lora: dropout %v must be in [0, 1)", c.Dropout)
+	}
+	if c.AdapterDType != "" && c.AdapterDType != AdapterFP32 && c.AdapterDType != AdapterBase {
+		return fmt.Errorf("lora: adapter dtype %q: want fp32 or base", c.AdapterDType)
 	}
 	seen := map[string]bool{}
 	for _, t := range c.Targets {

@@ -29,6 +29,15 @@
 // touches the base's zeros and transform/merge's sparsity-keeping merge is exact. It costs a
 // dense [in, out] ΔW per module per step. Meta.SparseAdapter records it; training needs no flag.
 //
+// Low-precision bases (transform/convert): a linear's weight may be float16 or bfloat16. A
+// weight-only base computes in float32 (its weights pass through a Cast), so its adapters need
+// nothing special. A native base computes in its own type; its adapters are float32 by default
+// (Config.AdapterDType): x is cast up once per input tensor (q, k and v share one Cast), A, B,
+// the mask and the product are float32, and the delta is cast down before the Add, so the small
+// adapter product keeps float32 precision and the trainer's parameters need no conversion. With
+// AdapterBase everything stays in the base's type, with no Casts. Module.DType and AdapterDType
+// record the types; rank and dropout masks are float32 inputs either way (cast in the graph).
+//
 // Initialisation follows PEFT: A ~ U(−1/√in, +1/√in) (kaiming_uniform with a = √5 on PEFT's
 // [r, in] tensor), drawn from a generator seeded by (Config.Seed, module name), so a module's
 // values do not depend on which other modules are adapted; B = 0, so a fresh super-network

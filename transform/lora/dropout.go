@@ -35,11 +35,19 @@ func AddDropout(m *onnx.Model) error {
 	b := onnx.BuilderFor(m)
 	for _, mod := range meta.Modules {
 		an := ix.Nodes[mod.ANode]
-		if an == nil || len(an.Input) != 2 || an.Input[0] != mod.Input || (an.Input[1] != mod.A && !meta.SparseAdapter) {
-			return fmt.Errorf("lora: add dropout: module %s: adapter node %q reading %s·%s not found", mod.Name, mod.ANode, mod.Input, mod.A)
+		x := mod.Input
+		if mod.AdapterInput != "" {
+			x = mod.AdapterInput
 		}
+		if an == nil || len(an.Input) != 2 || an.Input[0] != x || (an.Input[1] != mod.A && !meta.SparseAdapter) {
+			return fmt.Errorf("lora: add dropout: module %s: adapter node %q reading %s·%s not found", mod.Name, mod.ANode, x, mod.A)
+		}
+		// The keep mask is fed as float32 and cast to the adapter's type when that differs.
 		keep := b.Input(mod.Dropout, onnxpb.TensorProto_FLOAT, shapes[mod.Input]...)
-		xd := b.Op("Mul", nodePrefix(mod)+"/lora_dropout/Mul", []string{mod.Input, keep})
+		if _, adt := mod.Types(); adt != onnxpb.TensorProto_FLOAT {
+			keep = b.Op("Cast", nodePrefix(mod)+"/lora_dropout/Cast", []string{keep}, onnx.AttrInt("to", int64(adt)))
+		}
+		xd := b.Op("Mul", nodePrefix(mod)+"/lora_dropout/Mul", []string{x, keep})
 		if b.Err() != nil {
 			return fmt.Errorf("lora: add dropout: module %s: %w", mod.Name, b.Err())
 		}

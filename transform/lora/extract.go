@@ -65,8 +65,11 @@ func Extract(super *onnx.Model, ranks map[string]int) (*onnx.Model, error) {
 		for i := int64(0); i < mod.In; i++ {
 			ar = append(ar, a[i*rMax:i*rMax+r]...)
 		}
-		replace(onnx.Float32Tensor(mod.A, []int64{mod.In, r}, ar))
-		replace(onnx.Float32Tensor(mod.B, []int64{r, mod.Out}, bv[:r*mod.Out]))
+		_, adt := mod.Types()
+		ta, tb := typedTensor(adt, []int64{mod.In, r}, ar), typedTensor(adt, []int64{r, mod.Out}, bv[:r*mod.Out])
+		ta.Name, tb.Name = proto.String(mod.A), proto.String(mod.B)
+		replace(ta)
+		replace(tb)
 	}
 	masks := map[string]bool{}
 	for _, gr := range meta.Groups {

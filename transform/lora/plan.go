@@ -37,6 +37,14 @@ type Module struct {
 	ANode  string `json:"a_node,omitempty"` // the MatMul(x, A) node (set by Apply)
 	// Dropout is the keep-mask input [x's shape] of train graphs with dropout.
 	Dropout string `json:"dropout_input"`
+	// DType is the type the base linear computes in ("fp16", "bf16"; "" for float32): a
+	// weight-only converted base computes in float32, a native one in its low-precision type.
+	DType string `json:"dtype,omitempty"`
+	// AdapterDType is the type of A and B and of the adapter's arithmetic ("" for float32).
+	AdapterDType string `json:"adapter_dtype,omitempty"`
+	// AdapterInput is x as the adapter reads it when the adapter's type differs from the
+	// linear's: a Cast of Input, shared by the modules reading the same x (set by Apply).
+	AdapterInput string `json:"adapter_input,omitempty"`
 }
 
 // Params is the module's adapter parameter count at rank r: r·(in + out).
@@ -115,8 +123,16 @@ func NewPlan(m *onnx.Model, targets []layers.Linear, cfg Config) (*Plan, error) 
 		if n := ix.Producer[l.Output]; n == nil || n.GetName() != l.Node {
 			return nil, fmt.Errorf("lora: plan: linear %s: its output %q is not produced by it in this model (a stale layer list?)", l.Node, l.Output)
 		}
-		if w := ix.Initializers[l.Weight]; w == nil || onnx.DataType(w) != onnxpb.TensorProto_FLOAT {
-			return nil, fmt.Errorf("lora: plan: linear %s: weight %s is not a float32 initializer (only float32 bases are supported)", l.Node, l.Weight)
+		if w := ix.Initializers[l.Weight]; w == nil || typeName(onnx.DataType(w)) == "" {
+			return nil, fmt.Errorf("lora: plan: linear %s: weight %s is not a float32, float16 or bfloat16 initializer", l.Node, l.Weight)
+		}
+		cdt := computeType(ix, ix.Producer[l.Output])
+		if typeName(cdt) == "" {
+			return nil, fmt.Errorf("lora: plan: linear %s computes in %s; adapters need float32, float16 or bfloat16", l.Node, cdt)
+		}
+		adt := onnxpb.TensorProto_FLOAT
+		if cfg.AdapterDType == AdapterBase {
+			adt = cdt
 		}
 		if rMax > l.In || rMax > l.Out {
 			return nil, fmt.Errorf("lora: plan: r_max %d exceeds min(in, out) = min(%d, %d) of linear %s (%s); choose smaller --ranks",
@@ -137,6 +153,7 @@ func NewPlan(m *onnx.Model, targets []layers.Linear, cfg Config) (*Plan, error) 
 			Name: name, Node: l.Node, Weight: l.Weight, Input: l.Input, Output: l.Output, Role: l.Role, Block: l.Block,
 			Group: gname, In: l.In, Out: l.Out,
 			A: unique(name + ".lora_A"), B: unique(name + ".lora_B"), Dropout: unique("lora_dropout_keep." + name),
+			DType: dtypeField(cdt), AdapterDType: dtypeField(adt),
 		}
 		p.Groups[gi].Modules = append(p.Groups[gi].Modules, name)
 		p.Modules = append(p.Modules, mod)
@@ -212,4 +229,72 @@ func (p *Plan) String() string {
 		}
 	}
 	return sb.String()
+}
+
+// typeName is the short name of a float type adapters work with ("" for any other type).
+func typeName(dt onnxpb.TensorProto_DataType) string {
+	switch dt {
+	case onnxpb.TensorProto_FLOAT:
+		return "fp32"
+	case onnxpb.TensorProto_FLOAT16:
+		return "fp16"
+	case onnxpb.TensorProto_BFLOAT16:
+		return "bf16"
+	}
+	return ""
+}
+
+// dtypeField is a Module dtype field: "" for float32 (so float32 metadata is unchanged).
+func dtypeField(dt onnxpb.TensorProto_DataType) string {
+	if dt == onnxpb.TensorProto_FLOAT {
+		return ""
+	}
+	return typeName(dt)
+}
+
+// parseType reads a Module dtype field ("" is float32).
+func parseType(s string) onnxpb.TensorProto_DataType {
+	switch s {
+	case "fp16":
+		return onnxpb.TensorProto_FLOAT16
+	case "bf16":
+		return onnxpb.TensorProto_BFLOAT16
+	}
+	return onnxpb.TensorProto_FLOAT
+}
+
+// Types returns the module's compute and adapter types.
+func (m Module) Types() (compute, adapter onnxpb.TensorProto_DataType) {
+	return parseType(m.DType), parseType(m.AdapterDType)
+}
+
+// computeType is the type a linear node computes in: the type of its weight operand as the node
+// reads it, following Transpose/Identity back to a Cast (its "to") or the initializer.
+func computeType(ix *onnx.Index, n *onnxpb.NodeProto) onnxpb.TensorProto_DataType {
+	if n == nil || len(n.GetInput()) < 2 {
+		return onnxpb.TensorProto_FLOAT
+	}
+	name := n.GetInput()[1]
+	for hop := 0; hop < 8; hop++ {
+		if t := ix.Initializers[name]; t != nil {
+			return onnx.DataType(t)
+		}
+		p := ix.Producer[name]
+		if p == nil || len(p.GetInput()) == 0 {
+			break
+		}
+		switch p.GetOpType() {
+		case "Cast":
+			for _, a := range p.GetAttribute() {
+				if a.GetName() == "to" {
+					return onnxpb.TensorProto_DataType(a.GetI())
+				}
+			}
+		case "Transpose", "Identity":
+			name = p.GetInput()[0]
+			continue
+		}
+		break
+	}
+	return onnxpb.TensorProto_FLOAT
 }

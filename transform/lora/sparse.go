@@ -13,8 +13,9 @@ import (
 // a Transpose), so M lines up with ΔW however the weight is stored. M depends only on the
 // frozen W, so autodiff treats it as a constant (Equal/Not are bool, stop-gradient) and
 // onnxruntime folds it at load. It returns d, the output of MatMul(x, ·), whose node is the
-// module's ANode (AddDropout rewires its first input).
-func sparseDelta(b *onnx.Builder, base *onnxpb.NodeProto, mod Module, a, bb, scaledMask, zero string) string {
+// module's ANode (AddDropout rewires its first input). x is the adapter's input and adt its type
+// (the mask is cast to it); zero has W's type.
+func sparseDelta(b *onnx.Builder, base *onnxpb.NodeProto, mod Module, x, a, bb, scaledMask, zero string, adt onnxpb.TensorProto_DataType) string {
 	pre := nodePrefix(mod) + "/lora_sparse"
 	w := base.GetInput()[1]
 	if base.GetOpType() == "Gemm" {
@@ -26,9 +27,9 @@ func sparseDelta(b *onnx.Builder, base *onnxpb.NodeProto, mod Module, a, bb, sca
 	}
 	isZero := b.Op("Equal", pre+"/Equal", []string{w, zero})
 	nonzero := b.Op("Not", pre+"/Not", []string{isZero})
-	mask := b.Op("Cast", pre+"/Cast", []string{nonzero}, onnx.AttrInt("to", int64(onnxpb.TensorProto_FLOAT)))
+	mask := b.Op("Cast", pre+"/Cast", []string{nonzero}, onnx.AttrInt("to", int64(adt)))
 	am := b.Op("Mul", pre+"/lora_mask/Mul", []string{a, scaledMask})
 	dw := b.Op("MatMul", pre+"/delta/MatMul", []string{am, bb})
 	dwm := b.Op("Mul", pre+"/delta_mask/Mul", []string{dw, mask})
-	return b.Op("MatMul", pre+"/MatMul", []string{mod.Input, dwm})
+	return b.Op("MatMul", pre+"/MatMul", []string{x, dwm})
 }

@@ -192,7 +192,12 @@ func Export(super *onnx.Model, ranks map[string]int, mode Mode) (*onnx.Model, *R
 			}
 		}
 		lay.ZerosAfter = zeros(nw)
-		g.Initializer[slices.Index(g.Initializer, t)] = onnx.Float32Tensor(mod.Weight, onnx.Dims(t), nw)
+		// The merged weight keeps the base's type (a float16 base exports in float16).
+		nt := onnx.NewTensor(mod.Weight, onnx.DataType(t), onnx.Dims(t), nil)
+		if err := onnx.SetFloat32s(nt, nw); err != nil {
+			return nil, nil, fmt.Errorf("merge: module %s: %w", mod.Name, err)
+		}
+		g.Initializer[slices.Index(g.Initializer, t)] = nt
 		rep.add(lay)
 	}
 	if err := setMeta(out, rep); err != nil {

@@ -30,5 +30,12 @@
 // nothing, so it contributes neither to the sum nor to the count. The loss is the sum over
 // counted positions divided by max(count, 1): a batch with nothing to predict has loss 0, not NaN.
 //
+// Mixed precision. Trainable float16/bfloat16 initializers become float32 inputs read through a
+// Cast (float32 master weights, float32 gradients). When the backward runs in float16 (some
+// MatMul computes in float16: NeedsLossScale) the step gets a loss_scale input and
+// differentiates loss × scale; its gradient outputs are scaled, and package train unscales them
+// and handles overflow. The loss itself is computed from float32 logits (a native conversion
+// casts them back), so only the backward through the base is in float16.
+//
 // This package builds graphs only; it never runs a session (package train does).
 package trainstep

@@ -3,6 +3,7 @@ package trainstep
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
@@ -25,7 +26,14 @@ type Config struct {
 	// LossOnly skips the backward pass: the step computes the loss alone (its Params have no
 	// Grad), e.g. for the finite differences of a gradient check or for evaluation.
 	LossOnly bool
+	// LossScale adds the loss-scale input (Step.LossScale) even when the backward does not run
+	// in float16; Build adds it anyway when it does (see NeedsLossScale).
+	LossScale bool
 }
+
+// LossScaleName is the scalar float32 input the loss is multiplied by before the backward pass
+// of a step with loss scaling: its gradients are scale × the true ones.
+const LossScaleName = "loss_scale"
 
 // Param is one trainable tensor of a step: a float32 input of the step graph and its gradient
 // output.
@@ -56,6 +64,11 @@ type Step struct {
 	Params []Param
 	// Extra are the pass-through inputs (every model input but the token ids), in graph order.
 	Extra []Input
+	// LossScale names the loss-scale input when the step has one (mixed precision with a
+	// float16 backward): the backward starts from loss × scale so that small float16 gradients
+	// do not flush to zero, and the gradient outputs are scaled by it (the caller unscales them
+	// in float32 and skips steps whose gradients overflowed). "" when the step has none.
+	LossScale string
 }
 
 // Build makes the train-step graph of m (left unchanged) for cfg: m's forward pass with the
@@ -145,8 +158,14 @@ func Build(m *onnx.Model, cfg Config) (*Step, error) {
 			return nil, fmt.Errorf("trainstep: build: trainable tensor %q is not an initializer of the model", name)
 		}
 		t := g.Initializer[k]
-		if onnx.DataType(t) != onnxpb.TensorProto_FLOAT {
-			return nil, fmt.Errorf("trainstep: build: trainable tensor %q is %v; only float32 parameters are trained", name, onnx.DataType(t))
+		dt := onnx.DataType(t)
+		if dt != onnxpb.TensorProto_FLOAT && dt != onnxpb.TensorProto_FLOAT16 && dt != onnxpb.TensorProto_BFLOAT16 {
+			return nil, fmt.Errorf("trainstep: build: trainable tensor %q is %v; only float32, float16 and bfloat16 parameters are trained", name, dt)
+		}
+		if dt != onnxpb.TensorProto_FLOAT {
+			// Master weights stay float32: the input is float32 and a Cast feeds the graph its
+			// own type, so the parameter's gradient comes out in float32 (Cast's VJP).
+			castParam(g, name, dt)
 		}
 		init, err := m.Float32s(m.Initializer(name))
 		if err != nil {
@@ -174,11 +193,28 @@ func Build(m *onnx.Model, cfg Config) (*Step, error) {
 	if cfg.LossOnly {
 		return st, nil
 	}
+	var err error
 	wrt := make([]string, len(st.Params))
 	for i, p := range st.Params {
 		wrt[i] = p.Name
 	}
-	grads, err := autodiff.Backward(sm, names.Loss, wrt, autodiff.Options{InputDims: inputDims})
+	target := names.Loss
+	scale := cfg.LossScale
+	if !scale {
+		if scale, err = NeedsLossScale(sm, inputDims); err != nil {
+			return nil, fmt.Errorf("trainstep: build: %w", err)
+		}
+	}
+	if scale {
+		b := onnx.BuilderFor(sm)
+		st.LossScale = b.Input(LossScaleName, onnxpb.TensorProto_FLOAT)
+		inputDims[st.LossScale] = []int64{}
+		target = b.Op("Mul", "/loss_scale/Mul", []string{names.Loss, st.LossScale})
+		if err := b.Err(); err != nil {
+			return nil, fmt.Errorf("trainstep: build: loss scale: %w", err)
+		}
+	}
+	grads, err := autodiff.Backward(sm, target, wrt, autodiff.Options{InputDims: inputDims})
 	if err != nil {
 		return nil, fmt.Errorf("trainstep: build: %w", err)
 	}
@@ -265,4 +301,52 @@ func floatInput(name string, dims []int64) *onnxpb.ValueInfoProto {
 		Value: &onnxpb.TypeProto_TensorType{TensorType: &onnxpb.TypeProto_Tensor{ElemType: proto.Int32(int32(onnxpb.TensorProto_FLOAT))}}}}
 	setDims(v, dims)
 	return v
+}
+
+// castParam makes every reader of the initializer name read Cast(name, dt) instead, so that
+// name can become a float32 input (master weights) of a graph that computes in dt.
+func castParam(g *onnxpb.GraphProto, name string, dt onnxpb.TensorProto_DataType) {
+	cast := name + "/" + strings.ToLower(dt.String())
+	for _, n := range g.GetNode() {
+		for i, in := range n.GetInput() {
+			if in == name {
+				n.Input[i] = cast
+			}
+		}
+	}
+	for _, o := range g.GetOutput() {
+		if o.GetName() == name {
+			o.Name = proto.String(cast)
+		}
+	}
+	to := onnx.AttrInt("to", int64(dt))
+	g.Node = append([]*onnxpb.NodeProto{{OpType: proto.String("Cast"), Name: proto.String("/param_cast/" + name),
+		Input: []string{name}, Output: []string{cast}, Attribute: []*onnxpb.AttributeProto{to}}}, g.Node...)
+}
+
+// NeedsLossScale reports whether m's backward would run in float16: some MatMul or Gemm
+// computes in float16 (a natively converted base; bfloat16 has float32's range and needs none,
+// and a weight-only base computes in float32). dims fixes the inputs' shapes.
+func NeedsLossScale(m *onnx.Model, dims map[string][]int64) (bool, error) {
+	linear := false
+	for _, n := range m.Graph().GetNode() {
+		if op := n.GetOpType(); op == "MatMul" || op == "Gemm" {
+			linear = true
+			break
+		}
+	}
+	if !linear {
+		return false, nil
+	}
+	types, err := autodiff.InferShapes(m, dims)
+	if err != nil {
+		return false, err
+	}
+	for _, n := range m.Graph().GetNode() {
+		if op := n.GetOpType(); (op == "MatMul" || op == "Gemm") && len(n.GetOutput()) > 0 &&
+			types[n.GetOutput()[0]].Elem == onnxpb.TensorProto_FLOAT16 {
+			return true, nil
+		}
+	}
+	return false, nil
 }
