@@ -42,6 +42,13 @@ type Options struct {
 	// the working thread needs; NLS training on 2 busy cores ran about 2× faster with spinning
 	// off (bench/RESULTS.md, "PyTorch peer").
 	Spin bool
+	// Prepack lets onnxruntime's CPU provider keep a re-laid-out copy of every constant
+	// MatMul/Gemm weight beside the original (its default). Off here: the copy is as large as the
+	// weight, so a session over a multi-GB model holds it twice, and packing at session start is
+	// slow. On the 1B synthetic's NLS train step, off took peak RSS from 10.9 to 6.9 GB and the
+	// first step from 34 s to 5.5 s; on stories260K training and evaluation the speed is the same
+	// within noise (bench/RESULTS.md, issue 7 section).
+	Prepack bool
 }
 
 // Validate checks the options without touching onnxruntime.
@@ -116,6 +123,11 @@ func (o Options) sessionOptions(externalDir string) (_ *ort.SessionOptions, err 
 	}
 	if err := so.AddSessionConfigEntry("session.intra_op.allow_spinning", spin); err != nil {
 		return nil, fmt.Errorf("setting intra-op spinning %s: %v", spin, err)
+	}
+	if !o.Prepack {
+		if err := so.AddSessionConfigEntry("session.disable_prepacking", "1"); err != nil {
+			return nil, fmt.Errorf("disabling pre-packing: %v", err)
+		}
 	}
 	if externalDir != "" {
 		if err := so.AddSessionConfigEntry("session.model_external_initializers_file_folder_path", externalDir); err != nil {
