@@ -5,6 +5,8 @@ import (
 
 	"github.com/shears-ml/shears/nls"
 	"github.com/shears-ml/shears/onnx"
+	"github.com/shears-ml/shears/onnx/onnxpb"
+	"github.com/shears-ml/shears/transform/convert"
 	"github.com/shears-ml/shears/transform/lora"
 	"github.com/shears-ml/shears/transform/merge"
 )
@@ -110,10 +112,18 @@ func Export(o ExportOptions) (*ExportResult, error) {
 		return nil, err
 	}
 	res.Report = rep
+	so := onnx.SaveOptions{ExternalData: o.External || HasExternal(sup)}
 	if o.DType == "fp16" {
-		if out, err = merge.ToFloat16(out); err != nil {
+		// Weight-only fp16 (transform/convert): the linears and embeddings are stored as fp16
+		// behind Casts, so the file halves and the CPU provider still runs it; zeros stay zeros.
+		plan, err := convert.NewPlan(out, convert.Options{DType: onnxpb.TensorProto_FLOAT16})
+		if err != nil {
 			return nil, err
 		}
+		if err := plan.Rewrite(out); err != nil {
+			return nil, err
+		}
+		so = plan.SaveOptions(so)
 	}
 	if o.PEFT != "" {
 		if _, err := merge.WritePEFT(o.PEFT, sup, sel.Ranks, o.BaseModel); err != nil {
@@ -121,7 +131,7 @@ func Export(o ExportOptions) (*ExportResult, error) {
 		}
 	}
 	share := mode == merge.None && o.DType == "fp32" && !o.CopyBase
-	if err := ShareSave(out, o.Out, onnx.SaveOptions{ExternalData: o.External || HasExternal(sup)}, share, o.Warn); err != nil {
+	if err := ShareSave(out, o.Out, so, share, o.Warn); err != nil {
 		return nil, err
 	}
 	return res, nil

@@ -18,9 +18,8 @@
 // "shears.lora" metadata by MetaKey (mode, ranks, scale, exactness). Merging refuses weights
 // shared by several nodes (tied weights) and Gemm nodes with alpha ≠ 1.
 //
-// ToFloat16 stores the float32 matrices as float16 behind Casts to float32, so the inputs,
-// outputs and the arithmetic stay float32 and onnxruntime's CPU provider runs the file; only the
-// weights are rounded (zeros stay zeros).
+// An fp16 export (shears export --dtype fp16) is transform/convert's weight-only conversion of
+// the exported model.
 //
 // WritePEFT writes adapter_config.json and adapter_model.safetensors (internal/safetensors) with
 // PEFT's names and PyTorch layout, r and lora_alpha chosen so that PEFT's lora_alpha / r equals

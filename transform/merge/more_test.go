@@ -117,68 +117,6 @@ func TestTransposedWeights(t *testing.T) {
 	}
 }
 
-// TestFloat16: the fp16 file runs in onnxruntime with the same float32 inputs and outputs,
-// is about half the size, keeps the zeros, and its logits are within fp16 rounding of fp32.
-func TestFloat16(t *testing.T) {
-	testkit.ORT(t)
-	base, targets := sparseStories(t)
-	sup, meta := superNet(t, base, targets, lora.Config{SparseAdapter: true}, 7)
-	ranks := mixed(meta, 16, 24)
-	out, _, err := Export(sup, ranks, Sparse)
-	if err != nil {
-		t.Fatal(err)
-	}
-	half, err := ToFloat16(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	in32, want := run(t, out, nil)
-	in16, got := run(t, half, nil)
-	if strings.Join(in32, ",") != "input_ids" || strings.Join(in16, ",") != "input_ids" {
-		t.Errorf("inputs %v, %v", in32, in16)
-	}
-	d, scale := maxDiff(want, got), 0.0
-	for _, v := range want {
-		scale = math.Max(scale, math.Abs(float64(v)))
-	}
-	// fp16 keeps 11 significant bits: weights move by ≤ 2^-11 relative; through 5 layers the
-	// logits (|logit| ≤ scale) move by a few times that.
-	t.Logf("fp16 vs fp32: max |Δlogit| %.3g (max |logit| %.3g)", d, scale)
-	if d == 0 || d > 0.01*scale {
-		t.Errorf("fp16 logits differ by %g (max |logit| %g), want 0 < Δ ≤ 1%%", d, scale)
-	}
-	// Every matrix that fits float16 is converted (2 bytes saved per element); the causal
-	// mask (−1e9) is not.
-	var halved int64
-	for _, h := range half.Graph().GetInitializer() {
-		if onnx.DataType(h) == onnxpb.TensorProto_FLOAT16 {
-			halved += onnx.NumElements(h.GetDims())
-		}
-		if onnx.DataType(h) == onnxpb.TensorProto_FLOAT && len(h.GetDims()) >= 2 && h.GetName() != "model.causal_mask" {
-			t.Errorf("%s %v left in float32", h.GetName(), h.GetDims())
-		}
-	}
-	b32, _ := out.Marshal()
-	b16, _ := half.Marshal()
-	if saved := int64(len(b32) - len(b16)); saved < 2*halved*99/100 || saved > 2*halved {
-		t.Errorf("fp16 file saves %d bytes, want about 2 × %d elements", saved, halved)
-	}
-	t.Logf("fp16: %d elements halved; file %d → %d bytes", halved, len(b32), len(b16))
-	for _, mod := range meta.Modules {
-		h := half.Initializer(mod.Weight + "_fp16")
-		if h == nil || onnx.DataType(h) != onnxpb.TensorProto_FLOAT16 {
-			t.Fatalf("%s: no float16 initializer", mod.Weight)
-		}
-		hv, _ := half.Float32s(h)
-		fv, _ := out.Float32s(out.Initializer(mod.Weight))
-		for i := range fv {
-			if (fv[i] == 0) != (hv[i] == 0) {
-				t.Fatalf("%s[%d]: %g in fp32, %g in fp16", mod.Weight, i, fv[i], hv[i])
-			}
-		}
-	}
-}
-
 // TestPEFT: the PEFT files hold the sliced A, B in PyTorch layout, and PEFT's formula
 // (lora_alpha / r) · lora_Bᵀ-product recomputes ΔW = s·A_r·B_r for every module, with
 // rank_pattern / alpha_pattern covering the modules off the common rank.
