@@ -256,7 +256,7 @@ func (si *shapeInf) infer(n *onnxpb.NodeProto, ins []*TensorType, cs []*cval) ([
 	minIn := map[string]int{"Where": 3, "Range": 3, "Gemm": 2, "MatMul": 2, "Gather": 2, "Reshape": 2,
 		"Expand": 2, "Equal": 2, "Less": 2, "Greater": 2, "LessOrEqual": 2, "GreaterOrEqual": 2,
 		"Add": 2, "Sub": 2, "Mul": 2, "Div": 2, "Pow": 2, "Mod": 2, "And": 2, "Or": 2, "Xor": 2,
-		"CastLike": 2, "LayerNormalization": 2, "Tile": 2, "Einsum": 1, "Concat": 1, "Max": 1, "Min": 1, "Sum": 1, "Mean": 1}
+		"CastLike": 2, "LayerNormalization": 2, "GatherElements": 2, "Tile": 2, "Einsum": 1, "Concat": 1, "Max": 1, "Min": 1, "Sum": 1, "Mean": 1}
 	k, ok := minIn[op]
 	if !ok && op != "Constant" {
 		k = 1
@@ -284,6 +284,9 @@ func (si *shapeInf) infer(n *onnxpb.NodeProto, ins []*TensorType, cs []*cval) ([
 
 	case "ScatterND", "ScatterElements":
 		return one(*ins[0], nil)
+
+	case "GatherElements": // the output has the indices' shape and the data's type
+		return one(TensorType{Elem: ins[0].Elem, Shape: ins[1].Shape}, nil)
 
 	case "Pad":
 		d := ins[0].Shape

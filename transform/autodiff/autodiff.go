@@ -293,5 +293,5 @@ var Required = []string{
 	"Neg", "Relu", "Tanh", "Erf", "Sigmoid", "Gelu", "com.microsoft.Gelu", "Softmax",
 	"LogSoftmax", "ReduceMean", "ReduceSum", "LayerNormalization", "Where", "Gather", "Reshape",
 	"Flatten", "Transpose", "Squeeze", "Unsqueeze", "Concat", "Split", "Slice", "Expand", "Cast",
-	"Identity", "Einsum", "Sin", "Cos", "Abs", "Sum", "Dropout", "ReduceSumSquare",
+	"Identity", "Einsum", "Sin", "Cos", "Abs", "Sum", "Dropout", "ReduceSumSquare", "GatherElements",
 }

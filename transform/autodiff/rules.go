@@ -113,16 +113,17 @@ func init() {
 			}
 			return d, nil
 		},
-		"Gather":    gatherRule,
-		"Reshape":   reshapeRule,
-		"Flatten":   reshapeRule,
-		"Squeeze":   reshapeRule,
-		"Unsqueeze": reshapeRule,
-		"Transpose": transposeRule,
-		"Concat":    concatRule,
-		"Split":     splitRule,
-		"Slice":     sliceRule,
-		"Expand":    func(c *ctx) ([]string, error) { return []string{c.unbTo(c.g(0), 0, 0)}, nil },
+		"Gather":         gatherRule,
+		"GatherElements": gatherElementsRule,
+		"Reshape":        reshapeRule,
+		"Flatten":        reshapeRule,
+		"Squeeze":        reshapeRule,
+		"Unsqueeze":      reshapeRule,
+		"Transpose":      transposeRule,
+		"Concat":         concatRule,
+		"Split":          splitRule,
+		"Slice":          sliceRule,
+		"Expand":         func(c *ctx) ([]string, error) { return []string{c.unbTo(c.g(0), 0, 0)}, nil },
 		"Cast": unary(func(c *ctx, g string) string {
 			return c.emit("Cast", []string{g}, onnx.AttrInt("to", int64(c.dt(c.in(0)))))
 		}),
@@ -557,6 +558,28 @@ func gatherRule(c *ctx) ([]string, error) {
 			onnx.AttrInt("axis", 1), onnx.AttrString("reduction", "add"))
 	}
 	return []string{c.reshape(scat, []int64{pre, D, post}, ds)}, nil
+}
+
+// gatherElementsRule: the data gradient scatters g back to the gathered positions, adding where
+// an index repeats (ScatterElements with reduction "add", opset 16+). The causal-LM loss picks
+// each target's log-probability this way instead of multiplying by a one-hot [B, T, V] tensor.
+func gatherElementsRule(c *ctx) ([]string, error) {
+	if !c.need[0] {
+		return nil, fmt.Errorf("only the data input is differentiable")
+	}
+	if c.opset < 16 {
+		return nil, fmt.Errorf("GatherElements needs ScatterElements with reduction (opset 16+), model has %d", c.opset)
+	}
+	ds, err := c.static(c.in(0))
+	if err != nil {
+		return nil, err
+	}
+	ax, err := normAxis(c.attrInt("axis", 0), len(ds))
+	if err != nil {
+		return nil, err
+	}
+	return []string{c.emit("ScatterElements", []string{c.zeros(c.dt(c.in(0)), ds), c.in(1), c.g(0)},
+		onnx.AttrInt("axis", int64(ax)), onnx.AttrString("reduction", "add"))}, nil
 }
 
 func reshapeRule(c *ctx) ([]string, error) {

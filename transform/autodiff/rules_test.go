@@ -258,6 +258,11 @@ func opCases() []opCase {
 			g.feeds["idx"] = runtime.I64([]int64{3}, []int64{4, 1, 4})
 			return op(g, "Gather", []string{g.x("a", 5, 3), "idx"})
 		}},
+		// GatherElements with repeated indices along a negative axis (the loss's target pick).
+		{name: "GatherElements", build: func(g *opGraph) []string {
+			idx := g.b.Const("idx", onnx.Int64Tensor("", []int64{2, 3, 2}, []int64{0, 3, 3, 3, 1, 0, 2, 2, 0, 1, 3, 0}))
+			return op(g, "GatherElements", []string{g.x("a", 2, 3, 4), idx}, ai("axis", -1))
+		}},
 		// Shape ops.
 		{name: "Reshape", build: func(g *opGraph) []string { return op(g, "Reshape", []string{g.x("a", 2, 3, 4), g.ints(0, -1, 2)}) }},
 		{name: "Flatten", build: func(g *opGraph) []string { return op(g, "Flatten", []string{g.x("a", 2, 3, 4)}, ai("axis", 2)) }},

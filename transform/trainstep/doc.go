@@ -24,11 +24,13 @@
 // the gradients anyway, package train applies AdamW in Go; BuildAdamW is kept for a fused GPU
 // step with one micro-batch, where p, m and v could stay resident, and for the measurement.
 //
-// The loss (AddCausalLMLoss): logits[:, :-1] predict labels[:, 1:] (two Slices). The
-// log-probabilities come from LogSoftmax (stable), the target is picked with a one-hot mask
-// built from Equal(labels, 0..V−1): a label of −100 (or any id outside the vocabulary) matches
-// nothing, so it contributes neither to the sum nor to the count. The loss is the sum over
-// counted positions divided by max(count, 1): a batch with nothing to predict has loss 0, not NaN.
+// The loss (AddCausalLMLoss): position t predicts labels[:, t+1]. The labels are shifted (Slice +
+// Pad with −100), not the logits, so the [B, T, V] logits are never copied. The log-probabilities
+// come from LogSoftmax (stable) and each target's is picked with GatherElements, whose gradient
+// scatters back (no [B, T, V] one-hot). A label of −100 (or any id outside the vocabulary) is
+// masked out of both the sum and the count. The loss is the sum over counted positions divided
+// by max(count, 1): a batch with nothing to predict has loss 0, not NaN. This loss head made the
+// 25M train step 15% cheaper relative to its forward (2.72× → 2.24–2.38×, bench/RESULTS.md).
 //
 // Mixed precision. Trainable float16/bfloat16 initializers become float32 inputs read through a
 // Cast (float32 master weights, float32 gradients). When the backward runs in float16 (some

@@ -50,8 +50,8 @@ func AddCausalLMLoss(m *onnx.Model, names LossNames, labelDims ...any) error {
 	if m == nil || m.Graph() == nil {
 		return fmt.Errorf("trainstep: causal-LM loss: no model")
 	}
-	if v := opsetOf(m); v < 13 {
-		return fmt.Errorf("trainstep: causal-LM loss: the model imports ai.onnx opset %d; need ≥ 13 (Unsqueeze/ReduceSum with axes inputs)", v)
+	if v := opsetOf(m); v < 16 {
+		return fmt.Errorf("trainstep: causal-LM loss: the model imports ai.onnx opset %d; need ≥ 16 (axes inputs; ScatterElements with reduction for the gradient)", v)
 	}
 	vi := valueInfo(m.Graph(), names.Logits)
 	if vi == nil {
@@ -95,25 +95,29 @@ func AddCausalLMLoss(m *onnx.Model, names LossNames, labelDims ...any) error {
 	}
 	labels := b.Input(names.Labels, onnxpb.TensorProto_INT64, labelDims...)
 
-	// Integer side (no gradient): next-token targets labels[:, 1:], one-hot over V.
-	target := b.Op("Slice", p+"/shift/Slice", []string{labels, c("one", 1), c("end", math.MaxInt64), c("axis1", 1)})
-	tgt3 := b.Op("Unsqueeze", p+"/Unsqueeze", []string{target, c("minus_one", -1)})
-	ar := make([]int64, vocab)
-	for i := range ar {
-		ar[i] = int64(i)
-	}
-	vocabIDs := b.Const(p+"/vocab_ids", onnx.Int64Tensor("", []int64{vocab}, ar))
-	hit := b.Op("Equal", p+"/Equal", []string{tgt3, vocabIDs})
-	onehot := b.Op("Cast", p+"/Cast", []string{hit}, onnx.AttrInt("to", int64(dt)))
+	// Integer side (no gradient): the next-token target of position t is labels[:, t+1]; the
+	// last position gets IgnoreIndex. Shifting the labels rather than slicing the logits avoids
+	// copying the [B, T, V] logits (and padding their gradient back).
+	next := b.Op("Slice", p+"/shift/Slice", []string{labels, c("one", 1), c("end", math.MaxInt64), c("axis1", 1)})
+	ignore := b.Const(p+"/ignore_index", onnx.Int64Tensor("", nil, []int64{IgnoreIndex}))
+	target := b.Op("Pad", p+"/shift/Pad", []string{next, c("pads", 0, 0, 0, 1), ignore})
+	inRange := b.Op("And", p+"/valid/And", []string{
+		b.Op("GreaterOrEqual", p+"/valid/GreaterOrEqual", []string{target, c("zero", 0)}),
+		b.Op("Less", p+"/valid/Less", []string{target, c("vocab", vocab)}),
+	})
+	safe := b.Op("Where", p+"/valid/Where", []string{inRange, target, c("zero", 0)})
+	idx := b.Op("Unsqueeze", p+"/Unsqueeze", []string{safe, c("minus_one", -1)})
+	valid := b.Op("Cast", p+"/valid/Cast", []string{inRange}, onnx.AttrInt("to", int64(dt)))
 
-	// Float side: −Σ onehot · log_softmax(logits) / max(count, 1).
-	all := c("all_axes", 0, 1, 2)
-	// logits[:, :-1] predict labels[:, 1:].
-	pred := b.Op("Slice", p+"/shift/Slice_1", []string{names.Logits, c("zero", 0), c("minus_one", -1), c("axis1", 1)})
-	logp := b.Op("LogSoftmax", p+"/LogSoftmax", []string{pred}, onnx.AttrInt("axis", -1))
-	picked := b.Op("Mul", p+"/Mul", []string{logp, onehot})
-	sum := b.Op("ReduceSum", p+"/ReduceSum", []string{picked, all}, onnx.AttrInt("keepdims", 0))
-	count := b.Op("ReduceSum", p+"/count/ReduceSum", []string{onehot, all}, onnx.AttrInt("keepdims", 0))
+	// Float side: −Σ_valid log_softmax(logits)[target] / max(count, 1), the target's
+	// log-probability picked with GatherElements (its gradient scatters back; no one-hot).
+	all := c("all_axes", 0, 1)
+	logp := b.Op("LogSoftmax", p+"/LogSoftmax", []string{names.Logits}, onnx.AttrInt("axis", -1))
+	picked := b.Op("GatherElements", p+"/GatherElements", []string{logp, idx}, onnx.AttrInt("axis", -1))
+	picked2 := b.Op("Squeeze", p+"/Squeeze", []string{picked, c("minus_one", -1)})
+	masked := b.Op("Mul", p+"/Mul", []string{picked2, valid})
+	sum := b.Op("ReduceSum", p+"/ReduceSum", []string{masked, all}, onnx.AttrInt("keepdims", 0))
+	count := b.Op("ReduceSum", p+"/count/ReduceSum", []string{valid, all}, onnx.AttrInt("keepdims", 0))
 	one := b.Const(p+"/one_f", scalar(dt, 1))
 	denom := b.Op("Max", p+"/count/Max", []string{count, one})
 	neg := b.Op("Neg", p+"/Neg", []string{sum})
