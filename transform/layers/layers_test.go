@@ -2,10 +2,9 @@ package layers_test
 
 import (
 	"fmt"
-	"path/filepath"
 	"testing"
 
-	"github.com/shears-ml/shears/models/llama"
+	"github.com/shears-ml/shears/internal/testkit"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
 	"github.com/shears-ml/shears/transform/layers"
@@ -13,14 +12,7 @@ import (
 
 func tinyModel(t *testing.T) *onnx.Model {
 	t.Helper()
-	cfg, err := llama.Preset("tiny")
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "tiny.onnx")
-	if err := llama.WriteSynthetic(path, cfg, 1, onnxpb.TensorProto_FLOAT); err != nil {
-		t.Fatal(err)
-	}
+	path := testkit.Synthetic(t, "tiny")
 	m, err := onnx.Load(path)
 	if err != nil {
 		t.Fatal(err)

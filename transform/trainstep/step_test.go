@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/shears-ml/shears/models/llama"
+	"github.com/shears-ml/shears/internal/testkit"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
 )
@@ -15,14 +15,7 @@ import (
 // with an extra input ("rank_mask" [batch, 4]) that the step must pass through.
 func tinyModel(t *testing.T) *onnx.Model {
 	t.Helper()
-	cfg, err := llama.Preset("tiny")
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "tiny.onnx")
-	if err := llama.WriteSynthetic(path, cfg, 1, onnxpb.TensorProto_FLOAT); err != nil {
-		t.Fatal(err)
-	}
+	path := testkit.Synthetic(t, "tiny")
 	m, err := onnx.Load(path)
 	if err != nil {
 		t.Fatal(err)
