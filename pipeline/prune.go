@@ -47,6 +47,8 @@ type PruneReport struct {
 	Layers   []LayerSparsity    `json:"layers"`
 	Sparsity float64            `json:"sparsity"` // zeros / elements over the pruned layers
 	Seconds  map[string]float64 `json:"seconds"`
+	// Sessions is how many onnxruntime sessions calibration created (alike blocks share one).
+	Sessions int `json:"calibration_sessions,omitempty"`
 }
 
 // LayerSparsity is one pruned linear's sparsity.
@@ -98,6 +100,7 @@ func Prune(o PruneOptions) (*PruneReport, error) {
 	}
 	secs["load"] = time.Since(t0).Seconds()
 	var stats sparsify.Stats
+	var tm sparsify.Timing
 	seqLen := o.SeqLen
 	if cfg.Method == prune.Wanda {
 		t0 = time.Now()
@@ -118,7 +121,6 @@ func Prune(o PruneOptions) (*PruneReport, error) {
 		}
 		secs["data"] = time.Since(t0).Seconds()
 		t0 = time.Now()
-		var tm sparsify.Timing
 		stats, tm, err = sparsify.Calibrate(m, targets, cfg, windows, sparsify.Options{OneShot: o.OneShot, Runtime: o.Runtime, Progress: o.Progress})
 		if err != nil {
 			return nil, err
@@ -139,7 +141,7 @@ func Prune(o PruneOptions) (*PruneReport, error) {
 		return nil, err
 	}
 	defer out.Close()
-	rep := &PruneReport{Model: o.Model, Output: o.Out, Method: o.Method, Pattern: pat.String(), Target: cfg.Sparsity,
+	rep := &PruneReport{Sessions: tm.Sessions, Model: o.Model, Output: o.Out, Method: o.Method, Pattern: pat.String(), Target: cfg.Sparsity,
 		OneShot: o.OneShot, Samples: o.Samples, SeqLen: seqLen, Seconds: secs}
 	if cfg.Method != prune.Wanda {
 		rep.Samples, rep.SeqLen = 0, 0

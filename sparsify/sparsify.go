@@ -29,6 +29,7 @@ type Stats map[string][]float64
 // Timing records where calibration time went.
 type Timing struct {
 	Build, Session, Run, Mask time.Duration
+	Sessions                  int // onnxruntime sessions created
 }
 
 // Check validates the configuration against the targets before any work is done.
@@ -64,48 +65,80 @@ func Calibrate(m *onnx.Model, targets []layers.Linear, cfg prune.Config, windows
 		cut[i] = map[string]*runtime.Tensor{}
 	}
 	var pruned map[string]*onnxpb.TensorProto
+	// Stages whose canonical graphs are identical (alike decoder blocks) share one session; the
+	// blocks' weights are fed as inputs. A transformer gets three sessions per run, whatever its
+	// depth: stage 0, stage 1 (which recomputes the embedding for block 0) and the rest.
+	var sess *runtime.Session
+	var sessKey string
+	defer func() {
+		if sess != nil {
+			sess.Close()
+		}
+	}()
 	for s := range plan.Stages {
 		t0 = time.Now()
 		sg, err := plan.StageGraph(s, pruned)
 		if err != nil {
 			return nil, tm, err
 		}
-		raw, err := sg.Model.Marshal()
+		cg, err := plan.Canonical(sg)
+		if err != nil {
+			return nil, tm, err
+		}
+		weights, err := weightFeeds(m, cg)
 		if err != nil {
 			return nil, tm, err
 		}
 		tm.Build += time.Since(t0)
-		t0 = time.Now()
-		sess, err := runtime.OpenBytes(raw, m.Dir, o.Runtime)
-		if err != nil {
-			return nil, tm, fmt.Errorf("calibration stage %d: %w", s, err)
-		}
-		tm.Session += time.Since(t0)
-		t0 = time.Now()
-		outs := append([]string(nil), sg.Produces...)
-		tapOf := map[string]string{}
-		for x, tap := range sg.Taps {
-			outs = append(outs, tap)
-			tapOf[tap] = x
-			if stats[x] == nil {
-				stats[x] = make([]float64, 0)
+		if sess == nil || cg.Key != sessKey {
+			t0 = time.Now()
+			if sess != nil {
+				sess.Close()
 			}
+			if sess, err = runtime.OpenBytes([]byte(cg.Key), m.Dir, o.Runtime); err != nil {
+				return nil, tm, fmt.Errorf("calibration stage %d: %w", s, err)
+			}
+			sessKey = cg.Key
+			tm.Session += time.Since(t0)
+			tm.Sessions++
+		}
+		t0 = time.Now()
+		var outs []string
+		for _, t := range sg.Produces {
+			outs = append(outs, cg.Name[t])
+		}
+		tapOf := map[string]string{} // canonical tap output → linear input
+		for x, tap := range sg.Taps {
+			outs = append(outs, cg.Name[tap])
+			tapOf[cg.Name[tap]] = x
+		}
+		inputs := make([]string, len(sg.Inputs))
+		for k, in := range sg.Inputs {
+			inputs[k] = cg.Name[in]
+		}
+		for _, w := range cg.Weights {
+			inputs = append(inputs, w.Name)
 		}
 		for i, w := range windows {
-			feeds, err := eval.Feeds(sg.Inputs, [][]int{w}, cut[i])
+			carried := map[string]*runtime.Tensor{}
+			for name, t := range cut[i] {
+				carried[cg.Name[name]] = t
+			}
+			for name, t := range weights {
+				carried[name] = t
+			}
+			feeds, err := eval.Feeds(inputs, [][]int{w}, carried)
 			if err != nil {
-				sess.Close()
 				return nil, tm, fmt.Errorf("calibration stage %d: %w", s, err)
 			}
 			res, err := sess.Run(feeds, outs)
 			if err != nil {
-				sess.Close()
 				return nil, tm, fmt.Errorf("calibration stage %d, window %d: %w", s, i, err)
 			}
 			for tap, x := range tapOf {
 				v := res[tap].F32
 				acc := stats[x]
-				if len(acc) == 0 {
+				if acc == nil {
 					acc = make([]float64, len(v))
 					stats[x] = acc
 				}
@@ -115,7 +148,7 @@ func Calibrate(m *onnx.Model, targets []layers.Linear, cfg prune.Config, windows
 			}
 			next := map[string]*runtime.Tensor{}
 			for _, t := range plan.Cut(s) {
-				if r, ok := res[t]; ok {
+				if r, ok := res[cg.Name[t]]; ok {
 					next[t] = r
 				} else if c, ok := cut[i][t]; ok {
 					next[t] = c
@@ -126,7 +159,6 @@ func Calibrate(m *onnx.Model, targets []layers.Linear, cfg prune.Config, windows
 				o.Progress(s, len(plan.Stages), plan.Blocks[s], i+1, len(windows))
 			}
 		}
-		sess.Close()
 		tm.Run += time.Since(t0)
 		if s+1 == len(plan.Stages) {
 			break
@@ -149,6 +181,29 @@ func Calibrate(m *onnx.Model, targets []layers.Linear, cfg prune.Config, windows
 		tm.Mask += time.Since(t0)
 	}
 	return stats, tm, nil
+}
+
+// weightFeeds reads the weights a canonical stage graph takes as inputs (the model's, or pruned
+// copies held inline) into tensors of their own type.
+func weightFeeds(m *onnx.Model, cg *prune.Canonical) (map[string]*runtime.Tensor, error) {
+	feeds := map[string]*runtime.Tensor{}
+	for _, w := range cg.Weights {
+		raw, err := m.RawData(w.Tensor)
+		if err != nil {
+			return nil, err
+		}
+		dt := onnx.DataType(w.Tensor)
+		if dt == onnxpb.TensorProto_FLOAT {
+			v, err := decodeFloats(dt, raw)
+			if err != nil {
+				return nil, fmt.Errorf("weight %s: %w", w.Tensor.GetName(), err)
+			}
+			feeds[w.Name] = runtime.F32(onnx.Dims(w.Tensor), v)
+			continue
+		}
+		feeds[w.Name] = runtime.RawTensor(runtime.DType(dt), onnx.Dims(w.Tensor), append([]byte(nil), raw...))
+	}
+	return feeds, nil
 }
 
 // Apply prunes one linear's raw weight bytes in place (any float dtype) and returns them.

@@ -77,9 +77,15 @@ func (f *fixture) prune(t *testing.T, cfg prune.Config, oneShot bool, name strin
 	var stats Stats
 	if cfg.Method == prune.Wanda {
 		var err error
-		stats, _, err = Calibrate(f.m, f.targets, cfg, f.windows, Options{OneShot: oneShot})
+		var tm Timing
+		stats, tm, err = Calibrate(f.m, f.targets, cfg, f.windows, Options{OneShot: oneShot})
 		if err != nil {
 			t.Fatal(err)
+		}
+		// Alike blocks share a session: stage 0, stage 1 (which recomputes the embedding for
+		// block 0) and stages 2…4 (one-shot: one session).
+		if want := map[bool]int{false: 3, true: 1}[oneShot]; tm.Sessions != want {
+			t.Errorf("calibration created %d sessions, want %d", tm.Sessions, want)
 		}
 	}
 	out := filepath.Join(f.dir, name)

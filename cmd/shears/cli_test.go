@@ -242,3 +242,29 @@ func TestHelpTeaches(t *testing.T) {
 		t.Fatalf("unknown command: %d %q", code, e)
 	}
 }
+
+// The PyTorch export (symbolic activation shapes, exporter op soup) prunes too, its alike blocks
+// sharing calibration sessions.
+func TestPruneTorchExport(t *testing.T) {
+	torch := testkit.Shared(t, "models/stories260K/stories260K.torch-opset17.onnx")
+	tok := testkit.Shared(t, "models/stories260K/tok512.bin")
+	calib := testkit.Shared(t, "data/llm-adapters/ARC-Easy-train.json")
+	testkit.ORT(t)
+	out := filepath.Join(t.TempDir(), "torch-w50.onnx")
+	o, e, code := shears(t, "prune", torch, "-o", out, "--sparsity", "0.5", "--calib", calib, "--tokenizer", tok,
+		"--samples", "4", "--seq-len", "64", "--json")
+	if code != 0 {
+		t.Fatal(e)
+	}
+	var r struct {
+		Sparsity float64 `json:"sparsity"`
+		Layers   []any   `json:"layers"`
+		Sessions int     `json:"calibration_sessions"`
+	}
+	if err := json.Unmarshal([]byte(o), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Sparsity != 0.5 || len(r.Layers) != 35 || r.Sessions != 3 {
+		t.Errorf("torch export: sparsity %g over %d layers with %d sessions; want 0.5, 35, 3", r.Sparsity, len(r.Layers), r.Sessions)
+	}
+}

@@ -164,20 +164,22 @@ func (p *Plan) StageGraph(s int, pruned map[string]*onnxpb.TensorProto) (*StageG
 		cutIn[t] = true
 	}
 	var want []string
-	if s+1 < len(p.Stages) {
-		for _, t := range p.Cut(s) {
-			if !cutIn[t] {
-				want = append(want, t)
-				sg.Produces = append(sg.Produces, t)
-			}
+	// The last stage computes its cut too, though nothing reads it: that keeps its graph the
+	// same as the stages before it, so they can share one session (see Canonical).
+	for _, t := range p.Cut(s) {
+		if !cutIn[t] {
+			want = append(want, t)
+			sg.Produces = append(sg.Produces, t)
 		}
 	}
 	var tapInputs []string
+	tapIn := map[string]int64{} // input features, from the weight (the activation's shape may be symbolic)
 	seenTap := map[string]bool{}
 	for _, l := range p.Stages[s] {
 		if !seenTap[l.Input] {
 			seenTap[l.Input] = true
 			tapInputs = append(tapInputs, l.Input)
+			tapIn[l.Input] = l.In
 			want = append(want, l.Input)
 		}
 	}
@@ -261,10 +263,10 @@ func (p *Plan) StageGraph(s int, pruned map[string]*onnxpb.TensorProto) (*StageG
 	bb := onnx.BuilderFor(sm)
 	for k, x := range tapInputs {
 		tt, ok := p.types[x]
-		if !ok || len(tt.Shape) == 0 {
-			return nil, fmt.Errorf("stage %d: no shape known for linear input %s", s, x)
+		if !ok {
+			return nil, fmt.Errorf("stage %d: no type known for linear input %s", s, x)
 		}
-		in := tt.Shape[len(tt.Shape)-1]
+		in := tapIn[x]
 		flat := bb.Op("Reshape", fmt.Sprintf("/shears/tap_%d/Reshape", k), []string{x, bb.Const(fmt.Sprintf("shears_tap_%d_shape", k), onnx.Int64Tensor("", []int64{2}, []int64{-1, in}))})
 		if tt.Elem != onnxpb.TensorProto_FLOAT {
 			flat = bb.Op("Cast", fmt.Sprintf("/shears/tap_%d/Cast", k), []string{flat}, onnx.AttrInt("to", int64(onnxpb.TensorProto_FLOAT)))
