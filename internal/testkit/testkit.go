@@ -3,12 +3,9 @@
 package testkit
 
 import (
-	"path/filepath"
 	"testing"
 
 	"github.com/shears-ml/shears/internal/testpath"
-	"github.com/shears-ml/shears/models/llama"
-	"github.com/shears-ml/shears/onnx/onnxpb"
 	"github.com/shears-ml/shears/runtime"
 )
 
@@ -28,19 +25,4 @@ func ORT(t testing.TB) {
 	if err := runtime.Init(lib); err != nil {
 		t.Fatalf("init onnxruntime %s: %v", lib, err)
 	}
-}
-
-// Synthetic writes a random-weight LLaMA of a models/llama preset ("tiny" for tests) with
-// external data into a temporary folder and returns its path.
-func Synthetic(t testing.TB, preset string) string {
-	t.Helper()
-	cfg, err := llama.Preset(preset)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), preset+".onnx")
-	if err := llama.WriteSynthetic(path, cfg, 1, onnxpb.TensorProto_FLOAT); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }
