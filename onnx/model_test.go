@@ -619,3 +619,58 @@ func TestReadChunksStreamsInlineAndExternal(t *testing.T) {
 		}
 	}
 }
+
+// External to external without a transform takes the file-to-file copy path; the bytes, the
+// alignment and saving over the loaded file itself must all hold.
+func TestSaveExternalToExternalCopies(t *testing.T) {
+	v := make([]float32, 3000)
+	for i := range v {
+		v[i] = float32(i) - 1500.25
+	}
+	b := NewBuilder("g", 17)
+	x := b.Input("x", onnxpb.TensorProto_FLOAT, 1, 3000)
+	w1 := b.Const("w1", Float32Tensor("", []int64{3000}, v))
+	w2 := b.Const("w2", Float32Tensor("", []int64{3, 1000}, v))
+	s := b.Op("Add", "/add", []string{x, w1})
+	b.OpOut("Add", "/add2", []string{s, b.Op("Reshape", "/r", []string{w2, b.Const("shape", Int64Tensor("", []int64{2}, []int64{1, 3000}))})}, []string{"y"})
+	b.Output("y", onnxpb.TensorProto_FLOAT, 1, 3000)
+	m, err := b.Model()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	first := filepath.Join(dir, "a.onnx")
+	if err := m.Save(first, SaveOptions{ExternalData: true}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := Load(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := filepath.Join(t.TempDir(), "b.onnx")
+	if err := a.Save(second, SaveOptions{ExternalData: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Save(first, SaveOptions{ExternalData: true}); err != nil { // over itself
+		t.Fatal(err)
+	}
+	a.Close()
+	for _, p := range []string{second, first} {
+		c, err := Load(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{"w1", "w2"} {
+			want, _ := m.RawData(m.Initializer(name))
+			got, err := c.RawData(c.Initializer(name))
+			if err != nil || string(got) != string(want) {
+				t.Fatalf("%s %s: bytes differ (%v)", p, name, err)
+			}
+			r, _ := parseExternal(c.Initializer(name))
+			if r.offset%ExternalAlign != 0 {
+				t.Fatalf("%s %s: offset %d not aligned", p, name, r.offset)
+			}
+		}
+		c.Close()
+	}
+}

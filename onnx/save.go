@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -89,6 +90,30 @@ func (m *Model) Save(path string, opts SaveOptions) (err error) {
 		toExt := external && n >= threshold
 		if !toExt && opts.Transform == nil && !isExternal(t) {
 			outInits[i] = t // unchanged, shared with m (the output proto is never modified)
+			continue
+		}
+		if toExt && opts.Transform == nil && isExternal(t) {
+			// External to external, unchanged: the kernel copies the bytes file to file
+			// (copy_file_range), without a trip through a Go buffer.
+			if dw == nil {
+				if dw, err = newDataWriter(dataPath); err != nil {
+					return fail(err)
+				}
+				tmps = append(tmps, dw.f.Name())
+				defer dw.f.Close()
+			}
+			off, err := m.copyExternal(t, n, dw)
+			if err != nil {
+				return fail(fmt.Errorf("write data file %s: %w", dataPath, err))
+			}
+			out := &onnxpb.TensorProto{}
+			shallowCopy(out, t)
+			out.ExternalData = []*onnxpb.StringStringEntryProto{
+				kv("location", filepath.ToSlash(dataName)),
+				kv("offset", strconv.FormatInt(off, 10)),
+				kv("length", strconv.FormatInt(n, 10)),
+			}
+			outInits[i] = out
 			continue
 		}
 		raw, err := m.RawData(t)
@@ -282,6 +307,45 @@ func (d *dataWriter) write(b []byte) (int64, error) {
 		return 0, err
 	}
 	d.off += int64(len(b))
+	return off, nil
+}
+
+// copyExternal appends n bytes of external tensor t to d (aligned) by a file-to-file copy and
+// returns the offset they start at. The source is opened anew so the copy can seek it.
+func (m *Model) copyExternal(t *onnxpb.TensorProto, n int64, d *dataWriter) (int64, error) {
+	r, err := parseExternal(t)
+	if err != nil {
+		return 0, err
+	}
+	src, err := os.Open(filepath.Join(m.externalDir(), filepath.FromSlash(r.location)))
+	if err != nil {
+		return 0, fmt.Errorf("tensor %q: %w", t.GetName(), err)
+	}
+	defer src.Close()
+	if fi, err := src.Stat(); err != nil || r.offset > fi.Size() || n > fi.Size()-r.offset {
+		return 0, fmt.Errorf("tensor %q: external data offset %d + length %d runs past the end of %q", t.GetName(), r.offset, n, r.location)
+	}
+	if _, err := src.Seek(r.offset, io.SeekStart); err != nil {
+		return 0, err
+	}
+	if r := d.off % ExternalAlign; r != 0 {
+		if _, err := d.w.Write(zeroPad[:ExternalAlign-r]); err != nil {
+			return 0, err
+		}
+		d.off += ExternalAlign - r
+	}
+	if err := d.w.Flush(); err != nil {
+		return 0, err
+	}
+	off := d.off
+	copied, err := d.f.ReadFrom(&io.LimitedReader{R: src, N: n})
+	if err != nil {
+		return 0, err
+	}
+	if copied != n {
+		return 0, fmt.Errorf("tensor %q: copied %d of %d bytes", t.GetName(), copied, n)
+	}
+	d.off += n
 	return off, nil
 }
 
