@@ -35,7 +35,9 @@ deps:
 	$(GO) mod download
 	@if ! /usr/bin/python3 -c 'import onnx' 2>/dev/null && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 		echo "deps: installing python3-onnx (for the ONNX checker test)"; \
-		apt-get install -y -q python3-onnx >/dev/null 2>&1 || echo "deps: python3-onnx unavailable; the checker test will skip"; \
+		apt-get install -y -q python3-onnx >/dev/null 2>&1 || \
+		{ apt-get update -q >/dev/null 2>&1 && apt-get install -y -q python3-onnx >/dev/null 2>&1; } || \
+		echo "deps: python3-onnx unavailable; the checker test will skip"; \
 	fi
 
 vet:
