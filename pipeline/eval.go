@@ -22,6 +22,9 @@ type EvalResult struct {
 	PPL    float64 `json:"ppl"`    // exp(Loss)
 	Tokens int     `json:"tokens"` // tokens scored
 	Items  int     `json:"items"`  // documents (ppl) or items (answer-loss)
+	// ppl only: the windows the stream was cut into and their length (after the context cap).
+	Windows int `json:"windows,omitempty"`
+	SeqLen  int `json:"seq_len,omitempty"`
 }
 
 // contextOf is the model's context length from its metadata (0 when unknown).
@@ -60,7 +63,7 @@ func Perplexity(model, dataPath string, tok tokenizer.Tokenizer, seqLen, batch, 
 	if err != nil {
 		return EvalResult{}, fmt.Errorf("%s on %s: %w", model, dataPath, err)
 	}
-	return EvalResult{Task: "ppl", Loss: r.NLL, PPL: r.PPL, Tokens: r.Tokens, Items: len(docs)}, nil
+	return EvalResult{Task: "ppl", Loss: r.NLL, PPL: r.PPL, Tokens: r.Tokens, Items: len(docs), Windows: r.Windows, SeqLen: seqLen}, nil
 }
 
 // AnswerLoss is the cross-entropy over the answer tokens only of an LLM-Adapters test file:

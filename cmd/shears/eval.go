@@ -11,10 +11,10 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/shears-ml/shears/data"
 	"github.com/shears-ml/shears/eval"
 	"github.com/shears-ml/shears/models"
 	"github.com/shears-ml/shears/onnx"
+	"github.com/shears-ml/shears/pipeline"
 	"github.com/shears-ml/shears/runtime"
 )
 
@@ -133,30 +133,18 @@ func runPPL(env *cliEnv, opts *evalOpts, model string) error {
 	if err != nil {
 		return err
 	}
-	docs, err := data.ReadDocuments(opts.data)
-	if err != nil {
-		return fmt.Errorf("--data: %w", err)
-	}
-	if opts.limit > 0 && opts.limit < len(docs) {
-		docs = docs[:opts.limit]
-	}
-	s, ctx, err := openEvalModel(opts, model)
+	ro, err := opts.rt.options()
 	if err != nil {
 		return err
 	}
-	defer s.Close()
-	seqLen := opts.seqLen
-	if ctx > 0 && seqLen > ctx {
-		seqLen = ctx
-	}
-	res, err := eval.Perplexity(s, data.Stream(docs, tok), seqLen, opts.batch)
+	res, err := pipeline.Perplexity(model, opts.data, tok, opts.seqLen, opts.batch, opts.limit, ro)
 	if err != nil {
 		return err
 	}
 	if opts.json {
 		return json.NewEncoder(env.stdout).Encode(res)
 	}
-	fmt.Fprintf(env.stdout, "perplexity %.4f (nll %.4f over %d tokens, %d windows of ≤ %d)\n", res.PPL, res.NLL, res.Tokens, res.Windows, seqLen)
+	fmt.Fprintf(env.stdout, "perplexity %.4f (nll %.4f over %d tokens, %d windows of ≤ %d)\n", res.PPL, res.Loss, res.Tokens, res.Windows, res.SeqLen)
 	return nil
 }
 
