@@ -185,12 +185,12 @@ func parseHF(data []byte) (*HF, error) {
 	t.hasDecoder = !isNull(f.Decoder)
 	for _, p := range append(append([]part{}, t.normalizers...), t.decoders...) {
 		if p.Type == "Replace" && (p.Pattern == nil || p.Pattern.String == nil) {
-			return nil, fmt.Errorf("Replace with a regex pattern is not supported (only a String pattern)")
+			return nil, fmt.Errorf("normalizer or decoder \"Replace\" with a regex pattern is not supported (only a String pattern)")
 		}
 	}
 	for _, p := range t.pretok {
 		if p.Type == "Metaspace" && utf8.RuneCountInString(p.Replacement) != 1 {
-			return nil, fmt.Errorf("Metaspace replacement %q is not one character", p.Replacement)
+			return nil, fmt.Errorf("pre-tokenizer \"Metaspace\": replacement %q is not one character", p.Replacement)
 		}
 	}
 	bos, eos := specialsFromPostProcessor(f.PostProcessor, t.ids)
