@@ -8,7 +8,6 @@ import (
 	"github.com/shears-ml/shears/onnx/onnxpb"
 )
 
-
 // coreFixture is the stories260K torch export under ../shared, or skips the test naming it.
 func coreFixture(t testing.TB) string {
 	return testpath.Shared(t, "models/stories260K/stories260K.torch-opset17.onnx")
