@@ -35,6 +35,9 @@ type SaveOptions struct {
 	// written (the weights stream through it, one tensor at a time). It returns the bytes to write,
 	// which must have the same length. Used by passes that rewrite weights of large models.
 	Transform func(name string, t *onnxpb.TensorProto, raw []byte) ([]byte, error)
+	// Touches, when set with Transform, names the tensors Transform changes; the others are
+	// written as they are, external ones by a file-to-file copy instead of through a buffer.
+	Touches func(name string) bool
 	// Retype, when set, may give an initializer a new element type as it is written (a dtype
 	// conversion such as float32 → float16, streamed like Transform). Where it returns ok, the
 	// output tensor gets that data_type, and Transform (then required) receives the original bytes

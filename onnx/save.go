@@ -69,17 +69,21 @@ func (m *Model) Save(path string, opts SaveOptions) (err error) {
 			outInits[i] = t // no raw form (strings): kept as is, never transformed
 			continue
 		}
+		transform := opts.Transform
+		if transform != nil && opts.Touches != nil && !opts.Touches(t.GetName()) {
+			transform = nil // untouched: written as is (external ones copied file to file)
+		}
 		outDT, retyped := DataType(t), false
 		if opts.Retype != nil {
 			if dt, ok := opts.Retype(t.GetName(), t); ok && dt != outDT {
-				if opts.Transform == nil || ElemSize(dt) == 0 || lerr != nil {
+				if transform == nil || ElemSize(dt) == 0 || lerr != nil {
 					return fail(fmt.Errorf("retype tensor %q to %s: needs a Transform, a fixed-size type and valid dims", t.GetName(), dt))
 				}
 				outDT, retyped = dt, true
 				n = NumElements(t.GetDims()) * int64(ElemSize(dt))
 			}
 		}
-		if opts.ShareExternal && isExternal(t) && opts.Transform == nil && !retyped {
+		if opts.ShareExternal && isExternal(t) && transform == nil && !retyped {
 			out, err := m.sharedRef(t, dir, dataPath)
 			if err != nil {
 				return fail(err)
@@ -88,11 +92,11 @@ func (m *Model) Save(path string, opts SaveOptions) (err error) {
 			continue
 		}
 		toExt := external && n >= threshold
-		if !toExt && opts.Transform == nil && !isExternal(t) {
+		if !toExt && transform == nil && !isExternal(t) {
 			outInits[i] = t // unchanged, shared with m (the output proto is never modified)
 			continue
 		}
-		if toExt && opts.Transform == nil && isExternal(t) {
+		if toExt && transform == nil && isExternal(t) {
 			// External to external, unchanged: the kernel copies the bytes file to file
 			// (copy_file_range), without a trip through a Go buffer.
 			if dw == nil {
@@ -120,11 +124,11 @@ func (m *Model) Save(path string, opts SaveOptions) (err error) {
 		if err != nil {
 			return fail(err)
 		}
-		if opts.Transform != nil {
+		if transform != nil {
 			if !isExternal(t) {
 				raw = append([]byte(nil), raw...) // the transform must not see m's own bytes
 			}
-			nraw, err := opts.Transform(t.GetName(), t, raw)
+			nraw, err := transform(t.GetName(), t, raw)
 			if err != nil {
 				return fail(fmt.Errorf("transform tensor %q: %w", t.GetName(), err))
 			}

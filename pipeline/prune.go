@@ -130,7 +130,7 @@ func Prune(o PruneOptions) (*PruneReport, error) {
 		secs["calibrate_runs"] = tm.Run.Seconds()
 	}
 	t0 = time.Now()
-	save := onnx.SaveOptions{ExternalData: o.External || HasExternal(m), Transform: sparsify.Transform(targets, stats, cfg)}
+	save := onnx.SaveOptions{ExternalData: o.External || HasExternal(m), Transform: sparsify.Transform(targets, stats, cfg), Touches: sparsify.Touches(targets)}
 	if err := m.Save(o.Out, save); err != nil {
 		return nil, err
 	}

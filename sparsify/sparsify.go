@@ -228,6 +228,16 @@ func Apply(l layers.Linear, t *onnxpb.TensorProto, raw []byte, stats Stats, cfg 
 	return raw, nil
 }
 
+// Touches reports, for SaveOptions.Touches, the weights Transform prunes: every other tensor
+// is written as it is (by a file-to-file copy when it is external).
+func Touches(targets []layers.Linear) func(string) bool {
+	w := map[string]bool{}
+	for _, l := range targets {
+		w[l.Weight] = true
+	}
+	return func(name string) bool { return w[name] }
+}
+
 // Transform returns a SaveOptions.Transform that prunes the targets' weights as they stream
 // to disk and passes every other tensor through unchanged.
 func Transform(targets []layers.Linear, stats Stats, cfg prune.Config) func(string, *onnxpb.TensorProto, []byte) ([]byte, error) {
