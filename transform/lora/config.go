@@ -10,7 +10,9 @@ import (
 // Config chooses what to adapt and the rank space. The zero value of a field means its default.
 type Config struct {
 	// Targets are the roles of the adapted linears (transform/layers roles: q k v o gate up
-	// down, or a family's own). Default q, k, v, up, down: the reference LLaMA setting.
+	// down, or a family's own). Default q, k, v, up, down: the reference LLaMA setting. On a
+	// model with one fused qkv linear (GPT-2's c_attn) and no separate q, k, v, the three
+	// together select that linear (target "qkv").
 	Targets []string
 	// Ranks is the elastic rank space, strictly descending; r_max = Ranks[0]. Default 32, 24, 16.
 	Ranks []int

@@ -3,6 +3,7 @@ package lora
 import (
 	"fmt"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 
@@ -84,6 +85,7 @@ func NewPlan(m *onnx.Model, targets []layers.Linear, cfg Config) (*Plan, error) 
 	if _, err := ReadConfig(m); err == nil {
 		return nil, fmt.Errorf("lora: plan: %s already has LoRA adapters (metadata %q); adapt the base model", name(m), MetaKey)
 	}
+	cfg.Targets = fuseQKV(cfg.Targets, targets)
 	kinds, err := parseGroups(cfg.Groups, cfg.Targets)
 	if err != nil {
 		return nil, err
@@ -177,6 +179,33 @@ func NewPlan(m *onnx.Model, targets []layers.Linear, cfg Config) (*Plan, error) 
 		return kindRank(kinds, a.Kind) < kindRank(kinds, b.Kind)
 	})
 	return p, nil
+}
+
+// fuseQKV replaces the targets q, k and v by "qkv" when the model has one fused qkv linear per
+// block (GPT-2's c_attn, NeoX's query_key_value, Phi's qkv_proj) and no separate q, k or v:
+// there, q+k+v is that one linear, so the default targets (q k v up down, what "shears adapt"
+// and recipes pass when none are given) mean the same layers in every family. Targets naming
+// only some of q, k, v are left as they are (a fused linear cannot adapt q alone).
+func fuseQKV(roles []string, ls []layers.Linear) []string {
+	present := map[string]bool{}
+	for _, l := range ls {
+		present[l.Role] = true
+	}
+	if !present["qkv"] || present["q"] || present["k"] || present["v"] ||
+		!slices.Contains(roles, "q") || !slices.Contains(roles, "k") || !slices.Contains(roles, "v") || slices.Contains(roles, "qkv") {
+		return roles
+	}
+	var out []string
+	for _, r := range roles {
+		switch r {
+		case "q":
+			out = append(out, "qkv")
+		case "k", "v":
+		default:
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 func kindRank(kinds []groupKind, name string) int {
