@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"math"
 	"sort"
-
-	"github.com/shears-ml/shears/runtime"
 )
 
 // BeamOptions controls BeamSearch.
@@ -44,7 +42,7 @@ type hyp struct {
 // when Beams hypotheses are finished and none of the live ones can beat the worst of them, or
 // at MaxTokens / MaxContext, when the live beams join the finished list. Ties go to the lower
 // beam, then the lower id, so Beams = 1 is exactly greedy decoding.
-func BeamSearch(s *runtime.Session, prompt []int, o BeamOptions) (Hypothesis, error) {
+func BeamSearch(s Model, prompt []int, o BeamOptions) (Hypothesis, error) {
 	if len(prompt) == 0 {
 		return Hypothesis{}, fmt.Errorf("beam search: empty prompt (start from BOS)")
 	}
@@ -153,7 +151,7 @@ func BeamSearch(s *runtime.Session, prompt []int, o BeamOptions) (Hypothesis, er
 
 // lastRows runs equal-length sequences as one batch and returns the logits at each one's last
 // position, concatenated, and the vocabulary size.
-func lastRows(s *runtime.Session, batch [][]int) ([]float32, int, error) {
+func lastRows(s Model, batch [][]int) ([]float32, int, error) {
 	feeds, err := Feeds(InputNames(s), batch, nil)
 	if err != nil {
 		return nil, 0, err

@@ -3,7 +3,6 @@ package eval
 import (
 	"fmt"
 
-	"github.com/shears-ml/shears/runtime"
 	"github.com/shears-ml/shears/tokenizer"
 )
 
@@ -18,7 +17,7 @@ type ContScore struct {
 // log softmax(logits at t−1)[seqs[i][t]] over t ≥ k, in float64. The sequences run as one
 // batch, right-padded to the longest: the models are causal, so padding after a position
 // does not change its logits.
-func ScoreContinuations(s *runtime.Session, seqs [][]int, k int) ([]ContScore, error) {
+func ScoreContinuations(s Model, seqs [][]int, k int) ([]ContScore, error) {
 	if len(seqs) == 0 {
 		return nil, fmt.Errorf("score continuations: no sequences")
 	}

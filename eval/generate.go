@@ -5,8 +5,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"sort"
-
-	"github.com/shears-ml/shears/runtime"
 )
 
 // GenOptions controls Generate. Temperature 0 means greedy decoding (argmax, lowest id on ties).
@@ -21,7 +19,7 @@ type GenOptions struct {
 
 // Generate extends prompt one token at a time by running the whole prefix (the graphs have
 // no KV-cache inputs) and returns the new ids. onToken, if set, sees each id as it is chosen.
-func Generate(s *runtime.Session, prompt []int, o GenOptions, onToken func(id int)) ([]int, error) {
+func Generate(s Model, prompt []int, o GenOptions, onToken func(id int)) ([]int, error) {
 	if len(prompt) == 0 {
 		return nil, fmt.Errorf("generate: empty prompt (start from BOS)")
 	}
@@ -50,7 +48,7 @@ func Generate(s *runtime.Session, prompt []int, o GenOptions, onToken func(id in
 }
 
 // LastLogits runs ids as one sequence and returns the logits at its last position.
-func LastLogits(s *runtime.Session, ids []int) ([]float32, error) {
+func LastLogits(s Model, ids []int) ([]float32, error) {
 	feeds, err := Feeds(InputNames(s), [][]int{ids}, nil)
 	if err != nil {
 		return nil, err
@@ -112,7 +110,7 @@ func contains(xs []int, x int) bool {
 }
 
 // InputNames lists a session's input names.
-func InputNames(s *runtime.Session) []string {
+func InputNames(s Model) []string {
 	var out []string
 	for _, in := range s.Inputs() {
 		out = append(out, in.Name)

@@ -3,8 +3,6 @@ package eval
 import (
 	"fmt"
 	"math"
-
-	"github.com/shears-ml/shears/runtime"
 )
 
 // PPL is a perplexity result.
@@ -20,7 +18,7 @@ type PPL struct {
 // predicted from tokens ≤ t, so a window of L tokens contributes L−1 predictions and no token
 // is predicted across a window boundary. Log-softmax is computed in float64.
 // batch windows of equal length run together.
-func Perplexity(s *runtime.Session, ids []int, seqLen, batch int) (PPL, error) {
+func Perplexity(s Model, ids []int, seqLen, batch int) (PPL, error) {
 	if seqLen < 2 {
 		return PPL{}, fmt.Errorf("perplexity: seq-len must be at least 2, got %d", seqLen)
 	}
@@ -55,7 +53,7 @@ func Perplexity(s *runtime.Session, ids []int, seqLen, batch int) (PPL, error) {
 
 // WindowNLL runs equal-length windows as one batch and returns the summed next-token negative
 // log-likelihood and the number of predictions.
-func WindowNLL(s *runtime.Session, windows [][]int) (float64, int, error) {
+func WindowNLL(s Model, windows [][]int) (float64, int, error) {
 	b, l := len(windows), len(windows[0])
 	feeds, err := Feeds(InputNames(s), windows, nil)
 	if err != nil {

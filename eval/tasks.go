@@ -4,7 +4,6 @@ import (
 	"fmt"
 
 	"github.com/shears-ml/shears/data"
-	"github.com/shears-ml/shears/runtime"
 	"github.com/shears-ml/shears/tokenizer"
 )
 
@@ -61,7 +60,7 @@ func (c GenConfig) Decoding() string {
 // generation until EOS or the token budget), decodes the whole sequence, extracts the text
 // after "### Response:" and parses it with the task's rule. A prompt longer than the context
 // loses its first tokens (BOS kept) so that at least one new token fits.
-func GenItem(s *runtime.Session, tok tokenizer.Tokenizer, t Task, it Item, c GenConfig) (Record, error) {
+func GenItem(s Model, tok tokenizer.Tokenizer, t Task, it Item, c GenConfig) (Record, error) {
 	prompt := append([]int{tok.BOS()}, tok.Encode(t.Prompt(it))...)
 	rec := Record{Answer: it.Answer}
 	if c.MaxContext > 1 && len(prompt) >= c.MaxContext {
@@ -120,7 +119,7 @@ type ChoiceConfig struct {
 // ChoiceItem scores every candidate label of the item (Task.Candidates) as a continuation of
 // the eval prompt + Prefix (ChoiceTokens, ScoreContinuations) and predicts the one with the highest summed log-probability
 // (ties: the earlier label). CorrectMean records the same by mean log-probability.
-func ChoiceItem(s *runtime.Session, tok tokenizer.Tokenizer, t Task, it Item, c ChoiceConfig) (Record, error) {
+func ChoiceItem(s Model, tok tokenizer.Tokenizer, t Task, it Item, c ChoiceConfig) (Record, error) {
 	if t.Kind == Numeric {
 		return Record{}, fmt.Errorf("eval: --task choice does not apply to %s: its answers are numbers, not labels (use --task gen)", t.Name)
 	}

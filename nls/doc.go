@@ -44,8 +44,9 @@
 // configuration (one rank per group) and caches it by ConfigKey: the loss evaluator runs one
 // session of the super-network, opened once, with the causal-LM loss appended and the rank
 // masks fed, so a configuration is a feed, never a rebuilt graph. The accuracy evaluator goes
-// through package eval, whose functions feed a session the model's own inputs only; it opens the
-// exported sub-adapter (merge.Export, no merge) per configuration. Search runs the heuristic
+// through package eval on one super-network session too, the rank masks held fixed per
+// configuration (eval.WithInputs); only a train graph (dropout inputs) is exported per
+// configuration instead. Search runs the heuristic
 // (middle rank), first-improvement hill-climbing from it, or NSGA-II over (metric, adapter
 // parameters); RunSearch wraps data loading, the evaluator and the outputs (CONFIG.json in
 // merge.Selection's format, search.jsonl, a plot) for the CLI and the pipeline.

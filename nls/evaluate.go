@@ -337,11 +337,11 @@ type AccuracyOptions struct {
 	Runtime runtime.Options
 }
 
-// NewAccuracyEvaluator scores configurations by task accuracy through the eval package. eval's
-// functions feed a session the model's own inputs only (no rank masks), so each configuration
-// is exported (merge.Export, no merge: the sparse base plus the sliced adapter, equal to the
-// super-network at those ranks) and opened as its own session: one session per configuration,
-// which costs a session build on top of the items.
+// NewAccuracyEvaluator scores configurations by task accuracy through the eval package. One
+// session of the super-network serves every configuration: its rank-mask inputs are held fixed
+// per configuration (eval.WithInputs), so the evaluations see only the model's own inputs. A
+// train graph (with dropout keep-mask inputs) is instead exported per configuration
+// (merge.Export, no merge) and opened as its own session.
 func NewAccuracyEvaluator(run *Run, tok tokenizer.Tokenizer, o AccuracyOptions) (*Evaluator, error) {
 	if len(o.Items) == 0 {
 		return nil, fmt.Errorf("nls: accuracy evaluator: no validation items")
@@ -349,21 +349,52 @@ func NewAccuracyEvaluator(run *Run, tok tokenizer.Tokenizer, o AccuracyOptions) 
 	if !o.Gen && o.Task.Kind == eval.Numeric {
 		return nil, fmt.Errorf("nls: accuracy evaluator: %s has numeric answers; score it by generation", o.Task.Name)
 	}
-	score := func(ranks map[string]int) (float64, error) {
+	// One session of the super-network serves every configuration through its rank-mask
+	// inputs. A train graph (dropout keep-mask inputs) is scored through a sliced export per
+	// configuration instead.
+	var super *runtime.Session
+	if !run.Meta.Train {
+		raw, err := run.Model.Marshal()
+		if err != nil {
+			return nil, fmt.Errorf("nls: accuracy evaluator: %w", err)
+		}
+		if super, err = runtime.OpenBytes(raw, run.Model.Dir, o.Runtime); err != nil {
+			return nil, fmt.Errorf("nls: accuracy evaluator: %w", err)
+		}
+	}
+	model := func(ranks map[string]int) (eval.Model, func(), error) {
+		if super != nil {
+			masks, err := run.Meta.Masks(ranks)
+			if err != nil {
+				return nil, nil, err
+			}
+			fixed := map[string]*runtime.Tensor{}
+			for name, m := range masks {
+				fixed[name] = runtime.F32([]int64{int64(len(m))}, m)
+			}
+			return eval.WithInputs(super, fixed), func() {}, nil
+		}
 		sub, _, err := merge.Export(run.Model, ranks, merge.None)
 		if err != nil {
-			return 0, fmt.Errorf("nls: accuracy evaluator: %w", err)
+			return nil, nil, err
 		}
 		raw, err := sub.Marshal()
 		sub.Close()
 		if err != nil {
-			return 0, fmt.Errorf("nls: accuracy evaluator: %w", err)
+			return nil, nil, err
 		}
 		s, err := runtime.OpenBytes(raw, run.Model.Dir, o.Runtime)
 		if err != nil {
+			return nil, nil, err
+		}
+		return s, func() { s.Close() }, nil
+	}
+	score := func(ranks map[string]int) (float64, error) {
+		s, done, err := model(ranks)
+		if err != nil {
 			return 0, fmt.Errorf("nls: accuracy evaluator: %w", err)
 		}
-		defer s.Close()
+		defer done()
 		var sum eval.Summary
 		for i, it := range o.Items {
 			var rec eval.Record
@@ -379,5 +410,9 @@ func NewAccuracyEvaluator(run *Run, tok tokenizer.Tokenizer, o AccuracyOptions) 
 		}
 		return sum.Accuracy, nil
 	}
-	return NewEvaluator(run.Space, run.Meta, MetricAccuracy, score), nil
+	e := NewEvaluator(run.Space, run.Meta, MetricAccuracy, score)
+	if super != nil {
+		e.closer = super.Close
+	}
+	return e, nil
 }

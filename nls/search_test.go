@@ -462,3 +462,58 @@ func TestEvolutionFake(t *testing.T) {
 		t.Fatal("unknown strategy accepted")
 	}
 }
+
+// The one-session accuracy path (rank masks held fixed) scores each item exactly as the
+// sliced export of that configuration does.
+func TestAccuracyOneSessionMatchesExport(t *testing.T) {
+	r, _, tok := searchRun(t)
+	task, err := eval.LookupTask("boolq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	items, err := eval.ReadItems(testkit.Shared(t, "data/llm-adapters/boolq-test.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	items = items[:6]
+	raw, err := r.Model.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	super, err := runtime.OpenBytes(raw, r.Model.Dir, runtime.Options{Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer super.Close()
+	for _, ranks := range []map[string]int{r.Space.Heuristic(), r.Meta.Uniform(r.Meta.Ranks[len(r.Meta.Ranks)-1])} {
+		masks, err := r.Meta.Masks(ranks)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fixed := map[string]*runtime.Tensor{}
+		for name, m := range masks {
+			fixed[name] = runtime.F32([]int64{int64(len(m))}, m)
+		}
+		masked := eval.WithInputs(super, fixed)
+		sub, _, err := merge.Export(r.Model, ranks, merge.None)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := sub.Marshal()
+		exp, err := runtime.OpenBytes(b, r.Model.Dir, runtime.Options{Threads: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, it := range items {
+			a, err1 := eval.ChoiceItem(masked, tok, task, it, eval.ChoiceConfig{})
+			e, err2 := eval.ChoiceItem(exp, tok, task, it, eval.ChoiceConfig{})
+			if err1 != nil || err2 != nil {
+				t.Fatal(err1, err2)
+			}
+			if a.Prediction != e.Prediction || math.Abs(a.Candidates[0].Sum-e.Candidates[0].Sum) > 1e-4 {
+				t.Errorf("ranks %v: masked %+v, export %+v", ranks, a, e)
+			}
+		}
+		exp.Close()
+	}
+}

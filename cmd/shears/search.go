@@ -42,7 +42,7 @@ configurations are cached, so the budget counts new ones only.
 LLM-Adapters .json through the training template, .jsonl or text) with the run's cutoff; hold out
 examples the run did not train on. --metric accuracy scores an LLM-Adapters test-style file with
 "shears eval"'s rules (choice by log-likelihood for label tasks, greedy generation for numeric
-ones); it opens one session per configuration (the exported sub-adapter), so it costs more.
+ones), on the same single session with the rank masks held fixed per configuration.
 
 Writes CONFIG.json (what "shears export --config" reads), search.jsonl (every evaluation) and a
 plot (metric against adapter parameters: the front or the climbing path) next to it.
