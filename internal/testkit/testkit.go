@@ -3,9 +3,12 @@
 package testkit
 
 import (
+	"math"
+	"path/filepath"
 	"testing"
 
 	"github.com/shears-ml/shears/internal/testpath"
+	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/runtime"
 )
 
@@ -25,4 +28,53 @@ func ORT(t testing.TB) {
 	if err := runtime.Init(lib); err != nil {
 		t.Fatalf("init onnxruntime %s: %v", lib, err)
 	}
+}
+
+// RunLogits saves m to a temporary file, runs it in onnxruntime on ids ([rows, len(ids)/rows])
+// plus those extra inputs the model has, and returns the session's input names and the logits.
+func RunLogits(t testing.TB, m *onnx.Model, rows int, ids []int64, extra map[string]*runtime.Tensor) ([]string, []float32) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "m.onnx")
+	if err := m.Save(path, onnx.SaveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := runtime.OpenFile(path, runtime.Options{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	in := map[string]*runtime.Tensor{"input_ids": runtime.I64([]int64{int64(rows), int64(len(ids) / rows)}, ids)}
+	var names []string
+	for _, info := range s.Inputs() {
+		names = append(names, info.Name)
+		if x, ok := extra[info.Name]; ok {
+			in[info.Name] = x
+		}
+	}
+	out, err := s.Run(in, []string{"logits"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return names, out["logits"].F32
+}
+
+// Vectors makes [len] float32 tensors, the shape rank masks are fed in.
+func Vectors(v map[string][]float32) map[string]*runtime.Tensor {
+	out := map[string]*runtime.Tensor{}
+	for name, x := range v {
+		out[name] = runtime.F32([]int64{int64(len(x))}, x)
+	}
+	return out
+}
+
+// MaxDiff is the largest |a[i] − b[i]| (+Inf when the lengths differ).
+func MaxDiff(a, b []float32) float64 {
+	if len(a) != len(b) {
+		return math.Inf(1)
+	}
+	d := 0.0
+	for i := range a {
+		d = math.Max(d, math.Abs(float64(a[i])-float64(b[i])))
+	}
+	return d
 }

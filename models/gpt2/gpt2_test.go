@@ -2,47 +2,31 @@ package gpt2_test
 
 import (
 	"math"
-	"path/filepath"
 	"slices"
 	"testing"
 
 	"github.com/shears-ml/shears/internal/testkit"
 	"github.com/shears-ml/shears/models/gpt2"
 	"github.com/shears-ml/shears/onnx"
-	"github.com/shears-ml/shears/runtime"
 )
 
 // testIDs are two rows of 8 ids; row 1 equals row 0 in its first 4 ids.
 var testIDs = []int64{5, 17, 300, 2, 99, 511, 0, 42, 5, 17, 300, 2, 7, 8, 9, 10}
 
-// logits runs m in onnxruntime on ids [2, 8] and returns the logits, with any extra float inputs.
+// logits runs m in onnxruntime on ids [2, 8] and returns the logits, with any extra float inputs
+// (every model input but input_ids must have one).
 func logits(t *testing.T, m *onnx.Model, extra map[string][]float32) []float32 {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "m.onnx")
-	if err := m.Save(path, onnx.SaveOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	s, err := runtime.OpenFile(path, runtime.Options{Threads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	in := map[string]*runtime.Tensor{"input_ids": runtime.I64([]int64{2, 8}, testIDs)}
-	for _, info := range s.Inputs() {
-		if v, ok := extra[info.Name]; ok {
-			in[info.Name] = runtime.F32([]int64{int64(len(v))}, v)
-		} else if info.Name != "input_ids" {
-			t.Fatalf("model input %s has no feed", info.Name)
+	names, out := testkit.RunLogits(t, m, 2, testIDs, testkit.Vectors(extra))
+	for _, n := range names {
+		if _, ok := extra[n]; !ok && n != "input_ids" {
+			t.Fatalf("model input %s has no feed", n)
 		}
 	}
-	out, err := s.Run(in, []string{"logits"})
-	if err != nil {
-		t.Fatal(err)
+	if len(out) != 2*8*512 {
+		t.Fatalf("%d logits, want 2 × 8 × 512", len(out))
 	}
-	if got := out["logits"].Shape; !slices.Equal(got, []int64{2, 8, 512}) {
-		t.Fatalf("logits shape %v", got)
-	}
-	return out["logits"].F32
+	return out
 }
 
 // The tiny model runs in onnxruntime with finite, non-degenerate logits; it is causal (row 1

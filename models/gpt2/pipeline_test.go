@@ -216,16 +216,7 @@ func f32(t *testing.T, m *onnx.Model, name string) []float32 {
 	return v
 }
 
-func maxDiff(a, b []float32) float64 {
-	if len(a) != len(b) {
-		return math.Inf(1)
-	}
-	var d float64
-	for i := range a {
-		d = max(d, math.Abs(float64(a[i]-b[i])))
-	}
-	return d
-}
+var maxDiff = testkit.MaxDiff
 
 // ln1Stats is Wanda's statistic of block 0's qkv input: the mean over windows of Σ_t x[t,i]²,
 // x = LayerNorm(wte[id] + wpe[t]) with ln_1's scale and bias, in float64.

@@ -269,34 +269,17 @@ var testIDs = []int64{1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 
 
 func logits(t *testing.T, m *onnx.Model, feeds map[string][]float32) []float32 {
 	t.Helper()
-	s := session(t, m)
-	in := map[string]*runtime.Tensor{"input_ids": runtime.I64([]int64{2, 8}, testIDs)}
-	for _, info := range s.Inputs() {
-		if v, ok := feeds[info.Name]; ok {
-			shape := []int64{int64(len(v))}
-			if strings.HasPrefix(info.Name, "lora_dropout_keep.") {
-				shape = []int64{2, 8, int64(len(v) / 16)}
-			}
-			in[info.Name] = runtime.F32(shape, v)
+	extra := testkit.Vectors(feeds)
+	for name, v := range feeds {
+		if strings.HasPrefix(name, "lora_dropout_keep.") {
+			extra[name] = runtime.F32([]int64{2, 8, int64(len(v) / 16)}, v)
 		}
 	}
-	out, err := s.Run(in, []string{"logits"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out["logits"].F32
+	_, out := testkit.RunLogits(t, m, 2, testIDs, extra)
+	return out
 }
 
-func maxDiff(a, b []float32) float64 {
-	if len(a) != len(b) {
-		return math.Inf(1)
-	}
-	d := 0.0
-	for i := range a {
-		d = math.Max(d, math.Abs(float64(a[i])-float64(b[i])))
-	}
-	return d
-}
+var maxDiff = testkit.MaxDiff
 
 // masksFor feeds group i with ranks[i % len(ranks)], giving mixed ranks across groups.
 func masksFor(meta *Meta, ranks ...int) (map[string][]float32, map[string]int) {

@@ -1,16 +1,13 @@
 package merge
 
 import (
-	"math"
 	"math/rand/v2"
-	"path/filepath"
 	"slices"
 	"testing"
 
 	"github.com/shears-ml/shears/internal/testkit"
 	"github.com/shears-ml/shears/models/llama2c"
 	"github.com/shears-ml/shears/onnx"
-	"github.com/shears-ml/shears/runtime"
 	"github.com/shears-ml/shears/sparsify"
 	"github.com/shears-ml/shears/transform/layers"
 	"github.com/shears-ml/shears/transform/lora"
@@ -86,44 +83,14 @@ func mixed(meta *lora.Meta, ranks ...int) map[string]int {
 
 var testIDs = []int64{1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 2, 0, 17, 100}
 
-// run saves m to a temp file, opens it with runtime.OpenFile and returns the session's input
-// names and its logits for testIDs (plus the rank masks of the super-network, when given).
+// run returns the model's input names and its logits for testIDs (plus the rank masks of the
+// super-network, when given).
 func run(t *testing.T, m *onnx.Model, masks map[string][]float32) ([]string, []float32) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "m.onnx")
-	if err := m.Save(path, onnx.SaveOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	s, err := runtime.OpenFile(path, runtime.Options{Threads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	in := map[string]*runtime.Tensor{"input_ids": runtime.I64([]int64{2, 8}, testIDs)}
-	var names []string
-	for _, info := range s.Inputs() {
-		names = append(names, info.Name)
-		if v, ok := masks[info.Name]; ok {
-			in[info.Name] = runtime.F32([]int64{int64(len(v))}, v)
-		}
-	}
-	out, err := s.Run(in, []string{"logits"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return names, out["logits"].F32
+	return testkit.RunLogits(t, m, 2, testIDs, testkit.Vectors(masks))
 }
 
-func maxDiff(a, b []float32) float64 {
-	if len(a) != len(b) {
-		return math.Inf(1)
-	}
-	d := 0.0
-	for i := range a {
-		d = math.Max(d, math.Abs(float64(a[i])-float64(b[i])))
-	}
-	return d
-}
+var maxDiff = testkit.MaxDiff
 
 func weights(t *testing.T, m *onnx.Model, meta *lora.Meta) map[string][]float32 {
 	t.Helper()
