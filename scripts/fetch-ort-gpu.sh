@@ -24,12 +24,8 @@ esac
 command -v npm >/dev/null || { echo "fetch-ort-gpu: npm is needed (apt-get install npm)" >&2; exit 1; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-echo "fetch-ort-gpu: npm pack onnxruntime-node@$core_version (~90 MB)" >&2
-(cd "$tmp" && npm pack --silent "onnxruntime-node@$core_version" >/dev/null)
-tar -xzf "$tmp/onnxruntime-node-$core_version.tgz" -C "$tmp" "package/bin/napi-v6/linux/x64/libonnxruntime.so.1"
-mkdir -p "$tmp/core"
-mv "$tmp/package/bin/napi-v6/linux/x64/libonnxruntime.so.1" "$tmp/core/"
-rm -rf "$tmp/package"
+# The core: the same npm package as the CPU library, at the version the providers are built for.
+ORT_VERSION=$core_version "$(dirname "$0")/fetch-ort.sh" "$tmp/core"
 echo "fetch-ort-gpu: npm pack $prov_pkg (~230 MB)" >&2
 (cd "$tmp" && npm pack --silent "$prov_pkg" >/dev/null)
 tgz=$(ls "$tmp"/*.tgz | grep -v "onnxruntime-node-" | head -n1)
