@@ -10,7 +10,7 @@ import (
 	"github.com/shears-ml/shears/internal/testkit"
 	"github.com/shears-ml/shears/models/llama2c"
 	"github.com/shears-ml/shears/onnx"
-	"github.com/shears-ml/shears/sparsify"
+	"github.com/shears-ml/shears/calibrate"
 	"github.com/shears-ml/shears/transform/layers"
 	"github.com/shears-ml/shears/transform/lora"
 	"github.com/shears-ml/shears/transform/prune"
@@ -37,7 +37,7 @@ func superNet(t testing.TB, dir string, dropout float64) (sparse, super string) 
 	}
 	cfg := prune.Config{Method: prune.Magnitude, Sparsity: 0.5}
 	sparse = filepath.Join(dir, "sparse.onnx")
-	if err := m.Save(sparse, onnx.SaveOptions{Transform: sparsify.Transform(targets, nil, cfg)}); err != nil {
+	if err := m.Save(sparse, onnx.SaveOptions{Transform: calibrate.Transform(targets, nil, cfg)}); err != nil {
 		t.Fatal(err)
 	}
 	sm, err := onnx.Load(sparse)

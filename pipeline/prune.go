@@ -4,11 +4,11 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/shears-ml/shears/calibrate"
 	"github.com/shears-ml/shears/data"
 	"github.com/shears-ml/shears/models"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/runtime"
-	"github.com/shears-ml/shears/sparsify"
 	"github.com/shears-ml/shears/tokenizer"
 	"github.com/shears-ml/shears/transform/layers"
 	"github.com/shears-ml/shears/transform/prune"
@@ -30,7 +30,7 @@ type PruneOptions struct {
 	Exclude    string
 	External   bool // force external data (automatic when the input has it)
 	Runtime    runtime.Options
-	// Progress, when set, receives sparsify's calibration progress.
+	// Progress, when set, receives calibrate's calibration progress.
 	Progress func(stage, stages, block, done, total int)
 }
 
@@ -95,12 +95,12 @@ func Prune(o PruneOptions) (*PruneReport, error) {
 	if len(targets) == 0 {
 		return nil, fmt.Errorf("%s: no linear layers to prune (found %d linears, none inside decoder blocks or matching the include pattern)", o.Model, len(all))
 	}
-	if err := sparsify.Check(targets, cfg); err != nil {
+	if err := calibrate.Check(targets, cfg); err != nil {
 		return nil, err
 	}
 	secs["load"] = time.Since(t0).Seconds()
-	var stats sparsify.Stats
-	var tm sparsify.Timing
+	var stats calibrate.Stats
+	var tm calibrate.Timing
 	seqLen := o.SeqLen
 	if cfg.Method == prune.Wanda {
 		t0 = time.Now()
@@ -121,7 +121,7 @@ func Prune(o PruneOptions) (*PruneReport, error) {
 		}
 		secs["data"] = time.Since(t0).Seconds()
 		t0 = time.Now()
-		stats, tm, err = sparsify.Calibrate(m, targets, cfg, windows, sparsify.Options{OneShot: o.OneShot, Runtime: o.Runtime, Progress: o.Progress})
+		stats, tm, err = calibrate.Calibrate(m, targets, cfg, windows, calibrate.Options{OneShot: o.OneShot, Runtime: o.Runtime, Progress: o.Progress})
 		if err != nil {
 			return nil, err
 		}
@@ -130,7 +130,7 @@ func Prune(o PruneOptions) (*PruneReport, error) {
 		secs["calibrate_runs"] = tm.Run.Seconds()
 	}
 	t0 = time.Now()
-	save := onnx.SaveOptions{ExternalData: o.External || HasExternal(m), Transform: sparsify.Transform(targets, stats, cfg), Touches: sparsify.Touches(targets)}
+	save := onnx.SaveOptions{ExternalData: o.External || HasExternal(m), Transform: calibrate.Transform(targets, stats, cfg), Touches: calibrate.Touches(targets)}
 	if err := m.Save(o.Out, save); err != nil {
 		return nil, err
 	}

@@ -12,7 +12,7 @@ import (
 	"github.com/shears-ml/shears/nls"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
-	"github.com/shears-ml/shears/sparsify"
+	"github.com/shears-ml/shears/calibrate"
 	"github.com/shears-ml/shears/transform/convert"
 	"github.com/shears-ml/shears/transform/layers"
 	"github.com/shears-ml/shears/transform/lora"
@@ -105,7 +105,7 @@ func TestSparseAdapterAndPEFT(t *testing.T) {
 	ls, _ := layers.Find(m)
 	ls, _ = layers.Select(ls, "", "")
 	sp := filepath.Join(dir, "sparse.onnx")
-	if err := m.Save(sp, onnx.SaveOptions{Transform: sparsify.Transform(ls, nil, prune.Config{Method: prune.Magnitude, Sparsity: 0.5})}); err != nil {
+	if err := m.Save(sp, onnx.SaveOptions{Transform: calibrate.Transform(ls, nil, prune.Config{Method: prune.Magnitude, Sparsity: 0.5})}); err != nil {
 		t.Fatal(err)
 	}
 	sm, err := onnx.Load(sp)

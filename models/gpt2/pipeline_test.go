@@ -13,7 +13,7 @@ import (
 	"github.com/shears-ml/shears/nls"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/runtime"
-	"github.com/shears-ml/shears/sparsify"
+	"github.com/shears-ml/shears/calibrate"
 	"github.com/shears-ml/shears/transform/layers"
 	"github.com/shears-ml/shears/transform/lora"
 	"github.com/shears-ml/shears/transform/merge"
@@ -66,7 +66,7 @@ func TestPipelineGPT2(t *testing.T) {
 		}
 	}
 	cfg := prune.Config{Method: prune.Wanda, Sparsity: 0.5}
-	stats, _, err := sparsify.Calibrate(m, targets, cfg, windows, sparsify.Options{Runtime: runtime.Options{Threads: 2}})
+	stats, _, err := calibrate.Calibrate(m, targets, cfg, windows, calibrate.Options{Runtime: runtime.Options{Threads: 2}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,12 +82,12 @@ func TestPipelineGPT2(t *testing.T) {
 		}
 	}
 	sparse := filepath.Join(dir, "sparse.onnx")
-	if err := m.Save(sparse, onnx.SaveOptions{Transform: sparsify.Transform(targets, stats, cfg)}); err != nil {
+	if err := m.Save(sparse, onnx.SaveOptions{Transform: calibrate.Transform(targets, stats, cfg)}); err != nil {
 		t.Fatal(err)
 	}
 	magPath := filepath.Join(dir, "magnitude.onnx")
 	mag := prune.Config{Method: prune.Magnitude, Sparsity: 0.5}
-	if err := m.Save(magPath, onnx.SaveOptions{Transform: sparsify.Transform(targets, nil, mag)}); err != nil {
+	if err := m.Save(magPath, onnx.SaveOptions{Transform: calibrate.Transform(targets, nil, mag)}); err != nil {
 		t.Fatal(err)
 	}
 	sm, err := onnx.Load(sparse)

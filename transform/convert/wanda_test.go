@@ -10,7 +10,7 @@ import (
 	"github.com/shears-ml/shears/internal/testkit"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
-	"github.com/shears-ml/shears/sparsify"
+	"github.com/shears-ml/shears/calibrate"
 	"github.com/shears-ml/shears/tokenizer"
 	. "github.com/shears-ml/shears/transform/convert"
 	"github.com/shears-ml/shears/transform/layers"
@@ -20,7 +20,7 @@ import (
 type wandaRun struct {
 	m       *onnx.Model
 	targets []layers.Linear
-	stats   sparsify.Stats
+	stats   calibrate.Stats
 }
 
 func calibrate(t *testing.T, path string, windows [][]int, cfg prune.Config, oneShot bool) wandaRun {
@@ -38,7 +38,7 @@ func calibrate(t *testing.T, path string, windows [][]int, cfg prune.Config, one
 	if err != nil || len(targets) != 35 {
 		t.Fatalf("%s: %d targets, %v", path, len(targets), err)
 	}
-	stats, _, err := sparsify.Calibrate(m, targets, cfg, windows, sparsify.Options{OneShot: oneShot})
+	stats, _, err := calibrate.Calibrate(m, targets, cfg, windows, calibrate.Options{OneShot: oneShot})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +146,7 @@ func TestWandaMasksMatchFP32(t *testing.T) {
 				}
 				// The zeros land in the low-precision bytes, exactly where the mask says.
 				raw, _ := run.m.RawData(wt)
-				pruned, err := sparsify.Apply(l, wt, append([]byte(nil), raw...), run.stats, cfg)
+				pruned, err := calibrate.Apply(l, wt, append([]byte(nil), raw...), run.stats, cfg)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -8,7 +8,7 @@ import (
 	"github.com/shears-ml/shears/internal/testkit"
 	"github.com/shears-ml/shears/models/llama2c"
 	"github.com/shears-ml/shears/onnx"
-	"github.com/shears-ml/shears/sparsify"
+	"github.com/shears-ml/shears/calibrate"
 	"github.com/shears-ml/shears/transform/layers"
 	"github.com/shears-ml/shears/transform/lora"
 	"github.com/shears-ml/shears/transform/prune"
@@ -35,7 +35,7 @@ func sparseStories(t *testing.T) (*onnx.Model, []layers.Linear) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		out, err := sparsify.Apply(l, tp, slices.Clone(raw), nil, prune.Config{Method: prune.Magnitude, Sparsity: 0.5})
+		out, err := calibrate.Apply(l, tp, slices.Clone(raw), nil, prune.Config{Method: prune.Magnitude, Sparsity: 0.5})
 		if err != nil {
 			t.Fatal(err)
 		}

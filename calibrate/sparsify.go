@@ -1,4 +1,4 @@
-package sparsify
+package calibrate
 
 import (
 	"encoding/binary"
