@@ -92,6 +92,9 @@ func Prune(o PruneOptions) (*PruneReport, error) {
 		return nil, err
 	}
 	defer m.Close()
+	if err := CheckModelOutput(o.Out, m, "the model to prune"); err != nil {
+		return nil, fmt.Errorf("prune: %w", err)
+	}
 	if len(targets) == 0 {
 		return nil, fmt.Errorf("%s: no linear layers to prune (found %d linears, none inside decoder blocks or matching the include pattern)", o.Model, len(all))
 	}
