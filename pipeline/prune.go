@@ -13,6 +13,7 @@ import (
 	"github.com/shears-ml/shears/tokenizer"
 	"github.com/shears-ml/shears/transform/layers"
 	"github.com/shears-ml/shears/transform/prune"
+	"github.com/shears-ml/shears/transform/quant"
 )
 
 // PruneOptions are the prune stage's options (the flags of "shears prune").
@@ -104,6 +105,12 @@ func Prune(o PruneOptions) (*PruneReport, error) {
 		return nil, err
 	}
 	defer m.Close()
+	if err := CheckModelOutput(o.Out, m, "the model to prune"); err != nil {
+		return nil, fmt.Errorf("prune: %w", err)
+	}
+	if has, node := quant.HasQuantized(m); has {
+		return nil, fmt.Errorf("prune %s: the model is quantized (node %s is a MatMulNBits); prune first, then quantize (prune the float model and run shears quantize on the result)", o.Model, node)
+	}
 	if len(targets) == 0 {
 		return nil, fmt.Errorf("%s: no linear layers to prune (found %d linears, none inside decoder blocks or matching the include pattern)", o.Model, len(all))
 	}
