@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"fmt"
+	"path/filepath"
 
 	"github.com/shears-ml/shears/nls"
 	"github.com/shears-ml/shears/onnx"
@@ -80,6 +81,15 @@ func Export(o ExportOptions) (*ExportResult, error) {
 		return nil, err
 	}
 	defer sup.Close()
+	ins := modelInputs(sup, "the super-network", nil)
+	if o.RunDir != "" {
+		for _, f := range []string{nls.RunFile, nls.CheckpointFile, nls.AdapterFile, nls.MetricsFile, nls.SamplesFile} {
+			ins[filepath.Join(o.RunDir, f)] = "a file of the run"
+		}
+	}
+	if err := CheckOutputs(append(modelOutputs(o.Out), o.PEFT), ins); err != nil {
+		return nil, fmt.Errorf("export: %w", err)
+	}
 	meta, err := lora.ReadConfig(sup)
 	if err != nil {
 		return nil, err

@@ -93,6 +93,9 @@ func Prune(o PruneOptions) (*PruneReport, error) {
 		return nil, err
 	}
 	defer m.Close()
+	if err := CheckModelOutput(o.Out, m, "the model to prune"); err != nil {
+		return nil, fmt.Errorf("prune: %w", err)
+	}
 	if has, node := quant.HasQuantized(m); has {
 		return nil, fmt.Errorf("prune %s: the model is quantized (node %s is a MatMulNBits); prune first, then quantize (prune the float model and run shears quantize on the result)", o.Model, node)
 	}

@@ -136,6 +136,9 @@ func Quantize(o QuantizeOptions) (*QuantizeReport, error) {
 		return nil, err
 	}
 	defer m.Close()
+	if err := CheckModelOutput(o.Out, m, "the model to quantize"); err != nil {
+		return nil, fmt.Errorf("quantize: %w", err)
+	}
 	if has, node := quant.HasQuantized(m); has {
 		return nil, fmt.Errorf("quantize %s: already quantized (node %s is a MatMulNBits); quantize the float model", o.Model, node)
 	}

@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/shears-ml/shears/onnx"
+	"github.com/shears-ml/shears/pipeline"
 	"github.com/shears-ml/shears/transform/convert"
 )
 
@@ -72,6 +73,9 @@ func runConvert(env *cliEnv, o any, args []string) error {
 		return err
 	}
 	defer m.Close()
+	if err := pipeline.CheckModelOutput(opts.out, m, "the model to convert"); err != nil {
+		return fmt.Errorf("convert: %w", err)
+	}
 	p, err := convert.NewPlan(m, convert.Options{DType: dt, Compute: c})
 	if err != nil {
 		return err
