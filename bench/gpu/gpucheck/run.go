@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/shears-ml/shears/bench/gpu/report"
-	"github.com/shears-ml/shears/internal/safetensors"
 	"github.com/shears-ml/shears/models/llama"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/runtime"
@@ -206,7 +205,7 @@ func (c *checker) detect() error {
 	if err != nil {
 		return err
 	}
-	return safetensors.WriteFileAtomic(filepath.Join(c.o.out, "machine.json"), append(b, '\n'))
+	return onnx.WriteFileAtomic(filepath.Join(c.o.out, "machine.json"), append(b, '\n'))
 }
 
 // findPeer looks for bench/peer/peer.py above gpucheck's folder (the bundle's bin/, or the
@@ -653,7 +652,7 @@ func writeIDs(path string, n, length, vocab int) error {
 		line, _ := json.Marshal(map[string][]int{"ids": ids})
 		b.Write(append(line, '\n'))
 	}
-	return safetensors.WriteFileAtomic(path, b.Bytes())
+	return onnx.WriteFileAtomic(path, b.Bytes())
 }
 
 // moveModel moves a model written in tmp (and its external data) into dir, the model last.

@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/shears-ml/shears/internal/safetensors"
+	"github.com/shears-ml/shears/onnx"
 )
 
 // Markdown renders the results as the tables bench/RESULTS.md takes: every measurement, the
@@ -114,10 +114,10 @@ func (res Results) Write(dir string) error {
 	if err != nil {
 		return err
 	}
-	if err := safetensors.WriteFileAtomic(filepath.Join(dir, "results.json"), append(b, '\n')); err != nil {
+	if err := onnx.WriteFileAtomic(filepath.Join(dir, "results.json"), append(b, '\n')); err != nil {
 		return fmt.Errorf("report: %w", err)
 	}
-	if err := safetensors.WriteFileAtomic(filepath.Join(dir, "results.md"), []byte(res.Markdown())); err != nil {
+	if err := onnx.WriteFileAtomic(filepath.Join(dir, "results.md"), []byte(res.Markdown())); err != nil {
 		return fmt.Errorf("report: %w", err)
 	}
 	return nil
