@@ -302,4 +302,3 @@ func (f *Folder) FinishHF(o Options, shardBytes int64) (*Report, error) {
 	}
 	return rep, nil
 }
-
