@@ -56,7 +56,7 @@ func run() error {
 	path := filepath.Join(*dir, fmt.Sprintf("llama-%s-%s-%s.onnx", *preset, *dtype, *compute))
 	if _, err := os.Stat(path); err != nil {
 		t0 := time.Now()
-		if err := llama.WriteSyntheticAs(path, cfg, 0, o); err != nil {
+		if err := llama.WriteSyntheticAs(path, cfg, 0, convert.Storage(o)); err != nil {
 			return err
 		}
 		fmt.Printf("wrote %s (%d params) in %.1fs\n", path, cfg.Params(), time.Since(t0).Seconds())
