@@ -111,20 +111,9 @@ func Prune(o PruneOptions) (*PruneReport, error) {
 	seqLen := o.SeqLen
 	if cfg.Method == prune.Wanda {
 		t0 = time.Now()
-		tok, err := tokenizer.Load(o.Tokenizer)
-		if err != nil {
+		var windows [][]int
+		if windows, seqLen, err = calibrationWindows(m, "prune", o.Calib, o.Tokenizer, o.Samples, seqLen, o.Seed); err != nil {
 			return nil, err
-		}
-		if ctx := models.ContextLength(m); ctx > 0 && seqLen > ctx {
-			seqLen = ctx
-		}
-		docs, err := data.ReadDocuments(o.Calib)
-		if err != nil {
-			return nil, fmt.Errorf("prune: calibration data: %w", err)
-		}
-		windows, err := data.CalibrationWindows(docs, tok, data.CalibOptions{Samples: o.Samples, SeqLen: seqLen, Seed: o.Seed})
-		if err != nil {
-			return nil, fmt.Errorf("prune: calibration data %s: %w", o.Calib, err)
 		}
 		secs["data"] = time.Since(t0).Seconds()
 		t0 = time.Now()
@@ -192,4 +181,25 @@ func loadLinears(path, include, exclude string) (*onnx.Model, []layers.Linear, [
 	}
 	m.Close()
 	return nil, nil, nil, err
+}
+
+// calibrationWindows draws the calibration windows (Wanda's and GPTQ's): samples windows of
+// seqLen tokens, capped to the model's context, which it returns with the windows.
+func calibrationWindows(m *onnx.Model, stage, calib, tokPath string, samples, seqLen int, seed uint64) ([][]int, int, error) {
+	tok, err := tokenizer.Load(tokPath)
+	if err != nil {
+		return nil, 0, err
+	}
+	if ctx := models.ContextLength(m); ctx > 0 && seqLen > ctx {
+		seqLen = ctx
+	}
+	docs, err := data.ReadDocuments(calib)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%s: calibration data: %w", stage, err)
+	}
+	windows, err := data.CalibrationWindows(docs, tok, data.CalibOptions{Samples: samples, SeqLen: seqLen, Seed: seed})
+	if err != nil {
+		return nil, 0, fmt.Errorf("%s: calibration data %s: %w", stage, calib, err)
+	}
+	return windows, seqLen, nil
 }

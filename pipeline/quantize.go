@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/shears-ml/shears/calibrate"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/runtime"
 	"github.com/shears-ml/shears/transform/layers"
@@ -79,6 +80,12 @@ func (o *QuantizeOptions) defaults() {
 	}
 	if o.Damp == 0 {
 		o.Damp = 0.01
+	}
+	if o.Samples == 0 {
+		o.Samples = 128
+	}
+	if o.SeqLen == 0 {
+		o.SeqLen = 2048
 	}
 }
 
@@ -268,7 +275,15 @@ func containsLinear(ls []layers.Linear, l layers.Linear) bool {
 	return false
 }
 
-// gptqLayers is filled in by the GPTQ step.
+// gptqLayers quantizes the targets with GPTQ on calibration windows (sequential, as Wanda).
 func gptqLayers(m *onnx.Model, targets []layers.Linear, cfg quant.Config, o QuantizeOptions, rep *QuantizeReport) (map[string]*quant.Layer, error) {
-	return nil, fmt.Errorf("quantize: gptq is not available yet")
+	t0 := time.Now()
+	windows, seqLen, err := calibrationWindows(m, "quantize", o.Calib, o.Tokenizer, o.Samples, o.SeqLen, o.Seed)
+	if err != nil {
+		return nil, err
+	}
+	rep.Samples, rep.SeqLen = len(windows), seqLen
+	rep.Seconds["data"] = time.Since(t0).Seconds()
+	q, _, err := calibrate.GPTQ(m, targets, cfg, windows, quant.GPTQOptions{Damp: o.Damp}, calibrate.Options{Runtime: o.Runtime, Progress: o.Progress})
+	return q, err
 }
