@@ -89,7 +89,7 @@ func runConvert(env *cliEnv, o any, args []string) error {
 	if err := p.Rewrite(m); err != nil {
 		return err
 	}
-	save := p.SaveOptions(onnx.SaveOptions{ExternalData: opts.external || hasExternal(m)})
+	save := p.SaveOptions(onnx.SaveOptions{ExternalData: opts.external || m.HasExternal()})
 	if err := m.Save(opts.out, save); err != nil {
 		return fmt.Errorf("convert: %w", err)
 	}
