@@ -6,6 +6,7 @@ import (
 
 	"github.com/shears-ml/shears/calibrate"
 	"github.com/shears-ml/shears/data"
+	"github.com/shears-ml/shears/deploy"
 	"github.com/shears-ml/shears/models"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/runtime"
@@ -33,6 +34,10 @@ type PruneOptions struct {
 	Runtime    runtime.Options
 	// Progress, when set, receives calibrate's calibration progress.
 	Progress func(stage, stages, block, done, total int)
+	// Output writes a model folder instead of a file (the calibration tokenizer goes with it
+	// unless Output.Tokenizer names another); Warn receives what the folder lacks.
+	Output Output
+	Warn   func(string)
 }
 
 // PruneReport is what the prune stage measured, read back from the written file.
@@ -50,6 +55,8 @@ type PruneReport struct {
 	Seconds  map[string]float64 `json:"seconds"`
 	// Sessions is how many onnxruntime sessions calibration created (alike blocks share one).
 	Sessions int `json:"calibration_sessions,omitempty"`
+	// Folder is what a model folder holds (Output.Format folder only).
+	Folder *deploy.Report `json:"folder,omitempty"`
 }
 
 // LayerSparsity is one pruned linear's sparsity.
@@ -86,6 +93,11 @@ func Prune(o PruneOptions) (*PruneReport, error) {
 	if cfg.Method == prune.Wanda && (o.Calib == "" || o.Tokenizer == "") {
 		return nil, fmt.Errorf("prune: wanda needs calibration data and a tokenizer (or use the magnitude method)")
 	}
+	sink, err := o.Output.begin(o.Out)
+	if err != nil {
+		return nil, fmt.Errorf("prune: %w", err)
+	}
+	defer sink.abort()
 	secs := map[string]float64{}
 	t0 := time.Now()
 	m, all, targets, err := loadLinears(o.Model, o.Include, o.Exclude)
@@ -127,12 +139,12 @@ func Prune(o PruneOptions) (*PruneReport, error) {
 	}
 	t0 = time.Now()
 	save := onnx.SaveOptions{ExternalData: o.External || m.HasExternal(), Transform: calibrate.Transform(targets, stats, cfg), Touches: calibrate.Touches(targets)}
-	if err := m.Save(o.Out, save); err != nil {
+	if err := m.Save(sink.path, sink.saveOptions(save)); err != nil {
 		return nil, err
 	}
 	secs["prune_and_save"] = time.Since(t0).Seconds()
 	// Report from the written file: what a user gets is what is measured.
-	out, err := onnx.Load(o.Out)
+	out, err := onnx.Load(sink.path)
 	if err != nil {
 		return nil, err
 	}
@@ -152,6 +164,10 @@ func Prune(o PruneOptions) (*PruneReport, error) {
 		rep.Layers = append(rep.Layers, LayerSparsity{Name: l.Node, Weight: l.Weight, Block: l.Block, Role: l.Role, In: l.In, Out: l.Out, Sparsity: float64(z) / float64(n)})
 	}
 	rep.Sparsity = float64(zeros) / float64(total)
+	out.Close()
+	if rep.Folder, err = sink.finish(o.Model, o.Tokenizer, o.Warn); err != nil {
+		return nil, err
+	}
 	return rep, nil
 }
 
