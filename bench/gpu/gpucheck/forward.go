@@ -136,7 +136,7 @@ func synthModel(dir, preset, dtype, compute string) (string, error) {
 	}
 	defer os.RemoveAll(tmp)
 	tpath := filepath.Join(tmp, filepath.Base(path))
-	if err := llama.WriteSyntheticAs(tpath, cfg, 0, o); err != nil {
+	if err := llama.WriteSyntheticAs(tpath, cfg, 0, convert.Storage(o)); err != nil {
 		return "", err
 	}
 	if err := moveModel(tmp, dir, filepath.Base(path)); err != nil {
