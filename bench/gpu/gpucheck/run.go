@@ -666,22 +666,3 @@ func writeIDs(path string, n, length, vocab int) error {
 	}
 	return onnx.WriteFileAtomic(path, b.Bytes())
 }
-
-// moveModel moves a model written in tmp (and its external data) into dir, the model last.
-func moveModel(tmp, dir, name string) error {
-	ents, err := os.ReadDir(tmp)
-	if err != nil {
-		return err
-	}
-	for _, e := range ents {
-		if e.Name() != name {
-			if err := os.Rename(filepath.Join(tmp, e.Name()), filepath.Join(dir, e.Name())); err != nil {
-				return err
-			}
-		}
-	}
-	if err := os.Rename(filepath.Join(tmp, name), filepath.Join(dir, name)); err != nil {
-		return err
-	}
-	return os.RemoveAll(tmp)
-}
