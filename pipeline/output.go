@@ -115,3 +115,7 @@ func SaveModel(m *onnx.Model, path string, so onnx.SaveOptions, o Output, source
 	}
 	return s.finish(source, "", warn)
 }
+
+// ResolveModel lets commands that read a model take a model folder too: DIR gives
+// DIR/onnx/model.onnx and its tokenizer.json ("" when absent); a file is returned as is.
+func ResolveModel(path string) (model, tokenizer string) { return deploy.Resolve(path) }

@@ -85,6 +85,11 @@ func TestImportFolderGenerates(t *testing.T) {
 	if !slices.Equal(a, want) {
 		t.Errorf("folder generates %v, want %v", a, want)
 	}
+	// The folder itself: its graph and its tokenizer.
+	o, e, code := shears(t, "generate", dir, "--prompt", "Once upon a time", "--max-tokens", "20", "--json")
+	if code != 0 || !strings.Contains(o, `"ids":[432,383,286`) {
+		t.Errorf("generate DIR: %d %s %s", code, o, e)
+	}
 }
 
 // TestExportFormats exports an adapted tiny LLaMA (adapter B is zero, so every export computes
