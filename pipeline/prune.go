@@ -6,6 +6,7 @@ import (
 
 	"github.com/shears-ml/shears/calibrate"
 	"github.com/shears-ml/shears/data"
+	"github.com/shears-ml/shears/deploy"
 	"github.com/shears-ml/shears/models"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/runtime"
@@ -33,6 +34,10 @@ type PruneOptions struct {
 	Runtime    runtime.Options
 	// Progress, when set, receives calibrate's calibration progress.
 	Progress func(stage, stages, block, done, total int)
+	// Output writes a model folder instead of a file (the calibration tokenizer goes with it
+	// unless Output.Tokenizer names another); Warn receives what the folder lacks.
+	Output Output
+	Warn   func(string)
 }
 
 // PruneReport is what the prune stage measured, read back from the written file.
@@ -50,6 +55,8 @@ type PruneReport struct {
 	Seconds  map[string]float64 `json:"seconds"`
 	// Sessions is how many onnxruntime sessions calibration created (alike blocks share one).
 	Sessions int `json:"calibration_sessions,omitempty"`
+	// Folder is what a model folder holds (Output.Format folder only).
+	Folder *deploy.Report `json:"folder,omitempty"`
 }
 
 // LayerSparsity is one pruned linear's sparsity.
@@ -83,9 +90,14 @@ func Prune(o PruneOptions) (*PruneReport, error) {
 	if err := cfg.Check(); err != nil {
 		return nil, fmt.Errorf("prune: method/sparsity/pattern: %w", err)
 	}
-	if cfg.Method == prune.Wanda && (o.Calib == "" || o.Tokenizer == "") {
-		return nil, fmt.Errorf("prune: wanda needs calibration data and a tokenizer (or use the magnitude method)")
+	if cfg.Method == prune.Wanda && o.Calib == "" {
+		return nil, fmt.Errorf("prune: wanda needs calibration data (and a tokenizer unless it is pre-tokenized {\"ids\": [...]} .jsonl), or use the magnitude method")
 	}
+	sink, err := o.Output.begin(o.Out)
+	if err != nil {
+		return nil, fmt.Errorf("prune: %w", err)
+	}
+	defer sink.abort()
 	secs := map[string]float64{}
 	t0 := time.Now()
 	m, all, targets, err := loadLinears(o.Model, o.Include, o.Exclude)
@@ -93,6 +105,9 @@ func Prune(o PruneOptions) (*PruneReport, error) {
 		return nil, err
 	}
 	defer m.Close()
+	if err := sink.check(m); err != nil {
+		return nil, err
+	}
 	if err := CheckModelOutput(o.Out, m, "the model to prune"); err != nil {
 		return nil, fmt.Errorf("prune: %w", err)
 	}
@@ -126,13 +141,13 @@ func Prune(o PruneOptions) (*PruneReport, error) {
 		secs["calibrate_runs"] = tm.Run.Seconds()
 	}
 	t0 = time.Now()
-	save := onnx.SaveOptions{ExternalData: o.External || HasExternal(m), Transform: calibrate.Transform(targets, stats, cfg), Touches: calibrate.Touches(targets)}
-	if err := m.Save(o.Out, save); err != nil {
+	save := onnx.SaveOptions{ExternalData: o.External || m.HasExternal(), Transform: calibrate.Transform(targets, stats, cfg), Touches: calibrate.Touches(targets)}
+	if err := m.Save(sink.path, sink.saveOptions(save)); err != nil {
 		return nil, err
 	}
 	secs["prune_and_save"] = time.Since(t0).Seconds()
 	// Report from the written file: what a user gets is what is measured.
-	out, err := onnx.Load(o.Out)
+	out, err := onnx.Load(sink.path)
 	if err != nil {
 		return nil, err
 	}
@@ -152,17 +167,11 @@ func Prune(o PruneOptions) (*PruneReport, error) {
 		rep.Layers = append(rep.Layers, LayerSparsity{Name: l.Node, Weight: l.Weight, Block: l.Block, Role: l.Role, In: l.In, Out: l.Out, Sparsity: float64(z) / float64(n)})
 	}
 	rep.Sparsity = float64(zeros) / float64(total)
-	return rep, nil
-}
-
-// HasExternal reports whether any initializer of m keeps its data in an external file.
-func HasExternal(m *onnx.Model) bool {
-	for _, t := range m.Graph().GetInitializer() {
-		if t.GetDataLocation() == 1 {
-			return true
-		}
+	out.Close()
+	if rep.Folder, err = sink.finish(o.Model, o.Tokenizer, o.Warn); err != nil {
+		return nil, err
 	}
-	return false
+	return rep, nil
 }
 
 // loadLinears loads a model and finds its linear layers, all and those the include / exclude
@@ -184,18 +193,32 @@ func loadLinears(path, include, exclude string) (*onnx.Model, []layers.Linear, [
 }
 
 // calibrationWindows draws the calibration windows (Wanda's and GPTQ's): samples windows of
-// seqLen tokens, capped to the model's context, which it returns with the windows.
+// seqLen tokens, capped to the model's context, which it returns with the windows. With no
+// tokenizer the data must be pre-tokenized ({"ids": [...]} records), as train accepts.
 func calibrationWindows(m *onnx.Model, stage, calib, tokPath string, samples, seqLen int, seed uint64) ([][]int, int, error) {
-	tok, err := tokenizer.Load(tokPath)
-	if err != nil {
-		return nil, 0, err
-	}
 	if ctx := models.ContextLength(m); ctx > 0 && seqLen > ctx {
 		seqLen = ctx
 	}
 	docs, err := data.ReadDocuments(calib)
 	if err != nil {
 		return nil, 0, fmt.Errorf("%s: calibration data: %w", stage, err)
+	}
+	var tok tokenizer.Tokenizer
+	if tokPath == "" {
+		if err := data.PreTokenized(docs, calib); err != nil {
+			return nil, 0, fmt.Errorf("%s: no tokenizer given: %w", stage, err)
+		}
+	} else if tok, err = tokenizer.Load(tokPath); err != nil {
+		return nil, 0, err
+	}
+	if vocab := models.VocabSize(m); vocab > 0 {
+		for i, d := range docs {
+			for _, id := range d.IDs {
+				if id < 0 || int64(id) >= vocab {
+					return nil, 0, fmt.Errorf("%s: calibration data %s: record %d has id %d, outside the model's vocabulary [0, %d)", stage, calib, i+1, id, vocab)
+				}
+			}
+		}
 	}
 	windows, err := data.CalibrationWindows(docs, tok, data.CalibOptions{Samples: samples, SeqLen: seqLen, Seed: seed})
 	if err != nil {

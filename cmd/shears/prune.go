@@ -9,7 +9,6 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/pipeline"
 	"github.com/shears-ml/shears/transform/prune"
 )
@@ -31,6 +30,7 @@ type pruneOpts struct {
 	exclude   string
 	external  bool
 	json      bool
+	output    outputFlags
 }
 
 func init() {
@@ -49,10 +49,16 @@ decoder blocks (see "shears inspect"); the LM head and embeddings are never prun
 
 Calibration windows: --samples windows of --seq-len tokens (capped to the model's context)
 drawn with --seed from --calib (.txt, LLM-Adapters .json, or .jsonl with "text" or "ids").
+Pre-tokenized data ({"ids": [...]} on every line of a .jsonl) needs no --tokenizer, as in
+"shears train": records of exactly --seq-len ids are the windows themselves, in file order.
 
-Example:
+` + folderHelp + ` The folder's tokenizer is --tokenizer.
+
+Examples:
   shears prune model.onnx -o model-50.onnx --sparsity 0.5 --calib data.txt --tokenizer tok.bin
-  shears prune model.onnx -o model-24.onnx --method magnitude --sparsity 0.5 --pattern 2:4`,
+  shears prune model.onnx -o model-50.onnx --sparsity 0.5 --calib ids.jsonl --seq-len 512
+  shears prune model.onnx -o model-24.onnx --method magnitude --sparsity 0.5 --pattern 2:4
+  shears prune model.onnx --format folder -o model-50/ --sparsity 0.5 --calib data.txt --tokenizer tok.bin`,
 		flags: func(fs *pflag.FlagSet) any {
 			o := &pruneOpts{}
 			fs.StringVarP(&o.out, "output", "o", "", "output ONNX file (written atomically)")
@@ -60,7 +66,7 @@ Example:
 			fs.Float64Var(&o.sparsity, "sparsity", 0.5, "fraction of each pruned layer's weights set to zero, in [0, 1)")
 			fs.StringVar(&o.pattern, "pattern", "unstructured", "unstructured, 2:4 or 4:8 (N:M along the input dimension)")
 			fs.StringVar(&o.calib, "calib", "", "calibration data for wanda (.txt, .json, .jsonl)")
-			fs.StringVar(&o.tokenizer, "tokenizer", "", "tokenizer for the calibration text")
+			fs.StringVar(&o.tokenizer, "tokenizer", "", "tokenizer for the calibration text (not needed for pre-tokenized {\"ids\"} .jsonl)")
 			fs.IntVar(&o.samples, "samples", 128, "calibration windows")
 			fs.IntVar(&o.seqLen, "seq-len", 2048, "tokens per calibration window (capped to the model's context)")
 			fs.Uint64Var(&o.seed, "seed", 0, "calibration sampling seed")
@@ -70,6 +76,7 @@ Example:
 			fs.StringVar(&o.exclude, "exclude", "", "regexp: skip linears whose node, weight or role matches")
 			fs.BoolVar(&o.external, "external-data", false, "write weights to OUT.onnx.data (automatic when the input has external data or above 1.8 GB)")
 			fs.BoolVar(&o.json, "json", false, "print the report as JSON on stdout instead of the table")
+			o.output.add(fs, false)
 			o.rt.add(fs)
 			return o
 		},
@@ -91,10 +98,15 @@ func runPrune(env *cliEnv, o any, args []string) error {
 	if _, err := prune.ParsePattern(opts.pattern); err != nil {
 		return fmt.Errorf("--pattern: %w", err)
 	}
-	if prune.Method(opts.method) == prune.Wanda && (opts.calib == "" || opts.tokenizer == "") {
-		return fmt.Errorf("%w: wanda needs --calib FILE and --tokenizer TOK (or use --method magnitude)", errUsage)
+	if prune.Method(opts.method) == prune.Wanda && opts.calib == "" {
+		return fmt.Errorf("%w: wanda needs --calib FILE (with --tokenizer TOK unless the file is pre-tokenized {\"ids\": [...]} .jsonl), or use --method magnitude", errUsage)
 	}
-	po := pipeline.PruneOptions{Model: args[0], Out: opts.out, Method: opts.method, Sparsity: opts.sparsity, Pattern: opts.pattern,
+	out, err := opts.output.output(env)
+	if err != nil {
+		return err
+	}
+	out.Card.Base = args[0]
+	po := pipeline.PruneOptions{Output: out, Warn: warner(env, "prune"), Model: args[0], Out: opts.out, Method: opts.method, Sparsity: opts.sparsity, Pattern: opts.pattern,
 		Calib: opts.calib, Tokenizer: opts.tokenizer, Samples: opts.samples, SeqLen: opts.seqLen, Seed: opts.seed,
 		OneShot: opts.oneShot, Include: opts.include, Exclude: opts.exclude, External: opts.external}
 	var bar *progress
@@ -133,10 +145,9 @@ func runPrune(env *cliEnv, o any, args []string) error {
 		return enc.Encode(rep)
 	}
 	printPruneSummary(env, *rep)
+	printFolder(env, rep.Folder)
 	return nil
 }
-
-func hasExternal(m *onnx.Model) bool { return pipeline.HasExternal(m) }
 
 // printPruneSummary prints sparsity per block × role, then the overall figure and timing.
 func printPruneSummary(env *cliEnv, r pruneReport) {
