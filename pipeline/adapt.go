@@ -55,6 +55,7 @@ func Adapt(o AdaptOptions) (*lora.Plan, error) {
 	if err != nil {
 		return nil, err
 	}
+	recordHistory(sup)
 	if err := ShareSave(sup, o.Out, onnx.SaveOptions{ExternalData: o.External || m.HasExternal()}, !o.CopyBase, o.Warn); err != nil {
 		return nil, err
 	}

@@ -215,6 +215,7 @@ func Export(o ExportOptions) (*ExportResult, error) {
 			return nil, err
 		}
 	}
+	recordHistory(out)
 	share := mode == merge.None && o.DType == "fp32" && !o.CopyBase && !sink.folderMode()
 	if err := ShareSave(out, sink.path, sink.saveOptions(so), share, o.Warn); err != nil {
 		return nil, err
