@@ -142,6 +142,7 @@ func Prune(o PruneOptions) (*PruneReport, error) {
 	}
 	t0 = time.Now()
 	save := onnx.SaveOptions{ExternalData: o.External || m.HasExternal(), Transform: calibrate.Transform(targets, stats, cfg), Touches: calibrate.Touches(targets)}
+	recordHistory(m)
 	if err := m.Save(sink.path, sink.saveOptions(save)); err != nil {
 		return nil, err
 	}

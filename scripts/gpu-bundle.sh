@@ -43,6 +43,7 @@ export GOOS=linux GOARCH=amd64
 "${GO:-go}" build -ldflags "-s -w" -o "$dir/bin/shears" ./cmd/shears
 "${GO:-go}" build -ldflags "-s -w" -o "$dir/bin/gpucheck" ./bench/gpu/gpucheck
 cp -L "$lib" "$dir/.ort/libonnxruntime.so.1"
+echo "built $(date -u '+%Y-%m-%d %H:%M UTC') from $(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo ' (with local changes)')" > "$dir/bin/PREBUILT"
 
 size() { du -sb --apparent-size "$@" | awk '{s += $1} END {print s}'; }
 repo=$(printf "$dir/%s\0" "${files[@]}" | xargs -0 du -b --apparent-size | awk '{s += $1} END {print s}')
