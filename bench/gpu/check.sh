@@ -32,6 +32,14 @@ else
   "${GO:-go}" build -o bin/shears ./cmd/shears
   "${GO:-go}" build -o bin/gpucheck ./bench/gpu/gpucheck
 fi
+# The binaries link against the glibc they were built with (cgo); say so plainly where it is older.
+if ! err=$(./bin/gpucheck help 2>&1 >/dev/null); then
+  echo "check.sh: bin/gpucheck does not start here: $err" >&2
+  if [[ $err == *GLIBC* ]]; then
+    echo "check.sh: the binaries need the glibc of the machine that built them ($(cat bin/PREBUILT 2>/dev/null || echo 'see make gpu-bundle')); this one has $(ldd --version 2>/dev/null | head -n1)" >&2
+  fi
+  exit 1
+fi
 export ONNXRUNTIME_LIB=${ONNXRUNTIME_LIB:-$PWD/.ort/libonnxruntime.so.1}
 args=("$@")
 has() { local f; for f in "${args[@]}"; do [[ $f == "$1" || $f == "$1="* ]] && return 0; done; return 1; }
