@@ -27,15 +27,15 @@ type Recipe struct {
 	Prune     *RecipePrune  `yaml:"prune" json:"prune,omitempty"`
 	// Quantize adds rows for the (pruned) base quantized to MatMulNBits, and optionally one for
 	// QA-SparsePEFT trained on one of them.
-	Quantize  *RecipeQuantize `yaml:"quantize" json:"quantize,omitempty"`
-	Adapt     RecipeAdapt     `yaml:"adapt" json:"adapt"`
-	Train     RecipeTrain     `yaml:"train" json:"train"`
-	Search    *RecipeSearch   `yaml:"search" json:"search,omitempty"`
-	Export    RecipeExport    `yaml:"export" json:"export"`
+	Quantize *RecipeQuantize `yaml:"quantize" json:"quantize,omitempty"`
+	Adapt    RecipeAdapt     `yaml:"adapt" json:"adapt"`
+	Train    RecipeTrain     `yaml:"train" json:"train"`
+	Search   *RecipeSearch   `yaml:"search" json:"search,omitempty"`
+	Export   RecipeExport    `yaml:"export" json:"export"`
 	// Serve, when set, writes the Shears model as a model folder at the end of the run.
-	Serve *RecipeServe `yaml:"serve,omitempty" json:"serve,omitempty"`
-	Baselines RecipeBase      `yaml:"baselines" json:"baselines"`
-	Eval      []RecipeEval    `yaml:"eval" json:"eval"`
+	Serve     *RecipeServe `yaml:"serve,omitempty" json:"serve,omitempty"`
+	Baselines RecipeBase   `yaml:"baselines" json:"baselines"`
+	Eval      []RecipeEval `yaml:"eval" json:"eval"`
 }
 
 // RecipeRuntime selects onnxruntime (the --ort-lib, --device, --threads flags).
