@@ -10,6 +10,7 @@ import (
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
 	"github.com/shears-ml/shears/runtime"
+	"github.com/shears-ml/shears/transform/decoder"
 	"github.com/shears-ml/shears/transform/layers"
 	"github.com/shears-ml/shears/transform/prune"
 )
@@ -54,6 +55,11 @@ func Calibrate(m *onnx.Model, targets []layers.Linear, cfg prune.Config, windows
 		return nil, tm, fmt.Errorf("calibrate: no calibration windows")
 	}
 	t0 := time.Now()
+	// Stage graphs come from the train form: calibration windows are fresh, unpadded rows.
+	m, err := decoder.TrainForm(m)
+	if err != nil {
+		return nil, tm, fmt.Errorf("calibrate: %w", err)
+	}
 	plan, err := prune.NewPlan(m, targets, o.OneShot)
 	if err != nil {
 		return nil, tm, err
@@ -112,13 +118,6 @@ func Calibrate(m *onnx.Model, targets []layers.Linear, cfg prune.Config, windows
 			outs = append(outs, cg.Name[tap])
 			tapOf[cg.Name[tap]] = x
 		}
-		inputs := make([]string, len(sg.Inputs))
-		for k, in := range sg.Inputs {
-			inputs[k] = cg.Name[in]
-		}
-		for _, w := range cg.Weights {
-			inputs = append(inputs, w.Name)
-		}
 		for i, w := range windows {
 			carried := map[string]*runtime.Tensor{}
 			for name, t := range cut[i] {
@@ -127,7 +126,7 @@ func Calibrate(m *onnx.Model, targets []layers.Linear, cfg prune.Config, windows
 			for name, t := range weights {
 				carried[name] = t
 			}
-			feeds, err := eval.Feeds(inputs, [][]int{w}, carried)
+			feeds, err := eval.Feeds(sess.Inputs(), [][]int{w}, carried)
 			if err != nil {
 				return nil, tm, fmt.Errorf("calibration stage %d: %w", s, err)
 			}

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/shears-ml/shears/eval"
 	"github.com/shears-ml/shears/models/llama"
 	"github.com/shears-ml/shears/onnx/onnxpb"
 	"github.com/shears-ml/shears/runtime"
@@ -75,11 +76,16 @@ func run() error {
 	}
 	defer s.Close()
 	open := time.Since(t0)
-	ids := make([]int64, *batch**seq)
-	for i := range ids {
-		ids[i] = int64((i*7919 + 13) % cfg.Vocab)
+	rows := make([][]int, *batch)
+	for r := range rows {
+		for k := 0; k < *seq; k++ {
+			rows[r] = append(rows[r], ((r**seq+k)*7919+13)%cfg.Vocab)
+		}
 	}
-	in := map[string]*runtime.Tensor{"input_ids": runtime.I64([]int64{int64(*batch), int64(*seq)}, ids)}
+	in, err := eval.Feeds(s.Inputs(), rows, nil) // the ids, a full mask, positions, an empty past
+	if err != nil {
+		return err
+	}
 	if _, err := s.Run(in, []string{"logits"}); err != nil { // warm-up
 		return err
 	}
