@@ -15,11 +15,26 @@ type CalibOptions struct {
 }
 
 // Tokens tokenizes a document as the reference does: BOS + text ids (pre-tokenized ids as given).
+// tok may be nil when d is pre-tokenized (see PreTokenized).
 func Tokens(d Document, tok tokenizer.Tokenizer) []int {
 	if d.IDs != nil {
 		return d.IDs
 	}
 	return append([]int{tok.BOS()}, tok.Encode(d.Text)...)
+}
+
+// PreTokenized checks that every document of path is pre-tokenized ({"ids": [...]} records), so
+// a stage can run without a tokenizer; the error names the first record with text.
+func PreTokenized(docs []Document, path string) error {
+	for i, d := range docs {
+		if d.IDs == nil {
+			return fmt.Errorf("record %d of %s has text, not ids: give a tokenizer, or pre-tokenize every record as {\"ids\": [...]}", i+1, path)
+		}
+	}
+	if len(docs) == 0 {
+		return fmt.Errorf("%s holds no records", path)
+	}
+	return nil
 }
 
 // CalibrationWindows draws o.Samples windows of exactly o.SeqLen tokens.
@@ -30,6 +45,9 @@ func Tokens(d Document, tok tokenizer.Tokenizer) []int {
 //     window inside it, repeating until Samples windows are drawn.
 //   - When no document is long enough (instruction datasets have short records), the documents
 //     are joined into one stream (each BOS … EOS) and windows are drawn from random offsets of it.
+//     Pre-tokenized records are joined as they are (their ids carry whatever BOS/EOS they need).
+//
+// tok may be nil when every document is pre-tokenized (PreTokenized).
 func CalibrationWindows(docs []Document, tok tokenizer.Tokenizer, o CalibOptions) ([][]int, error) {
 	if o.Samples <= 0 || o.SeqLen <= 1 {
 		return nil, fmt.Errorf("calibration: need samples > 0 and seq-len > 1, got %d × %d", o.Samples, o.SeqLen)
@@ -68,9 +86,11 @@ func CalibrationWindows(docs []Document, tok tokenizer.Tokenizer, o CalibOptions
 		return out, nil
 	}
 	joined := make([]int, 0, total+len(streams))
-	for _, ids := range streams {
+	for i, ids := range streams {
 		joined = append(joined, ids...)
-		joined = append(joined, tok.EOS())
+		if docs[i].IDs == nil {
+			joined = append(joined, tok.EOS())
+		}
 	}
 	if len(joined) < o.SeqLen {
 		return nil, fmt.Errorf("calibration: the data holds %d tokens, fewer than one window of %d", len(joined), o.SeqLen)

@@ -92,6 +92,8 @@ type RecipeSearch struct {
 	Data     string `yaml:"data" json:"data"`         // validation data
 	Budget   int    `yaml:"budget" json:"budget"`     // evaluations at most (0 = the strategy's default)
 	Metric   string `yaml:"metric" json:"metric"`     // loss (default) or accuracy
+	Beams    int    `yaml:"beams" json:"beams"`       // accuracy: generation beams (0: 4, the reference's; 1: greedy)
+	Choice   bool   `yaml:"choice" json:"choice"`     // accuracy on label tasks: log-likelihood instead of generation
 	Cutoff   int    `yaml:"cutoff" json:"cutoff"`     // loss: tokens per sequence (0: the run's)
 	Batch    int    `yaml:"batch" json:"batch"`       // loss: sequences per forward pass (0: 8)
 	Limit    int    `yaml:"limit" json:"limit"`       // first N sequences / items (0: all)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shears-ml/shears/internal/dirlock"
 	"github.com/shears-ml/shears/nls"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/runtime"
@@ -62,6 +63,16 @@ func Run(r *Recipe, o Options) (*Summary, error) {
 	if o.Context == nil {
 		o.Context = context.Background()
 	}
+	if err := os.MkdirAll(r.Work, 0o755); err != nil {
+		return nil, fmt.Errorf("work directory: %w", err)
+	}
+	// One process per work directory: a second "shears run" (a changed recipe included) never
+	// trains or deletes stages under a live one (issue 14 case 7).
+	lock, err := dirlock.Acquire(r.Work, "shears run")
+	if err != nil {
+		return nil, fmt.Errorf("work directory %w", err)
+	}
+	defer lock.Release()
 	ro, err := Runtime(r.Runtime.ORTLib, r.Runtime.Device, r.Runtime.Threads)
 	if err != nil {
 		return nil, err
@@ -69,9 +80,6 @@ func Run(r *Recipe, o Options) (*Summary, error) {
 	tok, err := tokenizer.Load(r.Tokenizer)
 	if err != nil {
 		return nil, err
-	}
-	if err := os.MkdirAll(r.Work, 0o755); err != nil {
-		return nil, fmt.Errorf("work directory: %w", err)
 	}
 	rn := &runner{r: r, o: o, ro: ro, tok: tok, files: fileHashes{}}
 	start := time.Now()
@@ -250,7 +258,9 @@ func (rn *runner) train(stage, super, superID string, ranks []int) (string, stri
 		_, statErr := os.Stat(filepath.Join(dir, nls.CheckpointFile))
 		to.Resume = resume && statErr == nil
 		if !to.Resume {
-			os.RemoveAll(dir)
+			if err := dirlock.RemoveAll(dir); err != nil {
+				return nil, err
+			}
 		} else {
 			fmt.Fprintf(rn.o.Log, "  %s: resuming %s from its checkpoint\n", stage, dir)
 		}
@@ -358,7 +368,7 @@ func (rn *runner) do(stage string, options any, inputs map[string]string, output
 	pending, _ := os.ReadFile(filepath.Join(dir, pendingFile))
 	resume := string(pending) == hash
 	if !resume {
-		if err := os.RemoveAll(dir); err != nil {
+		if err := dirlock.RemoveAll(dir); err != nil {
 			return "", fmt.Errorf("%s: %w", stage, err)
 		}
 	} else {

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shears-ml/shears/internal/dirlock"
 	"github.com/shears-ml/shears/internal/safetensors"
 	"github.com/shears-ml/shears/internal/testkit"
 	"github.com/shears-ml/shears/internal/testsynth"
@@ -294,5 +295,33 @@ func TestSignalsCheckpointAndExitNonZero(t *testing.T) {
 	}
 	if o, e, code := shears(t, "train", "--resume", "--out", run, "--no-progress"); code != 0 || !strings.Contains(o, "steps        32 of 32") {
 		t.Fatalf("resume after two signals: %d %s %s", code, o, e)
+	}
+}
+
+// Issue 14 case 7: a second train on a run directory that a live train holds is refused with
+// the holder's pid; the first finishes with every step recorded once.
+func TestSecondTrainOnALiveRunIsRefused(t *testing.T) {
+	dir, super, data := relSetup(t, 16)
+	run := filepath.Join(dir, "run")
+	cmd := child(t, nil, trainArgs(super, data, run, "--epochs", "8", "--batch", "8")...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, cmd, func() bool { _, err := os.Stat(filepath.Join(run, dirlock.FileName)); return err == nil })
+	for _, args := range [][]string{trainArgs(super, data, run), {"train", "--resume", "--out", run, "--no-progress"}} {
+		_, e, code := shears(t, args...)
+		if code != 1 || !strings.Contains(e, "in use by another process") || !strings.Contains(e, fmt.Sprintf("pid %d", cmd.Process.Pid)) {
+			t.Errorf("second train: %d %s", code, e)
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("the first train: %v %s", err, cmd.Stdout.(*bytes.Buffer).String())
+	}
+	recs, err := nls.ReadMetrics(run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 16 {
+		t.Fatalf("%d metric records, want 16 (each step once)", len(recs))
 	}
 }

@@ -88,13 +88,24 @@ func TestBundle(t *testing.T) {
 
 	t.Run("cpu", func(t *testing.T) {
 		res := filepath.Join(tmp, "cpu")
+		work := filepath.Join(tmp, "work")
 		cmd := exec.Command("bash", filepath.Join(bundle, "bench/gpu/check.sh"), "--device", "cpu", "--shapes", "tiny",
-			"--out", res, "--steps", "2", "--train-steps", "2")
+			"--out", res, "--work", work, "--steps", "2", "--train-steps", "2")
 		cmd.Dir = tmp
 		cmd.Env = env("PYTHON=" + python)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("check.sh: %v\n%s", err, out)
+		}
+		// OUT holds the small result files only (it is what comes back from a GPU machine); the
+		// models stay in --work.
+		ents, _ := os.ReadDir(res)
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		if got := strings.Join(names, " "); got != "check.log machine.json results.json results.jsonl results.md" {
+			t.Errorf("OUT holds %s", got)
 		}
 		if !strings.Contains(string(out), "== prebuilt bin/gpucheck, bin/shears") {
 			t.Errorf("the bundle's binaries were not used:\n%s", out)
@@ -114,7 +125,7 @@ func TestBundle(t *testing.T) {
 			t.Fatalf("%d rows, want shears and pytorch × forward and train:\n%s", len(got.Rows), out)
 		}
 		cfg, _ := llama.Preset("tiny")
-		super, err := onnx.Load(filepath.Join(res, "work", "llama-tiny-fp16-native-super.onnx"))
+		super, err := onnx.Load(filepath.Join(work, "llama-tiny-fp16-native-super.onnx"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -173,9 +184,9 @@ func TestBundle(t *testing.T) {
 			return
 		}
 		// The peer's own ONNX reader against onnxruntime: the same logits for the same ids.
-		data := filepath.Join(res, "work", "ids-tiny-2x32.jsonl")
+		data := filepath.Join(work, "ids-tiny-2x32.jsonl")
 		pout, err := exec.Command(python, filepath.Join(bundle, "bench/peer/peer.py"), "loss",
-			filepath.Join(res, "work", "llama-tiny-fp16-native-super.onnx"), data, "--n", "1").Output()
+			filepath.Join(work, "llama-tiny-fp16-native-super.onnx"), data, "--n", "1").Output()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -188,7 +199,7 @@ func TestBundle(t *testing.T) {
 		line, _ := os.ReadFile(data)
 		var rec struct{ IDs []int64 }
 		json.Unmarshal([]byte(strings.SplitN(string(line), "\n", 2)[0]), &rec)
-		s, err := runtime.OpenFile(filepath.Join(res, "work", "llama-tiny-fp16-native.onnx"), runtime.Options{Threads: 2})
+		s, err := runtime.OpenFile(filepath.Join(work, "llama-tiny-fp16-native.onnx"), runtime.Options{Threads: 2})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -216,7 +227,7 @@ func TestBundle(t *testing.T) {
 	t.Run("webgpu", func(t *testing.T) {
 		res := filepath.Join(tmp, "webgpu")
 		cmd := exec.Command("bash", filepath.Join(bundle, "bench/gpu/check.sh"), "--device", "webgpu", "--shapes", "tiny",
-			"--out", res, "--steps", "1", "--peer=false")
+			"--out", res, "--work", filepath.Join(tmp, "work-webgpu"), "--steps", "1", "--peer=false")
 		cmd.Env = env()
 		out, err := cmd.CombinedOutput()
 		if err != nil {
