@@ -37,7 +37,29 @@ func PreTokenized(docs []Document, path string) error {
 	return nil
 }
 
-// CalibrationWindows draws o.Samples windows of exactly o.SeqLen tokens.
+// CalibrationWindows draws o.Samples windows of exactly o.SeqLen tokens from docs (tokenized
+// here; tok may be nil when every document is pre-tokenized): CalibrationWindowsOf on them.
+func CalibrationWindows(docs []Document, tok tokenizer.Tokenizer, o CalibOptions) ([][]int, error) {
+	ts := &TokenSet{}
+	for _, d := range docs {
+		ids := Tokens(d, tok)
+		ts.Docs = append(ts.Docs, ids)
+		ts.Pre = append(ts.Pre, d.IDs != nil)
+		ts.Tokens += len(ids)
+	}
+	eos := -1
+	if tok != nil {
+		eos = tok.EOS()
+	}
+	return CalibrationWindowsOf(ts, eos, o)
+}
+
+// CalibrationBudget is the default number of tokens a calibration reads from its data file:
+// 16 times what the windows hold, and at least 1M tokens, so small datasets are read whole and
+// large files only as far as that (memory and time independent of the file's size).
+func CalibrationBudget(o CalibOptions) int { return max(1<<20, 16*o.Samples*o.SeqLen) }
+
+// CalibrationWindowsOf draws o.Samples windows of exactly o.SeqLen tokens.
 //
 //   - Pre-tokenized records of exactly SeqLen ids are the windows themselves, taken in file order
 //     (deterministic calibration, e.g. to reproduce another tool's samples).
@@ -47,15 +69,15 @@ func PreTokenized(docs []Document, path string) error {
 //     are joined into one stream (each BOS … EOS) and windows are drawn from random offsets of it.
 //     Pre-tokenized records are joined as they are (their ids carry whatever BOS/EOS they need).
 //
-// tok may be nil when every document is pre-tokenized (PreTokenized).
-func CalibrationWindows(docs []Document, tok tokenizer.Tokenizer, o CalibOptions) ([][]int, error) {
+// eos is the tokenizer's EOS (unused when every document is pre-tokenized).
+func CalibrationWindowsOf(ts *TokenSet, eos int, o CalibOptions) ([][]int, error) {
 	if o.Samples <= 0 || o.SeqLen <= 1 {
 		return nil, fmt.Errorf("calibration: need samples > 0 and seq-len > 1, got %d × %d", o.Samples, o.SeqLen)
 	}
 	var exact [][]int
-	for _, d := range docs {
-		if d.IDs != nil && len(d.IDs) == o.SeqLen {
-			exact = append(exact, d.IDs)
+	for i, ids := range ts.Docs {
+		if ts.Pre[i] && len(ids) == o.SeqLen {
+			exact = append(exact, ids)
 		}
 	}
 	if len(exact) > 0 {
@@ -64,32 +86,27 @@ func CalibrationWindows(docs []Document, tok tokenizer.Tokenizer, o CalibOptions
 		}
 		return exact[:o.Samples], nil
 	}
-	streams := make([][]int, 0, len(docs))
 	var long []int
-	total := 0
-	for _, d := range docs {
-		ids := Tokens(d, tok)
-		streams = append(streams, ids)
-		total += len(ids)
+	for i, ids := range ts.Docs {
 		if len(ids) > o.SeqLen {
-			long = append(long, len(streams)-1)
+			long = append(long, i)
 		}
 	}
 	rng := rand.New(rand.NewPCG(o.Seed, 0xca11b))
 	out := make([][]int, 0, o.Samples)
 	if len(long) > 0 {
 		for len(out) < o.Samples {
-			ids := streams[long[rng.IntN(len(long))]]
+			ids := ts.Docs[long[rng.IntN(len(long))]]
 			start := rng.IntN(len(ids) - o.SeqLen)
 			out = append(out, append([]int(nil), ids[start:start+o.SeqLen]...))
 		}
 		return out, nil
 	}
-	joined := make([]int, 0, total+len(streams))
-	for i, ids := range streams {
+	joined := make([]int, 0, ts.Tokens+len(ts.Docs))
+	for i, ids := range ts.Docs {
 		joined = append(joined, ids...)
-		if docs[i].IDs == nil {
-			joined = append(joined, tok.EOS())
+		if !ts.Pre[i] {
+			joined = append(joined, eos)
 		}
 	}
 	if len(joined) < o.SeqLen {

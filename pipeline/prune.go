@@ -142,6 +142,7 @@ func Prune(o PruneOptions) (*PruneReport, error) {
 	}
 	t0 = time.Now()
 	save := onnx.SaveOptions{ExternalData: o.External || m.HasExternal(), Transform: calibrate.Transform(targets, stats, cfg), Touches: calibrate.Touches(targets)}
+	recordHistory(m)
 	if err := m.Save(sink.path, sink.saveOptions(save)); err != nil {
 		return nil, err
 	}
@@ -199,28 +200,39 @@ func calibrationWindows(m *onnx.Model, stage, calib, tokPath string, samples, se
 	if ctx := models.ContextLength(m); ctx > 0 && seqLen > ctx {
 		seqLen = ctx
 	}
-	docs, err := data.ReadDocuments(calib)
+	var tok tokenizer.Tokenizer
+	var err error
+	if tokPath != "" {
+		if tok, err = tokenizer.Load(tokPath); err != nil {
+			return nil, 0, err
+		}
+	}
+	// Read lazily, only as far as the budget: memory and time do not grow with the file.
+	co := data.CalibOptions{Samples: samples, SeqLen: seqLen, Seed: seed}
+	ts, err := data.ReadTokens(calib, tok, data.ReadOptions{MaxTokens: data.CalibrationBudget(co)})
 	if err != nil {
+		if tok == nil {
+			return nil, 0, fmt.Errorf("%s: calibration data: no tokenizer given: %w", stage, err)
+		}
 		return nil, 0, fmt.Errorf("%s: calibration data: %w", stage, err)
 	}
-	var tok tokenizer.Tokenizer
-	if tokPath == "" {
-		if err := data.PreTokenized(docs, calib); err != nil {
-			return nil, 0, fmt.Errorf("%s: no tokenizer given: %w", stage, err)
-		}
-	} else if tok, err = tokenizer.Load(tokPath); err != nil {
-		return nil, 0, err
-	}
 	if vocab := models.VocabSize(m); vocab > 0 {
-		for i, d := range docs {
-			for _, id := range d.IDs {
+		for i, ids := range ts.Docs {
+			if !ts.Pre[i] {
+				continue
+			}
+			for _, id := range ids {
 				if id < 0 || int64(id) >= vocab {
 					return nil, 0, fmt.Errorf("%s: calibration data %s: record %d has id %d, outside the model's vocabulary [0, %d)", stage, calib, i+1, id, vocab)
 				}
 			}
 		}
 	}
-	windows, err := data.CalibrationWindows(docs, tok, data.CalibOptions{Samples: samples, SeqLen: seqLen, Seed: seed})
+	eos := -1
+	if tok != nil {
+		eos = tok.EOS()
+	}
+	windows, err := data.CalibrationWindowsOf(ts, eos, co)
 	if err != nil {
 		return nil, 0, fmt.Errorf("%s: calibration data %s: %w", stage, calib, err)
 	}

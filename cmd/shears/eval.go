@@ -26,6 +26,7 @@ type evalOpts struct {
 	batch         int
 	json          bool
 	limit         int
+	maxTokens     int
 	datasetType   string
 	beams         int
 	maxNew        int
@@ -83,7 +84,8 @@ Examples:
 			fs.IntVar(&o.seqLen, "seq-len", 2048, "ppl: window length in tokens (capped to the model's context)")
 			fs.IntVar(&o.batch, "batch", 4, "ppl: windows per onnxruntime run")
 			fs.BoolVar(&o.json, "json", false, "print the result as JSON")
-			fs.IntVar(&o.limit, "limit", 0, "evaluate the first N items (ppl: documents); 0 = all")
+			fs.IntVar(&o.limit, "limit", 0, "evaluate the first N items (ppl: documents; a .txt file has one per paragraph); 0 = all")
+			fs.IntVar(&o.maxTokens, "max-tokens", 0, "ppl: score the first N tokens of the data at most; 0 = all (read lazily either way)")
 			fs.StringVar(&o.datasetType, "dataset-type", "", "gen/choice: the task, overriding the file name ("+strings.Join(eval.TaskNames(), ", ")+")")
 			fs.IntVar(&o.beams, "beams", 4, "gen: beams; 4 = the reference's (default), 1 = greedy (faster)")
 			fs.IntVar(&o.maxNew, "max-new-tokens", 0, "gen: new tokens at most (0 = 256 math, 32 commonsense)")
@@ -114,6 +116,9 @@ func runEval(env *cliEnv, o any, args []string) error {
 	if opts.limit < 0 {
 		return fmt.Errorf("%w: --limit must be >= 0, got %d", errUsage, opts.limit)
 	}
+	if opts.maxTokens < 0 {
+		return fmt.Errorf("%w: --max-tokens must be >= 0, got %d", errUsage, opts.maxTokens)
+	}
 	if opts.beams < 1 {
 		return fmt.Errorf("%w: --beams must be >= 1, got %d", errUsage, opts.beams)
 	}
@@ -138,7 +143,7 @@ func runPPL(env *cliEnv, opts *evalOpts, model string) error {
 	if err != nil {
 		return err
 	}
-	res, err := pipeline.Perplexity(model, opts.data, tok, opts.seqLen, opts.batch, opts.limit, ro)
+	res, err := pipeline.Perplexity(model, opts.data, tok, opts.seqLen, opts.batch, opts.limit, opts.maxTokens, ro)
 	if err != nil {
 		return err
 	}

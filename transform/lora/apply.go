@@ -43,8 +43,13 @@ func Apply(m *onnx.Model, p *Plan, opts ApplyOptions) (*onnx.Model, error) {
 		}
 	}
 
+	qa, err := lowered(m)
+	if err != nil {
+		return nil, fmt.Errorf("lora: apply: %w", err)
+	}
 	b := onnx.BuilderFor(out)
 	meta := p.meta()
+	meta.QuantAware = len(qa) > 0
 	scale := b.Const("lora_scale", onnx.Float32Tensor("", nil, []float32{float32(p.Scale)}))
 	scaled := map[string]string{} // group name → scale·mask
 	for _, gr := range p.Groups {
@@ -90,7 +95,16 @@ func Apply(m *onnx.Model, p *Plan, opts ApplyOptions) (*onnx.Model, error) {
 		}
 		sm := scaledAs(mod.Group, adt)
 		var xa, d string
-		if p.Config.SparseAdapter {
+		if r, ok := qa[mod.Node]; ok {
+			if err := checkQA(mod, r, p.Config.SparseAdapter); err != nil {
+				return nil, fmt.Errorf("lora: apply: %w", err)
+			}
+			if _, ok := zeros[cdt]; !ok {
+				zeros[cdt] = b.Const("lora_zero", typedTensor(cdt, nil, []float32{0}))
+			}
+			d = qaDelta(b, ix.Producer[mod.Output], mod, x, a, bb, sm, zeros[cdt], r)
+			xa = d
+		} else if p.Config.SparseAdapter {
 			if _, ok := zeros[cdt]; !ok {
 				zeros[cdt] = b.Const("lora_zero", typedTensor(cdt, nil, []float32{0}))
 			}

@@ -29,6 +29,13 @@
 // touches the base's zeros and transform/merge's sparsity-keeping merge is exact. It costs a
 // dense [in, out] ΔW per module per step. Meta.SparseAdapter records it; training needs no flag.
 //
+// Quantized bases (SQFT QA-SparsePEFT): on a model lowered by quant.Lower (MatMulNBits turned
+// into MatMuls by the dequantized weight W, the grids kept beside it), each module's path is
+// d = x·(FQ(W + M ⊙ s·(A⊙m)·B) − W), FQ fake-quantizing on the base's own grid with a
+// straight-through gradient built from integer (stop-gradient) tensors (see qaDelta), so the
+// base plus d computes what the quantized merge writes. Meta.QuantAware records it; UnfakeQA
+// turns an extracted sub-adapter back into plain sparse adapters for the unmerged export.
+//
 // Low-precision bases (transform/convert): a linear's weight may be float16 or bfloat16. A
 // weight-only base computes in float32 (its weights pass through a Cast), so its adapters need
 // nothing special. A native base computes in its own type; its adapters are float32 by default

@@ -57,6 +57,9 @@ type Plan struct {
 	Scale   float64
 	Groups  []Group
 	Modules []Module
+	// QuantAware is set when m is a lowered quantized model (quant.Lower): Apply builds the
+	// QA-SparsePEFT path for its modules (see qaDelta).
+	QuantAware bool
 }
 
 // RMax is the plan's largest rank.
@@ -111,6 +114,11 @@ func NewPlan(m *onnx.Model, targets []layers.Linear, cfg Config) (*Plan, error) 
 	}
 
 	p := &Plan{Config: cfg, Scale: cfg.Alpha / float64(cfg.Ranks[0])}
+	if qa, err := lowered(m); err != nil {
+		return nil, err
+	} else if len(qa) > 0 {
+		p.QuantAware = true
+	}
 	rMax := int64(cfg.Ranks[0])
 	matched := map[string]int{}
 	present := map[string]bool{}

@@ -20,7 +20,7 @@ import (
 )
 
 // TestBundle builds the offline GPU check's payload the way "make gpu-bundle" does and uses it
-// the way a GPU machine would, without Go and without the repository's .ort: the payload stays
+// the way a GPU machine would, with its prebuilt binaries (bin/PREBUILT) and its own library: the payload stays
 // under 64 MiB, the CPU path of the check measures the tiny shape (shears forward + NLS step,
 // PyTorch forward + step when /usr/bin/python3 has torch) and writes results whose values are
 // checked, the peer reads the model it measured as onnxruntime does, and --device webgpu on a
@@ -66,14 +66,14 @@ func TestBundle(t *testing.T) {
 		if walked >= 64<<20 {
 			t.Errorf("payload %d bytes (%.2f MiB), the limit is 64 MiB", walked, float64(walked)/(1<<20))
 		}
-		for _, f := range []string{"bin/shears", "bin/gpucheck", ".ort/libonnxruntime.so.1", "bench/gpu/check.sh", "bench/peer/peer.py"} {
+		for _, f := range []string{"bin/shears", "bin/gpucheck", "bin/PREBUILT", ".ort/libonnxruntime.so.1", "bench/gpu/check.sh", "bench/peer/peer.py"} {
 			if _, err := os.Stat(filepath.Join(bundle, f)); err != nil {
 				t.Errorf("bundle lacks %s", f)
 			}
 		}
 	})
 
-	// The bundle alone: Go hidden, the library only the bundle's own.
+	// The bundle alone: its own binaries although Go is on PATH, its own library.
 	env := func(extra ...string) []string {
 		var e []string
 		for _, kv := range os.Environ() {
@@ -81,7 +81,7 @@ func TestBundle(t *testing.T) {
 				e = append(e, kv)
 			}
 		}
-		return append(e, append([]string{"GO=/nonexistent/go"}, extra...)...)
+		return append(e, extra...)
 	}
 	python := "/usr/bin/python3"
 	hasTorch := exec.Command(python, "-c", "import torch").Run() == nil
@@ -222,6 +222,30 @@ func TestBundle(t *testing.T) {
 			t.Errorf("peer vs onnxruntime logits: max |diff| %.3g (max |logit| %.3g)", maxd, spread)
 		}
 		t.Logf("peer vs onnxruntime logits: max |diff| %.3g (max |logit| %.3g)", maxd, spread)
+	})
+
+	t.Run("budget", func(t *testing.T) {
+		res := filepath.Join(tmp, "budget")
+		cmd := exec.Command("bash", filepath.Join(bundle, "bench/gpu/check.sh"), "--device", "cpu", "--shapes", "tiny,25m",
+			"--out", res, "--work", filepath.Join(tmp, "work-budget"), "--budget", "1ns", "--peer=false")
+		cmd.Env = env()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("check.sh: %v\n%s", err, out)
+		}
+		recs, err := report.ReadRecords(filepath.Join(res, "results.jsonl"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Each shape: its forward and its train step recorded as skipped, nothing run.
+		if len(recs) != 4 {
+			t.Fatalf("%d records: %+v", len(recs), recs)
+		}
+		for i, r := range recs {
+			if r.Skipped != "the 1ns budget was spent" || r.Shape != []string{"tiny", "tiny", "25m", "25m"}[i] ||
+				r.Stage != []string{"forward", "train"}[i%2] {
+				t.Errorf("record %d: %+v", i, r)
+			}
+		}
 	})
 
 	t.Run("webgpu", func(t *testing.T) {
