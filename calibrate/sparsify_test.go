@@ -148,7 +148,7 @@ func runExposed(t *testing.T, base *onnx.Model, repl map[string]*onnxpb.TensorPr
 	}
 	defer s.Close()
 	for _, w := range windows {
-		feeds, err := eval.Feeds([]string{"input_ids"}, [][]int{w}, nil)
+		feeds, err := eval.Feeds(s.Inputs(), [][]int{w}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
