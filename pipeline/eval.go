@@ -14,6 +14,7 @@ import (
 	"github.com/shears-ml/shears/runtime"
 	"github.com/shears-ml/shears/tokenizer"
 	"github.com/shears-ml/shears/transform/layers"
+	"github.com/shears-ml/shears/transform/quant"
 )
 
 // EvalResult is one model measured on one evaluation set: a mean loss in nats per scored
@@ -172,10 +173,8 @@ func NonZeroParams(model string) (int64, error) {
 	for _, l := range lins {
 		names[l.Weight] = true
 	}
-	for _, n := range m.Graph().GetNode() {
-		if n.GetOpType() == "Gather" && len(n.GetInput()) > 0 {
-			names[n.GetInput()[0]] = true
-		}
+	for _, e := range layers.Embeddings(m.Graph()) {
+		names[e.Table] = true
 	}
 	var n int64
 	for _, t := range m.Graph().GetInitializer() {
@@ -191,6 +190,14 @@ func NonZeroParams(model string) (int64, error) {
 				n++
 			}
 		}
+	}
+	// MatMulNBits linears (shears quantize): their dequantized weights' non-zeros.
+	infos, _, err := quant.Quantized(m)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", model, err)
+	}
+	for _, q := range infos {
+		n += q.Total - q.Zeros
 	}
 	return n, nil
 }

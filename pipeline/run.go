@@ -95,6 +95,11 @@ func Run(r *Recipe, o Options) (*Summary, error) {
 	if err := sum.write(r.Work); err != nil {
 		return nil, err
 	}
+	if r.Serve != nil && r.Serve.Folder != "" {
+		if err := rn.serve(r.Serve.Folder, rows, sum); err != nil {
+			return nil, err
+		}
+	}
 	return sum, nil
 }
 
@@ -157,6 +162,13 @@ func (rn *runner) stagesAll() ([]model, error) {
 		}
 		m.Key, m.Label, m.Base, m.TrainS = "nls-searched", fmt.Sprintf("%s + NLS (searched: %s)", prefix, s.Strategy), base.Path, trainS
 		rows = append(rows, m)
+	}
+	if q := r.Quantize; q != nil {
+		qrows, err := rn.quantized(q, base, prefix)
+		if err != nil {
+			return nil, err
+		}
+		rows = append(rows, qrows...)
 	}
 	if r.Baselines.LoRA {
 		rmax := r.Adapt.Ranks[0]
@@ -287,9 +299,65 @@ func (rn *runner) train(stage, super, superID string, ranks []int) (string, stri
 	return dir, id, res.TrainS, err
 }
 
+// quantized runs the quantize section: one MatMulNBits model per method from base, and the
+// QA-SparsePEFT row (adapt, train, heuristic export merged sparse) on the model of method q.QA.
+func (rn *runner) quantized(q *RecipeQuantize, base model, prefix string) ([]model, error) {
+	var rows []model
+	for _, method := range q.Methods {
+		stage := "quantize-" + method
+		out := rn.path(stage, "model.onnx")
+		files := map[string]string{}
+		if method == "gptq" {
+			files = map[string]string{"tokenizer": rn.r.Tokenizer, "calib": q.Calib}
+		}
+		in, err := rn.inputs(map[string]string{"base": base.ID}, files)
+		if err != nil {
+			return nil, err
+		}
+		opts := struct {
+			RecipeQuantize
+			Method string `json:"method"`
+		}{*q, method}
+		opts.Methods, opts.QA = nil, ""
+		var rep QuantizeReport
+		id, err := rn.do(stage, opts, in, []string{out}, &rep, func(bool) (any, error) {
+			return Quantize(QuantizeOptions{Model: base.Path, Out: out, Bits: q.Bits, BlockSize: q.BlockSize, Method: method,
+				Symmetric: q.Symmetric, Calib: q.Calib, Tokenizer: rn.r.Tokenizer, Samples: q.Samples, SeqLen: q.SeqLen, Seed: q.Seed, Runtime: rn.ro})
+		})
+		if err != nil {
+			return nil, err
+		}
+		label := fmt.Sprintf("%s + int%d %s", prefix, q.Bits, strings.ToUpper(method))
+		qm := model{Key: fmt.Sprintf("int%d-%s", q.Bits, method), Label: label, Path: out, ID: id, Base: out}
+		rows = append(rows, qm)
+		if q.QA != method {
+			continue
+		}
+		super, superID, err := rn.adapt("adapt-qa", qm)
+		if err != nil {
+			return nil, err
+		}
+		runDir, runID, trainS, err := rn.train("train-qa", super, superID, nil)
+		if err != nil {
+			return nil, err
+		}
+		m, err := rn.exportAs("export-qa", runDir, runID, &merge.Selection{Strategy: "heuristic"}, RecipeExport{Merge: "sparse", DType: "fp32"})
+		if err != nil {
+			return nil, err
+		}
+		m.Key, m.Label, m.Base, m.TrainS = "qa-"+method, label+" + QA-SparsePEFT (heuristic, merged int"+fmt.Sprint(q.Bits)+")", m.Path, trainS
+		rows = append(rows, m)
+	}
+	return rows, nil
+}
+
 // export writes the sub-adapter sel of a run (sel.Ranks nil: the preset named by Strategy).
 func (rn *runner) export(stage, runDir, runID string, sel *merge.Selection) (model, error) {
-	e := rn.r.Export
+	return rn.exportAs(stage, runDir, runID, sel, rn.r.Export)
+}
+
+// exportAs is export with the given export options instead of the recipe's.
+func (rn *runner) exportAs(stage, runDir, runID string, sel *merge.Selection, e RecipeExport) (model, error) {
 	out := rn.path(stage, "model.onnx")
 	var res struct {
 		Adapter  int64          `json:"adapter_params"`

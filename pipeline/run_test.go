@@ -135,7 +135,10 @@ func TestRunResumable(t *testing.T) {
 		}
 	}
 
-	// Second run: everything cached, identical numbers.
+	// Second run: everything cached, identical numbers; serve writes the searched model as a
+	// folder whose card carries the evaluation table.
+	served := filepath.Join(t.TempDir(), "served")
+	r.Serve = &RecipeServe{Folder: served}
 	s2, err := Run(r, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -150,6 +153,20 @@ func TestRunResumable(t *testing.T) {
 			t.Errorf("second run row %d: %+v, first %+v", i, s2.Tables[0].Rows[i], tab.Rows[i])
 		}
 	}
+	card, err := os.ReadFile(filepath.Join(served, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := fmt.Sprintf("| held-out perplexity | %.4g | 50%% Wanda + NLS (searched: hill-climb) (this model) |", tab.Rows[3].PPL)
+	if !strings.Contains(string(card), row) || !strings.Contains(string(card), "| held-out perplexity | ") {
+		t.Errorf("served card lacks the evaluation row %q:\n%s", row, card)
+	}
+	for _, f := range []string{"onnx/model.onnx", "config.json", "tokenizer.json"} {
+		if _, err := os.Stat(filepath.Join(served, f)); err != nil {
+			t.Errorf("served folder: %v", err)
+		}
+	}
+	r.Serve = nil
 
 	// A new search budget reruns the search, its export and its evaluation only.
 	r.Search.Budget = 3
@@ -171,6 +188,7 @@ func TestRunResumable(t *testing.T) {
 func TestRunTrainResume(t *testing.T) {
 	r := fixture(t)
 	r.Search, r.Baselines.LoRA = nil, false
+	r.Train.LR, r.Train.Epochs = 1e-2, 2 // enough for the int4 codes to move (sub-step updates round back)
 	r.Train.CheckpointEvery = 1
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -205,5 +223,40 @@ func TestRunTrainResume(t *testing.T) {
 	}
 	if string(resumed) != string(want) {
 		t.Errorf("resumed adapter (%d bytes) differs from the uninterrupted run's (%d bytes)", len(resumed), len(want))
+	}
+}
+
+// TestRunQuantize runs the recipe with a quantize section (int4 RTN and GPTQ of the 50% base,
+// QA-SparsePEFT on the GPTQ one): the quantized rows keep the sparse base's zeros (no more
+// non-zeros than it), and the QA-SparsePEFT row, merged back to int4, beats its int4 base.
+func TestRunQuantize(t *testing.T) {
+	r := fixture(t)
+	r.Search, r.Baselines.LoRA = nil, false
+	r.Train.LR, r.Train.Epochs = 1e-2, 2 // enough for the int4 codes to move (sub-step updates round back)
+	r.Quantize = &RecipeQuantize{Bits: 4, BlockSize: 32, Methods: []string{"rtn", "gptq"}, Calib: r.Prune.Calib, Samples: 4, SeqLen: 64, QA: "gptq"}
+	if err := r.check(); err != nil {
+		t.Fatal(err)
+	}
+	var log strings.Builder
+	s, err := Run(r, Options{Log: &log})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	rows := s.Tables[0].Rows
+	labels := []string{"dense base", "50% Wanda base", "50% Wanda + NLS (heuristic)", "50% Wanda + int4 RTN", "50% Wanda + int4 GPTQ",
+		"50% Wanda + int4 GPTQ + QA-SparsePEFT (heuristic, merged int4)"}
+	if len(rows) != len(labels) {
+		t.Fatalf("%d rows, want %d: %+v", len(rows), len(labels), rows)
+	}
+	for i, l := range labels {
+		if rows[i].Model != l {
+			t.Errorf("row %d: %q, want %q", i, rows[i].Model, l)
+		}
+		if i >= 3 && !(rows[i].NonZero <= rows[1].NonZero && rows[i].NonZero > rows[1].NonZero/2) {
+			t.Errorf("%s: %d non-zero params, the sparse base has %d", l, rows[i].NonZero, rows[1].NonZero)
+		}
+	}
+	if qa, base := rows[5], rows[4]; !(qa.Loss < base.Loss) || !(qa.TrainSeconds > 0) || qa.AdapterParams != 23760 {
+		t.Errorf("QA-SparsePEFT row %+v does not beat its int4 base %+v", qa, base)
 	}
 }

@@ -23,6 +23,13 @@
 // reproducible across checkpoint and resume, which an in-graph random Dropout is not. Inference
 // graphs have no dropout inputs.
 //
+// Fused q/k/v linears (GPT-2's c_attn, Phi-3's qkv_proj, NeoX's query_key_value: role "qkv")
+// get one adapter per q, k and v slice of their output, as the reference adapts MPT's fused
+// Wqkv, all three in the block's qkv rank group; the slice deltas are joined by one Concat
+// before the Add, so the effect equals separate q, k, v adapters on the split weights (fused.go;
+// Module.Slice and Module.Fused record it, merge writes each slice's columns, and PEFT gets one
+// block-diagonal module of the summed rank).
+//
 // Sparse adapters (Config.SparseAdapter, "shears adapt --sparse-adapter", SQFT SparsePEFT): the
 // adapter path becomes x·(M ⊙ ((A ⊙ s·m)·B)) with M = Cast(Not(Equal(W, 0))) built from the
 // frozen weight in the graph (stop-gradient, folded by onnxruntime), so the trained delta never

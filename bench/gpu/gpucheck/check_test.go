@@ -204,7 +204,7 @@ func TestBundle(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer s.Close()
-		o, err := s.Run(map[string]*runtime.Tensor{"input_ids": runtime.I64([]int64{1, int64(len(rec.IDs))}, rec.IDs)}, []string{"logits"})
+		o, err := s.Run(testkit.Feeds(t, s.Inputs(), runtime.I64([]int64{1, int64(len(rec.IDs))}, rec.IDs), nil), []string{"logits"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -222,6 +222,30 @@ func TestBundle(t *testing.T) {
 			t.Errorf("peer vs onnxruntime logits: max |diff| %.3g (max |logit| %.3g)", maxd, spread)
 		}
 		t.Logf("peer vs onnxruntime logits: max |diff| %.3g (max |logit| %.3g)", maxd, spread)
+	})
+
+	t.Run("budget", func(t *testing.T) {
+		res := filepath.Join(tmp, "budget")
+		cmd := exec.Command("bash", filepath.Join(bundle, "bench/gpu/check.sh"), "--device", "cpu", "--shapes", "tiny,25m",
+			"--out", res, "--work", filepath.Join(tmp, "work-budget"), "--budget", "1ns", "--peer=false")
+		cmd.Env = env()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("check.sh: %v\n%s", err, out)
+		}
+		recs, err := report.ReadRecords(filepath.Join(res, "results.jsonl"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Each shape: its forward and its train step recorded as skipped, nothing run.
+		if len(recs) != 4 {
+			t.Fatalf("%d records: %+v", len(recs), recs)
+		}
+		for i, r := range recs {
+			if r.Skipped != "the 1ns budget was spent" || r.Shape != []string{"tiny", "tiny", "25m", "25m"}[i] ||
+				r.Stage != []string{"forward", "train"}[i%2] {
+				t.Errorf("record %d: %+v", i, r)
+			}
+		}
 	})
 
 	t.Run("webgpu", func(t *testing.T) {

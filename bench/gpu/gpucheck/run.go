@@ -307,8 +307,11 @@ func (c *checker) shape(shape string, profile bool) {
 	if c.o.train {
 		if used < 0 {
 			r := base
-			r.Stage, r.DType, r.Steps, r.Skipped = "train", dtypes[0], c.o.trainSteps, "the forward pass did not run"
-			c.add(r)
+			r.Stage, r.DType, r.Steps = "train", dtypes[0], c.o.trainSteps
+			if !c.over(&r) {
+				r.Skipped = "the forward pass did not run"
+				c.add(r)
+			}
 		}
 		for k := used; k >= 0 && k < len(dtypes); k++ {
 			r := base
