@@ -158,7 +158,7 @@ type Summary struct {
 	Items        int     `json:"items"`
 	Correct      int     `json:"correct"`
 	Accuracy     float64 `json:"accuracy"`
-	Decoding     string  `json:"decoding"` // greedy, beam search (…), or log-likelihood (sum)
+	Decoding     string  `json:"decoding"`          // greedy, beam search (…), or log-likelihood (sum)
 	Caching      string  `json:"caching,omitempty"` // gen: "kv cache" or "recompute" (Caching)
 	MaxNewTokens int     `json:"max_new_tokens,omitempty"`
 	// CorrectMean / AccuracyMean: choice by mean instead of summed log-probability.
