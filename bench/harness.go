@@ -68,6 +68,8 @@ func Scenarios() []Scenario {
 		{"loadsave-1b", "onnx.Load + Save of the 1B synthetic vs a plain copy of its files", loadSave1B},
 		{"ppl-stories", "stories260K held-out perplexity vs sparsity, magnitude and Wanda", pplStories},
 		{"prune-1b", "50% Wanda on the 1B synthetic: seconds per stage, peak RSS", prune1B},
+		{"generate-25m", "200 tokens from a 25M LLaMA with the KV cache vs without (--no-cache)", generate25M},
+		{"gen-gsm8k", "eval --task gen on 100 gsm8k items (stories260K) with the KV cache vs without", genGSM8K},
 	}
 }
 
