@@ -2,22 +2,56 @@ package eval
 
 import (
 	"math/rand/v2"
+	"path/filepath"
 	"reflect"
 	"testing"
 
 	"github.com/shears-ml/shears/internal/testkit"
+	"github.com/shears-ml/shears/internal/testsynth"
 	"github.com/shears-ml/shears/internal/torchfix"
+	"github.com/shears-ml/shears/models/llama"
+	"github.com/shears-ml/shears/onnx"
+	"github.com/shears-ml/shears/onnx/onnxpb"
 	"github.com/shears-ml/shears/runtime"
 )
 
-// cachedModels are with-past graphs to check the cached path on: PyTorch's optimum-style
-// export of a random tiny LLaMA, and its merged decoder (If on use_cache_branch).
+// cachedModels are with-past graphs to check the cached path on: GenAI-style graphs with
+// onnxruntime's fused operators (GroupQueryAttention, MultiHeadAttention) and, where
+// python3-torch is installed, PyTorch's optimum-style export of a random tiny LLaMA and its
+// merged decoder (If on use_cache_branch).
 func cachedModels(t *testing.T) map[string]*runtime.Session {
 	t.Helper()
-	e := torchfix.Random(t, torchfix.TinySpec, 3)
 	testkit.ORT(t)
+	paths := map[string]string{}
+	for _, c := range []struct {
+		attn string
+		kv   int
+	}{{testsynth.GQA, 4}, {testsynth.MHA, 8}} {
+		cfg, _ := llama.Preset("tiny")
+		cfg.KVHeads = c.kv
+		dir := t.TempDir()
+		if err := llama.WriteSynthetic(filepath.Join(dir, "plain.onnx"), cfg, 2, onnxpb.TensorProto_FLOAT); err != nil {
+			t.Fatal(err)
+		}
+		plain, err := onnx.Load(filepath.Join(dir, "plain.onnx"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := testsynth.Fused(plain, cfg, c.attn)
+		plain.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		paths[c.attn] = filepath.Join(dir, "fused.onnx")
+		if err := m.Save(paths[c.attn], onnx.SaveOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if e, ok := torchfix.TryRandom(t, torchfix.TinySpec, 3); ok {
+		paths["torch with-past"], paths["torch merged"] = e.WithPast, e.Merged
+	}
 	out := map[string]*runtime.Session{}
-	for name, path := range map[string]string{"with-past": e.WithPast, "merged": e.Merged} {
+	for name, path := range paths {
 		s, err := runtime.OpenFile(path, runtime.Options{Threads: 1})
 		if err != nil {
 			t.Fatal(err)

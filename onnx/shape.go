@@ -206,7 +206,8 @@ type shapeInf struct {
 
 // node infers n's outputs from its inputs and folds them when all inputs are constant.
 func (si *shapeInf) node(n *onnxpb.NodeProto) error {
-	if d := n.GetDomain(); d != "" && d != "ai.onnx" {
+	contrib := contribShape(n)
+	if d := n.GetDomain(); d != "" && d != "ai.onnx" && contrib == nil {
 		return fmt.Errorf("op %s of domain %q is not supported", n.GetOpType(), d)
 	}
 	ins := make([]*TensorType, len(n.GetInput()))
@@ -222,7 +223,14 @@ func (si *shapeInf) node(n *onnxpb.NodeProto) error {
 		ins[i] = &t
 		cs[i] = si.consts[name]
 	}
-	outs, folded, err := si.infer(n, ins, cs)
+	var outs []TensorType
+	var folded []*cval
+	var err error
+	if contrib != nil {
+		outs, err = contrib(n, ins)
+	} else {
+		outs, folded, err = si.infer(n, ins, cs)
+	}
 	if err != nil {
 		return err
 	}

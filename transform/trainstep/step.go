@@ -8,6 +8,7 @@ import (
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
 	"github.com/shears-ml/shears/transform/autodiff"
+	"github.com/shears-ml/shears/transform/lower"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -93,6 +94,11 @@ func Build(m *onnx.Model, cfg Config) (*Step, error) {
 		logits = LogitsName
 	}
 	sm := &onnx.Model{Proto: proto.Clone(m.Proto).(*onnxpb.ModelProto), Dir: m.Dir}
+	// onnxruntime's fused operators become standard ones autodiff differentiates (or the
+	// error says which cannot and what to do).
+	if _, err := lower.Lower(sm); err != nil {
+		return nil, fmt.Errorf("trainstep: build: %w", err)
+	}
 	g := sm.Graph()
 	var idsVI *onnxpb.ValueInfoProto
 	for _, in := range g.GetInput() {
