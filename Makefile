@@ -9,7 +9,7 @@ export ONNXRUNTIME_LIB ?= $(ORT_LIB)
 
 ORT_GPU_DIR := $(CURDIR)/.ort-gpu
 
-.PHONY: all build ort ort-gpu gpu-check deps tokenizers test vet demo bench clean
+.PHONY: all build ort ort-gpu gpu-check deps tokenizers transformersjs test vet demo bench clean
 
 all: build
 
@@ -49,7 +49,12 @@ vet:
 tokenizers:
 	./scripts/fetch-tokenizers.sh
 
-test: deps ort tokenizers vet
+# transformers.js (npm @huggingface/transformers) into .cache/transformers-js, the client the deploy
+# tests load exported folders with; npm install --ignore-scripts; the tests skip when it cannot be had.
+transformersjs:
+	./scripts/fetch-transformersjs.sh
+
+test: deps ort tokenizers transformersjs vet
 	$(GO) test -count=1 -timeout 20m ./...
 	$(GO) test -run '^$$' -fuzz FuzzLoad -fuzztime 10s ./onnx
 

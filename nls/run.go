@@ -9,7 +9,7 @@ import (
 	"runtime/debug"
 	"strings"
 
-	"github.com/shears-ml/shears/internal/safetensors"
+	"github.com/shears-ml/shears/onnx"
 )
 
 // Files of a run directory.
@@ -34,6 +34,14 @@ type RunConfig struct {
 	SuperSize int64  `json:"super_size"`
 	Data      string `json:"data"`
 	Tokenizer string `json:"tokenizer"`
+	// Inputs are the content digests of every file the run reads (the super-network, its data
+	// files and the base data it shares, the training data, the tokenizer): --resume, search and
+	// export refuse a run whose inputs changed underneath, naming the file. Empty in runs
+	// written before digests were recorded.
+	Inputs []InputDigest `json:"inputs,omitempty"`
+	// CheckpointEvery is the run's --checkpoint-every, kept so a resumed run checkpoints as
+	// often as it did (issue 14: it used to fall back to epoch ends only).
+	CheckpointEvery int `json:"checkpoint_every,omitempty"`
 
 	Hyper Hyper `json:"hyper"`
 
@@ -125,7 +133,7 @@ func writeJSONAtomic(path string, v any) error {
 	if err != nil {
 		return fmt.Errorf("nls: %s: %w", path, err)
 	}
-	return safetensors.WriteFileAtomic(path, append(b, '\n'))
+	return onnx.WriteFileAtomic(path, append(b, '\n'))
 }
 
 // diffRun lists what differs between a stored run and a new one, in the fields that change

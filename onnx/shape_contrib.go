@@ -20,6 +20,7 @@ var contribShapes = map[string]func(n *onnxpb.NodeProto, ins []*TensorType) ([]T
 	"RotaryEmbedding":                  sameAsFirst,
 	"GroupQueryAttention":              gqaShapes,
 	"MultiHeadAttention":               mhaShapes,
+	"MatMulNBits":                      matMulNBitsShapes,
 }
 
 // contribShape reports whether n is a fused operator with a shape function here
@@ -138,4 +139,16 @@ func mhaShapes(n *onnxpb.NodeProto, ins []*TensorType) ([]TensorType, error) {
 	}
 	h := attrInt(n, "num_heads", 0)
 	return attentionShapes(n, ins, h, h)
+}
+
+// matMulNBitsShapes: Y = A · dequant(B)ᵀ keeps A's leading dims and has N outputs.
+func matMulNBitsShapes(n *onnxpb.NodeProto, ins []*TensorType) ([]TensorType, error) {
+	if err := need(ins, 1, n.GetOpType()); err != nil {
+		return nil, err
+	}
+	var sh []int64
+	if ins[0].Shape != nil {
+		sh = append(append(sh, ins[0].Shape[:max(0, len(ins[0].Shape)-1)]...), attrInt(n, "N", -1))
+	}
+	return []TensorType{{Elem: ins[0].Elem, Shape: sh}}, nil
 }
