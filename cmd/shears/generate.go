@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/shears-ml/shears/eval"
+	"github.com/shears-ml/shears/pipeline"
 	"github.com/shears-ml/shears/runtime"
 	"github.com/shears-ml/shears/tokenizer"
 )
@@ -32,7 +33,7 @@ type generateOpts struct {
 func init() {
 	register(&command{
 		name:    "generate",
-		args:    "MODEL.onnx --tokenizer TOK [--prompt P] [flags]",
+		args:    "MODEL.onnx|MODEL_DIR [--tokenizer TOK] [--prompt P] [flags]",
 		summary: "generate text from a causal LM (greedy by default)",
 		long: `Starts from BOS (plus the encoded --prompt) and appends one token at a time until
 --max-tokens or EOS. Greedy decoding unless --temperature > 0, which samples from the
@@ -44,13 +45,17 @@ prompt once and then one token per step; --no-cache reruns the whole sequence fo
 excluded), with the timing. --prompt-ids gives the prompt as token ids (BOS not added), so no
 tokenizer is needed with --json; --ignore-eos keeps going past EOS (fixed-length timing runs).
 
+A model folder (--format folder of import, convert, prune, export) is read as its
+onnx/model.onnx with its tokenizer.json unless --tokenizer says otherwise.
+
 Examples:
   shears generate stories260K.onnx --tokenizer tok512.bin --prompt "Once upon a time" --max-tokens 100
+  shears generate served/stories --prompt "Once upon a time"
   shears generate model.onnx --tokenizer tokenizer.json --beams 4 --max-tokens 64
   shears generate model.onnx --prompt-ids 1 --max-tokens 200 --ignore-eos --json   # timing, no tokenizer`,
 		flags: func(fs *pflag.FlagSet) any {
 			o := &generateOpts{}
-			fs.StringVar(&o.tokenizer, "tokenizer", "", "tokenizer file (llama2.c tokenizer.bin or tokenizer.json)")
+			fs.StringVar(&o.tokenizer, "tokenizer", "", "tokenizer file (llama2.c tokenizer.bin or tokenizer.json; a model folder's own by default)")
 			fs.StringVar(&o.prompt, "prompt", "", "text to continue (after BOS)")
 			fs.StringVar(&o.promptIDs, "prompt-ids", "", "the prompt as comma-separated token ids, instead of BOS + --prompt")
 			fs.IntVar(&o.maxTokens, "max-tokens", 128, "tokens to generate at most")
@@ -99,6 +104,10 @@ func runGenerate(env *cliEnv, o any, args []string) error {
 	if opts.promptIDs != "" && opts.prompt != "" {
 		return fmt.Errorf("%w: give --prompt or --prompt-ids, not both", errUsage)
 	}
+	model, folderTok := pipeline.ResolveModel(args[0]) // a model folder: its graph and tokenizer
+	if opts.tokenizer == "" {
+		opts.tokenizer = folderTok
+	}
 	var tok tokenizer.Tokenizer
 	var err error
 	if opts.tokenizer != "" || opts.promptIDs == "" || !opts.json {
@@ -122,14 +131,14 @@ func runGenerate(env *cliEnv, o any, args []string) error {
 	if err != nil {
 		return err
 	}
-	s, err := runtime.OpenFile(args[0], ro)
+	s, err := runtime.OpenFile(model, ro)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
 	res := generateResult{PromptTokens: len(prompt), Decoding: "greedy"}
 	if res.Caching, err = eval.Caching(s, opts.noCache); err != nil {
-		return fmt.Errorf("%s: %w", args[0], err)
+		return fmt.Errorf("%s: %w", model, err)
 	}
 	var onToken func(int)
 	if !opts.json {
