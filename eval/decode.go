@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/shears-ml/shears/lm"
-	"github.com/shears-ml/shears/onnx/onnxpb"
 	"github.com/shears-ml/shears/runtime"
 )
 
@@ -24,7 +22,7 @@ const UseCacheBranch = "use_cache_branch"
 // reference computation the cached path is tested against.
 type decoder struct {
 	m      Model
-	it     *lm.Interface
+	it     *kvIO
 	cached bool
 	seqs   [][]int // every row's tokens so far (prompt included)
 	// past holds the cache of every row after the last step, keyed by past input name:
@@ -42,11 +40,7 @@ type shapedModel interface {
 
 // newDecoder reads m's interface. recompute forces the uncached path on a model with a cache.
 func newDecoder(m Model, recompute bool) (*decoder, error) {
-	var ios []lm.IO
-	for _, in := range m.Inputs() {
-		ios = append(ios, lm.IO{Name: in.Name, DType: onnxpb.TensorProto_DataType(in.DType), Dims: in.Dims})
-	}
-	it, err := lm.FromIO(ios, nil)
+	it, err := readKV(m.Inputs())
 	if err != nil {
 		return nil, err
 	}
@@ -56,7 +50,7 @@ func newDecoder(m Model, recompute bool) (*decoder, error) {
 			return nil, fmt.Errorf("the model input %q is not supported (expected input_ids, attention_mask, position_ids, past_key_values.*, use_cache_branch)", name)
 		}
 	}
-	if d.cached && it.PastType != onnxpb.TensorProto_FLOAT {
+	if d.cached && it.PastType != runtime.Float32 {
 		sm, ok := m.(shapedModel)
 		if !ok {
 			return nil, fmt.Errorf("a %v KV cache needs a session that takes output shapes", it.PastType)
@@ -97,29 +91,11 @@ func (d *decoder) step(tokens [][]int) ([]float32, int, error) {
 	for i := range d.seqs {
 		d.seqs[i] = append(d.seqs[i], tokens[i]...)
 	}
-	batch := lm.Batch{IDs: tokens}
+	rows := tokens
 	if !d.cached {
-		batch.IDs, past = d.seqs, 0
-	} else if past > 0 {
-		batch.PastMask = make([][]int64, len(tokens))
-		ones := make([]int64, past)
-		for i := range ones {
-			ones[i] = 1
-		}
-		for i := range batch.PastMask {
-			batch.PastMask[i] = ones
-		}
+		rows, past = d.seqs, 0
 	}
-	lf, err := d.it.Feeds(batch)
-	if err != nil {
-		return nil, 0, err
-	}
-	feeds := make(map[string]*runtime.Tensor, len(lf)+len(d.past)+1)
-	for name, t := range lf {
-		if feeds[name], err = lmTensor(t); err != nil {
-			return nil, 0, fmt.Errorf("decode: input %q: %w", name, err)
-		}
-	}
+	feeds := d.it.feeds(rows, past)
 	if past > 0 {
 		for name, t := range d.past {
 			feeds[name] = t
@@ -128,12 +104,12 @@ func (d *decoder) step(tokens [][]int) ([]float32, int, error) {
 	if slices.Contains(d.it.Other, UseCacheBranch) {
 		feeds[UseCacheBranch] = &runtime.Tensor{DType: runtime.Bool, Shape: []int64{1}, Raw: []byte{boolByte(past > 0)}}
 	}
-	outs := []string{lm.Logits}
+	outs := []string{logitsName}
 	var shapes map[string][]int64
 	if d.cached {
 		for i := 0; i < d.it.Layers; i++ {
-			for _, k := range []lm.Kind{lm.Key, lm.Value} {
-				outs = append(outs, lm.Present(i, k))
+			for _, k := range kvKinds {
+				outs = append(outs, presentName(i, k))
 			}
 		}
 		if d.shaped != nil {
@@ -144,6 +120,7 @@ func (d *decoder) step(tokens [][]int) ([]float32, int, error) {
 		}
 	}
 	var res map[string]*runtime.Tensor
+	var err error
 	if shapes != nil {
 		res, err = d.shaped(feeds, outs, shapes)
 	} else {
@@ -155,23 +132,23 @@ func (d *decoder) step(tokens [][]int) ([]float32, int, error) {
 	if d.cached {
 		d.past = make(map[string]*runtime.Tensor, 2*d.it.Layers)
 		for i := 0; i < d.it.Layers; i++ {
-			for _, k := range []lm.Kind{lm.Key, lm.Value} {
-				p := res[lm.Present(i, k)]
+			for _, k := range kvKinds {
+				p := res[presentName(i, k)]
 				if p == nil || len(p.Shape) != 4 || p.Shape[0] != int64(len(tokens)) || p.Shape[2] != int64(past+n) {
-					return nil, 0, fmt.Errorf("decode: output %q is %v, want [%d, kv_heads, %d, head_dim]", lm.Present(i, k), shapeOf(p), len(tokens), past+n)
+					return nil, 0, fmt.Errorf("decode: output %q is %v, want [%d, kv_heads, %d, head_dim]", presentName(i, k), shapeOf(p), len(tokens), past+n)
 				}
-				d.past[lm.Past(i, k)] = p
+				d.past[pastName(i, k)] = p
 			}
 		}
 	}
-	l := res[lm.Logits]
-	rows, t := len(tokens), len(batch.IDs[0])
-	if l == nil || len(l.Shape) != 3 || l.Shape[0] != int64(rows) || l.Shape[1] != int64(t) || l.DType != runtime.Float32 {
-		return nil, 0, fmt.Errorf("decode: logits %v, want float32 [%d, %d, vocab]", shapeOf(l), rows, t)
+	l := res[logitsName]
+	b, t := len(tokens), len(rows[0])
+	if l == nil || len(l.Shape) != 3 || l.Shape[0] != int64(b) || l.Shape[1] != int64(t) || l.DType != runtime.Float32 {
+		return nil, 0, fmt.Errorf("decode: logits %v, want float32 [%d, %d, vocab]", shapeOf(l), b, t)
 	}
 	v := int(l.Shape[2])
-	out := make([]float32, 0, rows*v)
-	for r := 0; r < rows; r++ {
+	out := make([]float32, 0, b*v)
+	for r := 0; r < b; r++ {
 		out = append(out, l.F32[(r*t+t-1)*v:(r*t+t)*v]...)
 	}
 	return out, v, nil
@@ -227,19 +204,6 @@ func gatherRows(t *runtime.Tensor, src []int) (*runtime.Tensor, error) {
 		return runtime.RawTensor(t.DType, shape, out), nil
 	}
 	return nil, fmt.Errorf("cache of type %s", t.DType)
-}
-
-// lmTensor wraps an lm feed as a runtime tensor (sharing its data).
-func lmTensor(t lm.Tensor) (*runtime.Tensor, error) {
-	switch {
-	case t.DType == onnxpb.TensorProto_INT64:
-		return runtime.I64(t.Shape, t.I64), nil
-	case t.DType == onnxpb.TensorProto_FLOAT:
-		return runtime.F32(t.Shape, t.F32), nil
-	case t.I64 == nil && t.F32 == nil: // an empty past of another type
-		return runtime.Zeros(runtime.DType(t.DType), t.Shape)
-	}
-	return nil, fmt.Errorf("feed of type %v with data", t.DType)
 }
 
 func boolByte(b bool) byte {
