@@ -303,6 +303,14 @@ def setup(a):
     return dtype, ctx
 
 
+def grad_scaler(enabled):
+    """torch.amp.GradScaler("cuda") where it exists (torch >= 2.3; the torch.cuda.amp spelling is
+    deprecated there), torch.cuda.amp.GradScaler before."""
+    if hasattr(torch, "amp") and hasattr(torch.amp, "GradScaler"):
+        return torch.amp.GradScaler("cuda", enabled=enabled)
+    return torch.cuda.amp.GradScaler(enabled=enabled)
+
+
 def sync(device):
     if device == "cuda":
         torch.cuda.synchronize()
@@ -327,7 +335,7 @@ def cmd_train(a):
     order = torch.randperm(n, generator=gen)
     ranks = [int(r) for r in model.lora["ranks"]]
     opt = torch.optim.AdamW(model.params, lr=a.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
-    scaler = torch.cuda.amp.GradScaler(enabled=dtype == torch.float16)
+    scaler = grad_scaler(dtype == torch.float16)
     total_micro = steps * accum
     model.training = True
     load_s = time.perf_counter() - t0
@@ -369,7 +377,8 @@ def cmd_train(a):
 
 def cmd_forward(a):
     """The base model's forward pass (no adapters, as bench/gpu/gpucheck measures shears'):
-    one warm-up, then --steps timed passes of --batch sequences."""
+    one warm-up, then --steps timed passes of --batch sequences, each returning its float32 logits
+    to host memory (what a shears session run does)."""
     dtype, autocast = setup(a)
     t0 = time.perf_counter()
     model = Peer(a.model, a.device, dtype)
@@ -384,7 +393,8 @@ def cmd_forward(a):
         for s in range(a.steps + 1):
             sync(a.device)
             ts = time.perf_counter()
-            model.logits(ids)
+            # The logits come back to host memory as float32, as onnxruntime returns them to shears.
+            model.logits(ids).float().cpu()
             sync(a.device)
             times.append(time.perf_counter() - ts)
     steady = times[1:]
