@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/shears-ml/shears/lm"
+	"github.com/shears-ml/shears/onnx/onnxpb"
 	"github.com/shears-ml/shears/runtime"
 )
 
@@ -22,7 +24,7 @@ const UseCacheBranch = "use_cache_branch"
 // reference computation the cached path is tested against.
 type decoder struct {
 	m      Model
-	it     *kvIO
+	it     *lm.Interface
 	cached bool
 	seqs   [][]int // every row's tokens so far (prompt included)
 	// past holds the cache of every row after the last step, keyed by past input name:
@@ -40,7 +42,7 @@ type shapedModel interface {
 
 // newDecoder reads m's interface. recompute forces the uncached path on a model with a cache.
 func newDecoder(m Model, recompute bool) (*decoder, error) {
-	it, err := readKV(m.Inputs())
+	it, err := lm.FromIO(runtime.LMIO(m.Inputs()), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -50,7 +52,7 @@ func newDecoder(m Model, recompute bool) (*decoder, error) {
 			return nil, fmt.Errorf("the model input %q is not supported (expected input_ids, attention_mask, position_ids, past_key_values.*, use_cache_branch)", name)
 		}
 	}
-	if d.cached && it.PastType != runtime.Float32 {
+	if d.cached && it.PastType != onnxpb.TensorProto_FLOAT {
 		sm, ok := m.(shapedModel)
 		if !ok {
 			return nil, fmt.Errorf("a %v KV cache needs a session that takes output shapes", it.PastType)
@@ -91,11 +93,30 @@ func (d *decoder) step(tokens [][]int) ([]float32, int, error) {
 	for i := range d.seqs {
 		d.seqs[i] = append(d.seqs[i], tokens[i]...)
 	}
-	rows := tokens
+	batch := lm.Batch{IDs: tokens}
 	if !d.cached {
-		rows, past = d.seqs, 0
+		batch.IDs, past = d.seqs, 0
+	} else if past > 0 {
+		// Every row is all real tokens: generation rows grow together, unpadded.
+		ones := make([]int64, past)
+		for i := range ones {
+			ones[i] = 1
+		}
+		batch.PastMask = make([][]int64, len(tokens))
+		for i := range batch.PastMask {
+			batch.PastMask[i] = ones
+		}
 	}
-	feeds := d.it.feeds(rows, past)
+	lf, err := d.it.Feeds(batch)
+	if err != nil {
+		return nil, 0, err
+	}
+	feeds := make(map[string]*runtime.Tensor, len(lf)+len(d.past)+1)
+	for name, t := range lf {
+		if feeds[name], err = runtime.LMTensor(t); err != nil {
+			return nil, 0, fmt.Errorf("decode: input %q: %w", name, err)
+		}
+	}
 	if past > 0 {
 		for name, t := range d.past {
 			feeds[name] = t
@@ -104,12 +125,12 @@ func (d *decoder) step(tokens [][]int) ([]float32, int, error) {
 	if slices.Contains(d.it.Other, UseCacheBranch) {
 		feeds[UseCacheBranch] = &runtime.Tensor{DType: runtime.Bool, Shape: []int64{1}, Raw: []byte{boolByte(past > 0)}}
 	}
-	outs := []string{logitsName}
+	outs := []string{lm.Logits}
 	var shapes map[string][]int64
 	if d.cached {
 		for i := 0; i < d.it.Layers; i++ {
-			for _, k := range kvKinds {
-				outs = append(outs, presentName(i, k))
+			for _, k := range []lm.Kind{lm.Key, lm.Value} {
+				outs = append(outs, lm.Present(i, k))
 			}
 		}
 		if d.shaped != nil {
@@ -120,7 +141,6 @@ func (d *decoder) step(tokens [][]int) ([]float32, int, error) {
 		}
 	}
 	var res map[string]*runtime.Tensor
-	var err error
 	if shapes != nil {
 		res, err = d.shaped(feeds, outs, shapes)
 	} else {
@@ -132,17 +152,17 @@ func (d *decoder) step(tokens [][]int) ([]float32, int, error) {
 	if d.cached {
 		d.past = make(map[string]*runtime.Tensor, 2*d.it.Layers)
 		for i := 0; i < d.it.Layers; i++ {
-			for _, k := range kvKinds {
-				p := res[presentName(i, k)]
+			for _, k := range []lm.Kind{lm.Key, lm.Value} {
+				p := res[lm.Present(i, k)]
 				if p == nil || len(p.Shape) != 4 || p.Shape[0] != int64(len(tokens)) || p.Shape[2] != int64(past+n) {
-					return nil, 0, fmt.Errorf("decode: output %q is %v, want [%d, kv_heads, %d, head_dim]", presentName(i, k), shapeOf(p), len(tokens), past+n)
+					return nil, 0, fmt.Errorf("decode: output %q is %v, want [%d, kv_heads, %d, head_dim]", lm.Present(i, k), shapeOf(p), len(tokens), past+n)
 				}
-				d.past[pastName(i, k)] = p
+				d.past[lm.Past(i, k)] = p
 			}
 		}
 	}
-	l := res[logitsName]
-	b, t := len(tokens), len(rows[0])
+	l := res[lm.Logits]
+	b, t := len(tokens), len(batch.IDs[0])
 	if l == nil || len(l.Shape) != 3 || l.Shape[0] != int64(b) || l.Shape[1] != int64(t) || l.DType != runtime.Float32 {
 		return nil, 0, fmt.Errorf("decode: logits %v, want float32 [%d, %d, vocab]", shapeOf(l), b, t)
 	}
