@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -155,12 +154,6 @@ func runAdapt(env *cliEnv, o any, args []string) error {
 	}
 	printAdaptSummary(env, rep)
 	return nil
-}
-
-func printJSON(env *cliEnv, v any) error {
-	enc := json.NewEncoder(env.stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }
 
 // adaptSummary groups the plan by group kind; ranks shown are r_max, the heuristic middle

@@ -148,7 +148,7 @@ func runPPL(env *cliEnv, opts *evalOpts, model string) error {
 		return err
 	}
 	if opts.json {
-		return json.NewEncoder(env.stdout).Encode(res)
+		return printJSON(env, res)
 	}
 	fmt.Fprintf(env.stdout, "perplexity %.4f (nll %.4f over %d tokens, %d windows of ≤ %d)\n", res.PPL, res.Loss, res.Tokens, res.Windows, res.SeqLen)
 	return nil
@@ -256,7 +256,7 @@ func runItems(env *cliEnv, opts *evalOpts, model string) error {
 		}
 	}
 	if opts.json {
-		return json.NewEncoder(env.stdout).Encode(sum)
+		return printJSON(env, sum)
 	}
 	fmt.Fprintf(env.stdout, "%s %s: accuracy %.4f (%d/%d), %s, %.1fs", opts.task, task.Name, sum.Accuracy, sum.Correct, sum.Items, sum.Decoding, sum.Seconds)
 	if sum.AccuracyMean != nil {

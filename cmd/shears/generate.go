@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 
 	"github.com/spf13/pflag"
@@ -107,7 +106,7 @@ func runGenerate(env *cliEnv, o any, args []string) error {
 		if ids == nil {
 			ids = []int{}
 		}
-		return json.NewEncoder(env.stdout).Encode(map[string]any{"ids": ids, "text": tok.Decode(ids)})
+		return printJSON(env, map[string]any{"ids": ids, "text": tok.Decode(ids)})
 	}
 	fmt.Fprintln(env.stdout)
 	return nil
