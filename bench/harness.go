@@ -39,6 +39,9 @@ type Config struct {
 	PruneSamples, PruneSeqLen int
 	// OneShot adds a --one-shot run to prune-1b.
 	OneShot bool
+	// Repo is the repository root, where serve-25m finds scripts/transformersjs and the
+	// transformers.js install in .cache/transformers-js.
+	Repo string
 	// Log receives progress lines and the children's stderr (nil: discarded).
 	Log io.Writer
 }

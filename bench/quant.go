@@ -168,11 +168,7 @@ func Forward(model string, o runtime.Options, batch, seqLen int) (*ForwardResult
 			windows[i][j] = rng.IntN(256)
 		}
 	}
-	var names []string
-	for _, in := range s.Inputs() {
-		names = append(names, in.Name)
-	}
-	feeds, err := eval.Feeds(names, windows, nil)
+	feeds, err := eval.Feeds(s.Inputs(), windows, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -41,7 +41,7 @@ func captureHessians(t *testing.T, base *onnx.Model, repl map[string]*onnxpb.Ten
 	tokens := 0
 	for _, w := range windows {
 		tokens += len(w)
-		feeds, err := eval.Feeds([]string{"input_ids"}, [][]int{w}, nil)
+		feeds, err := eval.Feeds(s.Inputs(), [][]int{w}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

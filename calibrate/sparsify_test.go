@@ -128,7 +128,7 @@ func captureNorms(t *testing.T, base, from *onnx.Model, replace map[string]bool,
 	defer s.Close()
 	sums := map[string][]float64{}
 	for _, w := range windows {
-		feeds, err := eval.Feeds([]string{"input_ids"}, [][]int{w}, nil)
+		feeds, err := eval.Feeds(s.Inputs(), [][]int{w}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

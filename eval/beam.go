@@ -152,7 +152,7 @@ func BeamSearch(s Model, prompt []int, o BeamOptions) (Hypothesis, error) {
 // lastRows runs equal-length sequences as one batch and returns the logits at each one's last
 // position, concatenated, and the vocabulary size.
 func lastRows(s Model, batch [][]int) ([]float32, int, error) {
-	feeds, err := Feeds(InputNames(s), batch, nil)
+	feeds, err := Feeds(s.Inputs(), batch, nil)
 	if err != nil {
 		return nil, 0, err
 	}

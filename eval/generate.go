@@ -49,7 +49,7 @@ func Generate(s Model, prompt []int, o GenOptions, onToken func(id int)) ([]int,
 
 // LastLogits runs ids as one sequence and returns the logits at its last position.
 func LastLogits(s Model, ids []int) ([]float32, error) {
-	feeds, err := Feeds(InputNames(s), [][]int{ids}, nil)
+	feeds, err := Feeds(s.Inputs(), [][]int{ids}, nil)
 	if err != nil {
 		return nil, err
 	}

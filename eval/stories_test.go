@@ -63,7 +63,7 @@ func TestBeamOneIsGreedyOnStories(t *testing.T) {
 // plainLogProb scores seq[k:] from one unbatched, unpadded forward run.
 func plainLogProb(t *testing.T, s *runtime.Session, seq []int, k int) float64 {
 	t.Helper()
-	feeds, err := Feeds(InputNames(s), [][]int{seq}, nil)
+	feeds, err := Feeds(s.Inputs(), [][]int{seq}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -148,7 +148,7 @@ func TestMixedPrecisionNLS(t *testing.T) {
 			t.Fatal(err)
 		}
 		ids := []int64{1, 40, 300, 7, 12}
-		got, err := s.Run(map[string]*runtime.Tensor{"input_ids": runtime.I64([]int64{1, 5}, ids)}, []string{"logits"})
+		got, err := s.Run(testkit.Feeds(t, s.Inputs(), runtime.I64([]int64{1, 5}, ids), nil), []string{"logits"})
 		s.Close()
 		if err != nil {
 			t.Fatal(err)

@@ -13,23 +13,24 @@ import (
 )
 
 type pruneOpts struct {
-	rt        runtimeFlags
-	out       string
-	method    string
-	sparsity  float64
-	pattern   string
-	calib     string
-	tokenizer string
-	samples   int
-	seqLen    int
-	seed      uint64
-	oneShot   bool
-	report    string
-	include   string
-	exclude   string
-	external  bool
-	json      bool
-	output    outputFlags
+	allowNonFinite bool
+	rt             runtimeFlags
+	out            string
+	method         string
+	sparsity       float64
+	pattern        string
+	calib          string
+	tokenizer      string
+	samples        int
+	seqLen         int
+	seed           uint64
+	oneShot        bool
+	report         string
+	include        string
+	exclude        string
+	external       bool
+	json           bool
+	output         outputFlags
 }
 
 func init() {
@@ -75,6 +76,7 @@ Examples:
 			fs.StringVar(&o.exclude, "exclude", "", "regexp: skip linears whose node, weight or role matches")
 			fs.BoolVar(&o.external, "external-data", false, "write weights to OUT.onnx.data (automatic when the input has external data or above 1.8 GB)")
 			fs.BoolVar(&o.json, "json", false, "print the report as JSON on stdout instead of the table")
+			fs.BoolVar(&o.allowNonFinite, "allow-nonfinite", false, "prune even when weights hold NaN or Inf (refused by default, naming the tensors)")
 			o.output.add(fs, false)
 			o.rt.add(fs)
 			return o
@@ -105,7 +107,7 @@ func runPrune(env *cliEnv, o any, args []string) error {
 		return err
 	}
 	out.Card.Base = args[0]
-	po := pipeline.PruneOptions{Output: out, Warn: warner(env, "prune"), Model: args[0], Out: opts.out, Method: opts.method, Sparsity: opts.sparsity, Pattern: opts.pattern,
+	po := pipeline.PruneOptions{AllowNonFinite: opts.allowNonFinite, Output: out, Warn: warner(env, "prune"), Model: args[0], Out: opts.out, Method: opts.method, Sparsity: opts.sparsity, Pattern: opts.pattern,
 		Calib: opts.calib, Tokenizer: opts.tokenizer, Samples: opts.samples, SeqLen: opts.seqLen, Seed: opts.seed,
 		OneShot: opts.oneShot, Include: opts.include, Exclude: opts.exclude, External: opts.external}
 	var bar *progress

@@ -263,7 +263,7 @@ func TestToFloat64(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer s.Close()
-		out, err := s.Run(map[string]*runtime.Tensor{"input_ids": ids}, []string{"logits"})
+		out, err := s.Run(testkit.Feeds(t, s.Inputs(), ids, nil), []string{"logits"})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -139,15 +139,11 @@ func NewPlan(m *onnx.Model, o Options) (*Plan, error) {
 	for _, l := range ls {
 		role[l.Weight] = "linear"
 	}
-	for _, n := range g.GetNode() {
-		if n.GetOpType() != "Gather" || n.GetDomain() != "" || len(n.GetInput()) < 2 {
-			continue
-		}
-		if t, ok := ix.Initializers[n.GetInput()[0]]; ok && len(t.GetDims()) == 2 {
-			role[t.GetName()] = "embedding"
-			if p.Compute == ComputeFP32 && onnx.DataType(t) == onnxpb.TensorProto_FLOAT {
-				p.Gathers = append(p.Gathers, n.GetName())
-			}
+	for _, e := range layers.Embeddings(g) {
+		t := ix.Initializers[e.Table]
+		role[t.GetName()] = "embedding"
+		if p.Compute == ComputeFP32 && onnx.DataType(t) == onnxpb.TensorProto_FLOAT {
+			p.Gathers = append(p.Gathers, e.Node)
 		}
 	}
 	es := int64(onnx.ElemSize(o.DType))

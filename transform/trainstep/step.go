@@ -8,6 +8,7 @@ import (
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
 	"github.com/shears-ml/shears/transform/autodiff"
+	"github.com/shears-ml/shears/transform/decoder"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -84,6 +85,11 @@ func Build(m *onnx.Model, cfg Config) (*Step, error) {
 	}
 	if len(cfg.Trainable) == 0 {
 		return nil, fmt.Errorf("trainstep: build: no trainable tensors")
+	}
+	// A with-past model trains in its train form: no cache, mask and positions of fresh rows.
+	m, err := decoder.TrainForm(m)
+	if err != nil {
+		return nil, fmt.Errorf("trainstep: build: %w", err)
 	}
 	ids, logits := cfg.InputIDs, cfg.Logits
 	if ids == "" {
@@ -193,7 +199,6 @@ func Build(m *onnx.Model, cfg Config) (*Step, error) {
 	if cfg.LossOnly {
 		return st, nil
 	}
-	var err error
 	wrt := make([]string, len(st.Params))
 	for i, p := range st.Params {
 		wrt[i] = p.Name

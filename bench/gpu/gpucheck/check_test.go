@@ -204,7 +204,7 @@ func TestBundle(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer s.Close()
-		o, err := s.Run(map[string]*runtime.Tensor{"input_ids": runtime.I64([]int64{1, int64(len(rec.IDs))}, rec.IDs)}, []string{"logits"})
+		o, err := s.Run(testkit.Feeds(t, s.Inputs(), runtime.I64([]int64{1, int64(len(rec.IDs))}, rec.IDs), nil), []string{"logits"})
 		if err != nil {
 			t.Fatal(err)
 		}
