@@ -29,11 +29,11 @@ import (
 var defaultDims = map[string][2]int{"tiny": {1, 32}, "25m": {4, 512}, "1b": {4, 512}, "7b": {1, 512}}
 
 type checkOpts struct {
-	device, out, work, shears, peer, python, peerDevice, dtype, ortLib, command string
-	shapes                                                                      []string
-	batch, seq, steps, trainSteps                                               int
-	budget                                                                      time.Duration
-	train, runPeer, profile                                                     bool
+	device, out, work, shears, peer, python, peerDevice, dtype, ortLib, command, note string
+	shapes                                                                            []string
+	batch, seq, steps, trainSteps                                                     int
+	budget                                                                            time.Duration
+	train, runPeer, profile                                                           bool
 }
 
 // checker runs one check: the records so far, the log, and the deadline.
@@ -69,6 +69,7 @@ func runCheck(args []string) error {
 	fs.StringVar(&o.peer, "peer-script", "", "bench/peer/peer.py (default: found from gpucheck's folder or the working directory)")
 	fs.StringVar(&o.ortLib, "ort-lib", "", "libonnxruntime (default: $ONNXRUNTIME_LIB, then .ort/)")
 	fs.StringVar(&o.command, "command", "", "the command line to record (default: this one)")
+	fs.StringVar(&o.note, "note", "", "a note on the machine's setup to record (check.sh: the Vulkan libraries it supplied)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -151,7 +152,7 @@ func besideOrPath(self, name string) (string, error) {
 // detect fills the machine header: CPU, GPU (nvidia-smi), onnxruntime and torch versions.
 func (c *checker) detect() error {
 	m := report.Machine{Date: time.Now().UTC().Format("2006-01-02 15:04 UTC"), Cores: goruntime.NumCPU(),
-		GPU: "none", Device: c.o.device, Command: c.o.command}
+		GPU: "none", Device: c.o.device, Command: c.o.command, Note: c.o.note}
 	m.Host, _ = os.Hostname()
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for _, l := range strings.Split(string(b), "\n") {
