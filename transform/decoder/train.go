@@ -94,13 +94,20 @@ func foldPast(g *onnxpb.GraphProto, it *lm.Interface) error {
 				if err := fold(past, n.Output[0]); err != nil {
 					return err
 				}
+			case fusedPast(n, name):
+				// onnxruntime's fused attention takes its past as optional inputs: absent is empty.
+				for k, in := range n.Input {
+					if in == name {
+						n.Input[k] = ""
+					}
+				}
 			case n.GetOpType() == "Concat" && slices.Contains(n.Input, name):
 				n.Input = slices.DeleteFunc(n.Input, func(s string) bool { return s == name })
 				if len(n.Input) == 1 {
 					rename[n.Output[0]] = n.Input[0]
 				}
 			default:
-				return fmt.Errorf("past input %q is read by node %q (%s); only a Concat of the past and the new keys or values is folded", past, n.GetName(), n.GetOpType())
+				return fmt.Errorf("past input %q is read by node %q (%s); only a Concat of the past and the new keys or values, or a fused attention's past input, is folded", past, n.GetName(), n.GetOpType())
 			}
 		}
 		return nil
@@ -126,4 +133,22 @@ func foldPast(g *onnxpb.GraphProto, it *lm.Interface) error {
 		}
 	}
 	return nil
+}
+
+// fusedPastSlots are the optional past key and value inputs of onnxruntime's fused attention
+// operators (com.microsoft).
+var fusedPastSlots = map[string][2]int{"GroupQueryAttention": {3, 4}, "MultiHeadAttention": {6, 7}}
+
+// fusedPast reports whether n is a fused attention reading name as its past key or value.
+func fusedPast(n *onnxpb.NodeProto, name string) bool {
+	slots, ok := fusedPastSlots[n.GetOpType()]
+	if !ok || n.GetDomain() != onnx.MicrosoftDomain {
+		return false
+	}
+	for _, i := range slots {
+		if i < len(n.Input) && n.Input[i] == name {
+			return true
+		}
+	}
+	return false
 }
