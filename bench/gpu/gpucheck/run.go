@@ -130,11 +130,53 @@ func runCheck(args []string) error {
 	if err := os.WriteFile(filepath.Join(o.out, "results.jsonl"), nil, 0o644); err != nil {
 		return err
 	}
+	ready := c.pregenerate()
 	for i, shape := range o.shapes {
+		c.wait(shape, ready[shape])
 		c.shape(shape, i == 0 && o.profile)
 	}
 	fmt.Fprintf(c.log, "== results in %s (results.md, results.json)\n", o.out)
 	return nil
+}
+
+// pregenerate writes the shapes' synthetic models (in the first dtype tried) one after the other
+// in the background, so that generating the next shape's weights (single-threaded, minutes for
+// a 7B) overlaps the device measuring this one. Each shape's channel yields once its model is
+// there (or could not be written: its forward pass then tries again and reports the error).
+func (c *checker) pregenerate() map[string]chan error {
+	dtype := c.o.dtype
+	if dtype == "auto" {
+		dtype = "fp16"
+	}
+	ready := map[string]chan error{}
+	for _, shape := range c.o.shapes {
+		ready[shape] = make(chan error, 1)
+	}
+	go func() {
+		for _, shape := range c.o.shapes {
+			if !time.Now().Before(c.deadline) {
+				return
+			}
+			t0 := time.Now()
+			path, err := synthModel(c.o.work, shape, dtype, "native")
+			if err == nil {
+				fmt.Fprintf(c.log, "== %s ready (%.1f s)\n", path, time.Since(t0).Seconds())
+			}
+			ready[shape] <- err
+		}
+	}()
+	return ready
+}
+
+// wait waits for a shape's model until the budget is spent.
+func (c *checker) wait(shape string, ready chan error) {
+	select {
+	case err := <-ready:
+		if err != nil {
+			fmt.Fprintf(c.log, "== %s: generating the model: %v\n", shape, err)
+		}
+	case <-time.After(time.Until(c.deadline)):
+	}
 }
 
 // besideOrPath finds a tool next to the running executable, then on PATH.
