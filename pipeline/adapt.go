@@ -22,6 +22,8 @@ type AdaptOptions struct {
 	CopyBase bool
 	// Warn, when set, receives warnings (a shared save that had to copy).
 	Warn func(string)
+	// AllowNonFinite adapts a model whose weights hold NaN or Inf (refused by default).
+	AllowNonFinite bool
 }
 
 // Adapt inserts the elastic LoRA super-adapters into o.Model and writes o.Out atomically; with
@@ -49,6 +51,9 @@ func Adapt(o AdaptOptions) (*lora.Plan, error) {
 		return plan, nil
 	}
 	if err := CheckModelOutput(o.Out, m, "the model to adapt"); err != nil {
+		return nil, fmt.Errorf("adapt: %w", err)
+	}
+	if err := CheckFinite(m, o.Model, o.AllowNonFinite, o.Warn); err != nil {
 		return nil, fmt.Errorf("adapt: %w", err)
 	}
 	sup, err := lora.Apply(m, plan, lora.ApplyOptions{Train: o.Train})

@@ -38,6 +38,8 @@ type PruneOptions struct {
 	// unless Output.Tokenizer names another); Warn receives what the folder lacks.
 	Output Output
 	Warn   func(string)
+	// AllowNonFinite prunes a model whose weights hold NaN or Inf (refused by default).
+	AllowNonFinite bool
 }
 
 // PruneReport is what the prune stage measured, read back from the written file.
@@ -109,6 +111,9 @@ func Prune(o PruneOptions) (*PruneReport, error) {
 		return nil, err
 	}
 	if err := CheckModelOutput(o.Out, m, "the model to prune"); err != nil {
+		return nil, fmt.Errorf("prune: %w", err)
+	}
+	if err := CheckFinite(m, o.Model, o.AllowNonFinite, o.Warn); err != nil {
 		return nil, fmt.Errorf("prune: %w", err)
 	}
 	if has, node := quant.HasQuantized(m); has {

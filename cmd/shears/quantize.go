@@ -1,11 +1,8 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"sort"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/spf13/pflag"
 
@@ -128,9 +125,7 @@ func runQuantize(env *cliEnv, o any, args []string) error {
 		}
 	}
 	if opts.json {
-		enc := json.NewEncoder(env.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
+		return printJSON(env, rep)
 	}
 	printQuantizeSummary(env, rep)
 	return nil
@@ -138,37 +133,12 @@ func runQuantize(env *cliEnv, o any, args []string) error {
 
 // printQuantizeSummary prints sparsity per block × role, then sizes, zeros and timing.
 func printQuantizeSummary(env *cliEnv, r *pipeline.QuantizeReport) {
-	var roles []string
-	seen := map[string]bool{}
-	grid := map[int]map[string]float64{}
-	var blocks []int
-	for _, l := range r.Layers {
-		if !seen[l.Role] {
-			seen[l.Role] = true
-			roles = append(roles, l.Role)
-		}
-		if grid[l.Block] == nil {
-			grid[l.Block] = map[string]float64{}
-			blocks = append(blocks, l.Block)
-		}
-		grid[l.Block][l.Role] = l.Sparsity
+	cells := make([]gridCell, len(r.Layers))
+	for i, l := range r.Layers {
+		cells[i] = gridCell{l.Block, l.Role, l.Sparsity}
 	}
-	sort.Ints(blocks)
 	fmt.Fprintln(env.stdout, "sparsity of the dequantized weights:")
-	tw := tabwriter.NewWriter(env.stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "block\t%s\t\n", strings.Join(roles, "\t"))
-	for _, b := range blocks {
-		row := []string{fmt.Sprint(b)}
-		for _, role := range roles {
-			if v, ok := grid[b][role]; ok {
-				row = append(row, fmt.Sprintf("%.1f%%", 100*v))
-			} else {
-				row = append(row, "-")
-			}
-		}
-		fmt.Fprintf(tw, "%s\t\n", strings.Join(row, "\t"))
-	}
-	tw.Flush()
+	printSparsityGrid(env.stdout, cells)
 	grid2 := "asymmetric"
 	if r.Symmetric {
 		grid2 = "symmetric"

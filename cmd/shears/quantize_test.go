@@ -152,6 +152,18 @@ func TestQASparsePEFTStories(t *testing.T) {
 		"--micro-batch", "8", "--cutoff", "96", "--lr", "2e-3", "--threads", "2", "--no-progress"); code != 0 {
 		t.Fatalf("train: %s", e)
 	}
+	// search runs the QA super-network (its sub-adapters as the merge will quantize them).
+	val := filepath.Join(dir, "val.json")
+	b, _ = json.Marshal(exs[200:216])
+	os.WriteFile(val, b, 0o644)
+	best := filepath.Join(dir, "best.json")
+	if _, e, code := shears(t, "search", run, "--data", val, "--tokenizer", tok, "--strategy", "hill-climb", "--budget", "2",
+		"-o", best, "--threads", "2", "--plot", "-", "--no-progress"); code != 0 {
+		t.Fatalf("search on a QA-SparsePEFT run: %s", e)
+	}
+	if _, e, code := shears(t, "export", run, "-o", filepath.Join(dir, "searched.onnx"), "--merge", "sparse", "--config", best); code != 0 {
+		t.Fatalf("export of the searched sub-adapter: %s", e)
+	}
 	merged, unmerged := filepath.Join(dir, "merged.onnx"), filepath.Join(dir, "unmerged.onnx")
 	var rep exportReport
 	for _, c := range []struct{ out, mode string }{{merged, "sparse"}, {unmerged, "none"}} {

@@ -2,13 +2,16 @@ package main
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -23,6 +26,8 @@ import (
 	"github.com/shears-ml/shears/internal/testsynth"
 	"github.com/shears-ml/shears/internal/testtok"
 	"github.com/shears-ml/shears/nls"
+	"github.com/shears-ml/shears/onnx"
+	"github.com/shears-ml/shears/onnx/onnxpb"
 	"github.com/shears-ml/shears/pipeline"
 	"github.com/shears-ml/shears/runtime"
 	"github.com/shears-ml/shears/tokenizer"
@@ -399,4 +404,99 @@ func TestTextDataIsBoundedByLimitAndMaxTokens(t *testing.T) {
 	if _, e, code := shears(t, "prune", model, "-o", filepath.Join(dir, "w.onnx"), "--calib", txt, "--tokenizer", tok, "--samples", "4", "--seq-len", "32"); code != 0 {
 		t.Fatalf("prune --calib text: %s", e)
 	}
+}
+
+// poisoned copies the tiny synthetic model to dir with one NaN and one Inf in a q
+// projection's weight (through a streaming Save, external data kept).
+func poisoned(t *testing.T, dir string) (path, tensor string) {
+	t.Helper()
+	src := testsynth.Synthetic(t, "tiny")
+	m, err := onnx.Load(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	for _, x := range m.Graph().GetInitializer() {
+		if strings.Contains(x.GetName(), "q_proj") && len(x.GetDims()) == 2 {
+			tensor = x.GetName()
+			break
+		}
+	}
+	path = filepath.Join(dir, "nan.onnx")
+	poison := func(name string, x *onnxpb.TensorProto, raw []byte) ([]byte, error) {
+		if name != tensor {
+			return raw, nil
+		}
+		out := append([]byte(nil), raw...)
+		binary.LittleEndian.PutUint32(out[0:], math.Float32bits(float32(math.NaN())))
+		binary.LittleEndian.PutUint32(out[4:], math.Float32bits(float32(math.Inf(1))))
+		return out, nil
+	}
+	if err := m.Save(path, onnx.SaveOptions{ExternalData: true, Transform: poison}); err != nil {
+		t.Fatal(err)
+	}
+	return path, tensor
+}
+
+// Issue 14 case 9: NaN and Inf weights are found at load and refused by prune, convert and
+// adapt, naming the tensor (prune kept them and exited 0), unless --allow-nonfinite; eval
+// --json writes null for a NaN perplexity and says so (it failed with "json: unsupported value:
+// NaN").
+func TestNonFiniteWeightsAreRefusedAndJSONSaysNull(t *testing.T) {
+	testkit.ORT(t)
+	dir := t.TempDir()
+	model, tensor := poisoned(t, dir)
+	for _, args := range [][]string{
+		{"prune", model, "-o", filepath.Join(dir, "p.onnx"), "--method", "magnitude"},
+		{"convert", model, "-o", filepath.Join(dir, "c.onnx"), "--dtype", "fp16"},
+		{"adapt", model, "-o", filepath.Join(dir, "a.onnx")},
+	} {
+		_, e, code := shears(t, args...)
+		if code != 1 || !strings.Contains(e, "non-finite weights: "+tensor+" (1 NaN, 1 Inf of") || !strings.Contains(e, "--allow-nonfinite") {
+			t.Errorf("%s: %d %s", args[0], code, e)
+		}
+		if _, e, code := shears(t, append(args, "--allow-nonfinite")...); code != 0 || !strings.Contains(e, "proceeding") {
+			t.Errorf("%s --allow-nonfinite: %d %s", args[0], code, e)
+		}
+	}
+	tok := testtok.Write(t, 400)
+	txt := filepath.Join(dir, "p.txt")
+	paragraphs(t, txt, 4)
+	o, e, code := shears(t, "eval", model, "--task", "ppl", "--data", txt, "--tokenizer", tok, "--seq-len", "32", "--json")
+	if code != 0 || !strings.Contains(o, `"ppl":null`) || !strings.Contains(e, "written as null") {
+		t.Fatalf("eval --json of a NaN model: %d %s %s", code, o, e)
+	}
+}
+
+// Issue 14 case 9: a diverging train stops at the first non-finite loss or gradient norm,
+// naming the step and what to try, with the last good state checkpointed (it failed later,
+// writing samples.jsonl).
+func TestDivergingTrainStopsAtTheFirstNaN(t *testing.T) {
+	dir, super, data := relSetup(t, 16)
+	run := filepath.Join(dir, "run")
+	_, e, code := shears(t, trainArgs(super, data, run, "--lr", "1e30", "--max-grad-norm", "0")...)
+	m := regexp.MustCompile(`became (NaN|\+Inf|-Inf).* at step (\d+); the last good state \(step (\d+)\) is checkpointed`).FindStringSubmatch(e)
+	if code != 1 || m == nil || !strings.Contains(e, "lower --lr (now 1e+30)") {
+		t.Fatalf("diverging train: %d %s", code, e)
+	}
+	step, good := atoi(t, m[2]), atoi(t, m[3])
+	if good != step-1 || step < 2 {
+		t.Fatalf("stopped at step %d with good state %d", step, good)
+	}
+	if n := ckSteps(t, run); n != good {
+		t.Fatalf("checkpoint at step %d, want %d", n, good)
+	}
+	recs, err := nls.ReadMetrics(run)
+	if err != nil || len(recs) != good {
+		t.Fatalf("%d metric records (%v), want %d", len(recs), err, good)
+	}
+}
+
+func atoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

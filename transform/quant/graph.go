@@ -118,39 +118,37 @@ func (p *Plan) Apply(m *onnx.Model, q map[string]*Layer) error {
 // as soon as it is ready, so only its packed bytes stay in memory.
 func (p *Plan) ApplyTarget(m *onnx.Model, t Target, l *Layer) error {
 	g := m.Graph()
-	{
-		if l == nil || l.K != t.K || l.N != t.N || l.Config != p.Config {
-			return fmt.Errorf("quantize %s: no quantized weight of the planned shape for %s", m.Path, t.Linear.Node)
-		}
-		n := nodeByName(g, t.Linear.Node)
-		if n == nil {
-			return fmt.Errorf("quantize %s: linear %s not found", m.Path, t.Linear.Node)
-		}
-		kb := int64(l.KBlocks())
-		g.Initializer = append(g.Initializer,
-			onnx.NewTensor(t.B, onnxpb.TensorProto_UINT8, []int64{int64(t.N), kb, int64(l.BlobSize())}, l.PackB()),
-			scaleTensor(t.Scales, t.ScaleType, []int64{int64(t.N), kb}, l.Scales))
-		inputs := []string{t.Linear.Input, t.B, t.Scales}
-		if t.Zeros != "" {
-			g.Initializer = append(g.Initializer, onnx.NewTensor(t.Zeros, onnxpb.TensorProto_UINT8, []int64{int64(t.N), int64(l.ZeroBytes())}, l.PackZeros()))
-			inputs = append(inputs, t.Zeros)
-		}
-		weightIn := n.GetInput()[1]
-		if t.Linear.Op == "Gemm" && len(n.GetInput()) > 2 && n.GetInput()[2] != "" {
-			for len(inputs) < 5 {
-				inputs = append(inputs, "")
-			}
-			inputs = append(inputs, n.GetInput()[2]) // bias (input 5; g_idx, input 4, is deprecated)
-		}
-		n.OpType, n.Domain = proto.String(OpType), proto.String(Domain)
-		n.Input = inputs
-		n.Attribute = []*onnxpb.AttributeProto{
-			onnx.AttrInt("K", int64(t.K)), onnx.AttrInt("N", int64(t.N)),
-			onnx.AttrInt("bits", int64(p.Config.Bits)), onnx.AttrInt("block_size", int64(p.Config.BlockSize)),
-			onnx.AttrInt("accuracy_level", 0),
-		}
-		removeDeadChain(g, weightIn)
+	if l == nil || l.K != t.K || l.N != t.N || l.Config != p.Config {
+		return fmt.Errorf("quantize %s: no quantized weight of the planned shape for %s", m.Path, t.Linear.Node)
 	}
+	n := nodeByName(g, t.Linear.Node)
+	if n == nil {
+		return fmt.Errorf("quantize %s: linear %s not found", m.Path, t.Linear.Node)
+	}
+	kb := int64(l.KBlocks())
+	g.Initializer = append(g.Initializer,
+		onnx.NewTensor(t.B, onnxpb.TensorProto_UINT8, []int64{int64(t.N), kb, int64(l.BlobSize())}, l.PackB()),
+		scaleTensor(t.Scales, t.ScaleType, []int64{int64(t.N), kb}, l.Scales))
+	inputs := []string{t.Linear.Input, t.B, t.Scales}
+	if t.Zeros != "" {
+		g.Initializer = append(g.Initializer, onnx.NewTensor(t.Zeros, onnxpb.TensorProto_UINT8, []int64{int64(t.N), int64(l.ZeroBytes())}, l.PackZeros()))
+		inputs = append(inputs, t.Zeros)
+	}
+	weightIn := n.GetInput()[1]
+	if t.Linear.Op == "Gemm" && len(n.GetInput()) > 2 && n.GetInput()[2] != "" {
+		for len(inputs) < 5 {
+			inputs = append(inputs, "")
+		}
+		inputs = append(inputs, n.GetInput()[2]) // bias (input 5; g_idx, input 4, is deprecated)
+	}
+	n.OpType, n.Domain = proto.String(OpType), proto.String(Domain)
+	n.Input = inputs
+	n.Attribute = []*onnxpb.AttributeProto{
+		onnx.AttrInt("K", int64(t.K)), onnx.AttrInt("N", int64(t.N)),
+		onnx.AttrInt("bits", int64(p.Config.Bits)), onnx.AttrInt("block_size", int64(p.Config.BlockSize)),
+		onnx.AttrInt("accuracy_level", 0),
+	}
+	removeDeadChain(g, weightIn)
 	ensureDomain(m.Proto)
 	return nil
 }
