@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/shears-ml/shears/lm"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
 	"google.golang.org/protobuf/proto"
@@ -12,7 +13,7 @@ import (
 
 // UseCacheBranch is the boolean [1] input of optimum's merged decoder
 // (decoder_model_merged.onnx): true runs the with-past branch, false the no-cache one.
-const UseCacheBranch = "use_cache_branch"
+const UseCacheBranch = lm.UseCacheBranch
 
 // mergedIf returns the index of the If node that switches on use_cache_branch, or -1.
 func mergedIf(g *onnxpb.GraphProto) int {
@@ -242,4 +243,43 @@ func Merge(withPast, noCache *onnx.Model) (*onnx.Model, error) {
 		TensorType: &onnxpb.TypeProto_Tensor{ElemType: proto.Int32(int32(onnxpb.TensorProto_BOOL)),
 			Shape: &onnxpb.TensorShapeProto{Dim: []*onnxpb.TensorShapeProto_Dimension{{Value: &onnxpb.TensorShapeProto_Dimension_DimValue{DimValue: 1}}}}}}}})
 	return &onnx.Model{Proto: mp, Dir: withPast.Dir}, nil
+}
+
+// EachBranch runs a pass written for plain graphs on a merged decoder: f sees each branch
+// specialised into a plain graph (the with-past one first, cache = true) and the two results
+// are merged again (Merge), so both branches are kept and the weights stay one copy. f must
+// name what it adds and compute what it changes the same way in both branches — as passes that
+// name their tensors after the weights they touch do; Merge refuses a weight that differs. A
+// model that is not merged goes to f as it is (cache = true).
+func EachBranch(m *onnx.Model, f func(branch *onnx.Model, cache bool) (*onnx.Model, error)) (*onnx.Model, error) {
+	if !IsMerged(m) {
+		return f(m, true)
+	}
+	var out [2]*onnx.Model
+	for i, cache := range []bool{true, false} {
+		b, err := Specialise(m, cache)
+		if err != nil {
+			return nil, err
+		}
+		if out[i], err = f(b, cache); err != nil {
+			return nil, err
+		}
+	}
+	// The no-cache result keeps the past inputs Specialise left declared; Merge takes the
+	// with-past result's interface.
+	mg, err := Merge(out[0], out[1])
+	if err != nil {
+		return nil, err
+	}
+	mg.Path = m.Path
+	return mg, nil
+}
+
+// Branch returns the plain graph passes that only read a model should see: the with-past
+// branch of a merged decoder, m itself otherwise.
+func Branch(m *onnx.Model) (*onnx.Model, error) {
+	if !IsMerged(m) {
+		return m, nil
+	}
+	return Specialise(m, true)
 }
