@@ -31,9 +31,9 @@ type fixture struct {
 
 func setup(t *testing.T) *fixture {
 	t.Helper()
-	ckpt := testkit.Shared(t, "models/stories260K/stories260K.bin")
-	tokPath := testkit.Shared(t, "models/stories260K/tok512.bin")
-	calib := testkit.Shared(t, "data/llm-adapters/ARC-Easy-train.json")
+	ckpt := testkit.StoriesShaped(t)
+	tokPath := testkit.Tok512Shaped(t)
+	calib := testkit.Dataset(t, "ARC-Easy-train.json")
 	testkit.ORT(t)
 	f := &fixture{dir: t.TempDir()}
 	m, err := llama2c.Import(ckpt)
@@ -309,8 +309,9 @@ func TestPrunedLayersHaveExactZerosAndOthersUnchanged(t *testing.T) {
 }
 
 func TestPerplexityRisesWithSparsity(t *testing.T) {
+	testkit.Shared(t, "models/stories260K/stories260K.bin") // a trained model's behaviour, not its shape
 	f := setup(t)
-	held := testkit.Shared(t, "data/llm-adapters/ARC-Easy-test.json")
+	held := testkit.Dataset(t, "ARC-Easy-test.json")
 	docs, err := data.ReadDocuments(held)
 	if err != nil {
 		t.Fatal(err)

@@ -48,7 +48,7 @@ func idsFile(t *testing.T, dir string, n int) (string, []data.Sequence) {
 func TestMixedPrecisionNLS(t *testing.T) {
 	testkit.ORT(t)
 	dir := t.TempDir()
-	m, err := llama2c.Import(testkit.Shared(t, "models/stories260K/stories260K.bin"))
+	m, err := llama2c.Import(testkit.StoriesShaped(t))
 	if err != nil {
 		t.Fatal(err)
 	}

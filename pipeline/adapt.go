@@ -58,6 +58,9 @@ func Adapt(o AdaptOptions) (*lora.Plan, error) {
 	if err := CheckModelOutput(o.Out, m, "the model to adapt"); err != nil {
 		return nil, fmt.Errorf("adapt: %w", err)
 	}
+	if err := CheckOpset(m, o.Model, MinTrainOpset, "adapt (for training)"); err != nil {
+		return nil, err
+	}
 	if err := CheckFinite(m, o.Model, o.AllowNonFinite, o.Warn); err != nil {
 		return nil, fmt.Errorf("adapt: %w", err)
 	}

@@ -113,3 +113,26 @@ func CheckFinite(m *onnx.Model, path string, allow bool, warn func(string)) erro
 	}
 	return nil
 }
+
+// Opsets the stages support: shape inference, calibration and the rewrites handle ai.onnx 13
+// and later (Unsqueeze/ReduceSum axes as inputs, Split sizes); training needs 16 (the loss's
+// ScatterElements with reduction).
+const (
+	MinOpset      = 13
+	MinTrainOpset = 16
+)
+
+// CheckOpset refuses a model whose ai.onnx opset is below min with a word about the opset,
+// instead of a shape error deep inside a stage (an opset-7 model failed with "Expand ... shapes
+// do not broadcast").
+func CheckOpset(m *onnx.Model, path string, min int64, stage string) error {
+	v, ok := m.Opset("")
+	if !ok {
+		return fmt.Errorf("%s: %s imports no ai.onnx opset (not an ONNX model of operators?)", stage, path)
+	}
+	if v < min {
+		return fmt.Errorf("%s: %s uses ai.onnx opset %d; %s supports opset %d and later: re-export it with a newer opset "+
+			"(torch.onnx.export(..., opset_version=17)) or convert it (onnx.version_converter.convert_version(model, 17))", stage, path, v, stage, min)
+	}
+	return nil
+}

@@ -114,6 +114,9 @@ func Prune(o PruneOptions) (*PruneReport, error) {
 	if err := CheckModelOutput(o.Out, m, "the model to prune"); err != nil {
 		return nil, fmt.Errorf("prune: %w", err)
 	}
+	if err := CheckOpset(m, o.Model, MinOpset, "prune"); err != nil {
+		return nil, err
+	}
 	if err := CheckFinite(m, o.Model, o.AllowNonFinite, o.Warn); err != nil {
 		return nil, fmt.Errorf("prune: %w", err)
 	}

@@ -68,7 +68,7 @@ func logitsOf(t *testing.T, p string, ids []int64) []float32 {
 // copying it, and computes what the copy-made variant computes.
 func TestAdaptSharesBaseData(t *testing.T) {
 	testkit.ORT(t)
-	m, err := llama2c.Import(testkit.Shared(t, "models/stories260K/stories260K.bin"))
+	m, err := llama2c.Import(testkit.StoriesShaped(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,6 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/shears-ml/shears/internal/jsonsafe"
 	"github.com/shears-ml/shears/pipeline"
 	"github.com/shears-ml/shears/transform/lora"
 )
@@ -157,24 +156,6 @@ func runAdapt(env *cliEnv, o any, args []string) error {
 	}
 	printAdaptSummary(env, rep)
 	return nil
-}
-
-func printJSON(env *cliEnv, v any) error {
-	return writeJSON(env, v, "  ")
-}
-
-// writeJSON writes v as JSON on stdout; NaN and Inf values (a diverged model's loss) are
-// written as null, and stderr says so, instead of the whole report failing.
-func writeJSON(env *cliEnv, v any, indent string) error {
-	b, nonFinite, err := jsonsafe.Marshal(v, indent)
-	if err != nil {
-		return err
-	}
-	if nonFinite {
-		fmt.Fprintln(env.stderr, "shears: note: NaN or Inf values are written as null in the JSON output")
-	}
-	_, err = env.stdout.Write(b)
-	return err
 }
 
 // adaptSummary groups the plan by group kind; ranks shown are r_max, the heuristic middle

@@ -89,6 +89,9 @@ func runConvert(env *cliEnv, o any, args []string) error {
 	if err := pipeline.CheckModelOutput(opts.out, m, "the model to convert"); err != nil {
 		return fmt.Errorf("convert: %w", err)
 	}
+	if err := pipeline.CheckOpset(m, args[0], pipeline.MinOpset, "convert"); err != nil {
+		return err
+	}
 	if err := pipeline.CheckFinite(m, args[0], opts.allowNonFinite, func(s string) { fmt.Fprintln(env.stderr, "warning:", s) }); err != nil {
 		return fmt.Errorf("convert: %w", err)
 	}

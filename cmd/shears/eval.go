@@ -156,7 +156,7 @@ func runPPL(env *cliEnv, opts *evalOpts, model string) error {
 		return err
 	}
 	if opts.json {
-		return writeJSON(env, res, "")
+		return printJSON(env, res)
 	}
 	fmt.Fprintf(env.stdout, "perplexity %.4f (nll %.4f over %d tokens, %d windows of ≤ %d)\n", res.PPL, res.Loss, res.Tokens, res.Windows, res.SeqLen)
 	return nil
@@ -267,7 +267,7 @@ func runItems(env *cliEnv, opts *evalOpts, model string) error {
 		}
 	}
 	if opts.json {
-		return writeJSON(env, sum, "")
+		return printJSON(env, sum)
 	}
 	decoding := sum.Decoding
 	if sum.Caching != "" {

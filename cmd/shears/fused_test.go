@@ -10,6 +10,7 @@ import (
 	"github.com/shears-ml/shears/models/llama"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
+	"github.com/shears-ml/shears/transform/layers"
 )
 
 // fusedModel writes a GenAI-style tiny LLaMA (SimplifiedLayerNormalization,
@@ -69,5 +70,66 @@ func TestFusedOpsInspectGeneratePrune(t *testing.T) {
 	}
 	if c := generateJSON(t, out, "--prompt-ids", "1,7,9", "--max-tokens", "4", "--ignore-eos", "--json"); len(c.IDs) != 4 {
 		t.Errorf("pruned model generated %v", c.IDs)
+	}
+}
+
+// Wanda on the fused graph (calibrated through the train form, the fused attention's past
+// dropped) zeroes the same weights as on the plain graph with the same weights and data.
+func TestFusedOpsWandaMatchesPlain(t *testing.T) {
+	tok := testkit.Shared(t, "models/stories260K/tok512.bin")
+	calib := testkit.Shared(t, "data/llm-adapters/ARC-Easy-train.json")
+	testkit.ORT(t)
+	dir := t.TempDir()
+	fused := fusedModel(t, dir)
+	plain := filepath.Join(dir, "plain.onnx")
+	zeros := func(model string, oneShot bool) map[[2]any][]bool {
+		out := filepath.Join(dir, "pruned.onnx")
+		args := []string{"prune", model, "-o", out, "--sparsity", "0.5", "--calib", calib, "--tokenizer", tok, "--samples", "8", "--seq-len", "48", "--seed", "1"}
+		if oneShot {
+			args = append(args, "--one-shot")
+		}
+		if _, e, code := shears(t, args...); code != 0 {
+			t.Fatalf("prune %s: %s", model, e)
+		}
+		m, err := onnx.Load(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		ls, err := layers.Find(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res := map[[2]any][]bool{}
+		for _, l := range ls {
+			v, err := m.Float32s(m.Initializer(l.Weight))
+			if err != nil {
+				t.Fatal(err)
+			}
+			z := make([]bool, len(v))
+			for i, x := range v {
+				z[i] = x == 0
+			}
+			res[[2]any{l.Block, l.Role}] = z
+		}
+		return res
+	}
+	for _, oneShot := range []bool{false, true} {
+		a, b := zeros(plain, oneShot), zeros(fused, oneShot)
+		if len(a) != 15 || len(b) != 15 {
+			t.Fatalf("linears: plain %d, fused %d", len(a), len(b))
+		}
+		for k, za := range a {
+			zb := b[k]
+			diff := 0
+			for i := range za {
+				if i >= len(zb) || za[i] != zb[i] {
+					diff++
+				}
+			}
+			if diff > 0 {
+				t.Errorf("one-shot %v, layer %v: %d of %d mask entries differ", oneShot, k, diff, len(za))
+			}
+		}
 	}
 }

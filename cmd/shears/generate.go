@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -190,7 +189,7 @@ func runGenerate(env *cliEnv, o any, args []string) error {
 		if tok != nil {
 			res.Text = tok.Decode(ids)
 		}
-		return json.NewEncoder(env.stdout).Encode(res)
+		return printJSON(env, res)
 	}
 	fmt.Fprintln(env.stdout)
 	fmt.Fprintf(env.stderr, "%d tokens in %.2fs (%.1f tokens/s; %s, %s)\n", len(ids), res.Seconds, res.TokensPerSec, res.Decoding, res.Caching)

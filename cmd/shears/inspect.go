@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -101,9 +100,7 @@ func runInspect(env *cliEnv, o any, args []string) error {
 		return err
 	}
 	if opts.json {
-		enc := json.NewEncoder(env.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
+		return printJSON(env, rep)
 	}
 	printInspect(env, rep)
 	return nil

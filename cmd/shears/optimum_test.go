@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"math"
 	"reflect"
 	"testing"
 
@@ -72,5 +73,39 @@ func TestOptimumExportInspect(t *testing.T) {
 	}
 	if len(theirs.Inputs) != 13 || theirs.Inputs[3].Name != "past_key_values.0.key" || len(theirs.Outputs) != 11 {
 		t.Errorf("interface: %d inputs (%v…), %d outputs", len(theirs.Inputs), theirs.Inputs[:4], len(theirs.Outputs))
+	}
+}
+
+// TestOptimumExportPerplexity: eval --task ppl on PyTorch's with-past export and on its merged
+// decoder equals our import's (same weights, same windows).
+func TestOptimumExportPerplexity(t *testing.T) {
+	e := torchfix.Stories260K(t)
+	tok := testkit.Shared(t, "models/stories260K/tok512.bin")
+	data := testkit.Shared(t, "data/llm-adapters/ARC-Easy-test.json")
+	testkit.ORT(t)
+	ppl := func(model string) float64 {
+		o, errOut, code := shears(t, "eval", model, "--task", "ppl", "--data", data, "--tokenizer", tok, "--seq-len", "128", "--limit", "40", "--json")
+		if code != 0 {
+			t.Fatalf("eval %s: %s", model, errOut)
+		}
+		var r struct {
+			PPL    float64 `json:"ppl"`
+			Tokens int     `json:"tokens"`
+		}
+		if err := json.Unmarshal([]byte(o), &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Tokens < 1000 {
+			t.Fatalf("eval %s: %d tokens", model, r.Tokens)
+		}
+		return r.PPL
+	}
+	want := ppl(importStories(t, t.TempDir()))
+	for _, model := range []string{e.WithPast, e.Merged} {
+		if got := ppl(model); !(math.Abs(got-want) <= 1e-5*want) {
+			t.Errorf("%s: perplexity %.6f, our import %.6f", model, got, want)
+		} else {
+			t.Logf("%s: perplexity %.6f, our import %.6f", model, got, want)
+		}
 	}
 }

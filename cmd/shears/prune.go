@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
@@ -143,9 +142,7 @@ func runPrune(env *cliEnv, o any, args []string) error {
 		}
 	}
 	if opts.json {
-		enc := json.NewEncoder(env.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
+		return printJSON(env, rep)
 	}
 	printPruneSummary(env, *rep)
 	printFolder(env, rep.Folder)

@@ -463,7 +463,11 @@ func TestNonFiniteWeightsAreRefusedAndJSONSaysNull(t *testing.T) {
 	txt := filepath.Join(dir, "p.txt")
 	paragraphs(t, txt, 4)
 	o, e, code := shears(t, "eval", model, "--task", "ppl", "--data", txt, "--tokenizer", tok, "--seq-len", "32", "--json")
-	if code != 0 || !strings.Contains(o, `"ppl":null`) || !strings.Contains(e, "written as null") {
+	var r map[string]any
+	if err := json.Unmarshal([]byte(o), &r); err != nil {
+		t.Fatalf("eval --json of a NaN model: %v: %s", err, o)
+	}
+	if ppl, ok := r["ppl"]; code != 0 || !ok || ppl != nil || !strings.Contains(e, "written as null") {
 		t.Fatalf("eval --json of a NaN model: %d %s %s", code, o, e)
 	}
 }
@@ -499,4 +503,83 @@ func atoi(t *testing.T, s string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// Issue 14 case 10: weak validation. An opset-7 model gets a word about the opset (not
+// "Expand ... shapes do not broadcast"); absurd dims are refused at load; a rank outside the
+// trained space in an export config warns, naming the group and rank; a fractional epoch count
+// in a recipe is an error (yaml made 1.7 into 1); {"ids": []} records are refused (they
+// trained with loss 0).
+func TestValidationSaysWhatHappened(t *testing.T) {
+	dir, super, _ := relSetup(t, 8)
+	sparse := filepath.Join(dir, "sparse.onnx")
+
+	old := filepath.Join(dir, "opset7.onnx")
+	m, err := onnx.Load(sparse)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, op := range m.Proto.GetOpsetImport() {
+		if op.GetDomain() == "" || op.GetDomain() == "ai.onnx" {
+			v := int64(7)
+			op.Version = &v
+		}
+	}
+	if err := m.Save(old, onnx.SaveOptions{ExternalData: true}); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	for _, args := range [][]string{
+		{"prune", old, "-o", filepath.Join(dir, "p.onnx"), "--method", "magnitude"},
+		{"adapt", old, "-o", filepath.Join(dir, "a.onnx")},
+	} {
+		if _, e, code := shears(t, args...); code != 1 || !strings.Contains(e, "uses ai.onnx opset 7") || !strings.Contains(e, "opset_version=17") {
+			t.Errorf("%s on opset 7: %d %s", args[0], code, e)
+		}
+	}
+
+	huge := filepath.Join(dir, "huge.onnx")
+	m, _ = onnx.Load(sparse)
+	m.Graph().GetInitializer()[0].Dims = []int64{1 << 62}
+	b, _ := m.Marshal()
+	m.Close()
+	os.WriteFile(huge, b, 0o644)
+	if _, e, code := shears(t, "adapt", huge, "-o", filepath.Join(dir, "h.onnx")); code != 1 || !strings.Contains(e, "more than 2^40 elements") {
+		t.Errorf("adapt with dims 2^62: %d %s", code, e)
+	}
+
+	cfg := filepath.Join(dir, "cfg.json")
+	o, e, code := shears(t, "export", "--super", super, "--ranks", "max", "-o", filepath.Join(dir, "max.onnx"), "--json")
+	if code != 0 {
+		t.Fatalf("export max: %s", e)
+	}
+	var rep struct {
+		Selection struct {
+			Ranks map[string]int `json:"ranks"`
+		} `json:"selection"`
+	}
+	if err := json.Unmarshal([]byte(o), &rep); err != nil || len(rep.Selection.Ranks) == 0 {
+		t.Fatalf("export report: %v %s", err, o)
+	}
+	for g := range rep.Selection.Ranks {
+		rep.Selection.Ranks[g] = 5
+	}
+	j, _ := json.Marshal(map[string]any{"ranks": rep.Selection.Ranks})
+	os.WriteFile(cfg, j, 0o644)
+	if _, e, code := shears(t, "export", "--super", super, "--config", cfg, "-o", filepath.Join(dir, "r5.onnx"), "--json"); code != 0 ||
+		!strings.Contains(e, "outside the trained rank space") || !strings.Contains(e, "at rank 5") {
+		t.Errorf("export with rank 5 of 8,6,4: %d %s", code, e)
+	}
+
+	recipe := filepath.Join(dir, "recipe.yaml")
+	os.WriteFile(recipe, []byte("work: w\nmodel: m.onnx\ntokenizer: t.bin\ntrain: {data: d.jsonl, epochs: 1.7}\n"), 0o644)
+	if _, e, code := shears(t, "run", recipe); code == 0 || !strings.Contains(e, "train.epochs: 1.7 is not a whole number") {
+		t.Errorf("recipe with epochs 1.7: %d %s", code, e)
+	}
+
+	empty := filepath.Join(dir, "empty.jsonl")
+	os.WriteFile(empty, []byte("{\"ids\": [1, 2, 3]}\n{\"ids\": []}\n"), 0o644)
+	if _, e, code := shears(t, trainArgs(super, empty, filepath.Join(dir, "run-empty"))...); code != 1 || !strings.Contains(e, "empty.jsonl:2: record has an empty \"ids\" array") {
+		t.Errorf("train on an empty ids record: %d %s", code, e)
+	}
 }

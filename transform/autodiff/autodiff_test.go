@@ -237,6 +237,7 @@ func TestStoriesGraphIsStandard(t *testing.T) {
 // TestToFloat64 runs a model and its float64 copy on the same ids: the logits agree to float32
 // precision, and the copy has no float32 tensor left.
 func TestToFloat64(t *testing.T) {
+	testkit.Shared(t, "models/stories260K/stories260K.bin") // the golden logit: the trained model
 	m := importStories(t)
 	m64, err := autodiff.ToFloat64(m)
 	if err != nil {

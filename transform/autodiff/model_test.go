@@ -55,7 +55,7 @@ func TestStories260KTorchExportFloat64(t *testing.T) {
 }
 
 func importStories(t *testing.T) *onnx.Model {
-	path := testkit.Shared(t, "models/stories260K/stories260K.bin")
+	path := testkit.StoriesShaped(t)
 	testkit.ORT(t)
 	m, err := llama2c.Import(path)
 	if err != nil {

@@ -16,7 +16,7 @@ import (
 // storiesFP32 imports the shared stories260K checkpoint and saves it (float32) in dir.
 func storiesFP32(t *testing.T, dir string) string {
 	t.Helper()
-	ckpt := testkit.Shared(t, "models/stories260K/stories260K.bin")
+	ckpt := testkit.StoriesShaped(t)
 	m, err := llama2c.Import(ckpt)
 	if err != nil {
 		t.Fatal(err)

@@ -57,11 +57,11 @@ func runWanda(t *testing.T, path string, windows [][]int, cfg prune.Config, oneS
 func TestWandaMasksMatchFP32(t *testing.T) {
 	dir := t.TempDir()
 	fp32 := storiesFP32(t, dir)
-	tok, err := tokenizer.LoadLlama2c(testkit.Shared(t, "models/stories260K/tok512.bin"))
+	tok, err := tokenizer.LoadLlama2c(testkit.Tok512Shaped(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	docs, err := data.ReadDocuments(testkit.Shared(t, "data/llm-adapters/ARC-Easy-train.json"))
+	docs, err := data.ReadDocuments(testkit.Dataset(t, "ARC-Easy-train.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

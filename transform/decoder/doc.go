@@ -3,7 +3,9 @@
 //
 // The train form (TrainForm) is what calibration and training run: the model as if every
 // batch were fresh, unpadded rows. The KV cache is folded away — a Concat(past, new) along the
-// sequence is new alone when the past is empty — and the present outputs are dropped; the
+// sequence is new alone when the past is empty, and onnxruntime's fused attention
+// (GroupQueryAttention, MultiHeadAttention) loses its optional past inputs — and the present
+// outputs are dropped; the
 // attention_mask becomes all ones over input_ids' shape and position_ids 0…T−1 for every row,
 // both computed inside the graph; nodes left without readers are removed. What remains takes
 // input_ids (and whatever inputs are not the LM's, e.g. rank masks) and gives logits, with every

@@ -137,6 +137,13 @@ func foldPast(g *onnxpb.GraphProto, it *lm.Interface, identity bool) ([]pastRead
 				if err := fold(past, n.Output[0]); err != nil {
 					return err
 				}
+			case fusedPast(n, name):
+				// onnxruntime's fused attention takes its past as optional inputs: absent is empty.
+				for k, in := range n.Input {
+					if in == name {
+						n.Input[k] = ""
+					}
+				}
 			case n.GetOpType() == "Concat" && slices.Contains(n.Input, name):
 				n.Input = slices.DeleteFunc(n.Input, func(s string) bool { return s == name })
 				switch {
@@ -179,4 +186,22 @@ func foldPast(g *onnxpb.GraphProto, it *lm.Interface, identity bool) ([]pastRead
 		}
 	}
 	return still, nil
+}
+
+// fusedPastSlots are the optional past key and value inputs of onnxruntime's fused attention
+// operators (com.microsoft).
+var fusedPastSlots = map[string][2]int{"GroupQueryAttention": {3, 4}, "MultiHeadAttention": {6, 7}}
+
+// fusedPast reports whether n is a fused attention reading name as its past key or value.
+func fusedPast(n *onnxpb.NodeProto, name string) bool {
+	slots, ok := fusedPastSlots[n.GetOpType()]
+	if !ok || n.GetDomain() != onnx.MicrosoftDomain {
+		return false
+	}
+	for _, i := range slots {
+		if i < len(n.Input) && n.Input[i] == name {
+			return true
+		}
+	}
+	return false
 }

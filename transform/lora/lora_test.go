@@ -31,7 +31,7 @@ var update = flag.Bool("update", false, "rewrite golden files")
 // stories imports the shared stories260K checkpoint (5 layers, dim 64, hidden 172, kv 32).
 func stories(t *testing.T) *onnx.Model {
 	t.Helper()
-	m, err := llama2c.Import(testkit.Shared(t, "models/stories260K/stories260K.bin"))
+	m, err := llama2c.Import(testkit.StoriesShaped(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,7 @@ import (
 // sparseStories imports stories260K and prunes its adapter targets to 50% by magnitude.
 func sparseStories(t *testing.T) (*onnx.Model, []layers.Linear) {
 	t.Helper()
-	m, err := llama2c.Import(testkit.Shared(t, "models/stories260K/stories260K.bin"))
+	m, err := llama2c.Import(testkit.StoriesShaped(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -277,6 +277,16 @@ func TestBundle(t *testing.T) {
 				}
 			}
 		}
+		// Without a system Vulkan loader the bundle's own is used: it loads, and finds no driver.
+		if _, err := os.Stat(filepath.Join(bundle, "lib/vulkan/libvulkan.so.1")); err == nil &&
+			exec.Command("sh", "-c", "ldconfig -p | grep -q ' libvulkan.so.1 '").Run() != nil {
+			var m report.Machine
+			b, _ := os.ReadFile(filepath.Join(res, "machine.json"))
+			json.Unmarshal(b, &m)
+			if !strings.Contains(m.Note, "bundled libvulkan.so.1") || !strings.Contains(recs[0].Error, "Found no drivers") {
+				t.Errorf("the bundled Vulkan loader was not used: note %q, error %q", m.Note, recs[0].Error)
+			}
+		}
 		md, _ := os.ReadFile(filepath.Join(res, "results.md"))
 		if !strings.Contains(string(md), "- shears tiny fp16 forward on webgpu: ") {
 			t.Errorf("results.md does not name the failure:\n%s", md)
