@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"testing"
 
+	"github.com/shears-ml/shears/internal/testkit"
 	"github.com/shears-ml/shears/lm"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/transform/decoder"
@@ -42,6 +43,7 @@ func maskHash(t *testing.T, f *fixture, pm *onnx.Model) string {
 }
 
 func TestWithPastWandaMasksEqualInputIDsOnlyForm(t *testing.T) {
+	testkit.Shared(t, "models/stories260K/stories260K.bin") // digests of the trained model's masks
 	f := setup(t)
 	it, err := lm.Read(f.m)
 	if err != nil {

@@ -45,16 +45,24 @@ func mustTok(t *testing.T, path string) tokenizer.Tokenizer {
 	return tok
 }
 
-// checkClientsAgree makes four folders from a llama2.c checkpoint and tokenizer: the import,
-// and the unmerged, dense and sparse exports of its 50%-sparse super-network with a random
+// checkClientsAgree makes six folders from a llama2.c checkpoint and tokenizer: the import
+// (weights inline, and in onnx/model.onnx_data), its fp16-weight conversion, and the unmerged, dense and sparse exports of its 50%-sparse super-network with a random
 // adapter B (so the three exports compute different functions). On each, transformers.js (local
 // files only, CPU, greedy) must generate the ids "shears generate" does, from the same prompt
 // encoded the same way.
 func checkClientsAgree(t *testing.T, ckpt, tok string) {
 	dir := t.TempDir()
-	folders := map[string]string{"import": filepath.Join(dir, "import")}
+	folders := map[string]string{"import": filepath.Join(dir, "import"), "import-external": filepath.Join(dir, "import-external")}
 	if _, e, code := shears(t, "import", "llama2c", ckpt, "--format", "folder", "--tokenizer", tok, "-o", folders["import"]); code != 0 {
 		t.Fatalf("import: %s", e)
+	}
+	// The same with the weights in onnx/model.onnx_data, which config.json announces to
+	// transformers.js (transformers.js_config.use_external_data_format).
+	if _, e, code := shears(t, "import", "llama2c", ckpt, "--format", "folder", "--external-data", "--tokenizer", tok, "-o", folders["import-external"]); code != 0 {
+		t.Fatalf("import --external-data: %s", e)
+	}
+	if _, err := os.Stat(filepath.Join(folders["import-external"], "onnx", "model.onnx_data")); err != nil {
+		t.Fatalf("import --external-data wrote no data file: %v", err)
 	}
 	model := filepath.Join(dir, "model.onnx")
 	if _, e, code := shears(t, "import", "llama2c", ckpt, "-o", model); code != 0 {
@@ -82,6 +90,11 @@ func checkClientsAgree(t *testing.T, ckpt, tok string) {
 			onnx.SetFloat32s(m.Initializer(mod.B), v)
 		}
 	})
+	// fp16 weights behind Casts (the graph still takes and gives float32).
+	folders["fp16"] = filepath.Join(dir, "fp16")
+	if _, e, code := shears(t, "convert", model, "--dtype", "fp16", "--format", "folder", "--tokenizer", tok, "-o", folders["fp16"]); code != 0 {
+		t.Fatalf("convert --dtype fp16: %s", e)
+	}
 	for _, mode := range []string{"none", "dense", "sparse"} {
 		folders[mode] = filepath.Join(dir, "export-"+mode)
 		if _, e, code := shears(t, "export", "--super", super, "--ranks", "heuristic", "--merge", mode, "--format", "folder", "--tokenizer", tok, "-o", folders[mode]); code != 0 {
@@ -90,7 +103,7 @@ func checkClientsAgree(t *testing.T, ckpt, tok string) {
 	}
 	const n = 40
 	prompt := append([]int{1}, mustTok(t, tok).Encode(servePrompt)...)
-	for _, name := range []string{"import", "none", "dense", "sparse"} {
+	for _, name := range []string{"import", "import-external", "fp16", "none", "dense", "sparse"} {
 		if _, err := os.Stat(filepath.Join(folders[name], "genai_config.json")); err != nil {
 			t.Errorf("%s: no genai_config.json (the graph lost the with-past interface?)", name)
 		}

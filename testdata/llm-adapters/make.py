@@ -72,7 +72,7 @@ def math_data(n):
     return out
 
 
-for name, items in [("math_data.json", math_data(128)), ("ARC-Easy-train.json", arc(96)), ("ARC-Easy-test.json", arc(32)),
+for name, items in [("math_data.json", math_data(128)), ("ARC-Easy-train.json", arc(256)), ("ARC-Easy-test.json", arc(32)),
                     ("boolq-test.json", boolq(32)), ("gsm8k-test.json", gsm8k(8))]:
     with open(name, "w") as f:
         json.dump(items, f, indent=1)

@@ -55,6 +55,9 @@ func runWanda(t *testing.T, path string, windows [][]int, cfg prune.Config, oneS
 // other output the masks must be identical, and the low-precision model's zeros must sit
 // exactly there, written in its own type.
 func TestWandaMasksMatchFP32(t *testing.T) {
+	// The trained model: a random stand-in's activations drift too far in fp16 for the
+	// comparison to say anything (most outputs tie at the boundary).
+	testkit.Shared(t, "models/stories260K/stories260K.bin")
 	dir := t.TempDir()
 	fp32 := storiesFP32(t, dir)
 	tok, err := tokenizer.LoadLlama2c(testkit.Tok512Shaped(t))
