@@ -228,6 +228,10 @@ func TestRunInputsAreCheckedByContent(t *testing.T) {
 			t.Errorf("run.json inputs lack the %s: %+v", r, cfg.Inputs)
 		}
 	}
+	// Issue 14 case 2 on a run: exporting over the run's own super-network is refused.
+	if _, e, code := shears(t, "export", run, "--ranks", "max", "-o", super); code != 1 || !strings.Contains(e, "is the super-network") {
+		t.Errorf("export RUN -o SUPER: %d %s", code, e)
+	}
 	// Same record count, other records.
 	orig, _ := os.ReadFile(data)
 	writeIDs(t, data, 16, 2)
@@ -236,6 +240,21 @@ func TestRunInputsAreCheckedByContent(t *testing.T) {
 		t.Fatalf("resume over swapped data: %d %s", code, e)
 	}
 	os.WriteFile(data, orig, 0o644)
+	// The shared base re-pruned underneath (the super-network refers to its data file).
+	sparse0 := filepath.Join(dir, "sparse.onnx")
+	keep, _ := os.ReadFile(sparse0 + ".data")
+	keepH, _ := os.ReadFile(sparse0)
+	if _, e, code := shears(t, "prune", testsynth.Synthetic(t, "tiny"), "-o", sparse0, "--method", "magnitude", "--sparsity", "0.6"); code != 0 {
+		t.Fatalf("re-prune: %s", e)
+	}
+	if _, e, code := shears(t, "export", run, "--ranks", "max", "-o", filepath.Join(dir, "y.onnx")); code != 1 || !strings.Contains(e, "base data (shared by the super-network) "+sparse0+".data") {
+		t.Errorf("export after the base was re-pruned: %d %s", code, e)
+	}
+	if _, e, code := shears(t, "train", "--resume", "--out", run, "--no-progress"); code != 1 || !strings.Contains(e, sparse0+".data") {
+		t.Errorf("resume after the base was re-pruned: %d %s", code, e)
+	}
+	os.WriteFile(sparse0+".data", keep, 0o644)
+	os.WriteFile(sparse0, keepH, 0o644)
 	// The super-network re-adapted with another alpha: same size, other content.
 	sparse := filepath.Join(dir, "sparse.onnx")
 	before, _ := os.Stat(super)
@@ -248,6 +267,7 @@ func TestRunInputsAreCheckedByContent(t *testing.T) {
 	for _, args := range [][]string{
 		{"train", "--resume", "--out", run, "--no-progress"},
 		{"export", run, "--ranks", "max", "-o", filepath.Join(dir, "x.onnx")},
+		{"search", run, "--data", data, "--strategy", "heuristic", "-o", filepath.Join(dir, "cfg.json")},
 	} {
 		_, e, code := shears(t, args...)
 		if code == 0 || !strings.Contains(e, "inputs changed") || !strings.Contains(e, "the super-network "+super) {

@@ -33,6 +33,9 @@ type Target struct {
 type Plan struct {
 	Config  Config
 	Targets []Target
+	// AccuracyLevel is the nodes' accuracy_level attribute: 0 (default) computes with A as it
+	// is; 4 lets onnxruntime quantize A to int8 per block (faster CPU kernels, less exact).
+	AccuracyLevel int
 }
 
 // NewPlan checks every target (a MatMul, or a Gemm with alpha = beta = 1, on a float input) and
@@ -146,7 +149,7 @@ func (p *Plan) ApplyTarget(m *onnx.Model, t Target, l *Layer) error {
 	n.Attribute = []*onnxpb.AttributeProto{
 		onnx.AttrInt("K", int64(t.K)), onnx.AttrInt("N", int64(t.N)),
 		onnx.AttrInt("bits", int64(p.Config.Bits)), onnx.AttrInt("block_size", int64(p.Config.BlockSize)),
-		onnx.AttrInt("accuracy_level", 0),
+		onnx.AttrInt("accuracy_level", int64(p.AccuracyLevel)),
 	}
 	removeDeadChain(g, weightIn)
 	ensureDomain(m.Proto)
