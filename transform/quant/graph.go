@@ -50,6 +50,9 @@ func NewPlan(m *onnx.Model, targets []layers.Linear, c Config) (*Plan, error) {
 	if has, node := HasQuantized(m); has {
 		return nil, fmt.Errorf("quantize %s: node %s is already a %s; quantize the float model", m.Path, node, OpType)
 	}
+	if n := onnx.SubgraphNode(m.Graph()); n != nil {
+		return nil, fmt.Errorf("quantize %s: node %q (%s) holds subgraphs (a merged decoder?), whose linears this pass cannot rewrite; quantize the with-past model (model.onnx) instead", m.Path, n.GetName(), n.GetOpType())
+	}
 	types, err := onnx.InferShapes(m, nil)
 	if err != nil {
 		return nil, fmt.Errorf("quantize %s: %w", m.Path, err)
