@@ -8,6 +8,8 @@ import (
 	"github.com/shears-ml/shears/internal/testkit"
 	"github.com/shears-ml/shears/lm"
 	"github.com/shears-ml/shears/onnx"
+	"github.com/shears-ml/shears/transform/decoder"
+	"github.com/shears-ml/shears/transform/layers"
 	"github.com/shears-ml/shears/transform/prune"
 )
 
@@ -55,5 +57,36 @@ func TestWithPastWandaMasksEqualInputIDsOnlyForm(t *testing.T) {
 		if got := maskHash(t, f, pm); got != maskHashes[oneShot] {
 			t.Errorf("one-shot=%v: mask digest %s, want %s (the input_ids-only import's)", oneShot, got, maskHashes[oneShot])
 		}
+	}
+}
+
+// The merged-decoder form of the same import (optimum's decoder_model_merged.onnx layout, made
+// by decoder.Merge): calibration specialises its no-cache branch, and the masks are the same.
+func TestMergedDecoderWandaMasksEqualInputIDsOnlyForm(t *testing.T) {
+	f := setup(t)
+	nc, err := decoder.NoCache(f.m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mg, err := decoder.Merge(f.m, nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	branch, err := decoder.Branch(mg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := layers.Find(branch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.targets, _ = layers.Select(all, "", "")
+	f.m = mg
+	pm := f.prune(t, prune.Config{Method: prune.Wanda, Sparsity: 0.5}, false, "merged.onnx")
+	if !decoder.IsMerged(pm) {
+		t.Error("the pruned merged decoder is no longer merged")
+	}
+	if got := maskHash(t, f, pm); got != maskHashes[false] {
+		t.Errorf("mask digest %s, want %s (the input_ids-only import's)", got, maskHashes[false])
 	}
 }

@@ -11,7 +11,8 @@ import (
 
 // UseCacheBranch is the bool input of optimum's merged decoder that picks the branch: false runs
 // the no-past graph (the prompt), true the with-past one (every later step).
-const UseCacheBranch = "use_cache_branch"
+// lm's interface feeds it (false with an empty past).
+const UseCacheBranch = lm.UseCacheBranch
 
 // decoder runs a causal LM over a batch of rows that grow together, one step at a time: the
 // incremental form generation and beam search need.
@@ -47,10 +48,8 @@ func newDecoder(m Model, recompute bool) (*decoder, error) {
 		return nil, err
 	}
 	d := &decoder{m: m, it: it, cached: it.HasPast() && !recompute, fixed: map[string]*runtime.Tensor{}}
-	for _, name := range it.Other {
-		if name != UseCacheBranch {
-			return nil, fmt.Errorf("the model input %q is not supported (expected input_ids, attention_mask, position_ids, past_key_values.*, use_cache_branch)", name)
-		}
+	if len(it.Other) > 0 {
+		return nil, fmt.Errorf("the model input %q is not supported (expected input_ids, attention_mask, position_ids, past_key_values.*, use_cache_branch)", it.Other[0])
 	}
 	if d.cached && it.PastType != onnxpb.TensorProto_FLOAT {
 		sm, ok := m.(shapedModel)
@@ -121,9 +120,6 @@ func (d *decoder) step(tokens [][]int) ([]float32, int, error) {
 		for name, t := range d.past {
 			feeds[name] = t
 		}
-	}
-	if slices.Contains(d.it.Other, UseCacheBranch) {
-		feeds[UseCacheBranch] = &runtime.Tensor{DType: runtime.Bool, Shape: []int64{1}, Raw: []byte{boolByte(past > 0)}}
 	}
 	outs := []string{lm.Logits}
 	var shapes map[string][]int64

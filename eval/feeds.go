@@ -9,7 +9,8 @@ import (
 
 // Feeds builds a causal LM's inputs (lm.Interface.Feeds) for a batch of token sequences with an
 // empty past, as runtime tensors: input_ids, and when the graph asks for them attention_mask,
-// position_ids and the empty KV cache (use_cache_branch false for a merged decoder). Rows shorter than the longest are right-padded and masked.
+// position_ids, the empty KV cache and use_cache_branch (false) for a merged decoder. Rows
+// shorter than the longest are right-padded and masked.
 // Inputs found in extra (rank masks, tensors carried between calibration stages) are fed from
 // there; any other input is an error.
 func Feeds(inputs []runtime.IOInfo, batch [][]int, extra map[string]*runtime.Tensor) (map[string]*runtime.Tensor, error) {
@@ -24,12 +25,8 @@ func Feeds(inputs []runtime.IOInfo, batch [][]int, extra map[string]*runtime.Ten
 	if err != nil {
 		return nil, fmt.Errorf("feeds: %w", err)
 	}
-	merged := false // optimum's merged decoder: its no-past branch runs a fresh batch
-	for _, o := range it.Other {
-		if o != UseCacheBranch {
-			return nil, fmt.Errorf("feeds: the model input %q is not supported (expected input_ids, attention_mask, position_ids, past_key_values.*, use_cache_branch)", o)
-		}
-		merged = true
+	if len(it.Other) > 0 {
+		return nil, fmt.Errorf("feeds: the model input %q is not supported (expected input_ids, attention_mask, position_ids, past_key_values.*, use_cache_branch)", it.Other[0])
 	}
 	lf, err := it.Feeds(lm.Batch{IDs: batch})
 	if err != nil {
@@ -39,10 +36,6 @@ func Feeds(inputs []runtime.IOInfo, batch [][]int, extra map[string]*runtime.Ten
 	for _, in := range inputs {
 		if t, ok := extra[in.Name]; ok {
 			feeds[in.Name] = t
-			continue
-		}
-		if merged && in.Name == UseCacheBranch {
-			feeds[in.Name] = &runtime.Tensor{DType: runtime.Bool, Shape: []int64{1}, Raw: []byte{0}}
 			continue
 		}
 		t, ok := lf[in.Name]

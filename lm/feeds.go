@@ -11,6 +11,7 @@ type Tensor struct {
 	Shape []int64
 	I64   []int64
 	F32   []float32
+	Bool  []bool // use_cache_branch
 }
 
 // Batch is what one run feeds.
@@ -92,6 +93,9 @@ func (it *Interface) Feeds(b Batch) (map[string]Tensor, error) {
 	}
 	if it.PositionIDs {
 		out[PositionIDs] = Tensor{DType: onnxpb.TensorProto_INT64, Shape: bt, I64: pos}
+	}
+	if it.UseCacheBranch { // the with-past branch takes any past; the no-cache one only none
+		out[UseCacheBranch] = Tensor{DType: onnxpb.TensorProto_BOOL, Shape: []int64{1}, Bool: []bool{past > 0}}
 	}
 	if it.HasPast() && past == 0 {
 		if it.KVHeads < 0 || it.HeadDim < 0 {

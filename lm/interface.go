@@ -20,6 +20,7 @@ type Interface struct {
 	Inputs, Outputs []IO // in graph order
 
 	InputIDs, AttentionMask, PositionIDs, Logits bool // which of the canonical names it has
+	UseCacheBranch                               bool // a merged decoder's branch switch
 	// Layers is the number of layers with a past input (0: no KV cache). Every layer 0…Layers−1
 	// has both a key and a value past.
 	Layers int
@@ -92,6 +93,9 @@ func FromIO(inputs, outputs []IO) (*Interface, error) {
 			continue
 		case PositionIDs:
 			it.PositionIDs = true
+			continue
+		case UseCacheBranch:
+			it.UseCacheBranch = true
 			continue
 		}
 		if i, _, ok := ParsePast(in.Name); ok {

@@ -12,6 +12,9 @@ const (
 	AttentionMask = "attention_mask"
 	PositionIDs   = "position_ids"
 	Logits        = "logits"
+	// UseCacheBranch is the bool [1] input of optimum's merged decoder: true runs the
+	// with-past branch, false the no-cache one.
+	UseCacheBranch = "use_cache_branch"
 
 	pastPrefix    = "past_key_values."
 	presentPrefix = "present."

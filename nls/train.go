@@ -15,6 +15,7 @@ import (
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/tokenizer"
 	"github.com/shears-ml/shears/train"
+	"github.com/shears-ml/shears/transform/decoder"
 	"github.com/shears-ml/shears/transform/lora"
 	"github.com/shears-ml/shears/transform/trainstep"
 )
@@ -93,6 +94,12 @@ func Train(o TrainOptions) (res *Result, err error) {
 	}
 	if len(meta.Fixed) > 0 {
 		return nil, fmt.Errorf("nls: train: %s is an extracted sub-adapter, not a super-network", o.Super)
+	}
+	if decoder.IsMerged(m) {
+		// A merged decoder trains its no-cache branch (the adapters of both read the same A, B).
+		if m, err = decoder.TrainForm(m); err != nil {
+			return nil, fmt.Errorf("nls: train: %w", err)
+		}
 	}
 	if meta.Dropout > 0 && !meta.Train {
 		// The train graph needs the keep-mask inputs; the file on disk stays the inference graph.

@@ -43,3 +43,16 @@ func RemoveDead(g *onnxpb.GraphProto) []string {
 	}
 	return unread
 }
+
+// SubgraphNode returns the first node of g with a subgraph attribute (If, Loop, Scan), or nil:
+// passes that rewrite nodes of the main graph only check it to refuse what they would miss.
+func SubgraphNode(g *onnxpb.GraphProto) *onnxpb.NodeProto {
+	for _, n := range g.GetNode() {
+		for _, a := range n.GetAttribute() {
+			if a.GetG() != nil || len(a.GetGraphs()) > 0 {
+				return n
+			}
+		}
+	}
+	return nil
+}

@@ -137,6 +137,31 @@ func leU64(b []byte) uint64 {
 // are constant-folded so that Reshape and Expand targets resolve. An op it does not know is an
 // error naming the node.
 func InferShapes(m *Model, inputDims map[string][]int64) (map[string]TensorType, error) {
+	si, err := inferShapes(m, inputDims)
+	if err != nil {
+		return nil, err
+	}
+	return si.types, nil
+}
+
+// InferShapesFolded is InferShapes that also returns the integer tensors it folded (shape
+// computations such as Shape → Gather → Div → Unsqueeze, initializers and Constants included),
+// by name: a value computed at run time from static shapes is then known before it runs.
+func InferShapesFolded(m *Model, inputDims map[string][]int64) (map[string]TensorType, map[string][]int64, error) {
+	si, err := inferShapes(m, inputDims)
+	if err != nil {
+		return nil, nil, err
+	}
+	ints := map[string][]int64{}
+	for name, c := range si.consts {
+		if c != nil && c.ints != nil {
+			ints[name] = c.ints
+		}
+	}
+	return si.types, ints, nil
+}
+
+func inferShapes(m *Model, inputDims map[string][]int64) (*shapeInf, error) {
 	if m == nil || m.Graph() == nil {
 		return nil, fmt.Errorf("onnx: infer shapes: no model graph")
 	}
@@ -192,7 +217,7 @@ func InferShapes(m *Model, inputDims map[string][]int64) (map[string]TensorType,
 			return nil, fmt.Errorf("onnx: infer shapes: node %s: %w", nodeLabel(n), err)
 		}
 	}
-	return si.types, nil
+	return si, nil
 }
 
 type shapeInf struct {

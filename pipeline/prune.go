@@ -11,6 +11,7 @@ import (
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/runtime"
 	"github.com/shears-ml/shears/tokenizer"
+	"github.com/shears-ml/shears/transform/decoder"
 	"github.com/shears-ml/shears/transform/layers"
 	"github.com/shears-ml/shears/transform/prune"
 	"github.com/shears-ml/shears/transform/quant"
@@ -190,7 +191,14 @@ func loadLinears(path, include, exclude string) (*onnx.Model, []layers.Linear, [
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	all, err := layers.Find(m)
+	// A merged decoder's linears live in its branches: they are found in the with-past one
+	// (node names and weights are the same in both).
+	branch, err := decoder.Branch(m)
+	if err != nil {
+		m.Close()
+		return nil, nil, nil, err
+	}
+	all, err := layers.Find(branch)
 	if err == nil {
 		var sel []layers.Linear
 		if sel, err = layers.Select(all, include, exclude); err == nil {

@@ -14,6 +14,12 @@ func LMTensor(t lm.Tensor) (*Tensor, error) {
 		return I64(t.Shape, t.I64), nil
 	case t.DType == onnxpb.TensorProto_FLOAT:
 		return F32(t.Shape, t.F32), nil
+	case t.DType == onnxpb.TensorProto_BOOL:
+		raw := make([]byte, len(t.Bool))
+		for i, b := range t.Bool {
+			raw[i] = boolByte(b)
+		}
+		return RawTensor(Bool, t.Shape, raw), nil
 	case t.I64 == nil && t.F32 == nil: // an empty past of another type
 		return Zeros(DType(t.DType), t.Shape)
 	}

@@ -51,9 +51,10 @@ cp -L "$lib" "$dir/.ort/libonnxruntime.so.1"
 # cached; without apt (or offline) the bundle goes without them and says so.
 vkcache=${XDG_CACHE_HOME:-$HOME/.cache}/shears-gpu-bundle
 vulkan=""
-if mkdir -p "$vkcache" && (cd "$vkcache" && { ls libvulkan1_*.deb libglvnd0_*.deb >/dev/null 2>&1 ||
-    apt-get download libvulkan1 libglvnd0 >/dev/null 2>&1 ||
-    { apt-get update -q >/dev/null 2>&1 && apt-get download libvulkan1 libglvnd0 >/dev/null 2>&1; }; }); then
+apt=(apt-get -o Acquire::Retries=0 -o Acquire::http::Timeout=10 -o Acquire::https::Timeout=10)
+if command -v dpkg-deb >/dev/null && mkdir -p "$vkcache" && (cd "$vkcache" && { ls libvulkan1_*.deb libglvnd0_*.deb >/dev/null 2>&1 ||
+    "${apt[@]}" download libvulkan1 libglvnd0 >/dev/null 2>&1 ||
+    { "${apt[@]}" update -q >/dev/null 2>&1 && "${apt[@]}" download libvulkan1 libglvnd0 >/dev/null 2>&1; }; }); then
   x=$(mktemp -d)
   for d in "$vkcache"/libvulkan1_*.deb "$vkcache"/libglvnd0_*.deb; do dpkg-deb -x "$d" "$x"; done
   mkdir -p "$dir/lib/vulkan" "$dir/lib/glvnd"
@@ -62,7 +63,7 @@ if mkdir -p "$vkcache" && (cd "$vkcache" && { ls libvulkan1_*.deb libglvnd0_*.de
   rm -rf "$x"
   vulkan="$(basename "$vkcache"/libvulkan1_*.deb .deb), $(basename "$vkcache"/libglvnd0_*.deb .deb)"
 else
-  echo "gpu-bundle: warning: could not fetch libvulkan1/libglvnd0 with apt; the bundle relies on the machine's Vulkan loader" >&2
+  echo "gpu-bundle: warning: could not fetch libvulkan1/libglvnd0 with apt (Debian/Ubuntu only); the bundle relies on the machine's Vulkan loader" >&2
 fi
 # The newest glibc symbol version the binaries need: the oldest glibc the GPU machine may have.
 glibc=$(objdump -T "$dir/bin/shears" "$dir/bin/gpucheck" 2>/dev/null | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -n1 || true)

@@ -40,7 +40,7 @@ type evalOpts struct {
 func init() {
 	register(&command{
 		name:    "eval",
-		args:    "MODEL.onnx --task ppl|gen|choice --data FILE --tokenizer TOK [flags]",
+		args:    "MODEL.onnx|MODEL_DIR --task ppl|gen|choice --data FILE [--tokenizer TOK] [flags]",
 		summary: "evaluate a model (perplexity, generation accuracy, multiple-choice accuracy)",
 		long: `--task ppl: perplexity. The data file (.txt, LLM-Adapters .json whose records become their
 training prompts, or .jsonl) is tokenized into one stream (each document BOS … EOS), cut into
@@ -133,13 +133,17 @@ func runEval(env *cliEnv, o any, args []string) error {
 	if opts.noCache && opts.task != "gen" {
 		return fmt.Errorf("%w: --no-cache applies to --task gen", errUsage)
 	}
+	model, folderTok := pipeline.ResolveModel(args[0]) // a model folder: its graph and tokenizer
+	if opts.tokenizer == "" {
+		opts.tokenizer = folderTok
+	}
 	if opts.task == "ppl" {
 		if opts.predictions != "" {
 			return fmt.Errorf("%w: --predictions applies to --task gen and choice, not ppl", errUsage)
 		}
-		return runPPL(env, opts, args[0])
+		return runPPL(env, opts, model)
 	}
-	return runItems(env, opts, args[0])
+	return runItems(env, opts, model)
 }
 
 func runPPL(env *cliEnv, opts *evalOpts, model string) error {

@@ -3,6 +3,7 @@ package main
 import (
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/shears-ml/shears/internal/testkit"
@@ -70,6 +71,12 @@ func TestFusedOpsInspectGeneratePrune(t *testing.T) {
 	}
 	if c := generateJSON(t, out, "--prompt-ids", "1,7,9", "--max-tokens", "4", "--ignore-eos", "--json"); len(c.IDs) != 4 {
 		t.Errorf("pruned model generated %v", c.IDs)
+	}
+	// Training lowers the fused operators: the step's gradients through the lowered rotary and
+	// GroupQueryAttention agree with finite differences.
+	o, e, code := shears(t, "gradcheck", model, "--wrt", `model\.layers\.0\.attn\.q_proj\.MatMul\.weight|model\.layers\.1\.post_attention_layernorm\.weight`)
+	if code != 0 || !strings.Contains(o, "max rel err") {
+		t.Errorf("gradcheck: %s%s", o, e)
 	}
 }
 

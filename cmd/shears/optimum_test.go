@@ -3,11 +3,14 @@ package main
 import (
 	"encoding/json"
 	"math"
+	"path/filepath"
 	"reflect"
 	"testing"
 
 	"github.com/shears-ml/shears/internal/testkit"
 	"github.com/shears-ml/shears/internal/torchfix"
+	"github.com/shears-ml/shears/onnx"
+	"github.com/shears-ml/shears/transform/layers"
 )
 
 // storiesGreedy are stories260K's 20 greedy ids after BOS (llama2.c's run.c).
@@ -106,6 +109,86 @@ func TestOptimumExportPerplexity(t *testing.T) {
 			t.Errorf("%s: perplexity %.6f, our import %.6f", model, got, want)
 		} else {
 			t.Logf("%s: perplexity %.6f, our import %.6f", model, got, want)
+		}
+	}
+}
+
+// TestOptimumExportWandaMasks: 50% Wanda on PyTorch's with-past export zeroes the same weights
+// as on our import, on the same calibration data: Wanda ranks each output's inputs, and the
+// export's q and k outputs are Hugging Face's permutation of ours (undone here).
+func TestOptimumExportWandaMasks(t *testing.T) {
+	e := torchfix.Stories260K(t)
+	tok := testkit.Shared(t, "models/stories260K/tok512.bin")
+	calib := testkit.Shared(t, "data/llm-adapters/ARC-Easy-train.json")
+	testkit.ORT(t)
+	dir := t.TempDir()
+	const headDim = 8 // stories260K: dim 64, 8 heads
+	masks := func(model, out string) map[[2]any][][]bool {
+		if _, errOut, code := shears(t, "prune", model, "-o", out, "--sparsity", "0.5", "--calib", calib, "--tokenizer", tok, "--samples", "8", "--seq-len", "64", "--seed", "3"); code != 0 {
+			t.Fatalf("prune %s: %s", model, errOut)
+		}
+		m, err := onnx.Load(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		ls, err := layers.Find(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res := map[[2]any][][]bool{}
+		for _, l := range ls {
+			if l.Head {
+				continue
+			}
+			v, err := m.Float32s(m.Initializer(l.Weight))
+			if err != nil {
+				t.Fatal(err)
+			}
+			// columns[o][i]: output o's input i is zero ([in, out] storage).
+			cols := make([][]bool, l.Out)
+			zeros := 0
+			for o := range cols {
+				cols[o] = make([]bool, l.In)
+				for i := range cols[o] {
+					cols[o][i] = v[int64(i)*l.Out+int64(o)] == 0
+					if cols[o][i] {
+						zeros++
+					}
+				}
+			}
+			if zeros != len(v)/2 {
+				t.Fatalf("%s %s: %d of %d weights zero, want half", model, l.Weight, zeros, len(v))
+			}
+			res[[2]any{l.Block, l.Role}] = cols
+		}
+		return res
+	}
+	ours := masks(importStories(t, dir), filepath.Join(dir, "ours-50.onnx"))
+	theirs := masks(e.WithPast, filepath.Join(dir, "torch-50.onnx"))
+	if len(ours) != 35 || len(theirs) != 35 {
+		t.Fatalf("pruned linears: ours %d, torch export %d", len(ours), len(theirs))
+	}
+	// Hugging Face's output c' = h·hd + a·hd/2 + j is llama2.c's c = h·hd + 2j + a.
+	unpermute := func(c int) int {
+		h, r := c/headDim, c%headDim
+		a, j := r/(headDim/2), r%(headDim/2)
+		return h*headDim + 2*j + a
+	}
+	for k, want := range ours {
+		got := theirs[k]
+		differ := 0
+		for c := range got {
+			o := c
+			if k[1] == "q" || k[1] == "k" {
+				o = unpermute(c)
+			}
+			if !reflect.DeepEqual(got[c], want[o]) {
+				differ++
+			}
+		}
+		if differ > 0 {
+			t.Errorf("layer %v: %d of %d outputs have different masks", k, differ, len(got))
 		}
 	}
 }

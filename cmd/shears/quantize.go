@@ -25,6 +25,7 @@ type quantizeOpts struct {
 	seqLen      int
 	seed        uint64
 	damp        float64
+	accuracy    int
 	external    bool
 	report      string
 	json        bool
@@ -73,6 +74,7 @@ Examples:
 			fs.IntVar(&o.seqLen, "seq-len", 2048, "tokens per calibration window (capped to the model's context)")
 			fs.Uint64Var(&o.seed, "seed", 0, "calibration sampling seed")
 			fs.Float64Var(&o.damp, "damp", 0.01, "gptq damping: fraction of the Hessian's mean diagonal added to it")
+			fs.IntVar(&o.accuracy, "accuracy-level", 0, "MatMulNBits accuracy_level: 0 (float activations) or 4 (int8 activations: faster CPU kernels, less exact)")
 			fs.BoolVar(&o.external, "external-data", false, "write weights to OUT.onnx.data (automatic when the input has external data)")
 			fs.StringVar(&o.report, "report", "", "write the report as JSON to this file")
 			fs.BoolVar(&o.json, "json", false, "print the report as JSON on stdout instead of the table")
@@ -94,7 +96,7 @@ func runQuantize(env *cliEnv, o any, args []string) error {
 	qo := pipeline.QuantizeOptions{Model: args[0], Out: opts.out, Bits: opts.bits, BlockSize: opts.blockSize, Method: opts.method,
 		Symmetric: opts.symmetric, IncludeHead: opts.includeHead, Include: opts.include, Exclude: opts.exclude,
 		Calib: opts.calib, Tokenizer: opts.tokenizer, Samples: opts.samples, SeqLen: opts.seqLen, Seed: opts.seed,
-		Damp: opts.damp, External: opts.external}
+		Damp: opts.damp, AccuracyLevel: opts.accuracy, External: opts.external}
 	if err := qo.Check(); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}

@@ -4,7 +4,9 @@ package testkit
 
 import (
 	"math"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/shears-ml/shears/internal/testpath"
@@ -135,4 +137,18 @@ func Worse(a, b float64) float64 {
 		return math.Inf(1)
 	}
 	return max(a, b)
+}
+
+// CheckONNX runs the official checker (onnx.checker.check_model with full_check, Debian's
+// python3-onnx) on the model file at path, skipping the test when python3-onnx is missing.
+func CheckONNX(t testing.TB, path string) {
+	t.Helper()
+	const py = "/usr/bin/python3"
+	if out, err := exec.Command(py, "-c", "import onnx").CombinedOutput(); err != nil {
+		t.Skipf("official checker unavailable: %s -c 'import onnx' failed (install python3-onnx): %v %s", py, err, strings.TrimSpace(string(out)))
+	}
+	out, err := exec.Command(py, "-c", "import sys, onnx; onnx.checker.check_model(sys.argv[1], full_check=True)", path).CombinedOutput()
+	if err != nil {
+		t.Errorf("onnx checker on %s: %v\n%s", path, err, out)
+	}
 }

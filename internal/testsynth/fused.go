@@ -3,6 +3,7 @@ package testsynth
 import (
 	"fmt"
 	"math"
+	"strings"
 
 	"github.com/shears-ml/shears/models/llama"
 	"github.com/shears-ml/shears/onnx"
@@ -126,7 +127,7 @@ func (f *fused) forward() string {
 			h, residual = o[0], o[3]
 		}
 		lin := func(module, short, in string) string {
-			w := f.weight(lw(module), fmt.Sprintf("model.layers.%d.%s.MatMul.weight", i, short))
+			w := f.weight(lw(module), fmt.Sprintf("model.layers.%d.%s.MatMul.weight", i, strings.ReplaceAll(short, "/", ".")))
 			return b.Op("MatMul", p+"/"+short+"/MatMul", []string{in, w})
 		}
 		q := lin("self_attn.q_proj", "attn/q_proj", h)

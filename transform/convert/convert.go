@@ -100,6 +100,9 @@ func NewPlan(m *onnx.Model, o Options) (*Plan, error) {
 	if g == nil {
 		return nil, fmt.Errorf("convert %s: no graph", m.Path)
 	}
+	if n := onnx.SubgraphNode(g); n != nil {
+		return nil, fmt.Errorf("convert %s: node %q (%s) holds subgraphs (a merged decoder?), which this pass cannot rewrite; convert the with-past model (model.onnx) instead", m.Path, n.GetName(), n.GetOpType())
+	}
 	p := &Plan{Options: o, convert: map[string]bool{}}
 	p.Compute = o.compute()
 	ix := onnx.NewIndex(g)

@@ -14,6 +14,7 @@ import (
 	"github.com/shears-ml/shears/onnx/onnxpb"
 	"github.com/shears-ml/shears/transform/convert"
 	"github.com/shears-ml/shears/transform/decoder"
+	"google.golang.org/protobuf/proto"
 )
 
 func tinyLlama(t *testing.T) *onnx.Model {
@@ -106,15 +107,49 @@ func TestTrainFormThroughCast(t *testing.T) {
 	}
 }
 
-func TestTrainFormErrors(t *testing.T) {
+// A past read other than by the Concat (its length through Shape, as torch exports do) becomes
+// an empty past made in the graph; a past read through a Cast by anything but a Concat is an
+// error naming the node.
+func TestTrainFormPastFallback(t *testing.T) {
+	testkit.ORT(t)
 	m := tinyLlama(t)
-	// A past read by something other than a Concat is named.
+	// logits := raw logits + 0·(past length): a Shape of the past on the way to the output.
+	g := m.Graph()
+	for _, n := range g.Node {
+		for i, o := range n.Output {
+			if o == lm.Logits {
+				n.Output[i] = "raw_logits"
+			}
+		}
+	}
+	g.Output[0].Name = proto.String("raw_logits")
 	b := onnx.BuilderFor(m)
-	b.Op("Shape", "/odd/Shape", []string{lm.Past(1, lm.Value)})
+	l := b.Op("Shape", "/odd/Shape", []string{lm.Past(1, lm.Value)})
+	l = b.Op("Gather", "/odd/Gather", []string{l, b.Const("/odd/two", onnx.Int64Tensor("", nil, []int64{2}))}, onnx.AttrInt("axis", 0))
+	l = b.Op("Cast", "/odd/Cast", []string{l}, onnx.AttrInt("to", int64(onnxpb.TensorProto_FLOAT)))
+	l = b.Op("Mul", "/odd/Mul", []string{l, b.Const("/odd/zero", onnx.Float32Tensor("", nil, []float32{0}))})
+	b.Op("Add", "/odd/Add", []string{"raw_logits", l})
 	if b.Err() != nil {
 		t.Fatal(b.Err())
 	}
-	if _, err := decoder.TrainForm(m); err == nil || !strings.Contains(err.Error(), `"past_key_values.1.value" is read by node "/odd/Shape" (Shape)`) {
+	g.Node[len(g.Node)-1].Output[0] = lm.Logits
+	g.Output[0].Name = proto.String(lm.Logits)
+	tf, err := decoder.TrainForm(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := []int64{1, 5, 9, 39, 0, 12}
+	_, want := testkit.RunLogits(t, m, 1, ids, nil)
+	_, got := testkit.RunLogits(t, tf, 1, ids, nil)
+	if d := testkit.MaxDiff(want, got); !(d <= 1e-6) {
+		t.Errorf("train form with an in-graph empty past differs by %g", d)
+	}
+
+	m = tinyLlama(t)
+	b = onnx.BuilderFor(m)
+	c := b.Op("Cast", "/odd/Cast", []string{lm.Past(0, lm.Key)}, onnx.AttrInt("to", int64(onnxpb.TensorProto_FLOAT16)))
+	b.Op("Shape", "/odd/Shape", []string{c})
+	if _, err := decoder.TrainForm(m); err == nil || !strings.Contains(err.Error(), `"past_key_values.0.key" is read through a Cast by node "/odd/Shape"`) {
 		t.Errorf("error %v", err)
 	}
 }

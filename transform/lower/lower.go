@@ -34,6 +34,9 @@ type rule func(e *emitter, n *onnxpb.NodeProto) error
 var rules = map[string]rule{
 	"SimplifiedLayerNormalization":     simplifiedNorm,
 	"SkipSimplifiedLayerNormalization": skipSimplifiedNorm,
+	"RotaryEmbedding":                  rotary,
+	"GroupQueryAttention":              gqa,
+	"MultiHeadAttention":               mha,
 }
 
 // refusals say what to do about fused operators without a lowering.
@@ -48,6 +51,13 @@ var refusals = map[string]string{
 	"BiasGelu":               "activations",
 	"MatMulNBits":            "quantized weights",
 }
+
+// advice says what to do about a fused operator Lower cannot rewrite.
+const advice = "training needs standard ONNX operators and shears lowers only SimplifiedLayerNormalization, " +
+	"SkipSimplifiedLayerNormalization, RotaryEmbedding (full rotation), GroupQueryAttention and MultiHeadAttention " +
+	"(separate q, k, v, no bias); inspect, prune, eval and generate run the model as it is, but to train, export it " +
+	"without onnxruntime's fusions (optimum-cli export onnx without --optimize, not the GenAI builder or " +
+	"onnxruntime.transformers.optimizer) or import the checkpoint with shears import hf"
 
 // IsFused reports whether n is an onnxruntime fused operator Lower knows about (lowered or
 // refused).
@@ -86,12 +96,7 @@ func Lower(m *onnx.Model) (Report, error) {
 			more = fmt.Sprintf(" and %d more", len(refused)-3)
 			refused = refused[:3]
 		}
-		return rep, fmt.Errorf("lower: %w: node %s%s: training needs standard ONNX operators and shears has no "+
-			"lowering for these (it lowers SimplifiedLayerNormalization and SkipSimplifiedLayerNormalization); "+
-			"inspect, prune, eval and generate run the model as it is, but to train, export it without "+
-			"onnxruntime's fusions (optimum-cli export onnx without --optimize, not the GenAI builder or "+
-			"onnxruntime.transformers.optimizer) or import the checkpoint with shears import hf",
-			ErrFused, strings.Join(refused, ", "), more)
+		return rep, fmt.Errorf("lower: %w: node %s%s: %s", ErrFused, strings.Join(refused, ", "), more, advice)
 	}
 	e := &emitter{ix: onnx.NewIndex(g), opset: opsetOf(m)}
 	var nodes []*onnxpb.NodeProto
@@ -106,7 +111,7 @@ func Lower(m *onnx.Model) (Report, error) {
 			e.prefix = "/lowered/" + n.GetOpType()
 		}
 		if err := r(e, n); err != nil {
-			return Report{Lowered: map[string]int{}}, fmt.Errorf("lower: node %q (%s): %w", n.GetName(), n.GetOpType(), err)
+			return Report{Lowered: map[string]int{}}, fmt.Errorf("lower: %w: node %q (%s::%s): %v; %s", ErrFused, n.GetName(), n.GetDomain(), n.GetOpType(), err, advice)
 		}
 		nodes = append(nodes, e.nodes...)
 		rep.Lowered[n.GetOpType()]++

@@ -3,6 +3,7 @@ package lower_test
 import (
 	"errors"
 	"math/rand/v2"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -128,31 +129,94 @@ func TestLoweringsMatchOnnxruntime(t *testing.T) {
 	}
 }
 
-// A graph with fused attention is refused, naming the operator and what to do, and left as it
-// was.
-func TestRefusesFusedAttention(t *testing.T) {
+// GenAI-style graphs lower whole: no com.microsoft node is left and the logits are the fused
+// graph's.
+func TestLowerFusedModels(t *testing.T) {
+	testkit.ORT(t)
+	for _, c := range []struct {
+		attn string
+		kv   int
+	}{{testsynth.GQA, 4}, {testsynth.MHA, 8}} {
+		m := fusedModel(t, c.attn, c.kv)
+		ids := []int64{1, 5, 9, 300, 2, 7, 7, 100, 11, 3}
+		_, want := testkit.RunLogits(t, m, 2, ids, nil)
+		rep, err := lower.Lower(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Lowered[c.attn] != 2 || rep.Lowered["RotaryEmbedding"] != 4 || rep.Lowered["SkipSimplifiedLayerNormalization"] != 4 {
+			t.Errorf("%s: lowered %v", c.attn, rep)
+		}
+		for _, n := range m.Graph().GetNode() {
+			if n.GetDomain() != "" || n.GetOpType() == "SimplifiedLayerNormalization" {
+				t.Fatalf("%s: node %s (%s::%s) left", c.attn, n.GetName(), n.GetDomain(), n.GetOpType())
+			}
+		}
+		if err := onnx.Validate(m); err != nil {
+			t.Fatal(err)
+		}
+		_, got := testkit.RunLogits(t, m, 2, ids, nil)
+		if d := testkit.MaxDiff(got, want); !(d <= 1e-5) {
+			t.Errorf("%s: max |lowered - fused| = %.3g", c.attn, d)
+		}
+	}
+}
+
+func fusedModel(t *testing.T, attn string, kv int) *onnx.Model {
+	t.Helper()
 	cfg, _ := llama.Preset("tiny")
-	plain, err := onnx.Load(testsynth.Synthetic(t, "tiny"))
+	cfg.KVHeads = kv
+	path := filepath.Join(t.TempDir(), "plain.onnx")
+	if err := llama.WriteSynthetic(path, cfg, 6, onnxpb.TensorProto_FLOAT); err != nil {
+		t.Fatal(err)
+	}
+	plain, err := onnx.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer plain.Close()
-	m, err := testsynth.Fused(plain, cfg, testsynth.GQA)
+	m, err := testsynth.Fused(plain, cfg, attn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	before := len(m.Graph().GetNode())
-	_, err = lower.Lower(m)
+	return m
+}
+
+// A form without a lowering (rotary inside the attention) is refused, naming the node, the
+// attribute and what to do, and the graph is left as it was.
+func TestRefusesUnloweredForms(t *testing.T) {
+	m := fusedModel(t, testsynth.GQA, 4)
+	var node string
+	for _, n := range m.Graph().GetNode() {
+		if n.GetOpType() == "GroupQueryAttention" {
+			n.Attribute = append(n.Attribute, onnx.AttrInt("do_rotary", 1))
+			node = n.GetName()
+			break
+		}
+	}
+	before, _ := m.Marshal()
+	_, err := lower.Lower(m)
 	if !errors.Is(err, lower.ErrFused) {
 		t.Fatalf("error %v, want ErrFused", err)
 	}
-	for _, want := range []string{"RotaryEmbedding", "/model/layers.0/attn/q_rotary/RotaryEmbedding", "without onnxruntime's fusions"} {
+	for _, want := range []string{node, "do_rotary", "without onnxruntime's fusions"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not say %q", err, want)
 		}
 	}
-	if len(m.Graph().GetNode()) != before || m.Graph().GetNode()[0].GetOpType() != "Gather" {
+	if after, _ := m.Marshal(); string(before) != string(after) {
 		t.Error("the refused graph was changed")
+	}
+	// An operator with no lowering at all.
+	b := onnx.NewBuilder("g", 17)
+	x := b.Input("x", onnxpb.TensorProto_FLOAT, 2)
+	y := b.Op("FastGelu", "/fast_gelu", []string{x})
+	b.Output(y, onnxpb.TensorProto_FLOAT, 2)
+	ms := onnx.MicrosoftDomain
+	b.Graph().Node[0].Domain = &ms
+	g, _ := b.Model()
+	if _, err := lower.Lower(g); !errors.Is(err, lower.ErrFused) || !strings.Contains(err.Error(), "/fast_gelu") {
+		t.Errorf("FastGelu: error %v", err)
 	}
 }
 

@@ -33,6 +33,9 @@ type Target struct {
 type Plan struct {
 	Config  Config
 	Targets []Target
+	// AccuracyLevel is the nodes' accuracy_level attribute: 0 (default) computes with A as it
+	// is; 4 lets onnxruntime quantize A to int8 per block (faster CPU kernels, less exact).
+	AccuracyLevel int
 }
 
 // NewPlan checks every target (a MatMul, or a Gemm with alpha = beta = 1, on a float input) and
@@ -46,6 +49,9 @@ func NewPlan(m *onnx.Model, targets []layers.Linear, c Config) (*Plan, error) {
 	}
 	if has, node := HasQuantized(m); has {
 		return nil, fmt.Errorf("quantize %s: node %s is already a %s; quantize the float model", m.Path, node, OpType)
+	}
+	if n := onnx.SubgraphNode(m.Graph()); n != nil {
+		return nil, fmt.Errorf("quantize %s: node %q (%s) holds subgraphs (a merged decoder?), whose linears this pass cannot rewrite; quantize the with-past model (model.onnx) instead", m.Path, n.GetName(), n.GetOpType())
 	}
 	types, err := onnx.InferShapes(m, nil)
 	if err != nil {
@@ -146,7 +152,7 @@ func (p *Plan) ApplyTarget(m *onnx.Model, t Target, l *Layer) error {
 	n.Attribute = []*onnxpb.AttributeProto{
 		onnx.AttrInt("K", int64(t.K)), onnx.AttrInt("N", int64(t.N)),
 		onnx.AttrInt("bits", int64(p.Config.Bits)), onnx.AttrInt("block_size", int64(p.Config.BlockSize)),
-		onnx.AttrInt("accuracy_level", 0),
+		onnx.AttrInt("accuracy_level", int64(p.AccuracyLevel)),
 	}
 	removeDeadChain(g, weightIn)
 	ensureDomain(m.Proto)

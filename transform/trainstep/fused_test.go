@@ -1,7 +1,6 @@
 package trainstep
 
 import (
-	"errors"
 	"math/rand/v2"
 	"testing"
 
@@ -11,7 +10,6 @@ import (
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
 	"github.com/shears-ml/shears/runtime"
-	"github.com/shears-ml/shears/transform/lower"
 )
 
 // A graph with onnxruntime's fused RMSNorms trains: the step lowers them, and its loss equals
@@ -76,8 +74,10 @@ func TestBuildLowersFusedNorms(t *testing.T) {
 	}
 }
 
-// Fused attention cannot be trained: the step says which node and what to do.
-func TestBuildRefusesFusedAttention(t *testing.T) {
+// A GenAI-style graph (fused norms, rotary, GroupQueryAttention) trains: lowered and put in
+// its train form, the step's loss equals the causal-LM loss of the fused graph's own logits.
+func TestBuildLowersFusedAttention(t *testing.T) {
+	testkit.ORT(t)
 	cfg, _ := llama.Preset("tiny")
 	plain, err := onnx.Load(testsynth.Synthetic(t, "tiny"))
 	if err != nil {
@@ -88,9 +88,35 @@ func TestBuildRefusesFusedAttention(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = Build(m, Config{Batch: 1, Seq: 4, Trainable: []string{"model.norm.weight"}})
-	if !errors.Is(err, lower.ErrFused) {
-		t.Fatalf("error %v, want lower.ErrFused", err)
+	const bt, seq = 2, 6
+	tokens := []int64{1, 50, 9, 300, 2, 7, 7, 100, 11, 3, 499, 8}
+	_, logits := testkit.RunLogits(t, m, bt, tokens, nil)
+	want := goLoss(logits, tokens, bt, seq, cfg.Vocab)
+	st, err := Build(m, Config{Batch: bt, Seq: seq, Trainable: []string{"model.norm.weight"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := st.Model.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := runtime.OpenBytes(raw, st.Model.Dir, runtime.Options{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	res, err := s.Run(map[string]*runtime.Tensor{
+		st.InputIDs: runtime.I64([]int64{bt, seq}, tokens), st.Labels: runtime.I64([]int64{bt, seq}, tokens),
+		"model.norm.weight": runtime.F32([]int64{64}, st.Params[0].Init),
+	}, []string{st.Loss, st.Params[0].Grad})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := float64(res[st.Loss].F32[0]); !(abs(got-want) <= 1e-5*want) {
+		t.Errorf("step loss %.7f, fused graph's loss %.7f", got, want)
+	}
+	if g := res[st.Params[0].Grad].F32; len(g) != 64 || g[0] == 0 {
+		t.Errorf("gradient %v", g[:4])
 	}
 }
 

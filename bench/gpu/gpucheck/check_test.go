@@ -47,7 +47,7 @@ func TestBundle(t *testing.T) {
 	}
 	t.Logf("%s", out)
 
-	t.Run("budget", func(t *testing.T) {
+	t.Run("payload", func(t *testing.T) {
 		m := regexp.MustCompile(`(?m)^\s+total\s+(\d+) bytes`).FindSubmatch(out)
 		if m == nil {
 			t.Fatalf("no total line:\n%s", out)
@@ -224,7 +224,7 @@ func TestBundle(t *testing.T) {
 		t.Logf("peer vs onnxruntime logits: max |diff| %.3g (max |logit| %.3g)", maxd, spread)
 	})
 
-	t.Run("budget", func(t *testing.T) {
+	t.Run("time-budget", func(t *testing.T) {
 		res := filepath.Join(tmp, "budget")
 		cmd := exec.Command("bash", filepath.Join(bundle, "bench/gpu/check.sh"), "--device", "cpu", "--shapes", "tiny,25m",
 			"--out", res, "--work", filepath.Join(tmp, "work-budget"), "--budget", "1ns", "--peer=false")
