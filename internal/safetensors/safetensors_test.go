@@ -82,7 +82,7 @@ func TestBadInput(t *testing.T) {
 		"short":     {[]byte{1, 2}, "too short"},
 		"huge":      {mk("{}", 0)[:8], "does not fit"},
 		"notjson":   {mk("[1]", 0), "not a JSON object"},
-		"outside":   {mk(`{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}`, 4), "outside"},
+		"outside":   {mk(`{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}`, 4), "run past the end"},
 		"size":      {mk(`{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}`, 8), "want 12"},
 		"dtype":     {mk(`{"a":{"dtype":"X9","shape":[1],"data_offsets":[0,1]}}`, 1), "unknown dtype"},
 		"overlap":   {mk(`{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}`, 8), "gap or overlap"},
