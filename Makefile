@@ -9,7 +9,7 @@ export ONNXRUNTIME_LIB ?= $(ORT_LIB)
 
 ORT_GPU_DIR := $(CURDIR)/.ort-gpu
 
-.PHONY: all build ort ort-gpu gpu-check deps tokenizers test vet demo bench clean
+.PHONY: all build ort ort-gpu gpu-check deps tokenizers transformersjs test vet demo bench clean
 
 all: build
 
@@ -30,14 +30,15 @@ ort-gpu:
 gpu-check: ort-gpu
 	ONNXRUNTIME_LIB=$(ORT_GPU_DIR)/libonnxruntime.so.1 ./bench/gpu/check.sh
 
-# Go modules, and Debian's python3-onnx for the optional official-checker test (skipped if unavailable).
+# Go modules, and Debian's python3-onnx and python3-torch: the official-checker test and the
+# PyTorch-exported (optimum-style) fixtures of testdata/torch; those tests skip if unavailable.
 deps:
 	$(GO) mod download
-	@if ! /usr/bin/python3 -c 'import onnx' 2>/dev/null && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-		echo "deps: installing python3-onnx (for the ONNX checker test)"; \
-		apt-get install -y -q python3-onnx >/dev/null 2>&1 || \
-		{ apt-get update -q >/dev/null 2>&1 && apt-get install -y -q python3-onnx >/dev/null 2>&1; } || \
-		echo "deps: python3-onnx unavailable; the checker test will skip"; \
+	@if ! /usr/bin/python3 -c 'import onnx, torch' 2>/dev/null && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		echo "deps: installing python3-onnx python3-torch (ONNX checker test, torch-exported fixtures)"; \
+		apt-get install -y -q python3-onnx python3-torch >/dev/null 2>&1 || \
+		{ apt-get update -q >/dev/null 2>&1 && apt-get install -y -q python3-onnx python3-torch >/dev/null 2>&1; } || \
+		echo "deps: python3-onnx/python3-torch unavailable; the checker and torch-fixture tests will skip"; \
 	fi
 
 vet:
@@ -48,7 +49,12 @@ vet:
 tokenizers:
 	./scripts/fetch-tokenizers.sh
 
-test: deps ort tokenizers vet
+# transformers.js (npm @huggingface/transformers) into .cache/transformers-js, the client the deploy
+# tests load exported folders with; npm install --ignore-scripts; the tests skip when it cannot be had.
+transformersjs:
+	./scripts/fetch-transformersjs.sh
+
+test: deps ort tokenizers transformersjs vet
 	$(GO) test -count=1 -timeout 20m ./...
 	$(GO) test -run '^$$' -fuzz FuzzLoad -fuzztime 10s ./onnx
 

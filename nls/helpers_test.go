@@ -6,11 +6,11 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/shears-ml/shears/calibrate"
 	"github.com/shears-ml/shears/data"
 	"github.com/shears-ml/shears/internal/testkit"
 	"github.com/shears-ml/shears/models/llama2c"
 	"github.com/shears-ml/shears/onnx"
-	"github.com/shears-ml/shears/calibrate"
 	"github.com/shears-ml/shears/transform/layers"
 	"github.com/shears-ml/shears/transform/lora"
 	"github.com/shears-ml/shears/transform/prune"

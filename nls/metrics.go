@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 
-	"github.com/shears-ml/shears/internal/safetensors"
+	"github.com/shears-ml/shears/onnx"
 )
 
 // StepRecord is one line of metrics.jsonl: one optimizer step.
@@ -133,7 +133,7 @@ func truncateJSONL(path string, steps int) error {
 			keep.WriteByte('\n')
 		}
 	}
-	return safetensors.WriteFileAtomic(path, keep.Bytes())
+	return onnx.WriteFileAtomic(path, keep.Bytes())
 }
 
 // jsonlWriter appends records to a file.

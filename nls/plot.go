@@ -9,7 +9,7 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 
-	"github.com/shears-ml/shears/internal/safetensors"
+	"github.com/shears-ml/shears/onnx"
 )
 
 // PlotLoss draws the training curve of recs (loss per optimizer step and its moving average
@@ -63,7 +63,7 @@ func PlotLoss(path, title string, recs []StepRecord) error {
 	if _, err := wt.WriteTo(&buf); err != nil {
 		return fmt.Errorf("nls: plot %s: %w", path, err)
 	}
-	return safetensors.WriteFileAtomic(path, buf.Bytes())
+	return onnx.WriteFileAtomic(path, buf.Bytes())
 }
 
 var colorRed = color.RGBA{R: 200, G: 30, B: 30, A: 255}

@@ -9,7 +9,7 @@ import (
 	"runtime/debug"
 	"strings"
 
-	"github.com/shears-ml/shears/internal/safetensors"
+	"github.com/shears-ml/shears/onnx"
 )
 
 // Files of a run directory.
@@ -125,7 +125,7 @@ func writeJSONAtomic(path string, v any) error {
 	if err != nil {
 		return fmt.Errorf("nls: %s: %w", path, err)
 	}
-	return safetensors.WriteFileAtomic(path, append(b, '\n'))
+	return onnx.WriteFileAtomic(path, append(b, '\n'))
 }
 
 // diffRun lists what differs between a stored run and a new one, in the fields that change

@@ -7,7 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 
-	"github.com/shears-ml/shears/internal/safetensors"
+	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/transform/lora"
 	"github.com/shears-ml/shears/transform/merge"
 )
@@ -407,5 +407,5 @@ func WriteSearchLog(path string, evs []Evaluation) error {
 			return fmt.Errorf("nls: search log %s: %w", path, err)
 		}
 	}
-	return safetensors.WriteFileAtomic(path, buf.Bytes())
+	return onnx.WriteFileAtomic(path, buf.Bytes())
 }

@@ -11,7 +11,7 @@ import (
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
 
-	"github.com/shears-ml/shears/internal/safetensors"
+	"github.com/shears-ml/shears/onnx"
 )
 
 // PlotSearch draws a search as a PNG at path (written atomically): every evaluated
@@ -99,5 +99,5 @@ func PlotSearch(path, title string, r *SearchResult) error {
 	if _, err := wt.WriteTo(&buf); err != nil {
 		return fail(err)
 	}
-	return safetensors.WriteFileAtomic(path, buf.Bytes())
+	return onnx.WriteFileAtomic(path, buf.Bytes())
 }

@@ -8,8 +8,8 @@ import (
 
 	"github.com/shears-ml/shears/data"
 	"github.com/shears-ml/shears/eval"
-	"github.com/shears-ml/shears/internal/safetensors"
 	"github.com/shears-ml/shears/models"
+	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/runtime"
 	"github.com/shears-ml/shears/tokenizer"
 	"github.com/shears-ml/shears/transform/lora"
@@ -200,7 +200,7 @@ func RunSearch(j SearchJob) (*SearchReport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nls: search: %w", err)
 	}
-	if err := safetensors.WriteFileAtomic(j.Config, append(b, '\n')); err != nil {
+	if err := onnx.WriteFileAtomic(j.Config, append(b, '\n')); err != nil {
 		return nil, fmt.Errorf("nls: search: %w", err)
 	}
 	return rep, nil

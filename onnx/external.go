@@ -17,6 +17,7 @@ import (
 // Save keeps reading its original bytes.
 type externalFiles struct {
 	mu     sync.Mutex
+	copyMu sync.Mutex          // held by Save's file-to-file copies, which seek the handles
 	files  map[string]*os.File // by cleaned location
 	closed bool
 }

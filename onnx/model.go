@@ -111,6 +111,9 @@ func load(data []byte, dir, name string) (*Model, error) {
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("onnx: load %s: %w", name, errors.Join(errs...))
 	}
+	if err := CheckDataIDs(m.externalDir(), dataIDs(mp)); err != nil {
+		return nil, fmt.Errorf("onnx: load %s: %w", name, err)
+	}
 	return m, nil
 }
 

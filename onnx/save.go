@@ -2,10 +2,12 @@ package onnx
 
 import (
 	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
-	"os"
 	"path/filepath"
 	"strconv"
 
@@ -53,15 +55,13 @@ func (m *Model) Save(path string, opts SaveOptions) (err error) {
 	}
 	external := opts.ExternalData || total > maxInlineBytes
 
-	var tmps []string // temporaries to remove on failure
+	var dw *dataWriter
 	defer func() {
-		if err != nil {
-			for _, p := range tmps {
-				os.Remove(p)
-			}
+		if dw != nil {
+			dw.p.Abort()
 		}
 	}()
-	var dw *dataWriter
+	ids := map[string]string{} // data file location → id the output expects
 	outInits := make([]*onnxpb.TensorProto, len(inits))
 	for i, t := range inits {
 		n, lerr := tensorByteLen(t)
@@ -88,6 +88,11 @@ func (m *Model) Save(path string, opts SaveOptions) (err error) {
 			if err != nil {
 				return fail(err)
 			}
+			if loc := externalLocation(out); ids[loc] == "" {
+				if id, _ := readDataID(filepath.Join(dir, filepath.FromSlash(loc))); id != "" {
+					ids[loc] = id
+				}
+			}
 			outInits[i] = out
 			continue
 		}
@@ -103,8 +108,6 @@ func (m *Model) Save(path string, opts SaveOptions) (err error) {
 				if dw, err = newDataWriter(dataPath); err != nil {
 					return fail(err)
 				}
-				tmps = append(tmps, dw.f.Name())
-				defer dw.f.Close()
 			}
 			off, err := m.copyExternal(t, n, dw)
 			if err != nil {
@@ -152,8 +155,6 @@ func (m *Model) Save(path string, opts SaveOptions) (err error) {
 				if dw, err = newDataWriter(dataPath); err != nil {
 					return fail(err)
 				}
-				tmps = append(tmps, dw.f.Name())
-				defer dw.f.Close()
 			}
 			off, err := dw.write(raw)
 			if err != nil {
@@ -183,41 +184,46 @@ func (m *Model) Save(path string, opts SaveOptions) (err error) {
 	shallowCopy(og, g)
 	og.Initializer = outInits
 	og.Node = nodes
+	if dw != nil {
+		ids[filepath.ToSlash(dataName)] = dw.id()
+	}
 	om := &onnxpb.ModelProto{}
 	shallowCopy(om, m.Proto)
 	om.Graph = og
+	om.MetadataProps = withDataIDs(m.Proto.GetMetadataProps(), ids)
 	buf, err := proto.MarshalOptions{Deterministic: true}.Marshal(om)
 	if err != nil {
 		return fail(fmt.Errorf("marshal: %w", err))
 	}
 
-	mf, err := os.CreateTemp(dir, filepath.Base(path)+".tmp-*")
+	mf, err := CreatePending(path)
 	if err != nil {
 		return fail(err)
 	}
-	tmps = append(tmps, mf.Name())
-	defer mf.Close()
+	defer mf.Abort()
 	if _, err := mf.Write(buf); err != nil {
 		return fail(err)
 	}
-	if err := syncClose(mf); err != nil {
+	if err := mf.finish(); err != nil {
 		return fail(err)
 	}
 	if dw != nil {
 		if err := dw.finish(); err != nil {
 			return fail(fmt.Errorf("write data file %s: %w", dataPath, err))
 		}
-		if err := os.Rename(dw.f.Name(), dataPath); err != nil {
+		if err := dw.p.rename(); err != nil {
+			return fail(err)
+		}
+		// A kill here leaves the new data under the old header: the ids in the header and
+		// the data file's trailer differ, and Load refuses the pair.
+		if err := fault("save-between-renames"); err != nil {
 			return fail(err)
 		}
 	}
-	if err := os.Rename(mf.Name(), path); err != nil {
+	if err := mf.rename(); err != nil {
 		return fail(err)
 	}
-	if d, err := os.Open(dir); err == nil { // make the renames durable; best effort
-		d.Sync()
-		d.Close()
-	}
+	syncDir(dir)
 	return nil
 }
 
@@ -281,19 +287,21 @@ func (m *Model) inlineNodeTensors(nodes []*onnxpb.NodeProto) ([]*onnxpb.NodeProt
 	return out, nil
 }
 
-// dataWriter appends tensors to a temporary data file at ExternalAlign-aligned offsets.
+// dataWriter appends tensors to a temporary data file at ExternalAlign-aligned offsets,
+// hashing what it writes into the file's id.
 type dataWriter struct {
-	f   *os.File
+	p   *PendingFile
 	w   *bufio.Writer
 	off int64
+	h   hash.Hash
 }
 
 func newDataWriter(dataPath string) (*dataWriter, error) {
-	f, err := os.CreateTemp(filepath.Dir(dataPath), filepath.Base(dataPath)+".tmp-*")
+	p, err := CreatePending(dataPath)
 	if err != nil {
 		return nil, err
 	}
-	return &dataWriter{f: f, w: bufio.NewWriterSize(f, 1<<20)}, nil
+	return &dataWriter{p: p, w: bufio.NewWriterSize(p, 1<<20), h: sha256.New()}, nil
 }
 
 var zeroPad [ExternalAlign]byte
@@ -310,22 +318,28 @@ func (d *dataWriter) write(b []byte) (int64, error) {
 	if _, err := d.w.Write(b); err != nil {
 		return 0, err
 	}
+	d.h.Write(b)
 	d.off += int64(len(b))
 	return off, nil
 }
 
 // copyExternal appends n bytes of external tensor t to d (aligned) by a file-to-file copy and
-// returns the offset they start at. The source is opened anew so the copy can seek it.
+// returns the offset they start at.
 func (m *Model) copyExternal(t *onnxpb.TensorProto, n int64, d *dataWriter) (int64, error) {
 	r, err := parseExternal(t)
 	if err != nil {
 		return 0, err
 	}
-	src, err := os.Open(filepath.Join(m.externalDir(), filepath.FromSlash(r.location)))
+	// The handle m holds (not the path): if the file was replaced since Load, m still copies
+	// the bytes it was loaded with, as RawData reads them. Seeking it is safe: reads elsewhere
+	// use ReadAt.
+	src, err := m.openExternal(r.location)
 	if err != nil {
 		return 0, fmt.Errorf("tensor %q: %w", t.GetName(), err)
 	}
-	defer src.Close()
+	e := m.files()
+	e.copyMu.Lock() // one seek-and-copy at a time on the shared handle
+	defer e.copyMu.Unlock()
 	if fi, err := src.Stat(); err != nil || r.offset > fi.Size() || n > fi.Size()-r.offset {
 		return 0, fmt.Errorf("tensor %q: external data offset %d + length %d runs past the end of %q", t.GetName(), r.offset, n, r.location)
 	}
@@ -342,7 +356,16 @@ func (m *Model) copyExternal(t *onnxpb.TensorProto, n int64, d *dataWriter) (int
 		return 0, err
 	}
 	off := d.off
-	copied, err := d.f.ReadFrom(&io.LimitedReader{R: src, N: n})
+	// The bytes are not read here, so the id covers where they come from instead: the source
+	// file's own id when it has one, else its name, size and modification time.
+	srcID, _ := dataIDOf(src)
+	if srcID == "" {
+		if fi, err := src.Stat(); err == nil {
+			srcID = fmt.Sprintf("%s %d %d", src.Name(), fi.Size(), fi.ModTime().UnixNano())
+		}
+	}
+	fmt.Fprintf(d.h, "copy %s %d %d\n", srcID, r.offset, n)
+	copied, err := d.p.ReadFrom(&io.LimitedReader{R: src, N: n})
 	if err != nil {
 		return 0, err
 	}
@@ -353,22 +376,19 @@ func (m *Model) copyExternal(t *onnxpb.TensorProto, n int64, d *dataWriter) (int
 	return off, nil
 }
 
+// id is the data file's content id: a hash of the tensors written (and of the sources of
+// those copied).
+func (d *dataWriter) id() string { return hex.EncodeToString(d.h.Sum(nil)[:16]) }
+
+// finish appends the id trailer and syncs the file.
 func (d *dataWriter) finish() error {
+	if _, err := d.w.WriteString(dataIDMagic + d.id() + "\n"); err != nil {
+		return err
+	}
 	if err := d.w.Flush(); err != nil {
 		return err
 	}
-	return syncClose(d.f)
-}
-
-// syncClose flushes f to disk and closes it, with the permissions of an ordinary output file.
-func syncClose(f *os.File) error {
-	if err := f.Chmod(0o644); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	return f.Close()
+	return d.p.finish()
 }
 
 // CanShareExternal reports whether a Save of m to path with ShareExternal can refer to every

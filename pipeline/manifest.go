@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/shears-ml/shears/onnx"
 )
 
 // manifestVersion changes when what a stage writes changes, so old work folders rerun.
@@ -91,24 +93,11 @@ func readManifest(dir string) (*Manifest, error) {
 	return &m, nil
 }
 
-// writeFileAtomic writes b to path through a temporary file and a rename.
-func writeFileAtomic(path string, b []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
-}
-
 // WriteJSON writes v as indented JSON atomically.
 func WriteJSON(path string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	return writeFileAtomic(path, append(b, '\n'))
+	return onnx.WriteFileAtomic(path, append(b, '\n'))
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/shears-ml/shears/nls"
+	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/runtime"
 	"github.com/shears-ml/shears/tokenizer"
 	"github.com/shears-ml/shears/transform/lora"
@@ -366,7 +367,7 @@ func (rn *runner) do(stage string, options any, inputs map[string]string, output
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("%s: %w", stage, err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, pendingFile), []byte(hash)); err != nil {
+	if err := onnx.WriteFileAtomic(filepath.Join(dir, pendingFile), []byte(hash)); err != nil {
 		return "", err
 	}
 	fmt.Fprintf(rn.o.Log, "== %s\n", stage)

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/shears-ml/shears/onnx"
 )
 
 // StageTime is one stage's wall time; Cached stages were skipped and report the time they
@@ -158,7 +160,7 @@ func (s *Summary) Markdown() string {
 
 // write writes summary.md and summary.json into dir.
 func (s *Summary) write(dir string) error {
-	if err := writeFileAtomic(filepath.Join(dir, "summary.md"), []byte(s.Markdown())); err != nil {
+	if err := onnx.WriteFileAtomic(filepath.Join(dir, "summary.md"), []byte(s.Markdown())); err != nil {
 		return err
 	}
 	return WriteJSON(filepath.Join(dir, "summary.json"), s)

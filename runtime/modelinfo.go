@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
 )
 
@@ -35,6 +36,7 @@ func (i IOInfo) Static() bool {
 // Field numbers from onnx.proto.
 const (
 	fModelGraph             = 7
+	fModelMetadata          = 14
 	fGraphInitializer       = 5
 	fGraphSparseInitializer = 15
 	fGraphInput             = 11
@@ -48,11 +50,28 @@ const (
 // second session, which doubles the load time of a large model and cannot resolve external data
 // for a model given as bytes. The walk skips tensor payloads without reading them, so a model file
 // of any size costs a few small reads.
-func readIO(r io.ReaderAt, size int64) (inputs, outputs []IOInfo, err error) {
+//
+// It also returns the model's onnx.DataIDsKey metadata value ("" when absent), so that a
+// session refuses a model whose data file is not the one it was saved with.
+func readIO(r io.ReaderAt, size int64) (inputs, outputs []IOInfo, dataIDs string, err error) {
 	w := &wire{r: r}
 	var ins, outs []*onnxpb.ValueInfoProto
 	inits := map[string]bool{}
 	err = w.fields(0, size, func(num protowire.Number, typ protowire.Type, start, end int64) error {
+		if num == fModelMetadata && typ == protowire.BytesType {
+			b, err := w.read(start, end)
+			if err != nil {
+				return err
+			}
+			e := &onnxpb.StringStringEntryProto{}
+			if err := proto.Unmarshal(b, e); err != nil {
+				return fmt.Errorf("metadata: %v", err)
+			}
+			if e.GetKey() == onnx.DataIDsKey {
+				dataIDs = e.GetValue()
+			}
+			return nil
+		}
 		if num != fModelGraph || typ != protowire.BytesType {
 			return nil
 		}
@@ -95,10 +114,10 @@ func readIO(r io.ReaderAt, size int64) (inputs, outputs []IOInfo, err error) {
 		})
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("reading the model's inputs and outputs: %w", err)
+		return nil, nil, "", fmt.Errorf("reading the model's inputs and outputs: %w", err)
 	}
 	if len(outs) == 0 {
-		return nil, nil, errors.New("reading the model's inputs and outputs: the model has no graph outputs (is it an ONNX model?)")
+		return nil, nil, "", errors.New("reading the model's inputs and outputs: the model has no graph outputs (is it an ONNX model?)")
 	}
 	for _, vi := range ins {
 		if !inits[vi.GetName()] {
@@ -108,7 +127,7 @@ func readIO(r io.ReaderAt, size int64) (inputs, outputs []IOInfo, err error) {
 	for _, vi := range outs {
 		outputs = append(outputs, ioInfo(vi))
 	}
-	return inputs, outputs, nil
+	return inputs, outputs, dataIDs, nil
 }
 
 func ioInfo(vi *onnxpb.ValueInfoProto) IOInfo {

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/shears-ml/shears/onnx"
+
 	ort "github.com/yalue/onnxruntime_go"
 )
 
@@ -43,8 +45,11 @@ func OpenFile(path string, opts Options) (*Session, error) {
 		f.Close()
 		return nil, fmt.Errorf("runtime: opening model: %w", err)
 	}
-	ins, outs, err := readIO(f, fi.Size())
+	ins, outs, ids, err := readIO(f, fi.Size())
 	f.Close()
+	if err == nil {
+		err = onnx.CheckDataIDs(filepath.Dir(path), ids)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("runtime: model %s: %w", path, err)
 	}
@@ -75,7 +80,10 @@ func OpenBytes(model []byte, externalDir string, opts Options) (*Session, error)
 	if len(model) == 0 {
 		return nil, fmt.Errorf("runtime: %s: empty model", name)
 	}
-	ins, outs, err := readIO(bytes.NewReader(model), int64(len(model)))
+	ins, outs, ids, err := readIO(bytes.NewReader(model), int64(len(model)))
+	if err == nil && externalDir != "" {
+		err = onnx.CheckDataIDs(externalDir, ids)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("runtime: %s: %w", name, err)
 	}

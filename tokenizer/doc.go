@@ -8,6 +8,11 @@
 // GPT-2's original encoder.json + vocab.bpe through LoadGPT2), whose ids are tested against
 // the JS implementations those files ship with (testdata/gen). Load picks by file name.
 //
+// Llama2c.ToHF writes the other direction: a tokenizer.json + tokenizer_config.json that
+// encodes and decodes every text to llama2.c's ids (checked against transformers.js on real
+// text), so model folders carry a tokenizer every runtime reads; a vocabulary without an exact
+// equivalent is ErrNotConvertible.
+//
 // Conventions: Encode never adds BOS or EOS (callers decide, as datasets and prompts differ);
 // Decode skips the BOS, EOS and pad ids and turns byte-fallback tokens (<0xHH>) into raw
 // bytes. Loaders return errors naming the file; nothing here panics on bad input.

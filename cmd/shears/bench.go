@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/shears-ml/shears/bench"
+	"github.com/shears-ml/shears/onnx"
 )
 
 type benchOpts struct {
@@ -102,12 +103,7 @@ func runBench(env *cliEnv, o any, args []string) error {
 	if len(results) > 0 {
 		md := bench.Markdown(results)
 		if opts.resultsMD != "" {
-			tmp := opts.resultsMD + ".tmp"
-			if werr := os.WriteFile(tmp, []byte(md), 0o644); werr != nil {
-				return fmt.Errorf("--markdown-out: %w", werr)
-			}
-			if werr := os.Rename(tmp, opts.resultsMD); werr != nil {
-				os.Remove(tmp)
+			if werr := onnx.WriteFileAtomic(opts.resultsMD, []byte(md)); werr != nil {
 				return fmt.Errorf("--markdown-out: %w", werr)
 			}
 		}

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -273,20 +272,19 @@ func flagErr(flag string, err error) error {
 // predWriter writes JSONL records to a temporary file renamed into place by commit, so a
 // failed run leaves no half-written predictions.
 type predWriter struct {
-	path, tmp string
-	f         *os.File
-	w         *bufio.Writer
-	enc       *json.Encoder
+	path string
+	f    *onnx.PendingFile
+	w    *bufio.Writer
+	enc  *json.Encoder
 }
 
 func newPredWriter(path string) (*predWriter, error) {
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
+	f, err := onnx.CreatePending(path)
 	if err != nil {
 		return nil, fmt.Errorf("--predictions: %w", err)
 	}
 	w := bufio.NewWriter(f)
-	return &predWriter{path: path, tmp: tmp, f: f, w: w, enc: json.NewEncoder(w)}, nil
+	return &predWriter{path: path, f: f, w: w, enc: json.NewEncoder(w)}, nil
 }
 
 func (p *predWriter) write(r eval.Record) error {
@@ -298,15 +296,12 @@ func (p *predWriter) write(r eval.Record) error {
 
 func (p *predWriter) commit() error {
 	err := p.w.Flush()
-	if cerr := p.f.Close(); err == nil {
-		err = cerr
-	}
-	p.f = nil
 	if err == nil {
-		err = os.Rename(p.tmp, p.path)
+		err = p.f.Commit()
 	}
+	p.f.Abort()
+	p.f = nil
 	if err != nil {
-		os.Remove(p.tmp)
 		return fmt.Errorf("--predictions %s: %w", p.path, err)
 	}
 	return nil
@@ -315,8 +310,7 @@ func (p *predWriter) commit() error {
 // abort removes the temporary file unless commit ran.
 func (p *predWriter) abort() {
 	if p.f != nil {
-		p.f.Close()
-		os.Remove(p.tmp)
+		p.f.Abort()
 		p.f = nil
 	}
 }

@@ -8,12 +8,12 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/shears-ml/shears/calibrate"
 	"github.com/shears-ml/shears/internal/testkit"
 	"github.com/shears-ml/shears/models/gpt2"
 	"github.com/shears-ml/shears/nls"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/runtime"
-	"github.com/shears-ml/shears/calibrate"
 	"github.com/shears-ml/shears/transform/layers"
 	"github.com/shears-ml/shears/transform/lora"
 	"github.com/shears-ml/shears/transform/merge"

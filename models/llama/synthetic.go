@@ -8,7 +8,6 @@ import (
 	"hash/fnv"
 	"math"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"strconv"
 
@@ -50,7 +49,6 @@ func WriteSyntheticAs(path string, cfg Config, seed int64, o convert.Options) (e
 	}
 	dataName := filepath.Base(path) + ".data"
 	dataPath := filepath.Join(filepath.Dir(path), dataName)
-	tmpData, tmpModel := dataPath+".tmp", path+".tmp"
 
 	// Build the graph first with empty placeholders, so the conversion plan (which needs the
 	// graph's structure) decides each tensor's type before any byte is written.
@@ -121,19 +119,11 @@ func WriteSyntheticAs(path string, cfg Config, seed int64, o convert.Options) (e
 		}
 	}
 
-	f, err := os.Create(tmpData)
+	f, err := onnx.CreatePending(dataPath)
 	if err != nil {
 		return fmt.Errorf("llama synthetic: %w", err)
 	}
-	defer func() {
-		if f != nil {
-			f.Close()
-		}
-		if err != nil {
-			os.Remove(tmpData)
-			os.Remove(tmpModel)
-		}
-	}()
+	defer f.Abort()
 	w := &extWriter{w: bufio.NewWriterSize(f, 1<<20), location: dataName}
 	for _, t := range m.Graph().GetInitializer() {
 		gen, ok := gens[t.GetName()]
@@ -155,28 +145,20 @@ func WriteSyntheticAs(path string, cfg Config, seed int64, o convert.Options) (e
 			dt = o.DType
 		}
 		if err := w.write(t, dt, gen); err != nil {
-			return fmt.Errorf("llama synthetic %s: tensor %s: %w", tmpData, t.GetName(), err)
+			return fmt.Errorf("llama synthetic %s: tensor %s: %w", dataPath, t.GetName(), err)
 		}
 	}
 	if err := w.w.Flush(); err != nil {
-		return fmt.Errorf("llama synthetic %s: %w", tmpData, err)
-	}
-	err = f.Close()
-	f = nil
-	if err != nil {
-		return fmt.Errorf("llama synthetic %s: %w", tmpData, err)
+		return fmt.Errorf("llama synthetic %s: %w", dataPath, err)
 	}
 	raw, err := proto.Marshal(m.Proto)
 	if err != nil {
 		return fmt.Errorf("llama synthetic %s: %w", path, err)
 	}
-	if err := os.WriteFile(tmpModel, raw, 0o644); err != nil {
-		return fmt.Errorf("llama synthetic: %w", err)
+	if err := f.Commit(); err != nil {
+		return fmt.Errorf("llama synthetic %s: %w", dataPath, err)
 	}
-	if err := os.Rename(tmpData, dataPath); err != nil {
-		return fmt.Errorf("llama synthetic: %w", err)
-	}
-	if err := os.Rename(tmpModel, path); err != nil {
+	if err := onnx.WriteFileAtomic(path, raw); err != nil {
 		return fmt.Errorf("llama synthetic: %w", err)
 	}
 	return nil

@@ -6,11 +6,11 @@ import (
 	"sort"
 	"testing"
 
+	"github.com/shears-ml/shears/calibrate"
 	"github.com/shears-ml/shears/data"
 	"github.com/shears-ml/shears/internal/testkit"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
-	"github.com/shears-ml/shears/calibrate"
 	"github.com/shears-ml/shears/tokenizer"
 	. "github.com/shears-ml/shears/transform/convert"
 	"github.com/shears-ml/shears/transform/layers"

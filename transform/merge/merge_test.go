@@ -5,10 +5,10 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/shears-ml/shears/calibrate"
 	"github.com/shears-ml/shears/internal/testkit"
 	"github.com/shears-ml/shears/models/llama2c"
 	"github.com/shears-ml/shears/onnx"
-	"github.com/shears-ml/shears/calibrate"
 	"github.com/shears-ml/shears/transform/layers"
 	"github.com/shears-ml/shears/transform/lora"
 	"github.com/shears-ml/shears/transform/prune"

@@ -133,7 +133,7 @@ func WritePEFT(dir string, super *onnx.Model, ranks map[string]int, baseModel st
 	if err != nil {
 		return nil, fmt.Errorf("merge: peft: %w", err)
 	}
-	if err := safetensors.WriteFileAtomic(filepath.Join(dir, PEFTConfigFile), append(cj, '\n')); err != nil {
+	if err := onnx.WriteFileAtomic(filepath.Join(dir, PEFTConfigFile), append(cj, '\n')); err != nil {
 		return nil, fmt.Errorf("merge: peft: %w", err)
 	}
 	return cfg, nil

@@ -19,6 +19,7 @@ import (
 
 	"github.com/shears-ml/shears/data"
 	"github.com/shears-ml/shears/models/llama"
+	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
 	"github.com/shears-ml/shears/tokenizer"
 )
@@ -81,11 +82,11 @@ func run(args []string) error {
 
 // writeIDs writes n windows of length tokens, atomically (temp + rename).
 func writeIDs(path string, stream []int, n, length int) error {
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
+	f, err := onnx.CreatePending(path)
 	if err != nil {
 		return fmt.Errorf("ids: %w", err)
 	}
+	defer f.Abort()
 	w := bufio.NewWriter(f)
 	enc := json.NewEncoder(w)
 	pos := 0
@@ -100,14 +101,10 @@ func writeIDs(path string, stream []int, n, length int) error {
 	if err == nil {
 		err = w.Flush()
 	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
 	if err == nil {
-		err = os.Rename(tmp, path)
+		err = f.Commit()
 	}
 	if err != nil {
-		os.Remove(tmp)
 		return fmt.Errorf("ids %s: %w", path, err)
 	}
 	return nil

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/shears-ml/shears/internal/testsynth"
+	"github.com/shears-ml/shears/onnx"
+)
+
+// TestMain lets the test binary act as the shears binary in a child process (SHEARS_CLI_CHILD
+// set), so fault-injection tests can kill a real process at a chosen point: SHEARS_KILL_AT
+// names an onnx save point where the child sends itself SIGKILL.
+func TestMain(m *testing.M) {
+	if os.Getenv("SHEARS_CLI_CHILD") == "1" {
+		if at := os.Getenv("SHEARS_KILL_AT"); at != "" {
+			onnx.FaultHook = func(point string) error {
+				if point == at {
+					syscall.Kill(os.Getpid(), syscall.SIGKILL)
+					select {} // the signal is on its way
+				}
+				return nil
+			}
+		}
+		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// child starts the CLI in a child process (this test binary) with extra environment entries.
+func child(t *testing.T, env []string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(append(os.Environ(), "SHEARS_CLI_CHILD=1"), env...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	return cmd
+}
+
+// runChild runs the CLI in a child process and returns its combined output and exit status
+// (-1 with the signal when it was killed).
+func runChild(t *testing.T, env []string, args ...string) (string, int, syscall.Signal) {
+	t.Helper()
+	cmd := child(t, env, args...)
+	err := cmd.Run()
+	out := cmd.Stdout.(*bytes.Buffer).String()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return out, -1, ws.Signal()
+		}
+		return out, ee.ExitCode(), 0
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out, 0, 0
+}
+
+// Issue 14 case 1, end to end: convert killed (SIGKILL) between renaming the new data file and
+// renaming the new header. Before, the next command computed with the old header over the new
+// weights (perplexity 2.8e25, exit 0); now every reader refuses the pair, naming the data file,
+// and the next convert leaves a loadable model and no temporaries.
+func TestConvertKilledBetweenRenamesIsRefused(t *testing.T) {
+	src := testsynth.Synthetic(t, "tiny")
+	dir := t.TempDir()
+	out := filepath.Join(dir, "c.onnx")
+	if _, e, code := shears(t, "convert", src, "-o", out, "--dtype", "fp16"); code != 0 {
+		t.Fatalf("convert fp16: %s", e)
+	}
+	o, code, sig := runChild(t, []string{"SHEARS_KILL_AT=save-between-renames"}, "convert", src, "-o", out, "--dtype", "bf16")
+	if sig != syscall.SIGKILL {
+		t.Fatalf("the child was not killed (exit %d): %s", code, o)
+	}
+	_, e, code := shears(t, "inspect", out)
+	if code == 0 || !strings.Contains(e, "does not belong to this model") || !strings.Contains(e, "c.onnx.data") {
+		t.Fatalf("inspect of the torn pair: exit %d, %s", code, e)
+	}
+	if _, err := onnx.Load(out); !errors.Is(err, onnx.ErrTornSave) {
+		t.Fatalf("onnx.Load of the torn pair: %v", err)
+	}
+	// The killed child left its header temporary; the next save removes it.
+	if tmps, _ := filepath.Glob(out + ".tmp-*"); len(tmps) != 1 {
+		t.Fatalf("temporaries after the kill: %v (want the killed header)", tmps)
+	}
+	if _, e, code := shears(t, "convert", src, "-o", out, "--dtype", "bf16"); code != 0 {
+		t.Fatalf("convert again: %s", e)
+	}
+	if tmps, _ := filepath.Glob(filepath.Join(dir, "*.tmp-*")); len(tmps) != 0 {
+		t.Fatalf("temporaries after the next convert: %v", tmps)
+	}
+	if r := inspectJSON(t, out); r.Dtypes["BFLOAT16"] == 0 {
+		t.Fatalf("repaired model: %+v", r.Dtypes)
+	}
+}

@@ -1,0 +1,154 @@
+// Package torchfix makes the optimum-style test fixtures: ONNX exports written by PyTorch's
+// own exporter (testdata/torch/optimum_llama.py, run with Debian's /usr/bin/python3 and its
+// python3-torch and python3-onnx). Tests skip with the reason when torch is not installed.
+//
+// Exports are cached under the repository's .cache/torch-fixtures/, keyed by the script, the
+// checkpoint and the arguments, because running torch costs seconds on a shared machine.
+package torchfix
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/shears-ml/shears/internal/testpath"
+)
+
+// Python is the interpreter the fixtures need: Debian's, where apt installs python3-torch.
+const Python = "/usr/bin/python3"
+
+// Export is one run of the script: the checkpoint it read and the three graphs it wrote.
+type Export struct {
+	Checkpoint string // the llama2.c checkpoint (written by the script for Random)
+	WithPast   string // model.onnx: optimum's text-generation-with-past interface
+	NoPast     string // decoder_model.onnx: the same without past inputs
+	Merged     string // decoder_model_merged.onnx: If on use_cache_branch, weights shared
+}
+
+var (
+	checkOnce sync.Once
+	checkErr  error
+	mu        sync.Mutex // one export at a time per process
+)
+
+// Available reports whether the fixtures can be made (nil) or why not.
+func Available() error {
+	checkOnce.Do(func() {
+		out, err := exec.Command(Python, "-c", "import torch, onnx").CombinedOutput()
+		if err != nil {
+			checkErr = fmt.Errorf("%s cannot import torch and onnx (apt-get install python3-torch python3-onnx): %v: %s", Python, err, lastLine(out))
+		}
+	})
+	return checkErr
+}
+
+// Need skips t when the fixtures cannot be made.
+func Need(t testing.TB) {
+	t.Helper()
+	if err := Available(); err != nil {
+		t.Skipf("torch fixtures unavailable: %v", err)
+	}
+}
+
+// Stories260K exports ../shared's stories260K (skipping when it is absent).
+func Stories260K(t testing.TB) Export {
+	t.Helper()
+	ckpt := testpath.Shared(t, "models/stories260K/stories260K.bin")
+	return run(t, ckpt, "")
+}
+
+// TinySpec is a two-layer random model of stories260K's shape (GQA 8/4 heads).
+const TinySpec = "dim=64,hidden=172,layers=2,heads=8,kv_heads=4,vocab=512,seq=128"
+
+// Random exports a seeded random model of spec ("dim=…,hidden=…,layers=…,heads=…,kv_heads=…,
+// vocab=…,seq=…"), whose llama2.c checkpoint the script writes first.
+func Random(t testing.TB, spec string, seed int) Export {
+	t.Helper()
+	return run(t, "", fmt.Sprintf("%s seed=%d", spec, seed))
+}
+
+func run(t testing.TB, ckpt, random string) Export {
+	t.Helper()
+	Need(t)
+	root := testpath.RepoRoot(t)
+	script := filepath.Join(root, "testdata", "torch", "optimum_llama.py")
+	h := sha256.New()
+	for _, f := range []string{script, ckpt} {
+		if f == "" {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.Write(b)
+	}
+	h.Write([]byte(random))
+	dir := filepath.Join(root, ".cache", "torch-fixtures", hex.EncodeToString(h.Sum(nil))[:16])
+	e := Export{
+		WithPast: filepath.Join(dir, "model.onnx"),
+		NoPast:   filepath.Join(dir, "decoder_model.onnx"),
+		Merged:   filepath.Join(dir, "decoder_model_merged.onnx"),
+	}
+	if random != "" {
+		e.Checkpoint = filepath.Join(dir, "random.bin")
+	} else {
+		e.Checkpoint = ckpt
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if _, err := os.Stat(e.Merged); err == nil {
+		return e
+	}
+	// Write into a fresh folder and rename it into place, so a cached folder is always whole.
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), "tmp-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(tmp)
+	args := []string{script}
+	if random != "" {
+		var spec string
+		var seed int
+		if _, err := fmt.Sscanf(random, "%s seed=%d", &spec, &seed); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "--random", spec, "--seed", fmt.Sprint(seed), filepath.Join(tmp, "random.bin"))
+	} else {
+		args = append(args, ckpt)
+	}
+	args = append(args, "-o", tmp)
+	cmd := exec.Command(Python, args...)
+	cmd.Env = append(os.Environ(), "OMP_NUM_THREADS=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("torch export failed: %v\n%s", err, out)
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		if _, statErr := os.Stat(e.Merged); statErr != nil { // not a concurrent writer's win
+			t.Fatal(err)
+		}
+	}
+	return e
+}
+
+func lastLine(b []byte) string {
+	s := string(b)
+	for len(s) > 0 && (s[len(s)-1] == '\n' || s[len(s)-1] == ' ') {
+		s = s[:len(s)-1]
+	}
+	for i := len(s) - 1; i >= 0; i-- {
+		if s[i] == '\n' {
+			return s[i+1:]
+		}
+	}
+	return s
+}
