@@ -68,6 +68,7 @@ func Scenarios() []Scenario {
 		{"loadsave-1b", "onnx.Load + Save of the 1B synthetic vs a plain copy of its files", loadSave1B},
 		{"ppl-stories", "stories260K held-out perplexity vs sparsity, magnitude and Wanda", pplStories},
 		{"prune-1b", "50% Wanda on the 1B synthetic: seconds per stage, peak RSS", prune1B},
+		{"import-hf-1b", "shears import hf of a 1B bf16 checkpoint in 3 shards vs a plain copy of its files", importHF1B},
 	}
 }
 

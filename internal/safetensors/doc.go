@@ -10,4 +10,10 @@
 // reference implementation does, so equal contents give equal files. Reading checks the header
 // against the file (offsets in range, contiguous and non-overlapping, sizes that match dtype ×
 // shape) and never panics on bad input.
+//
+// Large checkpoints are read without loading them: Open reads and checks only a file's header
+// (Reader.Info gives each tensor's byte range in the file, for a ReadAt or a file-to-file copy),
+// OpenDir opens a Hugging Face checkpoint folder (model.safetensors, or the shards that
+// model.safetensors.index.json names, each checked to hold the tensors the index puts there),
+// and WriteStream writes a file whose tensors come from a callback, one at a time.
 package safetensors

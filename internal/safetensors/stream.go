@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/shears-ml/shears/onnx"
 	"io"
 	"math"
 	"os"
@@ -299,7 +300,7 @@ type Spec struct {
 // does) without holding them in memory: fill is called once per tensor, in that order, and must
 // write exactly its dtype × shape bytes to w. The file is written atomically (temporary file,
 // sync, rename), so a failure leaves nothing behind.
-func WriteStream(path string, specs []Spec, metadata map[string]string, fill func(s Spec, w io.Writer) error) (err error) {
+func WriteStream(path string, specs []Spec, metadata map[string]string, fill func(s Spec, w io.Writer) error) error {
 	ss := slices.Clone(specs)
 	sort.Slice(ss, func(i, j int) bool { return ss[i].Name < ss[j].Name })
 	header := map[string]any{}
@@ -334,16 +335,11 @@ func WriteStream(path string, specs []Spec, metadata map[string]string, fill fun
 	for len(h)%8 != 0 {
 		h = append(h, ' ')
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	f, err := onnx.CreatePending(path)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
+	defer f.Abort()
 	bw := bufio.NewWriterSize(f, 1<<20)
 	w := &countWriter{w: bw}
 	var lb [8]byte
@@ -365,13 +361,7 @@ func WriteStream(path string, specs []Spec, metadata map[string]string, fill fun
 	if err = bw.Flush(); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
+	if err = f.Commit(); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil

@@ -1,7 +1,6 @@
 package hf
 
 import (
-	"bufio"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -54,7 +53,6 @@ func WriteRandom(dir string, configJSON []byte, o RandomOptions) error {
 	}
 	// The family's graph says which tensors exist: build it with a recording source.
 	var specs []safetensors.Spec
-	var sizes []int64
 	var fanIn = map[string]int64{}
 	rec := func(name string, dims []int64, computed []float32) (*onnxpb.TensorProto, error) {
 		if computed != nil {
@@ -68,23 +66,67 @@ func WriteRandom(dir string, configJSON []byte, o RandomOptions) error {
 			fanIn[name] = dims[0]
 		}
 		specs = append(specs, safetensors.Spec{Name: name, DType: o.DType, Shape: shape})
-		sizes = append(sizes, onnx.NumElements(dims)*int64(onnx.ElemSize(dt)))
 		return &onnxpb.TensorProto{Dims: dims, DataType: int32Ptr(int32(onnxpb.TensorProto_FLOAT))}, nil
 	}
 	if _, err := f.Build(c, rec); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("hf random: %w", err)
+	fill := func(s safetensors.Spec, w io.Writer) error {
+		return randomTensor(w, s, dt, o.Seed, fanIn[s.Name])
 	}
-	if err := safetensors.WriteFileAtomic(filepath.Join(dir, ConfigFile), configJSON); err != nil {
+	return writeCheckpoint(dir, configJSON, specs, o.Shards, fill)
+}
+
+// Tensor is a checkpoint tensor held in memory, for WriteCheckpoint.
+type Tensor struct {
+	Name   string
+	Shape  []int64
+	Values []float32
+}
+
+// WriteCheckpoint writes config.json (configJSON verbatim) and tensors into dir in dtype ("F32",
+// "F16" or "BF16"; rounded to nearest even), in shards files as WriteRandom does. Tests use it
+// to write real weights (stories260K) in the Hugging Face layout.
+func WriteCheckpoint(dir string, configJSON []byte, tensors []Tensor, dtype string, shards int) error {
+	dt, ok := dtypes[dtype]
+	if !ok {
+		return fmt.Errorf("hf checkpoint: dtype %q: want F32, F16 or BF16", dtype)
+	}
+	var specs []safetensors.Spec
+	vals := map[string][]float32{}
+	for _, t := range tensors {
+		if onnx.NumElements(t.Shape) != int64(len(t.Values)) {
+			return fmt.Errorf("hf checkpoint: tensor %q: %d values for shape %v", t.Name, len(t.Values), t.Shape)
+		}
+		specs = append(specs, safetensors.Spec{Name: t.Name, DType: dtype, Shape: t.Shape})
+		vals[t.Name] = t.Values
+	}
+	return writeCheckpoint(dir, configJSON, specs, shards, func(s safetensors.Spec, w io.Writer) error {
+		var b []byte
+		for _, x := range vals[s.Name] {
+			b = appendElem(b, dt, x)
+		}
+		_, err := w.Write(b)
+		return err
+	})
+}
+
+// writeCheckpoint writes config.json and the tensors: one model.safetensors, or shards split
+// evenly by bytes (in the order given) with model.safetensors.index.json.
+func writeCheckpoint(dir string, configJSON []byte, specs []safetensors.Spec, shards int, fill func(safetensors.Spec, io.Writer) error) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("hf checkpoint: %w", err)
+	}
+	if err := onnx.WriteFileAtomic(filepath.Join(dir, ConfigFile), configJSON); err != nil {
 		return err
 	}
+	sizes := make([]int64, len(specs))
 	var total int64
-	for _, s := range sizes {
-		total += s
+	for i, s := range specs {
+		sizes[i] = onnx.NumElements(s.Shape) * int64(onnx.ElemSize(dtypes[s.DType]))
+		total += sizes[i]
 	}
-	n := min(o.Shards, len(specs))
+	n := max(1, min(shards, len(specs)))
 	groups := make([][]safetensors.Spec, n)
 	var at int64
 	for i, s := range specs {
@@ -92,16 +134,14 @@ func WriteRandom(dir string, configJSON []byte, o RandomOptions) error {
 		groups[k] = append(groups[k], s)
 		at += sizes[i]
 	}
-	fill := func(s safetensors.Spec, w io.Writer) error {
-		return randomTensor(w, s, dt, o.Seed, fanIn[s.Name])
-	}
+	meta := map[string]string{"format": "pt"}
 	if n == 1 {
-		return safetensors.WriteStream(filepath.Join(dir, safetensors.SingleFile), groups[0], map[string]string{"format": "pt"}, fill)
+		return safetensors.WriteStream(filepath.Join(dir, safetensors.SingleFile), groups[0], meta, fill)
 	}
 	weightMap := map[string]string{}
 	for k, g := range groups {
 		file := fmt.Sprintf("model-%05d-of-%05d.safetensors", k+1, n)
-		if err := safetensors.WriteStream(filepath.Join(dir, file), g, map[string]string{"format": "pt"}, fill); err != nil {
+		if err := safetensors.WriteStream(filepath.Join(dir, file), g, meta, fill); err != nil {
 			return err
 		}
 		for _, s := range g {
@@ -112,7 +152,7 @@ func WriteRandom(dir string, configJSON []byte, o RandomOptions) error {
 	if err != nil {
 		return err
 	}
-	return safetensors.WriteFileAtomic(filepath.Join(dir, safetensors.IndexFile), append(idx, '\n'))
+	return onnx.WriteFileAtomic(filepath.Join(dir, safetensors.IndexFile), append(idx, '\n'))
 }
 
 func int32Ptr(v int32) *int32 { return &v }
@@ -134,21 +174,27 @@ func randomTensor(w io.Writer, s safetensors.Spec, dt onnxpb.TensorProto_DataTyp
 		mean = 0
 	}
 	n := onnx.NumElements(s.Shape)
-	bw := bufio.NewWriterSize(w, 1<<16)
-	var buf [4]byte
+	es := int64(onnx.ElemSize(dt))
+	buf := make([]byte, 0, 1<<16)
 	for i := int64(0); i < n; i++ {
-		x := float32(mean + std*r.NormFloat64())
-		switch dt {
-		case onnxpb.TensorProto_FLOAT:
-			binary.LittleEndian.PutUint32(buf[:], math.Float32bits(x))
-			bw.Write(buf[:4])
-		case onnxpb.TensorProto_BFLOAT16:
-			binary.LittleEndian.PutUint16(buf[:], onnx.Float32ToBFloat16(x))
-			bw.Write(buf[:2])
-		default:
-			binary.LittleEndian.PutUint16(buf[:], onnx.Float32ToFloat16(x))
-			bw.Write(buf[:2])
+		buf = appendElem(buf, dt, float32(mean+std*r.NormFloat64()))
+		if int64(len(buf))+es > int64(cap(buf)) || i == n-1 {
+			if _, err := w.Write(buf); err != nil {
+				return err
+			}
+			buf = buf[:0]
 		}
 	}
-	return bw.Flush()
+	return nil
+}
+
+// appendElem appends x in dt's little-endian bytes.
+func appendElem(b []byte, dt onnxpb.TensorProto_DataType, x float32) []byte {
+	switch dt {
+	case onnxpb.TensorProto_FLOAT:
+		return binary.LittleEndian.AppendUint32(b, math.Float32bits(x))
+	case onnxpb.TensorProto_BFLOAT16:
+		return binary.LittleEndian.AppendUint16(b, onnx.Float32ToBFloat16(x))
+	}
+	return binary.LittleEndian.AppendUint16(b, onnx.Float32ToFloat16(x))
 }

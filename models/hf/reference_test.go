@@ -132,8 +132,10 @@ func layerNorm(x, w, b []float64, eps float64) []float64 {
 	return y
 }
 
-func silu(x float64) float64     { return x / (1 + math.Exp(-x)) }
-func geluTanh(x float64) float64 { return 0.5 * x * (1 + math.Tanh(math.Sqrt(2/math.Pi)*(x+0.044715*x*x*x))) }
+func silu(x float64) float64 { return x / (1 + math.Exp(-x)) }
+func geluTanh(x float64) float64 {
+	return 0.5 * x * (1 + math.Tanh(math.Sqrt(2/math.Pi)*(x+0.044715*x*x*x)))
+}
 
 // invFreq is HF's rotary inverse frequencies, with rope_scaling of type llama3 applied as
 // _compute_llama3_parameters does.
