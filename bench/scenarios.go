@@ -225,7 +225,7 @@ func pplStories(ctx context.Context, h *harness) (*Result, error) {
 		fmt.Sprintf("held-out: all of ARC-Easy-test.json as training prompts, one token stream (BOS … EOS per record), non-overlapping 256-token windows, %d predicted tokens (same window length and batch 4 as calibrate's TestPerplexityRisesWithSparsity, which uses only the first 60 records)", int(r.Figures["heldout_tokens"])),
 		"calibration (wanda): 128 windows × 256 tokens from ARC-Easy-train.json, seed 0, sequential (block by block); magnitude needs none",
 		"targets: the decoder blocks' linears (q k v o gate up down), LM head and embeddings untouched; measured sparsity is over the targets")
-	if math.Abs(r.Figures["wanda_00_ppl"]-dense) > 1e-9*dense || math.Abs(r.Figures["magnitude_00_ppl"]-dense) > 1e-9*dense {
+	if !(math.Abs(r.Figures["wanda_00_ppl"]-dense) <= 1e-9*dense) || !(math.Abs(r.Figures["magnitude_00_ppl"]-dense) <= 1e-9*dense) {
 		r.Notes = append(r.Notes, "WARNING: pruning at sparsity 0 changed the perplexity")
 	}
 	return r, nil

@@ -60,11 +60,56 @@ func Calibrate(m *onnx.Model, targets []layers.Linear, cfg prune.Config, windows
 	}
 	tm.Build += time.Since(t0)
 	stats := Stats{}
+	collect := func(x string, v []float32) {
+		acc := stats[x]
+		if acc == nil {
+			acc = make([]float64, len(v))
+			stats[x] = acc
+		}
+		for j, y := range v {
+			acc[j] += float64(y) / float64(len(windows))
+		}
+	}
+	// Prune each stage's block once its statistics are in: the next stage runs it pruned. The
+	// last stage is pruned while the model is written (Transform).
+	done := func(s int) (map[string]*onnxpb.TensorProto, error) {
+		if s+1 == len(plan.Stages) {
+			return nil, nil
+		}
+		t0 := time.Now()
+		defer func() { tm.Mask += time.Since(t0) }()
+		pruned := map[string]*onnxpb.TensorProto{}
+		for _, l := range plan.Stages[s] {
+			t := m.Initializer(l.Weight)
+			raw, err := m.RawData(t)
+			if err != nil {
+				return nil, err
+			}
+			out, err := Apply(l, t, append([]byte(nil), raw...), stats, cfg)
+			if err != nil {
+				return nil, err
+			}
+			pruned[l.Weight] = onnx.NewTensor(l.Weight, onnx.DataType(t), onnx.Dims(t), out)
+		}
+		return pruned, nil
+	}
+	if err := runStages(m, plan, windows, o, &tm, collect, done); err != nil {
+		return nil, tm, err
+	}
+	return stats, tm, nil
+}
+
+// runStages runs the plan's stage graphs over the windows in order. Each tap's value (per
+// linear input x, per window) goes to collect; after a stage's windows, done(s) returns the
+// stage's transformed weights (pruned, or quantized and dequantized), which every later stage
+// graph runs with, so each block is calibrated on the outputs of the blocks already transformed.
+func runStages(m *onnx.Model, plan *prune.Plan, windows [][]int, o Options, tm *Timing,
+	collect func(x string, v []float32), done func(s int) (map[string]*onnxpb.TensorProto, error)) error {
 	cut := make([]map[string]*runtime.Tensor, len(windows))
 	for i := range cut {
 		cut[i] = map[string]*runtime.Tensor{}
 	}
-	var pruned map[string]*onnxpb.TensorProto
+	var replaced map[string]*onnxpb.TensorProto
 	// Stages whose canonical graphs are identical (alike decoder blocks) share one session; the
 	// blocks' weights are fed as inputs. A transformer gets three sessions per run, whatever its
 	// depth: stage 0, stage 1 (which recomputes the embedding for block 0) and the rest.
@@ -76,18 +121,18 @@ func Calibrate(m *onnx.Model, targets []layers.Linear, cfg prune.Config, windows
 		}
 	}()
 	for s := range plan.Stages {
-		t0 = time.Now()
-		sg, err := plan.StageGraph(s, pruned)
+		t0 := time.Now()
+		sg, err := plan.StageGraph(s, replaced)
 		if err != nil {
-			return nil, tm, err
+			return err
 		}
 		cg, err := plan.Canonical(sg)
 		if err != nil {
-			return nil, tm, err
+			return err
 		}
 		weights, err := weightFeeds(m, cg)
 		if err != nil {
-			return nil, tm, err
+			return err
 		}
 		tm.Build += time.Since(t0)
 		if sess == nil || cg.Key != sessKey {
@@ -96,7 +141,7 @@ func Calibrate(m *onnx.Model, targets []layers.Linear, cfg prune.Config, windows
 				sess.Close()
 			}
 			if sess, err = runtime.OpenBytes([]byte(cg.Key), m.Dir, o.Runtime); err != nil {
-				return nil, tm, fmt.Errorf("calibration stage %d: %w", s, err)
+				return fmt.Errorf("calibration stage %d: %w", s, err)
 			}
 			sessKey = cg.Key
 			tm.Session += time.Since(t0)
@@ -129,22 +174,14 @@ func Calibrate(m *onnx.Model, targets []layers.Linear, cfg prune.Config, windows
 			}
 			feeds, err := eval.Feeds(inputs, [][]int{w}, carried)
 			if err != nil {
-				return nil, tm, fmt.Errorf("calibration stage %d: %w", s, err)
+				return fmt.Errorf("calibration stage %d: %w", s, err)
 			}
 			res, err := sess.Run(feeds, outs)
 			if err != nil {
-				return nil, tm, fmt.Errorf("calibration stage %d, window %d: %w", s, i, err)
+				return fmt.Errorf("calibration stage %d, window %d: %w", s, i, err)
 			}
 			for tap, x := range tapOf {
-				v := res[tap].F32
-				acc := stats[x]
-				if acc == nil {
-					acc = make([]float64, len(v))
-					stats[x] = acc
-				}
-				for j, y := range v {
-					acc[j] += float64(y) / float64(len(windows))
-				}
+				collect(x, res[tap].F32)
 			}
 			next := map[string]*runtime.Tensor{}
 			for _, t := range plan.Cut(s) {
@@ -160,27 +197,11 @@ func Calibrate(m *onnx.Model, targets []layers.Linear, cfg prune.Config, windows
 			}
 		}
 		tm.Run += time.Since(t0)
-		if s+1 == len(plan.Stages) {
-			break
+		if replaced, err = done(s); err != nil {
+			return err
 		}
-		// Prune this stage's block now: the next stage runs it with its pruned weights.
-		t0 = time.Now()
-		pruned = map[string]*onnxpb.TensorProto{}
-		for _, l := range plan.Stages[s] {
-			t := m.Initializer(l.Weight)
-			raw, err := m.RawData(t)
-			if err != nil {
-				return nil, tm, err
-			}
-			out, err := Apply(l, t, append([]byte(nil), raw...), stats, cfg)
-			if err != nil {
-				return nil, tm, err
-			}
-			pruned[l.Weight] = onnx.NewTensor(l.Weight, onnx.DataType(t), onnx.Dims(t), out)
-		}
-		tm.Mask += time.Since(t0)
 	}
-	return stats, tm, nil
+	return nil
 }
 
 // weightFeeds reads the weights a canonical stage graph takes as inputs (the model's, or pruned

@@ -81,17 +81,17 @@ func TestBeamSearchByHand(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := math.Log(0.3999 * 0.9)
-	if !reflect.DeepEqual(h.IDs, []int{bID}) || !h.Stopped || math.Abs(h.LogProb-want) > 1e-6 || math.Abs(h.Score-want/2) > 1e-6 {
+	if !reflect.DeepEqual(h.IDs, []int{bID}) || !h.Stopped || !(math.Abs(h.LogProb-want) <= 1e-6) || !(math.Abs(h.Score-want/2) <= 1e-6) {
 		t.Errorf("2 beams = %+v; want [b], log-prob %.6f, score %.6f, stopped", h, want, want/2)
 	}
 	// One beam is greedy decoding.
 	h1, err := BeamSearch(s, []int{bosID}, BeamOptions{Beams: 1, MaxTokens: 5, Stop: stop, LengthPenalty: 1})
-	if err != nil || !reflect.DeepEqual(h1.IDs, []int{aID}) || math.Abs(h1.LogProb-math.Log(0.2)) > 1e-6 {
+	if err != nil || !reflect.DeepEqual(h1.IDs, []int{aID}) || !(math.Abs(h1.LogProb-math.Log(0.2)) <= 1e-6) {
 		t.Errorf("1 beam = %+v, %v; want [a] with log-prob log(.2)", h1, err)
 	}
 	// Out of tokens after one step: the live beams are scored as they stand; a (.5) wins.
 	h2, err := BeamSearch(s, []int{bosID}, BeamOptions{Beams: 2, MaxTokens: 1, Stop: stop, LengthPenalty: 1})
-	if err != nil || !reflect.DeepEqual(h2.IDs, []int{aID}) || h2.Stopped || math.Abs(h2.Score-math.Log(0.5)/2) > 1e-6 {
+	if err != nil || !reflect.DeepEqual(h2.IDs, []int{aID}) || h2.Stopped || !(math.Abs(h2.Score-math.Log(0.5)/2) <= 1e-6) {
 		t.Errorf("2 beams, 1 token = %+v, %v; want [a] unstopped, score log(.5)/2", h2, err)
 	}
 	// The context limit ends the search like the token budget.
@@ -116,10 +116,10 @@ func TestScoreContinuationsByHand(t *testing.T) {
 	}
 	want0 := math.Log(0.5) + math.Log(0.2999) + math.Log(0.9)
 	want1 := math.Log(0.3999)
-	if math.Abs(got[0].Sum-want0) > 1e-6 || got[0].Tokens != 3 || math.Abs(got[0].Mean-want0/3) > 1e-6 {
+	if !(math.Abs(got[0].Sum-want0) <= 1e-6) || got[0].Tokens != 3 || !(math.Abs(got[0].Mean-want0/3) <= 1e-6) {
 		t.Errorf("seq 0: %+v, want sum %.6f over 3", got[0], want0)
 	}
-	if math.Abs(got[1].Sum-want1) > 1e-6 || got[1].Tokens != 1 {
+	if !(math.Abs(got[1].Sum-want1) <= 1e-6) || got[1].Tokens != 1 {
 		t.Errorf("seq 1: %+v, want sum %.6f over 1", got[1], want1)
 	}
 	if _, err := ScoreContinuations(s, [][]int{{bosID}}, 1); err == nil {

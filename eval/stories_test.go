@@ -103,7 +103,7 @@ func TestChoiceMatchesPlainForwardOnStories(t *testing.T) {
 	best := 0
 	for i, c := range rec.Candidates {
 		want := plainLogProb(t, s, seqs[i], k)
-		if math.Abs(c.Sum-want) > 1e-4 || c.Tokens != len(seqs[i])-k || math.Abs(c.Mean-c.Sum/float64(c.Tokens)) > 1e-12 {
+		if !(math.Abs(c.Sum-want) <= 1e-4) || c.Tokens != len(seqs[i])-k || !(math.Abs(c.Mean-c.Sum/float64(c.Tokens)) <= 1e-12) {
 			t.Errorf("%s: %+v, plain forward sum %.6f over %d tokens", c.Label, c.ContScore, want, len(seqs[i])-k)
 		}
 		if c.Sum > rec.Candidates[best].Sum {

@@ -120,7 +120,7 @@ func TestSearchOnStories(t *testing.T) {
 			s.Close()
 			want := sum / float64(n)
 			t.Logf("ranks %s: evaluator %.7f, exported model %.7f (%d tokens), %.3fs", ConfigKey(ranks), ev.Value, want, n, ev.Seconds)
-			if math.Abs(ev.Value-want) > 1e-5 {
+			if !(math.Abs(ev.Value-want) <= 1e-5) {
 				t.Fatalf("ranks %s: evaluator loss %.7f, exported model %.7f", ConfigKey(ranks), ev.Value, want)
 			}
 		}
@@ -143,7 +143,7 @@ func TestSearchOnStories(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if math.Abs(got.Value-want.Value) > 1e-6 {
+		if !(math.Abs(got.Value-want.Value) <= 1e-6) {
 			t.Fatalf("train graph %.7f, inference graph %.7f", got.Value, want.Value)
 		}
 	})
@@ -510,7 +510,7 @@ func TestAccuracyOneSessionMatchesExport(t *testing.T) {
 			if err1 != nil || err2 != nil {
 				t.Fatal(err1, err2)
 			}
-			if a.Prediction != e.Prediction || math.Abs(a.Candidates[0].Sum-e.Candidates[0].Sum) > 1e-4 {
+			if a.Prediction != e.Prediction || !(math.Abs(a.Candidates[0].Sum-e.Candidates[0].Sum) <= 1e-4) {
 				t.Errorf("ranks %v: masked %+v, export %+v", ranks, a, e)
 			}
 		}

@@ -142,7 +142,7 @@ func TestOrderAndKeepMask(t *testing.T) {
 		}
 	}
 	// 90% kept ± 5σ (σ = √(n·p·(1−p)) ≈ 95).
-	if math.Abs(float64(kept)-90000) > 475 {
+	if !(math.Abs(float64(kept)-90000) <= 475) {
 		t.Fatalf("kept %d of 100000, want ~90000", kept)
 	}
 	again := make([]float32, len(keep))
@@ -170,17 +170,17 @@ func TestSchedule(t *testing.T) {
 		{1, 4, 0.5},
 		{1, 7, 0.5 * (1 + math.Cos(7*math.Pi/8))}, // 0.0380602
 	} {
-		if got := s.LR(c.step, c.t); math.Abs(got-c.want) > 1e-15 {
+		if got := s.LR(c.step, c.t); !(math.Abs(got-c.want) <= 1e-15) {
 			t.Errorf("LR(step %d, t %d) = %v, want %v", c.step, c.t, got, c.want)
 		}
 	}
-	if got := s.LR(0, 3); math.Abs(got-0.69134171618) > 1e-10 {
+	if got := s.LR(0, 3); !(math.Abs(got-0.69134171618) <= 1e-10) {
 		t.Errorf("step-1 lr %v", got)
 	}
 	// HF warmup (deviation): 10 steps, 2 of warmup: 0, 0.5, then cosine over the 8 left.
 	w := Schedule{LR0: 2, Micro: 40, Steps: 10, Warmup: 2}
 	for step, want := range map[int]float64{0: 0, 1: 1, 2: 2, 6: 1, 9: 1 + math.Cos(7*math.Pi/8)} {
-		if got := w.LR(step, 999); math.Abs(got-want) > 1e-12 {
+		if got := w.LR(step, 999); !(math.Abs(got-want) <= 1e-12) {
 			t.Errorf("warmup LR(step %d) = %v, want %v", step, got, want)
 		}
 	}

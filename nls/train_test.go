@@ -388,10 +388,10 @@ func TestNLSLowersHeldOutLossKeepsSparsity(t *testing.T) {
 			}
 		}
 		mean /= 30
-		if math.Abs(rec.Ranks.Mean-mean) > 1e-12 || len(counts) != len(rec.Ranks.Counts) {
+		if !(math.Abs(rec.Ranks.Mean-mean) <= 1e-12) || len(counts) != len(rec.Ranks.Counts) {
 			t.Fatalf("record %d ranks %+v, samples give mean %v counts %v", i, rec.Ranks, mean, counts)
 		}
-		if want := (samples[2*i].Loss + samples[2*i+1].Loss) / 2; math.Abs(rec.Loss-want) > 1e-12 {
+		if want := (samples[2*i].Loss + samples[2*i+1].Loss) / 2; !(math.Abs(rec.Loss-want) <= 1e-12) {
 			t.Fatalf("record %d loss %v, mean of its micro-batches %v", i, rec.Loss, want)
 		}
 	}

@@ -140,3 +140,29 @@ func fault(point string) error {
 	}
 	return FaultHook(point)
 }
+
+// Files lists the files m is read from: the model file (when loaded from one) and every
+// external-data file its tensors refer to (a shared base's included), as absolute paths,
+// without duplicates. Commands compare their outputs against it so that an output never
+// overwrites one of its own inputs.
+func (m *Model) Files() []string {
+	var out []string
+	seen := map[string]bool{}
+	add := func(p string) {
+		if abs, err := filepath.Abs(p); err == nil && !seen[abs] {
+			seen[abs] = true
+			out = append(out, abs)
+		}
+	}
+	if m.Path != "" {
+		add(m.Path)
+	}
+	forEachTensor(m.Graph(), func(t *onnxpb.TensorProto) {
+		if isExternal(t) {
+			if loc := externalLocation(t); loc != "" {
+				add(filepath.Join(m.externalDir(), filepath.FromSlash(loc)))
+			}
+		}
+	})
+	return out
+}

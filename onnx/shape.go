@@ -206,7 +206,7 @@ type shapeInf struct {
 
 // node infers n's outputs from its inputs and folds them when all inputs are constant.
 func (si *shapeInf) node(n *onnxpb.NodeProto) error {
-	if d := n.GetDomain(); d != "" && d != "ai.onnx" {
+	if d := n.GetDomain(); d != "" && d != "ai.onnx" && !(d == "com.microsoft" && n.GetOpType() == "MatMulNBits") {
 		return fmt.Errorf("op %s of domain %q is not supported", n.GetOpType(), d)
 	}
 	ins := make([]*TensorType, len(n.GetInput()))
@@ -342,6 +342,13 @@ func (si *shapeInf) infer(n *onnxpb.NodeProto, ins []*TensorType, cs []*cval) ([
 	case "CastLike":
 		out := TensorType{Elem: ins[1].Elem, Shape: ins[0].Shape}
 		return one(out, castVal(cs[0], ins[1].Elem))
+
+	case "MatMulNBits": // com.microsoft: Y = A · dequant(B)ᵀ, A's leading dims, N outputs
+		var sh []int64
+		if ins[0].Shape != nil {
+			sh = append(append(sh, ins[0].Shape[:max(0, len(ins[0].Shape)-1)]...), attrInt(n, "N", -1))
+		}
+		return one(TensorType{Elem: ins[0].Elem, Shape: sh}, nil)
 
 	case "MatMul":
 		sh, err := matmulShape(ins[0].Shape, ins[1].Shape)

@@ -37,6 +37,9 @@ func Adapt(o AdaptOptions) (*lora.Plan, error) {
 	if o.Out == "" {
 		return plan, nil
 	}
+	if err := CheckModelOutput(o.Out, m, "the model to adapt"); err != nil {
+		return nil, fmt.Errorf("adapt: %w", err)
+	}
 	sup, err := lora.Apply(m, plan, lora.ApplyOptions{Train: o.Train})
 	if err != nil {
 		return nil, err

@@ -2,7 +2,9 @@ package pipeline
 
 import (
 	"fmt"
+	"path/filepath"
 
+	"github.com/shears-ml/shears/deploy"
 	"github.com/shears-ml/shears/nls"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
@@ -29,6 +31,8 @@ type ExportOptions struct {
 	// super-network does) unless CopyBase is set; merged exports are always self-contained.
 	CopyBase bool
 	Warn     func(string)
+	// Output writes a model folder instead of a file (self-contained: CopyBase is implied).
+	Output Output
 }
 
 // ExportResult is what an export wrote.
@@ -41,6 +45,8 @@ type ExportResult struct {
 	Final bool
 	Steps int
 	*merge.Report
+	// Folder is what a model folder holds (Output.Format folder only).
+	Folder *deploy.Report `json:"folder,omitempty"`
 }
 
 // Export writes one sub-adapter of a trained super-network as a graph with the model's own
@@ -68,6 +74,11 @@ func Export(o ExportOptions) (*ExportResult, error) {
 	if o.DType != "fp32" && o.DType != "fp16" {
 		return nil, fmt.Errorf("export: dtype %q: want fp32 or fp16", o.DType)
 	}
+	sink, err := o.Output.begin(o.Out)
+	if err != nil {
+		return nil, fmt.Errorf("export: %w", err)
+	}
+	defer sink.abort()
 	res := &ExportResult{Source: o.Super, Final: true}
 	var sup *onnx.Model
 	if o.RunDir != "" {
@@ -80,6 +91,15 @@ func Export(o ExportOptions) (*ExportResult, error) {
 		return nil, err
 	}
 	defer sup.Close()
+	ins := modelInputs(sup, "the super-network", nil)
+	if o.RunDir != "" {
+		for _, f := range []string{nls.RunFile, nls.CheckpointFile, nls.AdapterFile, nls.MetricsFile, nls.SamplesFile} {
+			ins[filepath.Join(o.RunDir, f)] = "a file of the run"
+		}
+	}
+	if err := CheckOutputs(append(modelOutputs(o.Out), o.PEFT), ins); err != nil {
+		return nil, fmt.Errorf("export: %w", err)
+	}
 	meta, err := lora.ReadConfig(sup)
 	if err != nil {
 		return nil, err
@@ -130,8 +150,18 @@ func Export(o ExportOptions) (*ExportResult, error) {
 			return nil, err
 		}
 	}
-	share := mode == merge.None && o.DType == "fp32" && !o.CopyBase
-	if err := ShareSave(out, o.Out, so, share, o.Warn); err != nil {
+	share := mode == merge.None && o.DType == "fp32" && !o.CopyBase && !sink.folderMode()
+	if err := ShareSave(out, sink.path, sink.saveOptions(so), share, o.Warn); err != nil {
+		return nil, err
+	}
+	if m := sel.Metric; m != nil {
+		strategy := sel.Strategy
+		if strategy == "" {
+			strategy = "config"
+		}
+		sink.out.Card.Eval = append(sink.out.Card.Eval, deploy.EvalRow{Name: m.Name, Value: m.Value, Note: "the sub-adapter search's score (" + strategy + ")"})
+	}
+	if res.Folder, err = sink.finish(res.Source, "", o.Warn); err != nil {
 		return nil, err
 	}
 	return res, nil

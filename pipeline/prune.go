@@ -6,12 +6,14 @@ import (
 
 	"github.com/shears-ml/shears/calibrate"
 	"github.com/shears-ml/shears/data"
+	"github.com/shears-ml/shears/deploy"
 	"github.com/shears-ml/shears/models"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/runtime"
 	"github.com/shears-ml/shears/tokenizer"
 	"github.com/shears-ml/shears/transform/layers"
 	"github.com/shears-ml/shears/transform/prune"
+	"github.com/shears-ml/shears/transform/quant"
 )
 
 // PruneOptions are the prune stage's options (the flags of "shears prune").
@@ -32,6 +34,10 @@ type PruneOptions struct {
 	Runtime    runtime.Options
 	// Progress, when set, receives calibrate's calibration progress.
 	Progress func(stage, stages, block, done, total int)
+	// Output writes a model folder instead of a file (the calibration tokenizer goes with it
+	// unless Output.Tokenizer names another); Warn receives what the folder lacks.
+	Output Output
+	Warn   func(string)
 }
 
 // PruneReport is what the prune stage measured, read back from the written file.
@@ -49,6 +55,8 @@ type PruneReport struct {
 	Seconds  map[string]float64 `json:"seconds"`
 	// Sessions is how many onnxruntime sessions calibration created (alike blocks share one).
 	Sessions int `json:"calibration_sessions,omitempty"`
+	// Folder is what a model folder holds (Output.Format folder only).
+	Folder *deploy.Report `json:"folder,omitempty"`
 }
 
 // LayerSparsity is one pruned linear's sparsity.
@@ -85,6 +93,11 @@ func Prune(o PruneOptions) (*PruneReport, error) {
 	if cfg.Method == prune.Wanda && (o.Calib == "" || o.Tokenizer == "") {
 		return nil, fmt.Errorf("prune: wanda needs calibration data and a tokenizer (or use the magnitude method)")
 	}
+	sink, err := o.Output.begin(o.Out)
+	if err != nil {
+		return nil, fmt.Errorf("prune: %w", err)
+	}
+	defer sink.abort()
 	secs := map[string]float64{}
 	t0 := time.Now()
 	m, all, targets, err := loadLinears(o.Model, o.Include, o.Exclude)
@@ -92,6 +105,12 @@ func Prune(o PruneOptions) (*PruneReport, error) {
 		return nil, err
 	}
 	defer m.Close()
+	if err := CheckModelOutput(o.Out, m, "the model to prune"); err != nil {
+		return nil, fmt.Errorf("prune: %w", err)
+	}
+	if has, node := quant.HasQuantized(m); has {
+		return nil, fmt.Errorf("prune %s: the model is quantized (node %s is a MatMulNBits); prune first, then quantize (prune the float model and run shears quantize on the result)", o.Model, node)
+	}
 	if len(targets) == 0 {
 		return nil, fmt.Errorf("%s: no linear layers to prune (found %d linears, none inside decoder blocks or matching the include pattern)", o.Model, len(all))
 	}
@@ -104,20 +123,9 @@ func Prune(o PruneOptions) (*PruneReport, error) {
 	seqLen := o.SeqLen
 	if cfg.Method == prune.Wanda {
 		t0 = time.Now()
-		tok, err := tokenizer.Load(o.Tokenizer)
-		if err != nil {
+		var windows [][]int
+		if windows, seqLen, err = calibrationWindows(m, "prune", o.Calib, o.Tokenizer, o.Samples, seqLen, o.Seed); err != nil {
 			return nil, err
-		}
-		if ctx := models.ContextLength(m); ctx > 0 && seqLen > ctx {
-			seqLen = ctx
-		}
-		docs, err := data.ReadDocuments(o.Calib)
-		if err != nil {
-			return nil, fmt.Errorf("prune: calibration data: %w", err)
-		}
-		windows, err := data.CalibrationWindows(docs, tok, data.CalibOptions{Samples: o.Samples, SeqLen: seqLen, Seed: o.Seed})
-		if err != nil {
-			return nil, fmt.Errorf("prune: calibration data %s: %w", o.Calib, err)
 		}
 		secs["data"] = time.Since(t0).Seconds()
 		t0 = time.Now()
@@ -131,12 +139,12 @@ func Prune(o PruneOptions) (*PruneReport, error) {
 	}
 	t0 = time.Now()
 	save := onnx.SaveOptions{ExternalData: o.External || HasExternal(m), Transform: calibrate.Transform(targets, stats, cfg), Touches: calibrate.Touches(targets)}
-	if err := m.Save(o.Out, save); err != nil {
+	if err := m.Save(sink.path, sink.saveOptions(save)); err != nil {
 		return nil, err
 	}
 	secs["prune_and_save"] = time.Since(t0).Seconds()
 	// Report from the written file: what a user gets is what is measured.
-	out, err := onnx.Load(o.Out)
+	out, err := onnx.Load(sink.path)
 	if err != nil {
 		return nil, err
 	}
@@ -156,6 +164,10 @@ func Prune(o PruneOptions) (*PruneReport, error) {
 		rep.Layers = append(rep.Layers, LayerSparsity{Name: l.Node, Weight: l.Weight, Block: l.Block, Role: l.Role, In: l.In, Out: l.Out, Sparsity: float64(z) / float64(n)})
 	}
 	rep.Sparsity = float64(zeros) / float64(total)
+	out.Close()
+	if rep.Folder, err = sink.finish(o.Model, o.Tokenizer, o.Warn); err != nil {
+		return nil, err
+	}
 	return rep, nil
 }
 
@@ -185,4 +197,25 @@ func loadLinears(path, include, exclude string) (*onnx.Model, []layers.Linear, [
 	}
 	m.Close()
 	return nil, nil, nil, err
+}
+
+// calibrationWindows draws the calibration windows (Wanda's and GPTQ's): samples windows of
+// seqLen tokens, capped to the model's context, which it returns with the windows.
+func calibrationWindows(m *onnx.Model, stage, calib, tokPath string, samples, seqLen int, seed uint64) ([][]int, int, error) {
+	tok, err := tokenizer.Load(tokPath)
+	if err != nil {
+		return nil, 0, err
+	}
+	if ctx := models.ContextLength(m); ctx > 0 && seqLen > ctx {
+		seqLen = ctx
+	}
+	docs, err := data.ReadDocuments(calib)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%s: calibration data: %w", stage, err)
+	}
+	windows, err := data.CalibrationWindows(docs, tok, data.CalibOptions{Samples: samples, SeqLen: seqLen, Seed: seed})
+	if err != nil {
+		return nil, 0, fmt.Errorf("%s: calibration data %s: %w", stage, calib, err)
+	}
+	return windows, seqLen, nil
 }

@@ -61,6 +61,11 @@ func topK(row []float32, k int) []idLogit {
 }
 
 // goldenTop5 are the stories260K logits after BOS (ONNX-NOTES §8).
+// Provenance: llama2.c's reference forward (run.c of karpathy/llama2.c at 350e04f) on
+// stories260K.bin with tok512.bin, `run stories260K.bin -z tok512.bin -t 0 -n 21 -i ""`, with
+// the pos-0 logits printed: top-5 403 17.023516, 385 15.406213, 410 13.108263, 317 12.769166,
+// 407 12.418087 (re-run 2026-12-03; testdata/stories260K-golden.sh;
+// also ONNX-NOTES §8, where the torch export agrees).
 var goldenTop5 = []idLogit{{403, 17.0235}, {385, 15.4062}, {410, 13.1083}, {317, 12.7692}, {407, 12.4181}}
 
 func checkTop5(t *testing.T, row []float32) {

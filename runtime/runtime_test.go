@@ -222,7 +222,7 @@ func TestStoriesBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, v := range one["logits"].F32 {
-		if d := abs32(v - lg.F32[64*512+i]); d > 1e-4 {
+		if d := abs32(v - lg.F32[64*512+i]); !(d <= 1e-4) {
 			t.Fatalf("row 1 logit %d: batched %v, alone %v", i, lg.F32[64*512+i], v)
 		}
 	}

@@ -103,10 +103,10 @@ func TestAdamWMatchesFormula(t *testing.T) {
 			_, _, _, _, np, nm, nv := trainstep.AdamWNames(p.Name)
 			for j := range want {
 				// Each step moves a weight by about lr; both must land within float32 rounding.
-				if d := math.Abs(float64(got[j]) - want[j]); d > 1e-6*math.Max(1, math.Abs(want[j])) {
+				if d := math.Abs(float64(got[j]) - want[j]); !(d <= 1e-6*math.Max(1, math.Abs(want[j]))) {
 					t.Fatalf("step %d %s[%d]: Go AdamW %v, formula %v", k+1, p.Name, j, got[j], want[j])
 				}
-				if d := math.Abs(float64(gout[np].F32[j]) - want[j]); d > 1e-6*math.Max(1, math.Abs(want[j])) {
+				if d := math.Abs(float64(gout[np].F32[j]) - want[j]); !(d <= 1e-6*math.Max(1, math.Abs(want[j]))) {
 					t.Fatalf("step %d %s[%d]: AdamW graph %v, formula %v", k+1, p.Name, j, gout[np].F32[j], want[j])
 				}
 				if math.Abs(want[j]-before[i][j]) < 1e-4*lr {

@@ -23,7 +23,7 @@ func TestGradCheckStories(t *testing.T) {
 	if rep.DType != "float64" || len(rep.Tensors) != len(names) {
 		t.Fatalf("report %+v", rep)
 	}
-	if tol := GradCheckTolerance(false); rep.MaxRelErr > tol {
+	if tol := GradCheckTolerance(false); !(rep.MaxRelErr <= tol) {
 		t.Fatalf("max rel err %.3g above %.g", rep.MaxRelErr, tol)
 	}
 }

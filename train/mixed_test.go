@@ -195,7 +195,7 @@ func TestMixedPrecisionGradients(t *testing.T) {
 			}
 			rel := math.Sqrt(num / den)
 			t.Logf("loss %.6f vs %.6f; relative L2 error of the adapter gradients %.3g (max abs %.3g, bound %.3g)", loss, refLoss, rel, worst, tc.bound)
-			if !(den > 0) || !(rel <= tc.bound) || math.Abs(loss-refLoss) > 1e-3*refLoss {
+			if !(den > 0) || !(rel <= tc.bound) || !(math.Abs(loss-refLoss) <= 1e-3*refLoss) {
 				t.Fatalf("mixed-precision step differs from float32: gradient error %.3g (bound %.3g), loss %.6f vs %.6f", rel, tc.bound, loss, refLoss)
 			}
 		})

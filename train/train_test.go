@@ -63,7 +63,7 @@ func TestStepLossEqualsForward(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := sum / float64(n)
-	if math.Abs(got-want) > 1e-5 {
+	if !(math.Abs(got-want) <= 1e-5) {
 		t.Fatalf("step loss %.7f, forward + Go loss %.7f (diff %.2g)", got, want, got-want)
 	}
 	t.Logf("loss %.6f (forward %.6f)", got, want)

@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/shears-ml/shears/onnx"
+	"github.com/shears-ml/shears/pipeline"
 	"github.com/shears-ml/shears/transform/convert"
 )
 
@@ -15,6 +16,7 @@ type convertOpts struct {
 	compute  string
 	external bool
 	plan     bool
+	output   outputFlags
 }
 
 func init() {
@@ -35,9 +37,12 @@ are unchanged and float32 outputs (the logits) are cast back, so callers see the
 interface. Native fp16 runs on onnxruntime's CPU provider (ops without fp16 kernels get
 inserted casts); native bf16 needs a GPU provider (the CPU one has no bf16 Pow).
 
-Example:
+` + folderHelp + `
+
+Examples:
   shears convert model.onnx -o model-fp16.onnx --dtype fp16
-  shears convert model.onnx -o model-fp16-gpu.onnx --dtype fp16 --compute native --external-data`,
+  shears convert model.onnx -o model-fp16-gpu.onnx --dtype fp16 --compute native --external-data
+  shears convert model.onnx --format folder --tokenizer tok512.bin -o model-fp16/`,
 		flags: func(fs *pflag.FlagSet) any {
 			o := &convertOpts{}
 			fs.StringVarP(&o.out, "output", "o", "", "output ONNX file (written atomically)")
@@ -45,6 +50,7 @@ Example:
 			fs.StringVar(&o.compute, "compute", "fp32", "fp32 (weight-only, Casts to float32) or native (the whole graph in --dtype)")
 			fs.BoolVar(&o.external, "external-data", false, "write weights to OUT.onnx.data (automatic when the input has external data or above 1.8 GB)")
 			fs.BoolVar(&o.plan, "plan", false, "print the conversion plan (every tensor converted or kept) before converting")
+			o.output.add(fs, true)
 			return o
 		},
 		run: runConvert,
@@ -59,6 +65,11 @@ func runConvert(env *cliEnv, o any, args []string) error {
 	if opts.out == "" {
 		return fmt.Errorf("%w: -o OUT.onnx is required", errUsage)
 	}
+	out, err := opts.output.output(env)
+	if err != nil {
+		return err
+	}
+	out.Card.Base = args[0]
 	dt, err := convert.ParseDType(opts.dtype)
 	if err != nil {
 		return fmt.Errorf("%w: --dtype: %v", errUsage, err)
@@ -72,6 +83,9 @@ func runConvert(env *cliEnv, o any, args []string) error {
 		return err
 	}
 	defer m.Close()
+	if err := pipeline.CheckModelOutput(opts.out, m, "the model to convert"); err != nil {
+		return fmt.Errorf("convert: %w", err)
+	}
 	p, err := convert.NewPlan(m, convert.Options{DType: dt, Compute: c})
 	if err != nil {
 		return err
@@ -86,10 +100,12 @@ func runConvert(env *cliEnv, o any, args []string) error {
 		return err
 	}
 	save := p.SaveOptions(onnx.SaveOptions{ExternalData: opts.external || hasExternal(m)})
-	if err := m.Save(opts.out, save); err != nil {
+	folder, err := pipeline.SaveModel(m, opts.out, save, out, args[0], warner(env, "convert"))
+	if err != nil {
 		return fmt.Errorf("convert: %w", err)
 	}
 	fmt.Fprintf(env.stdout, "wrote %s: %d tensors in %s (%s → %s), compute %s\n", opts.out, len(p.Tensors),
 		convert.DTypeName(dt), human(p.BytesBefore)+"B", human(p.BytesAfter)+"B", c)
+	printFolder(env, folder)
 	return nil
 }

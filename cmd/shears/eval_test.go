@@ -65,7 +65,7 @@ func TestEvalGenGSM8K(t *testing.T) {
 			correct++
 		}
 	}
-	if len(recs) != 3 || sum["correct"] != float64(correct) || math.Abs(sum["accuracy"].(float64)-float64(correct)/3) > 1e-12 {
+	if len(recs) != 3 || sum["correct"] != float64(correct) || !(math.Abs(sum["accuracy"].(float64)-float64(correct)/3) <= 1e-12) {
 		t.Errorf("%d records, %d correct; summary %v", len(recs), correct, sum)
 	}
 	if _, err := os.Stat(pred + ".tmp"); !os.IsNotExist(err) {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/shears-ml/shears/deploy"
 	"github.com/shears-ml/shears/pipeline"
 	"github.com/shears-ml/shears/transform/merge"
 )
@@ -24,6 +25,7 @@ type exportOpts struct {
 	external  bool
 	perLayer  bool
 	json      bool
+	output    outputFlags
 }
 
 func init() {
@@ -49,8 +51,11 @@ behind Casts (inputs, outputs and arithmetic stay float32, so the CPU provider r
 also writes a Hugging Face PEFT adapter (adapter_config.json, adapter_model.safetensors) whose
 lora_alpha / r equals the trained scale.
 
+` + folderHelp + ` The card records the merge, the ranks and the search's score.
+
 Examples:
   shears export runs/nls1 --ranks heuristic -o model.onnx --merge none
+  shears export runs/nls1 --config search/best.json --merge sparse --format folder --tokenizer tok512.bin -o served/
   shears export --super super.trained.onnx --config search/best.json -o merged.onnx --merge sparse --dtype fp16
   shears export --super super.trained.onnx --ranks heuristic -o merged.onnx --merge dense --peft adapter/`,
 		flags: func(fs *pflag.FlagSet) any {
@@ -66,6 +71,7 @@ Examples:
 			fs.BoolVar(&o.external, "external-data", false, "write weights to OUT.onnx.data (automatic when the input has external data)")
 			fs.BoolVar(&o.perLayer, "per-layer", false, "print each merged weight's sparsity before and after")
 			fs.BoolVar(&o.json, "json", false, "print the report as JSON")
+			o.output.add(fs, true)
 			return o
 		},
 		run: runExport,
@@ -81,6 +87,7 @@ type exportReport struct {
 	Selection *merge.Selection `json:"selection"`
 	Untrained []string         `json:"untrained_groups,omitempty"`
 	*merge.Report
+	Folder *deploy.Report `json:"folder,omitempty"`
 }
 
 func runExport(env *cliEnv, o any, args []string) error {
@@ -105,20 +112,29 @@ func runExport(env *cliEnv, o any, args []string) error {
 	if len(args) == 1 {
 		runDir = args[0]
 	}
+	out, err := opts.output.output(env)
+	if err != nil {
+		return err
+	}
+	out.Card.Base = opts.super
+	if runDir != "" {
+		out.Card.Base = runDir
+	}
 	res, err := pipeline.Export(pipeline.ExportOptions{RunDir: runDir, Super: opts.super, Config: opts.config, Ranks: opts.ranks,
 		Out: opts.out, Merge: string(mode), DType: opts.dtype, PEFT: opts.peft, BaseModel: opts.baseModel, External: opts.external,
-		Warn: func(msg string) { fmt.Fprintf(env.stderr, "shears export: warning: %s\n", msg) }})
+		Warn: warner(env, "export"), Output: out})
 	if err != nil {
 		return err
 	}
 	if !res.Final {
 		fmt.Fprintf(env.stderr, "warning: %s had not finished; exported its latest checkpoint (step %d)\n", runDir, res.Steps)
 	}
-	r := exportReport{Super: res.Source, Output: opts.out, DType: opts.dtype, PEFT: opts.peft, Selection: res.Selection, Untrained: res.Untrained, Report: res.Report}
+	r := exportReport{Super: res.Source, Output: opts.out, DType: opts.dtype, PEFT: opts.peft, Selection: res.Selection, Untrained: res.Untrained, Report: res.Report, Folder: res.Folder}
 	if opts.json {
 		return printJSON(env, r)
 	}
 	printExportSummary(env, r, opts.perLayer)
+	printFolder(env, res.Folder)
 	return nil
 }
 

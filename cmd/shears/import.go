@@ -15,6 +15,7 @@ type importOpts struct {
 	dtype    string
 	external bool
 	json     bool
+	output   outputFlags
 }
 
 func init() {
@@ -37,6 +38,9 @@ Formats:
             stages find tokenizer.json, tokenizer_config.json and generation_config.json.
   llama2c   a llama2.c legacy checkpoint (7 x int32 header, fp32 weights; shared or separate classifier)
 
+` + folderHelp + ` For hf, the folder's config.json is the checkpoint's
+and its tokenizer is copied from the checkpoint folder unless --tokenizer names another.
+
 --dtype keeps the checkpoint's precision by default (hf; llama2c is fp32). fp16 and bf16 store the
 linear and embedding weights in that type, read through Casts so the graph computes in float32
 (the form "shears convert" writes); fp32 widens everything.
@@ -44,13 +48,16 @@ linear and embedding weights in that type, read through Casts so the graph compu
 Examples:
   shears import hf ./TinyLlama-1.1B-Chat-v1.0 -o tinyllama.onnx
   shears import hf ./Qwen2-0.5B -o qwen2.onnx --dtype fp32 --json
-  shears import llama2c stories260K.bin -o stories260K.onnx`,
+  shears import hf ./Qwen2-0.5B --format folder -o qwen2/
+  shears import llama2c stories260K.bin -o stories260K.onnx
+  shears import llama2c stories260K.bin --format folder --tokenizer tok512.bin -o stories260K/`,
 		flags: func(fs *pflag.FlagSet) any {
 			o := &importOpts{}
 			fs.StringVarP(&o.out, "output", "o", "", "output ONNX file (written atomically)")
 			fs.StringVar(&o.dtype, "dtype", "", "weight type: fp32, fp16 or bf16 (default: the checkpoint's)")
 			fs.BoolVar(&o.external, "external-data", false, "write weights to OUT.onnx.data (always done above 1.8 GB)")
 			fs.BoolVar(&o.json, "json", false, "print the report as JSON on stdout instead of the summary")
+			o.output.add(fs, true)
 			return o
 		},
 		run: runImport,
@@ -68,10 +75,15 @@ func runImport(env *cliEnv, o any, args []string) error {
 	if args[0] != "hf" && args[0] != "llama2c" {
 		return fmt.Errorf("%w: unknown format %q (supported: hf, llama2c)", errUsage, args[0])
 	}
+	out, err := opts.output.output(env)
+	if err != nil {
+		return err
+	}
+	out.Card.Base = args[1]
 	bar := newProgress(env.stderr, "import")
 	rep, err := pipeline.Import(pipeline.ImportOptions{
-		Format: args[0], Source: args[1], Out: opts.out, DType: opts.dtype, External: opts.external,
-		Progress: func(done, total int) { bar.set(done, total, "tensors") },
+		Format: args[0], Source: args[1], Out: opts.out, DType: opts.dtype, External: opts.external, Output: out,
+		Progress: func(done, total int) { bar.set(done, total, "tensors") }, Warn: warner(env, "import"),
 	})
 	bar.done()
 	if err != nil {
@@ -97,6 +109,7 @@ func runImport(env *cliEnv, o any, args []string) error {
 	if len(rep.Unused) > 0 {
 		fmt.Fprintf(w, "  note: %d checkpoint tensors are not used by the graph: %s\n", len(rep.Unused), strings.Join(firstN(rep.Unused, 5), ", "))
 	}
+	printFolder(env, rep.Folder)
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/shears-ml/shears/onnx/onnxpb"
 	"github.com/shears-ml/shears/pipeline"
 	"github.com/shears-ml/shears/transform/layers"
+	"github.com/shears-ml/shears/transform/quant"
 )
 
 type inspectOpts struct {
@@ -60,6 +61,20 @@ type inspectReport struct {
 	Sparsity float64          `json:"sparsity"`
 	External bool             `json:"external_data"`
 	Dtypes   map[string]int64 `json:"param_dtypes"`
+	// Quantized are the MatMulNBits linears (shears quantize), with the sparsity of their
+	// dequantized weights.
+	Quantized []quantizedReport `json:"quantized,omitempty"`
+}
+
+type quantizedReport struct {
+	Name      string  `json:"name"`
+	In        int     `json:"in"`
+	Out       int     `json:"out"`
+	Bits      int     `json:"bits"`
+	BlockSize int     `json:"block_size"`
+	Symmetric bool    `json:"symmetric"`
+	Bytes     int64   `json:"bytes"`
+	Sparsity  float64 `json:"sparsity"`
 }
 
 type ioReport struct {
@@ -147,6 +162,17 @@ func buildInspect(m *onnx.Model, path string, withSparsity bool) (*inspectReport
 			rep.Linears = append(rep.Linears, lr)
 		}
 	}
+	if has, _ := quant.HasQuantized(m); has && withSparsity {
+		infos, _, err := quant.Quantized(m)
+		if err != nil {
+			return nil, err
+		}
+		for _, q := range infos {
+			rep.Quantized = append(rep.Quantized, quantizedReport{Name: q.Node, In: q.K, Out: q.N, Bits: q.Bits, BlockSize: q.BlockSize,
+				Symmetric: q.Symmetric, Bytes: q.Bytes, Sparsity: float64(q.Zeros) / float64(q.Total)})
+			zeros, total = zeros+q.Zeros, total+q.Total
+		}
+	}
 	if total > 0 {
 		rep.Sparsity = float64(zeros) / float64(total)
 	}
@@ -216,7 +242,23 @@ func printInspect(env *cliEnv, r *inspectReport) {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.1f%%\t%s\n", b, l.Role, l.In, l.Out, 100*l.Sparsity, l.Name)
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "\n%d linear layers (targets), overall sparsity %.2f%%", len(r.Linears), 100*r.Sparsity)
+	if len(r.Quantized) > 0 {
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "QUANTIZED\tIN\tOUT\tBITS\tBLOCK\tGRID\tBYTES\tSPARSITY")
+		var qb, fb int64
+		for _, q := range r.Quantized {
+			grid := "asymmetric"
+			if q.Symmetric {
+				grid = "symmetric"
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%d\t%.1f%%\n", q.Name, q.In, q.Out, q.Bits, q.BlockSize, grid, q.Bytes, 100*q.Sparsity)
+			qb, fb = qb+q.Bytes, fb+int64(4*q.In*q.Out)
+		}
+		tw.Flush()
+		fmt.Fprintf(w, "%d MatMulNBits linears: %d bytes, %.3f× their float32 size\n", len(r.Quantized), qb, float64(qb)/float64(fb))
+	}
+	fmt.Fprintf(w, "\n%d linear layers (targets), overall sparsity %.2f%%", len(r.Linears)+len(r.Quantized), 100*r.Sparsity)
 	if len(r.Head) > 0 {
 		fmt.Fprintf(w, "; LM head %s not a target", r.Head[0].Name)
 	}

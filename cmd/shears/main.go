@@ -33,6 +33,7 @@ func register(c *command) { registry[c.name] = c }
 // cliEnv is what a command may touch of the outside world.
 type cliEnv struct {
 	stdout, stderr io.Writer
+	argv           []string // the command line after "shears", for model cards
 }
 
 // errUsage marks errors where the right reaction is to show the command's usage.
@@ -70,7 +71,7 @@ func run(argv []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "shears %s: %v\n(run \"shears %s --help\")\n", c.name, err, c.name)
 		return 2
 	}
-	env := &cliEnv{stdout: stdout, stderr: stderr}
+	env := &cliEnv{stdout: stdout, stderr: stderr, argv: argv}
 	if err := c.run(env, opts, fs.Args()); err != nil {
 		if errors.Is(err, errUsage) {
 			fmt.Fprintf(stderr, "shears %s: %v\n", c.name, err)

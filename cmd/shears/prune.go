@@ -31,6 +31,7 @@ type pruneOpts struct {
 	exclude   string
 	external  bool
 	json      bool
+	output    outputFlags
 }
 
 func init() {
@@ -50,9 +51,12 @@ decoder blocks (see "shears inspect"); the LM head and embeddings are never prun
 Calibration windows: --samples windows of --seq-len tokens (capped to the model's context)
 drawn with --seed from --calib (.txt, LLM-Adapters .json, or .jsonl with "text" or "ids").
 
-Example:
+` + folderHelp + ` The folder's tokenizer is --tokenizer.
+
+Examples:
   shears prune model.onnx -o model-50.onnx --sparsity 0.5 --calib data.txt --tokenizer tok.bin
-  shears prune model.onnx -o model-24.onnx --method magnitude --sparsity 0.5 --pattern 2:4`,
+  shears prune model.onnx -o model-24.onnx --method magnitude --sparsity 0.5 --pattern 2:4
+  shears prune model.onnx --format folder -o model-50/ --sparsity 0.5 --calib data.txt --tokenizer tok.bin`,
 		flags: func(fs *pflag.FlagSet) any {
 			o := &pruneOpts{}
 			fs.StringVarP(&o.out, "output", "o", "", "output ONNX file (written atomically)")
@@ -70,6 +74,7 @@ Example:
 			fs.StringVar(&o.exclude, "exclude", "", "regexp: skip linears whose node, weight or role matches")
 			fs.BoolVar(&o.external, "external-data", false, "write weights to OUT.onnx.data (automatic when the input has external data or above 1.8 GB)")
 			fs.BoolVar(&o.json, "json", false, "print the report as JSON on stdout instead of the table")
+			o.output.add(fs, false)
 			o.rt.add(fs)
 			return o
 		},
@@ -94,7 +99,12 @@ func runPrune(env *cliEnv, o any, args []string) error {
 	if prune.Method(opts.method) == prune.Wanda && (opts.calib == "" || opts.tokenizer == "") {
 		return fmt.Errorf("%w: wanda needs --calib FILE and --tokenizer TOK (or use --method magnitude)", errUsage)
 	}
-	po := pipeline.PruneOptions{Model: args[0], Out: opts.out, Method: opts.method, Sparsity: opts.sparsity, Pattern: opts.pattern,
+	out, err := opts.output.output(env)
+	if err != nil {
+		return err
+	}
+	out.Card.Base = args[0]
+	po := pipeline.PruneOptions{Output: out, Warn: warner(env, "prune"), Model: args[0], Out: opts.out, Method: opts.method, Sparsity: opts.sparsity, Pattern: opts.pattern,
 		Calib: opts.calib, Tokenizer: opts.tokenizer, Samples: opts.samples, SeqLen: opts.seqLen, Seed: opts.seed,
 		OneShot: opts.oneShot, Include: opts.include, Exclude: opts.exclude, External: opts.external}
 	var bar *progress
@@ -133,6 +143,7 @@ func runPrune(env *cliEnv, o any, args []string) error {
 		return enc.Encode(rep)
 	}
 	printPruneSummary(env, *rep)
+	printFolder(env, rep.Folder)
 	return nil
 }
 

@@ -67,14 +67,24 @@ func Vectors(v map[string][]float32) map[string]*runtime.Tensor {
 	return out
 }
 
-// MaxDiff is the largest |a[i] − b[i]| (+Inf when the lengths differ).
-func MaxDiff(a, b []float32) float64 {
+// MaxDiff is the largest |a[i] − b[i]|, +Inf when the lengths differ or any difference is NaN
+// (math.Max would carry the NaN, and NaN passes every `d > tol`). Compare with !(d <= tol).
+func MaxDiff[T float32 | float64](a, b []T) float64 {
 	if len(a) != len(b) {
 		return math.Inf(1)
 	}
 	d := 0.0
 	for i := range a {
-		d = math.Max(d, math.Abs(float64(a[i])-float64(b[i])))
+		d = Worse(d, math.Abs(float64(a[i])-float64(b[i])))
 	}
 	return d
+}
+
+// Worse is the larger of two errors with NaN taken as +Inf: the one way tests accumulate a
+// worst error.
+func Worse(a, b float64) float64 {
+	if math.IsNaN(a) || math.IsNaN(b) {
+		return math.Inf(1)
+	}
+	return max(a, b)
 }

@@ -84,7 +84,7 @@ func TestConvert(t *testing.T) {
 		}
 		d := maxDiff(ref, logits(t, cm, nil))
 		t.Logf("%s %s: max |Δlogit| %.3g", tc.dt, tc.c, d)
-		if d > tc.tol || d == 0 {
+		if !(d <= tc.tol) || d == 0 {
 			t.Errorf("%s %s: max |Δlogit| %g, want in (0, %g]", tc.dt, tc.c, d, tc.tol)
 		}
 		ls, _ := layers.Find(cm)
@@ -147,7 +147,7 @@ func TestSparseAdapterAndPEFT(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := maxDiff(want, logits(t, out, nil)); d >= 1e-4 || !rep.Exact || rep.ZerosAfter != rep.ZerosBefore {
+	if d := maxDiff(want, logits(t, out, nil)); !(d < 1e-4) || !rep.Exact || rep.ZerosAfter != rep.ZerosBefore {
 		t.Errorf("sparse merge: max |Δlogit| %g, exact %v, zeros %d → %d", d, rep.Exact, rep.ZerosBefore, rep.ZerosAfter)
 	}
 	cfg, err := merge.WritePEFT(filepath.Join(dir, "peft"), sup, ranks, "gpt2")
@@ -207,7 +207,7 @@ func TestTrainFP16Dropout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := maxDiff(logits(t, none, nil), logits(t, dense, nil)); d > 1e-2 {
+	if d := maxDiff(logits(t, none, nil), logits(t, dense, nil)); !(d <= 1e-2) {
 		t.Errorf("dense merge into fp16 weights: max |Δlogit| %g", d)
 	}
 }

@@ -233,7 +233,7 @@ func TestBuildMatchesReference(t *testing.T) {
 			}
 		}
 		t.Logf("kv heads %d: max |graph - reference| = %.3g", kvh, maxDiff)
-		if maxDiff > 1e-4 {
+		if !(maxDiff <= 1e-4) {
 			t.Errorf("kv heads %d: graph differs from the reference by %.3g", kvh, maxDiff)
 		}
 	}

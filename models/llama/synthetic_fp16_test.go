@@ -86,7 +86,7 @@ func TestWriteSyntheticHalf(t *testing.T) {
 			s = math.Max(s, math.Abs(float64(want[i])))
 		}
 		t.Logf("%s: max|Δlogit|/max|logit| = %.3g (%.2fu)", name, d/s, d/s/u)
-		if d/s > tc.tol*u {
+		if !(d/s <= tc.tol*u) {
 			t.Errorf("%s: relative logit error %.3g > %g·u = %.3g", name, d/s, tc.tol, tc.tol*u)
 		}
 	}

@@ -29,6 +29,6 @@
 // broadcasting is a ReduceSum over constant axes plus a Reshape to a constant shape, with no
 // Shape/Gather plumbing at run time. The emitted graph is therefore valid for those dims only.
 //
-// ToFloat64 makes a float64 copy of a model for finite-difference checks; the gradcheck
-// subpackage compares Backward with central differences through onnxruntime.
+// ToFloat64 makes a float64 copy of a model for finite-difference checks; train/gradcheck
+// compares Backward with central differences through onnxruntime (transform runs no sessions).
 package autodiff

@@ -1,6 +1,7 @@
 package autodiff_test
 
 import (
+	"math"
 	"math/rand"
 	"testing"
 
@@ -8,20 +9,16 @@ import (
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
 	"github.com/shears-ml/shears/runtime"
+	"github.com/shears-ml/shears/train/gradcheck"
 	"github.com/shears-ml/shears/transform/autodiff"
-	"github.com/shears-ml/shears/transform/autodiff/gradcheck"
 	"google.golang.org/protobuf/proto"
 )
 
-// Tolerances of the per-op checks, on gradcheck's MaxRelErr (max error / max |gradient|):
-//   - float64, eps 1e-6: central differences have truncation error ~eps²·|f”'| ≈ 1e-12 and
-//     rounding error ~1e-16·|L|/eps ≈ 1e-10 for these O(1..10) losses, so 1e-6 leaves four
-//     orders of margin while any wrong rule (a missing term, a wrong axis) is off by O(1).
-//   - float32 (ops onnxruntime's CPU provider only runs in float), eps 1e-2: rounding error
-//     ~6e-8·|L|/eps ≈ 1e-4 and truncation ~eps²·|f”'| ≈ 1e-4, so 5e-3.
+// Tolerances of the per-op checks: gradcheck's table (derived in train/gradcheck/tolerance.go),
+// TolOp64 for float64 graphs and TolOp32 for ops onnxruntime's CPU provider runs only in float.
 const (
-	tol64 = 1e-6
-	tol32 = 5e-3
+	tol64 = gradcheck.TolOp64
+	tol32 = gradcheck.TolOp32
 )
 
 // opGraph builds a one-op test graph: inputs registered with x/pos become graph inputs with
@@ -129,7 +126,7 @@ func opCases() []opCase {
 		{name: "MatMul/2d-rhs", build: func(g *opGraph) []string { return op(g, "MatMul", []string{g.x("a", 2, 3, 4), g.x("b", 4, 5)}) }},
 		{name: "MatMul/1d-lhs", build: func(g *opGraph) []string { return op(g, "MatMul", []string{g.x("a", 4), g.x("b", 2, 4, 3)}) }},
 		{name: "MatMul/1d-rhs", build: func(g *opGraph) []string { return op(g, "MatMul", []string{g.x("a", 2, 3, 4), g.x("b", 4)}) }},
-		// (1-D × 1-D is left out: onnx.InferShapes panics on it, see the report.)
+		{name: "MatMul/1d-1d", build: func(g *opGraph) []string { return op(g, "MatMul", []string{g.x("a", 4), g.x("b", 4)}) }},
 		{name: "MatMul/frozen-W", build: func(g *opGraph) []string { return op(g, "MatMul", []string{g.x("a", 2, 3, 4), g.frozen("W", 4, 5)}) }},
 		// Gemm: all transpose flags, alpha/beta, broadcast C.
 		{name: "Gemm/plain", build: func(g *opGraph) []string {
@@ -326,19 +323,7 @@ func TestRulesAgainstFiniteDifferences(t *testing.T) {
 	worst := map[float64]float64{} // by tolerance class
 	for i, tc := range opCases() {
 		t.Run(tc.name, func(t *testing.T) {
-			dt := onnxpb.TensorProto_DOUBLE
-			tol := tol64
-			if tc.f32 {
-				dt, tol = onnxpb.TensorProto_FLOAT, tol32
-			}
-			if tc.tol != 0 {
-				tol = tc.tol
-			}
-			m, g := buildOpCase(t, tc, dt, int64(i))
-			res, err := gradcheck.Check(m, "loss", g.wrt, g.feeds, gradcheck.Options{Seed: int64(i), Eps: tc.eps})
-			if err != nil {
-				t.Fatal(err)
-			}
+			res, tol := runOpCase(t, tc, i)
 			w := checkResults(t, res, tol)
 			worst[tol] = max(worst[tol], w)
 		})
@@ -346,10 +331,67 @@ func TestRulesAgainstFiniteDifferences(t *testing.T) {
 	}
 	t.Logf("%d cases; worst max-relative error: %.3g where the tolerance is %g, %.3g where it is %g",
 		len(opCases()), worst[tol64], tol64, worst[tol32], tol32)
-	for _, op := range autodiff.Required {
+	// The registry, not a hand-kept list: a rule added without a case fails here.
+	for _, op := range autodiff.SupportedOps() {
 		if !seen[op] {
-			t.Errorf("required op %s has no finite-difference case", op)
+			t.Errorf("op %s has a gradient rule but no finite-difference case", op)
 		}
+	}
+}
+
+// runOpCase builds case i (float64 unless the op needs float32), runs the finite-difference
+// check and returns its results with the tolerance that applies.
+func runOpCase(t *testing.T, tc opCase, i int) ([]gradcheck.Result, float64) {
+	t.Helper()
+	dt := onnxpb.TensorProto_DOUBLE
+	tol := tol64
+	if tc.f32 {
+		dt, tol = onnxpb.TensorProto_FLOAT, tol32
+	}
+	if tc.tol != 0 {
+		tol = tc.tol
+	}
+	m, g := buildOpCase(t, tc, dt, int64(i))
+	res, err := gradcheck.Check(m, "loss", g.wrt, g.feeds, gradcheck.Options{Seed: int64(i), Eps: tc.eps})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res, tol
+}
+
+// TestHarnessRejectsWrongRules proves the check above can fail: for every rule in the registry,
+// the first case of its op runs with the rule sabotaged (each input gradient it returns scaled
+// by 1.01, then multiplied by NaN) and the harness must report a failure. A 1% error is far
+// below what a real bug gives and still 10⁴ × TolOp64 and 2 × TolOp32.
+func TestHarnessRejectsWrongRules(t *testing.T) {
+	testkit.ORT(t)
+	cases := opCases()
+	first := map[string]int{}
+	for i := len(cases) - 1; i >= 0; i-- {
+		first[opOf(cases[i].name)] = i
+	}
+	checked := 0
+	for _, op := range autodiff.SupportedOps() {
+		i, ok := first[op]
+		if !ok {
+			continue // TestRulesAgainstFiniteDifferences reports the missing case
+		}
+		for _, factor := range []float64{1.01, math.NaN()} {
+			restore := autodiff.Sabotage(op, factor)
+			res, tol := runOpCase(t, cases[i], i)
+			restore()
+			if f := gradcheck.Failures(res, tol); len(f) == 0 {
+				t.Errorf("%s with its rule's gradients × %g: the finite-difference check passed (it must fail)", cases[i].name, factor)
+			}
+			checked++
+		}
+	}
+	if checked == 0 {
+		t.Fatal("no rule was sabotaged")
+	}
+	// The real rules pass again once restored (the sabotage is scoped).
+	if res, tol := runOpCase(t, cases[0], 0); len(gradcheck.Failures(res, tol)) != 0 {
+		t.Errorf("%s fails after the sabotage was undone: %v", cases[0].name, gradcheck.Failures(res, tol))
 	}
 }
 

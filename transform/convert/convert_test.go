@@ -121,7 +121,7 @@ func TestLogitsWithinDtypeTolerance(t *testing.T) {
 		e := relErr(got, ref)
 		u := unitRoundoff(tc.dt)
 		t.Logf("%s: relative logit error %.3g = %.2fu", name, e, e/u)
-		if e > tc.tol*u || e == 0 {
+		if !(e <= tc.tol*u) || e == 0 {
 			t.Errorf("%s: relative logit error %.3g, want (0, %g·u = %.3g]", name, e, tc.tol, tc.tol*u)
 		}
 	}

@@ -23,7 +23,7 @@ type wandaRun struct {
 	stats   calibrate.Stats
 }
 
-func calibrate(t *testing.T, path string, windows [][]int, cfg prune.Config, oneShot bool) wandaRun {
+func runWanda(t *testing.T, path string, windows [][]int, cfg prune.Config, oneShot bool) wandaRun {
 	t.Helper()
 	m, err := onnx.Load(path)
 	if err != nil {
@@ -72,12 +72,12 @@ func TestWandaMasksMatchFP32(t *testing.T) {
 	}
 	cfg := prune.Config{Method: prune.Wanda, Sparsity: 0.5}
 	for _, oneShot := range []bool{false, true} {
-		ref := calibrate(t, fp32, windows, cfg, oneShot)
+		ref := runWanda(t, fp32, windows, cfg, oneShot)
 		for _, dt := range []onnxpb.TensorProto_DataType{fp16, bf16} {
 			name := DTypeName(dt) + map[bool]string{false: " sequential", true: " one-shot"}[oneShot]
 			low := filepath.Join(dir, DTypeName(dt)+".onnx")
 			convertFile(t, fp32, low, dt, ComputeFP32)
-			run := calibrate(t, low, windows, cfg, oneShot)
+			run := runWanda(t, low, windows, cfg, oneShot)
 			u := unitRoundoff(dt)
 			var outputs, tied, maxDelta float64
 			for li, l := range run.targets {

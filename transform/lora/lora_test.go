@@ -279,7 +279,7 @@ func logits(t *testing.T, m *onnx.Model, feeds map[string][]float32) []float32 {
 	return out
 }
 
-var maxDiff = testkit.MaxDiff
+var maxDiff = testkit.MaxDiff[float32]
 
 // masksFor feeds group i with ranks[i % len(ranks)], giving mixed ranks across groups.
 func masksFor(meta *Meta, ranks ...int) (map[string][]float32, map[string]int) {
@@ -397,7 +397,7 @@ func TestMaskedEqualsSliced(t *testing.T) {
 		want := logits(t, sliced(t, m, sup, meta, per, 2), nil)
 		d := maxDiff(got, want)
 		t.Logf("ranks %v: masked vs sliced max abs diff %g", ranks, d)
-		if d >= 1e-6 {
+		if !(d < 1e-6) {
 			t.Errorf("ranks %v: masked vs sliced max |Δ| = %g", ranks, d)
 		}
 		if d := maxDiff(got, base); d < 1e-3 {
@@ -653,7 +653,7 @@ func TestExtract(t *testing.T) {
 	if d := sub.Initializer(meta.Modules[0].A).GetDims(); d[1] != 24 {
 		t.Errorf("q's A has shape %v, want [64 24]", d)
 	}
-	if d := maxDiff(logits(t, sup, feeds), logits(t, sub, nil)); d >= 1e-6 {
+	if d := maxDiff(logits(t, sup, feeds), logits(t, sub, nil)); !(d < 1e-6) {
 		t.Errorf("extracted vs masked max |Δ| = %g", d)
 	}
 	for _, bad := range []map[string]int{{"layers.9.qkv": 16}, {"layers.0.qkv": 33}, {"layers.0.qkv": 0}} {

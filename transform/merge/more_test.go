@@ -104,7 +104,7 @@ func TestTransposedWeights(t *testing.T) {
 			}
 			got := runX(t, out, x, nil)
 			d := maxDiff(want, got)
-			if (mode == Dense || sa) && d > 1e-5 {
+			if (mode == Dense || sa) && !(d <= 1e-5) {
 				t.Errorf("sparse adapter %v, %s: max |Δ| %g", sa, mode, d)
 			}
 			if mode == Sparse && !sa && d < 1e-3 {
@@ -185,7 +185,7 @@ func TestPEFT(t *testing.T) {
 				worst = math.Max(worst, math.Abs(s-float64(want[i*mod.Out+j])))
 			}
 		}
-		if worst > 1e-6 {
+		if !(worst <= 1e-6) {
 			t.Errorf("%s: PEFT recomputation differs from ΔW by %g", mod.Name, worst)
 		}
 	}

@@ -31,7 +31,21 @@ type Plan struct {
 	inputs  map[string]bool   // the model's own graph inputs
 	opset   int64
 	targets map[string]layers.Linear // by node name
+	// Tap is the statistic each stage graph collects per linear input (default: Wanda's sums
+	// of squares).
+	Tap TapKind
 }
+
+// TapKind is the statistic a stage graph outputs for each target input x (flattened to
+// [tokens, in]).
+type TapKind int
+
+const (
+	// TapSumSquares is Σ_t x[t,i]², one value per input feature (Wanda's norms).
+	TapSumSquares TapKind = iota
+	// TapGram is XᵀX, [in, in] (GPTQ's Hessian up to the factor 2/T).
+	TapGram
+)
 
 // NewPlan builds the stage plan. With oneShot every target lands in one stage (all statistics
 // from one pass over the dense model, a labelled deviation from Wanda).
@@ -138,8 +152,8 @@ func (p *Plan) Cut(s int) []string {
 // StageGraph is one calibration graph.
 type StageGraph struct {
 	Model *onnx.Model
-	// Taps maps each distinct target input tensor to the graph output holding Σ x_i² over all
-	// leading axes (one value per input feature, float32).
+	// Taps maps each distinct target input tensor to the graph output holding its statistic
+	// (Plan.Tap): Σ x_i² over all leading axes (one value per input feature) or XᵀX, float32.
 	Taps map[string]string
 	// Inputs are the graph's inputs: the model's own inputs it needs and Cut(s−1).
 	Inputs []string
@@ -272,6 +286,12 @@ func (p *Plan) StageGraph(s int, pruned map[string]*onnxpb.TensorProto) (*StageG
 			flat = bb.Op("Cast", fmt.Sprintf("/shears/tap_%d/Cast", k), []string{flat}, onnx.AttrInt("to", int64(onnxpb.TensorProto_FLOAT)))
 		}
 		tap := fmt.Sprintf("shears_tap_%d", k)
+		if p.Tap == TapGram {
+			tr := bb.Op("Transpose", fmt.Sprintf("/shears/tap_%d/Transpose", k), []string{flat}, onnx.AttrInts("perm", 1, 0))
+			bb.OpOut("MatMul", fmt.Sprintf("/shears/tap_%d/MatMul", k), []string{tr, flat}, []string{tap})
+			sg.Taps[x] = bb.Output(tap, onnxpb.TensorProto_FLOAT, in, in)
+			continue
+		}
 		node := fmt.Sprintf("/shears/tap_%d/ReduceSumSquare", k)
 		if p.opset >= 18 {
 			bb.OpOut("ReduceSumSquare", node, []string{flat, bb.Const(fmt.Sprintf("shears_tap_%d_axes", k), onnx.Int64Tensor("", []int64{1}, []int64{0}))}, []string{tap}, onnx.AttrInt("keepdims", 0))

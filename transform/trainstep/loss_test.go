@@ -86,7 +86,7 @@ func TestCausalLMLossMatchesGo(t *testing.T) {
 		return float64(out["loss"].F32[0])
 	}
 	got, want := run(x, labels), goLoss(x, labels, b, tt, v)
-	if math.Abs(got-want) > 1e-5*math.Max(1, want) {
+	if !(math.Abs(got-want) <= 1e-5*math.Max(1, want)) {
 		t.Fatalf("loss %v, Go reference %v", got, want)
 	}
 	if want < 1 {

@@ -1,6 +1,7 @@
 // Package gradcheck checks autodiff.Backward against central finite differences computed by
 // onnxruntime on the same graph. It is the one numeric-gradient harness of the repository: the
-// autodiff rule tests, the whole-model tests and (later) a CLI self-check use it.
+// autodiff rule tests, the whole-model tests and `shears gradcheck` (through train.GradCheck)
+// use it. It lives under train/, not transform/, because it runs sessions.
 //
 // For each wrt tensor w and each checked element i it runs the forward graph at w ± eps·e_i and
 // compares (L⁺ − L⁻) / 2eps with the analytic gradient from the Backward graph. Errors are
@@ -42,9 +43,28 @@ type Result struct {
 	Numeric   []float64
 	MaxAbsErr float64
 	// MaxRelErr is MaxAbsErr / max |Numeric| (MaxAbsErr itself when the gradient is all zero).
+	// A NaN anywhere in the analytic or numeric gradient makes it +Inf, so it fails every
+	// tolerance.
 	MaxRelErr float64
 	// Scale is max |Numeric|.
 	Scale float64
+}
+
+// Failures lists why res does not pass at tol: a relative error that is not ≤ tol (compared
+// as !(err <= tol), so NaN fails), or a gradient that is identically zero (the comparison
+// would prove nothing). Empty means the check passes.
+func Failures(res []Result, tol float64) []string {
+	var out []string
+	for _, r := range res {
+		if !(r.Scale > 0) {
+			out = append(out, fmt.Sprintf("%s: the numeric gradient is identically zero; the check proves nothing", r.Name))
+		}
+		if !(r.MaxRelErr <= tol) {
+			out = append(out, fmt.Sprintf("%s: max relative error %.3g, tolerance %.0e (max abs %.3g, scale %.3g)\nanalytic %v\nnumeric  %v",
+				r.Name, r.MaxRelErr, tol, r.MaxAbsErr, r.Scale, r.Analytic, r.Numeric))
+		}
+	}
+	return out
 }
 
 // Check differentiates loss of m with respect to wrt (initializers or graph inputs) at the
@@ -138,16 +158,27 @@ func Check(m *onnx.Model, loss string, wrt []string, feeds map[string]*runtime.T
 			num := (lp - lm) / (xp - xm)
 			r.Analytic = append(r.Analytic, an[i])
 			r.Numeric = append(r.Numeric, num)
-			r.MaxAbsErr = math.Max(r.MaxAbsErr, math.Abs(num-an[i]))
-			r.Scale = math.Max(r.Scale, math.Abs(num))
+			r.MaxAbsErr = worse(r.MaxAbsErr, math.Abs(num-an[i]))
+			r.Scale = worse(r.Scale, math.Abs(num))
 		}
 		r.MaxRelErr = r.MaxAbsErr
 		if r.Scale > 0 {
-			r.MaxRelErr = r.MaxAbsErr / r.Scale
+			r.MaxRelErr = notNaN(r.MaxAbsErr / r.Scale)
 		}
 		results = append(results, r)
 	}
 	return results, nil
+}
+
+// worse is the larger of a and b, with NaN taken as +Inf (math.Max would return NaN, and NaN
+// passes every `err > tol` check).
+func worse(a, b float64) float64 { return max(notNaN(a), notNaN(b)) }
+
+func notNaN(x float64) float64 {
+	if math.IsNaN(x) {
+		return math.Inf(1)
+	}
+	return x
 }
 
 // promote turns the wrt initializers into graph inputs fed with their values, so one session

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/shears-ml/shears/internal/testkit"
+	"github.com/shears-ml/shears/internal/testsynth"
+	"github.com/shears-ml/shears/internal/testtok"
+)
+
+// TestConvertFolder converts the tiny LLaMA to fp16 as a model folder, refuses to overwrite
+// it without --force, and replaces it with --force.
+func TestConvertFolder(t *testing.T) {
+	in := testsynth.Synthetic(t, "tiny")
+	tok := testtok.Write(t, 400)
+	dir := filepath.Join(t.TempDir(), "tiny-fp16")
+	o, e, code := shears(t, "convert", in, "--dtype", "fp16", "--format", "folder", "--tokenizer", tok, "-o", dir)
+	if code != 0 {
+		t.Fatalf("convert --format folder: %d %s", code, e)
+	}
+	if !strings.Contains(o, "model folder "+dir) || !strings.Contains(o, "converted from "+tok) {
+		t.Errorf("summary lacks the folder line: %s", o)
+	}
+	for _, f := range []string{"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "README.md", "onnx/model.onnx", "onnx/model.onnx_data"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("folder lacks %s: %v", f, err)
+		}
+	}
+	var cfg map[string]any
+	b, _ := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err := json.Unmarshal(b, &cfg); err != nil || cfg["torch_dtype"] != "float16" {
+		t.Errorf("config.json torch_dtype %v (%v)", cfg["torch_dtype"], err)
+	}
+	card, _ := os.ReadFile(filepath.Join(dir, "README.md"))
+	if !strings.Contains(string(card), "shears convert "+in+" --dtype fp16 --format folder") {
+		t.Errorf("card lacks the command:\n%s", card)
+	}
+	_, e, code = shears(t, "convert", in, "--dtype", "fp16", "--format", "folder", "--tokenizer", tok, "-o", dir)
+	if code != 1 || !strings.Contains(e, dir+" exists and is not empty") || !strings.Contains(e, "--force") {
+		t.Errorf("second convert into the folder: %d %s", code, e)
+	}
+	if _, e, code = shears(t, "convert", in, "--dtype", "bf16", "--format", "folder", "--tokenizer", tok, "-o", dir, "--force"); code != 0 {
+		t.Fatalf("--force: %s", e)
+	}
+	b, _ = os.ReadFile(filepath.Join(dir, "config.json"))
+	if !strings.Contains(string(b), `"torch_dtype": "bfloat16"`) {
+		t.Errorf("--force did not replace the folder: %s", b)
+	}
+	if _, e, code = shears(t, "convert", in, "--force", "-o", filepath.Join(t.TempDir(), "x.onnx")); code != 2 || !strings.Contains(e, "--force applies to --format folder only") {
+		t.Errorf("--force without a folder: %d %s", code, e)
+	}
+	if _, e, code = shears(t, "convert", in, "--format", "zip", "-o", filepath.Join(t.TempDir(), "x")); code != 2 || !strings.Contains(e, `format "zip"`) {
+		t.Errorf("bad --format: %d %s", code, e)
+	}
+}
+
+// TestImportFolderGenerates imports stories260K as a folder with tok512.bin converted, and
+// generates from the folder's graph with the folder's tokenizer.json: the golden story.
+func TestImportFolderGenerates(t *testing.T) {
+	ckpt := testkit.Shared(t, "models/stories260K/stories260K.bin")
+	tok := testkit.Shared(t, "models/stories260K/tok512.bin")
+	testkit.ORT(t)
+	dir := filepath.Join(t.TempDir(), "stories260K")
+	if _, e, code := shears(t, "import", "llama2c", ckpt, "--format", "folder", "--tokenizer", tok, "-o", dir); code != 0 {
+		t.Fatalf("import: %s", e)
+	}
+	gen := func(model, tok string) []int {
+		o, e, code := shears(t, "generate", model, "--tokenizer", tok, "--prompt", "Once upon a time", "--max-tokens", "20", "--json")
+		if code != 0 {
+			t.Fatalf("generate: %s", e)
+		}
+		var r struct{ IDs []int }
+		if err := json.Unmarshal([]byte(o), &r); err != nil {
+			t.Fatal(err)
+		}
+		return r.IDs
+	}
+	a := gen(filepath.Join(dir, "onnx", "model.onnx"), filepath.Join(dir, "tokenizer.json"))
+	want := []int{432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426, 338, 401, 396, 267, 337, 410, 408, 419, 292}
+	if !slices.Equal(a, want) {
+		t.Errorf("folder generates %v, want %v", a, want)
+	}
+}

@@ -1,0 +1,71 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/spf13/pflag"
+
+	"github.com/shears-ml/shears/deploy"
+	"github.com/shears-ml/shears/pipeline"
+)
+
+// outputFlags are the flags of every command that writes a model: --format, --force, and
+// --tokenizer for the folder where the command has none of its own.
+type outputFlags struct {
+	format    string
+	force     bool
+	tokenizer string
+}
+
+// folderHelp is the paragraph the --help of those commands shares.
+const folderHelp = `--format folder writes -o DIR as a model folder that transformers.js, optimum and
+onnxruntime GenAI load as it is: onnx/model.onnx (+ onnx/model.onnx_data), config.json,
+generation_config.json, tokenizer.json + tokenizer_config.json (copied from a Hugging Face
+tokenizer, converted from a llama2.c tokenizer.bin), genai_config.json and a README.md model card.
+An existing non-empty DIR is refused unless --force.`
+
+func (o *outputFlags) add(fs *pflag.FlagSet, tokenizerFlag bool) {
+	fs.StringVar(&o.format, "format", "onnx", "onnx (one file) or folder (a model folder for serving runtimes)")
+	fs.BoolVar(&o.force, "force", false, "replace an existing non-empty output folder (--format folder)")
+	if tokenizerFlag {
+		fs.StringVar(&o.tokenizer, "tokenizer", "", "tokenizer for the folder: tokenizer.json (copied) or llama2.c tokenizer.bin (converted)")
+	}
+}
+
+// output turns the flags into the pipeline's Output, the card recording this command line.
+func (o *outputFlags) output(env *cliEnv) (pipeline.Output, error) {
+	f, err := pipeline.ParseFormat(o.format)
+	if err != nil {
+		return pipeline.Output{}, fmt.Errorf("%w: --format: %v", errUsage, err)
+	}
+	if o.force && f != pipeline.FormatFolder {
+		return pipeline.Output{}, fmt.Errorf("%w: --force applies to --format folder only", errUsage)
+	}
+	return pipeline.Output{Format: f, Force: o.force, Tokenizer: o.tokenizer, Card: deploy.Card{Commands: []string{commandLine(env.argv)}}}, nil
+}
+
+// commandLine renders argv as the shell command that ran, quoting what needs it.
+func commandLine(argv []string) string {
+	parts := []string{"shears"}
+	for _, a := range argv {
+		if a == "" || strings.ContainsAny(a, " \t\n'\"$`\\|&;<>()*?[]#~") {
+			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+		parts = append(parts, a)
+	}
+	return strings.Join(parts, " ")
+}
+
+// printFolder summarises a written folder on stdout (warnings already went to stderr).
+func printFolder(env *cliEnv, r *deploy.Report) {
+	if r == nil {
+		return
+	}
+	fmt.Fprintf(env.stdout, "model folder %s: %s (tokenizer: %s)\n", r.Dir, strings.Join(r.Files, ", "), r.Tokenizer)
+}
+
+// warner prints warnings on stderr as "shears VERB: warning: ...".
+func warner(env *cliEnv, verb string) func(string) {
+	return func(msg string) { fmt.Fprintf(env.stderr, "shears %s: warning: %s\n", verb, msg) }
+}

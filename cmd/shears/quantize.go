@@ -1,0 +1,194 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/pflag"
+
+	"github.com/shears-ml/shears/pipeline"
+)
+
+type quantizeOpts struct {
+	rt          runtimeFlags
+	out         string
+	bits        int
+	blockSize   int
+	method      string
+	symmetric   bool
+	includeHead bool
+	include     string
+	exclude     string
+	calib       string
+	tokenizer   string
+	samples     int
+	seqLen      int
+	seed        uint64
+	damp        float64
+	external    bool
+	report      string
+	json        bool
+}
+
+func init() {
+	register(&command{
+		name:    "quantize",
+		args:    "MODEL.onnx -o OUT.onnx --bits 4|8 [--method rtn|gptq] [flags]",
+		summary: "weight-only 4/8-bit quantization into MatMulNBits, keeping a sparse base's zeros",
+		long: `Turns every target linear (the linears inside the decoder blocks, as prune and adapt choose
+them; --include-head adds the LM head) into an onnxruntime com.microsoft.MatMulNBits node:
+weights in blocks of --block-size inputs, one float scale per block and, unless --symmetric, a
+4/8-bit zero point per block. Embeddings, norms and the model's inputs and outputs are kept as
+they are, so eval, generate, search and serving runtimes run the result directly.
+
+Zeros stay zeros: a pruned model's zero weights dequantize to exactly 0 (symmetric grids have 0
+on the grid; asymmetric grids widen each block's range to include 0 and take the zero point as
+its exact code). Prune first, then quantize: shears refuses to prune a quantized model.
+
+Methods: rtn rounds each weight to its block grid (no data needed). gptq (Frantar et al. 2022)
+calibrates block by block like Wanda (--calib, --tokenizer, --samples, --seq-len), builds
+each layer's Hessian 2XᵀX from its inputs, and quantizes the inputs in order while compensating
+the error on the inputs not yet quantized; pruned weights are held at zero throughout.
+
+A block size that does not divide a layer's input size is padded (the operator's layout:
+ceil(K / block_size) blocks). A float16 model is quantized from its float16 weights.
+
+Examples:
+  shears quantize model-50.onnx -o model-50-int4.onnx --bits 4
+  shears quantize model-50.onnx -o model-50-gptq.onnx --bits 4 --method gptq --calib data.txt --tokenizer tok.bin
+  shears quantize model.onnx -o model-int8.onnx --bits 8 --block-size 128 --symmetric --json`,
+		flags: func(fs *pflag.FlagSet) any {
+			o := &quantizeOpts{}
+			fs.StringVarP(&o.out, "output", "o", "", "output ONNX file (written atomically)")
+			fs.IntVar(&o.bits, "bits", 4, "bits per weight: 4 or 8")
+			fs.IntVar(&o.blockSize, "block-size", 32, "inputs per quantization block: 32, 64 or 128")
+			fs.StringVar(&o.method, "method", "rtn", "rtn (round to nearest) or gptq (calibrated error compensation)")
+			fs.BoolVar(&o.symmetric, "symmetric", false, "symmetric grid, no zero points (zero point 2^(bits-1))")
+			fs.BoolVar(&o.includeHead, "include-head", false, "quantize the LM head too")
+			fs.StringVar(&o.include, "include", "", "regexp: quantize only linears whose node, weight or role matches")
+			fs.StringVar(&o.exclude, "exclude", "", "regexp: skip linears whose node, weight or role matches")
+			fs.StringVar(&o.calib, "calib", "", "calibration data for gptq (.txt, .json, .jsonl)")
+			fs.StringVar(&o.tokenizer, "tokenizer", "", "tokenizer for the calibration text")
+			fs.IntVar(&o.samples, "samples", 128, "gptq calibration windows")
+			fs.IntVar(&o.seqLen, "seq-len", 2048, "tokens per calibration window (capped to the model's context)")
+			fs.Uint64Var(&o.seed, "seed", 0, "calibration sampling seed")
+			fs.Float64Var(&o.damp, "damp", 0.01, "gptq damping: fraction of the Hessian's mean diagonal added to it")
+			fs.BoolVar(&o.external, "external-data", false, "write weights to OUT.onnx.data (automatic when the input has external data)")
+			fs.StringVar(&o.report, "report", "", "write the report as JSON to this file")
+			fs.BoolVar(&o.json, "json", false, "print the report as JSON on stdout instead of the table")
+			o.rt.add(fs)
+			return o
+		},
+		run: runQuantize,
+	})
+}
+
+func runQuantize(env *cliEnv, o any, args []string) error {
+	opts := o.(*quantizeOpts)
+	if err := needArgs(args, 1, "MODEL.onnx"); err != nil {
+		return err
+	}
+	if opts.out == "" {
+		return fmt.Errorf("%w: -o OUT.onnx is required", errUsage)
+	}
+	qo := pipeline.QuantizeOptions{Model: args[0], Out: opts.out, Bits: opts.bits, BlockSize: opts.blockSize, Method: opts.method,
+		Symmetric: opts.symmetric, IncludeHead: opts.includeHead, Include: opts.include, Exclude: opts.exclude,
+		Calib: opts.calib, Tokenizer: opts.tokenizer, Samples: opts.samples, SeqLen: opts.seqLen, Seed: opts.seed,
+		Damp: opts.damp, External: opts.external}
+	if err := qo.Check(); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	var bar *progress
+	if qo.Method == "gptq" {
+		ro, err := opts.rt.options()
+		if err != nil {
+			return err
+		}
+		qo.Runtime = ro
+		bar = newProgress(env.stderr, "gptq")
+		defer bar.done()
+		qo.Progress = func(stage, stages, block, done, total int) {
+			bar.relabel(fmt.Sprintf("block %d/%d", stage+1, stages))
+			bar.set(stage*total+done, stages*total, "")
+		}
+	}
+	rep, err := pipeline.Quantize(qo)
+	if bar != nil {
+		bar.done()
+	}
+	if err != nil {
+		return err
+	}
+	if opts.report != "" {
+		if err := writeJSONFile(opts.report, rep); err != nil {
+			return err
+		}
+	}
+	if opts.json {
+		enc := json.NewEncoder(env.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	printQuantizeSummary(env, rep)
+	return nil
+}
+
+// printQuantizeSummary prints sparsity per block × role, then sizes, zeros and timing.
+func printQuantizeSummary(env *cliEnv, r *pipeline.QuantizeReport) {
+	var roles []string
+	seen := map[string]bool{}
+	grid := map[int]map[string]float64{}
+	var blocks []int
+	for _, l := range r.Layers {
+		if !seen[l.Role] {
+			seen[l.Role] = true
+			roles = append(roles, l.Role)
+		}
+		if grid[l.Block] == nil {
+			grid[l.Block] = map[string]float64{}
+			blocks = append(blocks, l.Block)
+		}
+		grid[l.Block][l.Role] = l.Sparsity
+	}
+	sort.Ints(blocks)
+	fmt.Fprintln(env.stdout, "sparsity of the dequantized weights:")
+	tw := tabwriter.NewWriter(env.stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "block\t%s\t\n", strings.Join(roles, "\t"))
+	for _, b := range blocks {
+		row := []string{fmt.Sprint(b)}
+		for _, role := range roles {
+			if v, ok := grid[b][role]; ok {
+				row = append(row, fmt.Sprintf("%.1f%%", 100*v))
+			} else {
+				row = append(row, "-")
+			}
+		}
+		fmt.Fprintf(tw, "%s\t\n", strings.Join(row, "\t"))
+	}
+	tw.Flush()
+	grid2 := "asymmetric"
+	if r.Symmetric {
+		grid2 = "symmetric"
+	}
+	kept := "every base zero kept"
+	if !r.ZerosKept {
+		kept = "WARNING: some base zeros did not stay zero"
+	}
+	fmt.Fprintf(env.stdout, "\n%d linears → MatMulNBits (%s, int%d, block %d, %s): %s → %s (%.3f× float32); %s (%d zeros), sparsity %.2f%% → %s\n",
+		len(r.Layers), r.Method, r.Bits, r.BlockSize, grid2, mbytes(r.FloatBytes), mbytes(r.Bytes), r.Ratio, kept, r.BaseZeros, 100*r.Sparsity, r.Output)
+	if r.Padded > 0 {
+		fmt.Fprintf(env.stdout, "%d layers have an input size that block %d does not divide: their last block is padded (a smaller --block-size wastes less)\n", r.Padded, r.BlockSize)
+	}
+	var parts []string
+	for _, k := range []string{"load", "data", "calibrate", "quantize", "save"} {
+		if v, ok := r.Seconds[k]; ok {
+			parts = append(parts, fmt.Sprintf("%s %.2fs", k, v))
+		}
+	}
+	fmt.Fprintf(env.stdout, "time: %s\n", strings.Join(parts, ", "))
+}
+
+func mbytes(n int64) string { return fmt.Sprintf("%.2f MB", float64(n)/1e6) }

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/shears-ml/shears/eval"
+	"github.com/shears-ml/shears/internal/testkit"
+	"github.com/shears-ml/shears/pipeline"
+)
+
+// TestQuantizeStories takes the stories260K import through prune → quantize (int4 RTN) and
+// checks the figures that do not need training: 35 MatMulNBits nodes (5 blocks × 7
+// linears; the LM head stays float), every zero kept, ≤ 0.2× the float32 bytes; inspect
+// reports them; eval and generate run the quantized model; pruning it is refused.
+func TestQuantizeStories(t *testing.T) {
+	tok := testkit.Shared(t, "models/stories260K/tok512.bin")
+	data := testkit.Shared(t, "data/llm-adapters/boolq-test.json")
+	testkit.ORT(t)
+	dir := t.TempDir()
+	model := importStories(t, dir)
+	sparse := filepath.Join(dir, "sparse.onnx")
+	if _, e, code := shears(t, "prune", model, "-o", sparse, "--method", "magnitude", "--sparsity", "0.5"); code != 0 {
+		t.Fatal(e)
+	}
+	q := filepath.Join(dir, "int4.onnx")
+	o, e, code := shears(t, "quantize", sparse, "-o", q, "--bits", "4", "--json")
+	if code != 0 {
+		t.Fatal(e)
+	}
+	var rep pipeline.QuantizeReport
+	if err := json.Unmarshal([]byte(o), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Layers) != 35 || !rep.ZerosKept || !(rep.Ratio <= 0.2) || !(rep.Sparsity >= 0.5) {
+		t.Fatalf("report: %d layers, zeros kept %v, ratio %g, sparsity %g", len(rep.Layers), rep.ZerosKept, rep.Ratio, rep.Sparsity)
+	}
+	ins := inspectJSON(t, q)
+	if ins.Ops["com.microsoft::MatMulNBits"] != 35 || len(ins.Quantized) != 35 || len(ins.Head) != 1 {
+		t.Fatalf("inspect: %d MatMulNBits ops, %d quantized linears, %d heads", ins.Ops["com.microsoft::MatMulNBits"], len(ins.Quantized), len(ins.Head))
+	}
+	for _, l := range ins.Quantized {
+		if l.Bits != 4 || l.BlockSize != 32 || l.Symmetric || !(l.Sparsity >= 0.5) {
+			t.Fatalf("inspect: %+v", l)
+		}
+	}
+	o, e, code = shears(t, "eval", q, "--task", "ppl", "--data", data, "--tokenizer", tok, "--seq-len", "128", "--limit", "5", "--json", "--threads", "2")
+	if code != 0 {
+		t.Fatalf("eval of the quantized model: %s", e)
+	}
+	var p eval.PPL
+	if err := json.Unmarshal([]byte(o), &p); err != nil || !(p.PPL > 1 && p.PPL < 1e4) {
+		t.Fatalf("ppl %+v (%v)", p, err)
+	}
+	if _, e, code = shears(t, "generate", q, "--tokenizer", tok, "--max-tokens", "8"); code != 0 {
+		t.Fatalf("generate with the quantized model: %s", e)
+	}
+	if _, e, code = shears(t, "prune", q, "-o", filepath.Join(dir, "p.onnx"), "--method", "magnitude"); code == 0 || !strings.Contains(e, "prune first") {
+		t.Fatalf("pruning a quantized model: exit %d, %q", code, e)
+	}
+	if _, e, code = shears(t, "quantize", sparse, "-o", filepath.Join(dir, "b.onnx"), "--bits", "3"); code == 0 || !strings.Contains(e, "--bits 3") {
+		t.Fatalf("--bits 3: exit %d, %q", code, e)
+	}
+}
+
+// TestQuantizeStoriesPerplexity: stories260K Wanda-pruned to 50%, then int4 (block 32,
+// asymmetric) by RTN and by GPTQ; held-out perplexity (ARC-Easy test prompts, 256-token
+// windows) of GPTQ ≤ 1.1× and of RTN ≤ 1.25× the sparse float model's, GPTQ below RTN.
+func TestQuantizeStoriesPerplexity(t *testing.T) {
+	tok := testkit.Shared(t, "models/stories260K/tok512.bin")
+	calib := testkit.Shared(t, "data/llm-adapters/ARC-Easy-train.json")
+	held := testkit.Shared(t, "data/llm-adapters/ARC-Easy-test.json")
+	testkit.ORT(t)
+	dir := t.TempDir()
+	model := importStories(t, dir)
+	sparse := filepath.Join(dir, "sparse.onnx")
+	if _, e, code := shears(t, "prune", model, "-o", sparse, "--sparsity", "0.5", "--calib", calib, "--tokenizer", tok, "--samples", "16", "--seq-len", "256"); code != 0 {
+		t.Fatal(e)
+	}
+	ppl := func(m string) float64 {
+		o, e, code := shears(t, "eval", m, "--task", "ppl", "--data", held, "--tokenizer", tok, "--seq-len", "256", "--limit", "300", "--json", "--threads", "2")
+		if code != 0 {
+			t.Fatalf("eval %s: %s", m, e)
+		}
+		var p eval.PPL
+		if err := json.Unmarshal([]byte(o), &p); err != nil {
+			t.Fatal(err)
+		}
+		return p.PPL
+	}
+	rtn, gptq := filepath.Join(dir, "rtn.onnx"), filepath.Join(dir, "gptq.onnx")
+	if _, e, code := shears(t, "quantize", sparse, "-o", rtn, "--bits", "4"); code != 0 {
+		t.Fatal(e)
+	}
+	o, e, code := shears(t, "quantize", sparse, "-o", gptq, "--bits", "4", "--method", "gptq", "--calib", calib, "--tokenizer", tok,
+		"--samples", "32", "--seq-len", "256", "--json")
+	if code != 0 {
+		t.Fatal(e)
+	}
+	var rep pipeline.QuantizeReport
+	if err := json.Unmarshal([]byte(o), &rep); err != nil || !rep.ZerosKept || len(rep.Layers) != 35 || !(rep.Ratio <= 0.2) {
+		t.Fatalf("gptq report %+v (%v)", rep, err)
+	}
+	ps, pr, pg := ppl(sparse), ppl(rtn), ppl(gptq)
+	t.Logf("held-out ppl: sparse float %.3f, rtn int4 %.3f (%.3f×), gptq int4 %.3f (%.3f×)", ps, pr, pr/ps, pg, pg/ps)
+	if !(pg <= 1.1*ps) || !(pr <= 1.25*ps) || !(pg < pr) {
+		t.Fatalf("ppl: sparse %g, rtn %g, gptq %g; want gptq ≤ 1.1×, rtn ≤ 1.25×, gptq < rtn", ps, pr, pg)
+	}
+}

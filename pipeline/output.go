@@ -1,0 +1,106 @@
+package pipeline
+
+import (
+	"fmt"
+
+	"github.com/shears-ml/shears/deploy"
+	"github.com/shears-ml/shears/onnx"
+)
+
+// Output formats a stage can write its model in.
+const (
+	FormatONNX   = "onnx"   // one .onnx file (+ .data), the default
+	FormatFolder = "folder" // a model folder for serving runtimes (deploy.Begin)
+)
+
+// Output says how a stage writes its model beyond the path: as a plain ONNX file, or as a
+// model folder (graph, config.json, tokenizer, genai_config.json, model card).
+type Output struct {
+	Format string // FormatONNX ("" too) or FormatFolder
+	// Force replaces an existing non-empty output folder.
+	Force bool
+	// Tokenizer goes into a folder (tokenizer.json copied, llama2.c tokenizer.bin converted);
+	// stages with a tokenizer of their own use it when this is empty.
+	Tokenizer string
+	Card      deploy.Card
+}
+
+// ParseFormat checks a --format value.
+func ParseFormat(s string) (string, error) {
+	switch s {
+	case "", FormatONNX:
+		return FormatONNX, nil
+	case FormatFolder:
+		return s, nil
+	}
+	return "", fmt.Errorf("format %q: want onnx or folder", s)
+}
+
+// sink is one output being written: the path the stage saves its graph at, and for a
+// folder the folder around it.
+type sink struct {
+	out    Output
+	path   string
+	folder *deploy.Folder
+}
+
+// begin prepares path for writing in the output's format; a folder is checked (an existing
+// non-empty one refused) before any work.
+func (o Output) begin(path string) (*sink, error) {
+	f, err := ParseFormat(o.Format)
+	if err != nil {
+		return nil, err
+	}
+	s := &sink{out: o, path: path}
+	if f == FormatFolder {
+		if s.folder, err = deploy.Begin(path, o.Force); err != nil {
+			return nil, err
+		}
+		s.path = s.folder.ModelPath()
+	}
+	return s, nil
+}
+
+// saveOptions adapts the stage's save options to the output.
+func (s *sink) saveOptions(so onnx.SaveOptions) onnx.SaveOptions {
+	if s.folder != nil {
+		return deploy.SaveOptions(so)
+	}
+	return so
+}
+
+// folderMode reports whether the graph goes into a folder (which must stand alone).
+func (s *sink) folderMode() bool { return s.folder != nil }
+
+// finish completes a folder (a no-op for a file); source names the model in messages.
+func (s *sink) finish(source, tokenizer string, warn func(string)) (*deploy.Report, error) {
+	if s.folder == nil {
+		return nil, nil
+	}
+	tok := s.out.Tokenizer
+	if tok == "" {
+		tok = tokenizer
+	}
+	return s.folder.Finish(deploy.Options{Source: source, Tokenizer: tok, Card: s.out.Card, Warn: warn})
+}
+
+// abort removes an unfinished folder (safe after finish).
+func (s *sink) abort() {
+	if s != nil && s.folder != nil {
+		s.folder.Abort()
+	}
+}
+
+// SaveModel writes m to path in the output's format (save options as the stage would use
+// for a file); the folder report is nil for a file.
+func SaveModel(m *onnx.Model, path string, so onnx.SaveOptions, o Output, source string, warn func(string)) (*deploy.Report, error) {
+	s, err := o.begin(path)
+	if err != nil {
+		return nil, err
+	}
+	defer s.abort()
+	if err := m.Save(s.path, s.saveOptions(so)); err != nil {
+		return nil, err
+	}
+	return s.finish(source, "", warn)
+}

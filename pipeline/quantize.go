@@ -1,0 +1,289 @@
+package pipeline
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/shears-ml/shears/calibrate"
+	"github.com/shears-ml/shears/onnx"
+	"github.com/shears-ml/shears/runtime"
+	"github.com/shears-ml/shears/transform/layers"
+	"github.com/shears-ml/shears/transform/quant"
+)
+
+// QuantizeOptions are the quantize stage's options (the flags of "shears quantize").
+type QuantizeOptions struct {
+	Model, Out  string
+	Bits        int    // 4 or 8
+	BlockSize   int    // 32, 64 or 128 (default 32)
+	Method      string // rtn (default) or gptq
+	Symmetric   bool   // no zero points (the operator's default 2^(bits−1))
+	IncludeHead bool   // quantize the LM head too
+	Include     string // regexps over node, weight or role
+	Exclude     string
+	// GPTQ calibration, as for Wanda.
+	Calib, Tokenizer string
+	Samples, SeqLen  int
+	Seed             uint64
+	Damp             float64 // GPTQ damping as a fraction of the Hessian's mean diagonal (default 0.01)
+	External         bool    // force external data (automatic when the input has it)
+	Runtime          runtime.Options
+	// Progress, when set, receives GPTQ's calibration progress.
+	Progress func(stage, stages, block, done, total int)
+}
+
+// QuantizeReport is what the quantize stage measured, read back from the written file.
+type QuantizeReport struct {
+	Model     string           `json:"model"`
+	Output    string           `json:"output"`
+	Method    string           `json:"method"`
+	Bits      int              `json:"bits"`
+	BlockSize int              `json:"block_size"`
+	Symmetric bool             `json:"symmetric"`
+	Samples   int              `json:"samples,omitempty"`
+	SeqLen    int              `json:"seq_len,omitempty"`
+	Layers    []QuantizedLayer `json:"layers"`
+	// FloatBytes are the quantized linears' float32 bytes (K·N·4); Bytes their packed weights,
+	// scales and zero points as written.
+	FloatBytes int64   `json:"float32_bytes"`
+	Bytes      int64   `json:"bytes"`
+	Ratio      float64 `json:"ratio"`
+	// BaseZeros are the input weights' zeros; ZerosKept is true when every one of them
+	// dequantizes to exactly 0 in the output (checked on the written file).
+	BaseZeros int64   `json:"base_zeros"`
+	ZerosKept bool    `json:"zeros_kept"`
+	Sparsity  float64 `json:"sparsity"` // dequantized zeros / elements over the quantized linears
+	// Padded counts the layers whose input size the block size does not divide (their last
+	// block is padded, which costs bytes).
+	Padded  int                `json:"padded_layers"`
+	Seconds map[string]float64 `json:"seconds"`
+}
+
+// QuantizedLayer is one quantized linear as written.
+type QuantizedLayer struct {
+	Name      string  `json:"name"`
+	Block     int     `json:"block"`
+	Role      string  `json:"role"`
+	In        int64   `json:"in"`
+	Out       int64   `json:"out"`
+	Bytes     int64   `json:"bytes"`
+	BaseZeros int64   `json:"base_zeros"`
+	Sparsity  float64 `json:"sparsity"`
+}
+
+func (o *QuantizeOptions) defaults() {
+	if o.Method == "" {
+		o.Method = "rtn"
+	}
+	if o.BlockSize == 0 {
+		o.BlockSize = 32
+	}
+	if o.Damp == 0 {
+		o.Damp = 0.01
+	}
+	if o.Samples == 0 {
+		o.Samples = 128
+	}
+	if o.SeqLen == 0 {
+		o.SeqLen = 2048
+	}
+}
+
+// Check validates the options before any file is read.
+func (o QuantizeOptions) Check() error {
+	o.defaults()
+	if o.Out == "" {
+		return fmt.Errorf("quantize: no output file given")
+	}
+	if o.Bits != 4 && o.Bits != 8 {
+		return fmt.Errorf("quantize: --bits %d: want 4 or 8 (MatMulNBits kernels exist for both)", o.Bits)
+	}
+	if o.BlockSize != 32 && o.BlockSize != 64 && o.BlockSize != 128 {
+		return fmt.Errorf("quantize: --block-size %d: want 32, 64 or 128", o.BlockSize)
+	}
+	switch o.Method {
+	case "rtn":
+	case "gptq":
+		if o.Calib == "" || o.Tokenizer == "" {
+			return fmt.Errorf("quantize: gptq needs calibration data and a tokenizer (--calib, --tokenizer), or use --method rtn")
+		}
+		if !(o.Damp > 0 && o.Damp < 1) {
+			return fmt.Errorf("quantize: damping %g: want a fraction in (0, 1)", o.Damp)
+		}
+	default:
+		return fmt.Errorf("quantize: --method %q: want rtn or gptq", o.Method)
+	}
+	return nil
+}
+
+func (o QuantizeOptions) config() quant.Config {
+	return quant.Config{Bits: o.Bits, BlockSize: o.BlockSize, Symmetric: o.Symmetric}
+}
+
+// Quantize turns every target linear into a MatMulNBits node and writes o.Out atomically. A
+// block size that does not divide a layer's input size is padded (the operator's own layout:
+// k_blocks = ceil(K / block_size)). A float16 base is quantized from its float16 weights, with
+// scales in the activations' type. The runtime must be initialised for gptq.
+func Quantize(o QuantizeOptions) (*QuantizeReport, error) {
+	o.defaults()
+	if err := o.Check(); err != nil {
+		return nil, err
+	}
+	secs := map[string]float64{}
+	t0 := time.Now()
+	m, all, targets, err := loadLinears(o.Model, o.Include, o.Exclude)
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	if err := CheckModelOutput(o.Out, m, "the model to quantize"); err != nil {
+		return nil, fmt.Errorf("quantize: %w", err)
+	}
+	if has, node := quant.HasQuantized(m); has {
+		return nil, fmt.Errorf("quantize %s: already quantized (node %s is a MatMulNBits); quantize the float model", o.Model, node)
+	}
+	if o.IncludeHead {
+		for _, l := range all {
+			if l.Head && !containsLinear(targets, l) {
+				targets = append(targets, l)
+			}
+		}
+	}
+	if len(targets) == 0 {
+		return nil, fmt.Errorf("quantize %s: no linear layers to quantize (found %d linears, none inside decoder blocks or matching --include)", o.Model, len(all))
+	}
+	cfg := o.config()
+	plan, err := quant.NewPlan(m, targets, cfg)
+	if err != nil {
+		return nil, err
+	}
+	// Zeros of the base, counted before the rewrite removes the float weights.
+	baseZeros := map[string]int64{}
+	for _, l := range targets {
+		z, _, err := layers.CountZeros(m, l)
+		if err != nil {
+			return nil, err
+		}
+		baseZeros[l.Node] = z
+	}
+	secs["load"] = time.Since(t0).Seconds()
+	rep := &QuantizeReport{Model: o.Model, Output: o.Out, Method: o.Method, Bits: o.Bits, BlockSize: o.BlockSize, Symmetric: o.Symmetric, Seconds: secs}
+	t0 = time.Now()
+	var layersOf map[string]*quant.Layer
+	if o.Method == "gptq" {
+		if layersOf, err = gptqLayers(m, targets, cfg, o, rep); err != nil {
+			return nil, err
+		}
+		secs["calibrate"] = time.Since(t0).Seconds()
+		t0 = time.Now()
+	}
+	// Zero positions per layer, to check them on the written file (a bitmap: 1 bit per weight).
+	zeroMask := map[string][]uint64{}
+	for _, t := range plan.Targets {
+		w, err := quant.Weight(m, t.Linear)
+		if err != nil {
+			return nil, err
+		}
+		zeroMask[t.Linear.Node] = zeroBits(w)
+		l := layersOf[t.Linear.Node]
+		if l == nil {
+			if l, err = quant.RTN(w, t.K, t.N, cfg); err != nil {
+				return nil, fmt.Errorf("quantize %s: %w", t.Linear.Node, err)
+			}
+		}
+		if err := plan.ApplyTarget(m, t, l); err != nil {
+			return nil, err
+		}
+		delete(layersOf, t.Linear.Node)
+	}
+	secs["quantize"] = time.Since(t0).Seconds()
+	t0 = time.Now()
+	if err := m.Save(o.Out, onnx.SaveOptions{ExternalData: o.External || HasExternal(m)}); err != nil {
+		return nil, err
+	}
+	secs["save"] = time.Since(t0).Seconds()
+	return rep, readBackQuantized(rep, o.Out, plan, zeroMask, baseZeros)
+}
+
+// readBackQuantized fills the report from the written file: bytes, sparsity, and whether every
+// zero of the base dequantizes to exactly 0.
+func readBackQuantized(rep *QuantizeReport, path string, plan *quant.Plan, zeroMask map[string][]uint64, baseZeros map[string]int64) error {
+	out, err := onnx.Load(path)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	byNode := map[string]*quant.Target{}
+	for i := range plan.Targets {
+		byNode[plan.Targets[i].Linear.Node] = &plan.Targets[i]
+	}
+	rep.ZerosKept = true
+	var zeros, total int64
+	for _, n := range out.Graph().GetNode() {
+		t := byNode[n.GetName()]
+		if t == nil || n.GetOpType() != quant.OpType {
+			continue
+		}
+		l, bytes, err := quant.ReadNode(out, n)
+		if err != nil {
+			return err
+		}
+		deq := l.Dequant()
+		var z int64
+		for i, v := range deq {
+			if v == 0 {
+				z++
+			} else if zeroMask[n.GetName()][i/64]>>(i%64)&1 == 1 {
+				rep.ZerosKept = false
+			}
+		}
+		zeros, total = zeros+z, total+int64(len(deq))
+		if l.K%l.Config.BlockSize != 0 {
+			rep.Padded++
+		}
+		rep.BaseZeros += baseZeros[n.GetName()]
+		rep.FloatBytes += int64(len(deq)) * 4
+		rep.Bytes += bytes
+		rep.Layers = append(rep.Layers, QuantizedLayer{Name: n.GetName(), Block: t.Linear.Block, Role: t.Linear.Role, In: t.Linear.In, Out: t.Linear.Out,
+			Bytes: bytes, BaseZeros: baseZeros[n.GetName()], Sparsity: float64(z) / float64(len(deq))})
+	}
+	if len(rep.Layers) != len(plan.Targets) {
+		return fmt.Errorf("quantize: %s holds %d of the %d planned MatMulNBits nodes", path, len(rep.Layers), len(plan.Targets))
+	}
+	rep.Sparsity = float64(zeros) / float64(total)
+	rep.Ratio = float64(rep.Bytes) / float64(rep.FloatBytes)
+	return nil
+}
+
+// zeroBits is a bitmap of w's exact zeros (+0 and −0).
+func zeroBits(w []float32) []uint64 {
+	b := make([]uint64, (len(w)+63)/64)
+	for i, v := range w {
+		if v == 0 {
+			b[i/64] |= 1 << (i % 64)
+		}
+	}
+	return b
+}
+
+func containsLinear(ls []layers.Linear, l layers.Linear) bool {
+	for _, x := range ls {
+		if x.Node == l.Node {
+			return true
+		}
+	}
+	return false
+}
+
+// gptqLayers quantizes the targets with GPTQ on calibration windows (sequential, as Wanda).
+func gptqLayers(m *onnx.Model, targets []layers.Linear, cfg quant.Config, o QuantizeOptions, rep *QuantizeReport) (map[string]*quant.Layer, error) {
+	t0 := time.Now()
+	windows, seqLen, err := calibrationWindows(m, "quantize", o.Calib, o.Tokenizer, o.Samples, o.SeqLen, o.Seed)
+	if err != nil {
+		return nil, err
+	}
+	rep.Samples, rep.SeqLen = len(windows), seqLen
+	rep.Seconds["data"] = time.Since(t0).Seconds()
+	q, _, err := calibrate.GPTQ(m, targets, cfg, windows, quant.GPTQOptions{Damp: o.Damp}, calibrate.Options{Runtime: o.Runtime, Progress: o.Progress})
+	return q, err
+}

@@ -1,0 +1,25 @@
+// Package quant is weight-only blockwise quantization of linear layers into onnxruntime's
+// com.microsoft.MatMulNBits operator: the packing the operator defines, round-to-nearest (RTN)
+// and GPTQ (Frantar et al. 2022) as pure functions from a float weight (and, for GPTQ, a
+// Hessian) to codes, scales and zero points, and the plan/apply graph rewrite that replaces each
+// target MatMul by a MatMulNBits node while keeping the model's interface.
+//
+// Layout. ONNX MatMul weights are W[in, out] = W[K, N]. MatMulNBits quantizes each output n
+// along K in blocks of block_size: B is uint8 [N, k_blocks, blob_size] with blob_size =
+// block_size·bits/8, codes packed low bits first; scales are [N, k_blocks] in A's float type;
+// zero points, when present, are uint8 [N, ceil(k_blocks·bits/8)] packed the same way, and
+// default to 2^(bits−1) when absent. The dequantized weight is (code − zero_point)·scale. When
+// block_size does not divide K, the last block is padded with the zero point's code (the
+// operator defines k_blocks = ceil(K/block_size) and never reads the padding).
+//
+// Zeros are kept. A sparse base's zeros dequantize to exactly 0:
+//   - symmetric: scale = max|w|/(2^(bits−1)−1), zero point 2^(bits−1) (the operator's
+//     default, so no zero-point tensor is written); 0 rounds to the zero point.
+//   - asymmetric: the block's range is widened to include 0 (lo = min(0, min w), hi = max(0,
+//     max w)), scale = (hi−lo)/(2^bits−1) and the zero point round(−lo/scale) is an integer
+//     code in [0, 2^bits−1]; 0 rounds to exactly that code, so (code − zero_point)·scale = 0.
+//
+// Weights that were zero are also forced to the zero point by GPTQ (pruned weights are held at
+// zero during error compensation, as SparseGPT and SQFT do). A nonzero weight may still round
+// to zero; sparsity can only grow.
+package quant
