@@ -3,9 +3,11 @@ package pipeline
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/shears-ml/shears/deploy"
 	"github.com/shears-ml/shears/models/hf"
 	"github.com/shears-ml/shears/models/llama2c"
 	"github.com/shears-ml/shears/onnx"
@@ -23,8 +25,12 @@ type ImportOptions struct {
 	// form), so the graph computes in float32 on any execution provider.
 	DType    string
 	External bool // force external data (automatic above 1.8 GB)
+	// Output is the format of Out: an ONNX file or a model folder.
+	Output Output
 	// Progress, when set, is called as tensors are written (done of total).
 	Progress func(done, total int)
+	// Warn, when set, receives warnings (a folder written without a tokenizer).
+	Warn func(string)
 }
 
 // ImportReport says what was imported.
@@ -44,6 +50,7 @@ type ImportReport struct {
 	Unused       []string          `json:"unused_tensors,omitempty"` // checkpoint tensors the graph does not read
 	Nodes        int               `json:"nodes"`
 	Seconds      float64           `json:"seconds"`
+	Folder       *deploy.Report    `json:"folder,omitempty"`
 }
 
 // Import converts a checkpoint into an ONNX model with the with-past interface, written
@@ -53,25 +60,52 @@ func Import(o ImportOptions) (*ImportReport, error) {
 		return nil, fmt.Errorf("import: no output file given")
 	}
 	start := time.Now()
-	var (
-		rep *ImportReport
-		err error
-	)
+	var importer func(ImportOptions) (*ImportReport, *onnx.Model, onnx.SaveOptions, func(), error)
 	switch o.Format {
 	case "hf":
-		rep, err = importHF(o)
+		importer = importHF
 	case "llama2c":
-		rep, err = importLlama2c(o)
+		importer = importLlama2c
 	default:
 		return nil, fmt.Errorf("import: unknown format %q (supported: hf, llama2c)", o.Format)
 	}
+	s, err := o.Output.begin(o.Out) // a folder is checked before any work
 	if err != nil {
 		return nil, err
 	}
+	defer s.abort()
+	rep, m, so, done, err := importer(o)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	so.ExternalData = so.ExternalData || o.External
+	if err := m.Save(s.path, s.saveOptions(so)); err != nil {
+		return nil, fmt.Errorf("import %s: %w", o.Source, err)
+	}
+	rep.Config, rep.Params = modelFacts(m)
+	rep.Nodes = len(m.Graph().GetNode())
 	rep.Format, rep.Source, rep.Output = o.Format, o.Source, o.Out
-	rep.BytesWritten = fileBytes(o.Out) + fileBytes(o.Out+".data")
+	rep.BytesWritten = fileBytes(s.path) + dataBytes(m, s.path)
+	if rep.Folder, err = s.finish(o.Source, "", o.Warn); err != nil {
+		return nil, err
+	}
 	rep.Seconds = time.Since(start).Seconds()
 	return rep, nil
+}
+
+// dataBytes is the size of the external data file a model saved at path refers to.
+func dataBytes(m *onnx.Model, path string) int64 {
+	for _, t := range m.Graph().GetInitializer() {
+		for _, kv := range t.GetExternalData() {
+			if kv.GetKey() == "location" {
+				if n := fileBytes(filepath.Join(filepath.Dir(path), kv.GetValue())); n > 0 {
+					return n
+				}
+			}
+		}
+	}
+	return fileBytes(path + ".data")
 }
 
 func fileBytes(p string) int64 {
@@ -95,19 +129,24 @@ func parseImportDType(s string) (onnxpb.TensorProto_DataType, error) {
 	return dt, nil
 }
 
-func importHF(o ImportOptions) (*ImportReport, error) {
+// importHF builds the checkpoint's graph with its tensors bound to the safetensors files; the
+// returned done closes them after the save.
+func importHF(o ImportOptions) (*ImportReport, *onnx.Model, onnx.SaveOptions, func(), error) {
+	fail := func(err error) (*ImportReport, *onnx.Model, onnx.SaveOptions, func(), error) {
+		return nil, nil, onnx.SaveOptions{}, nil, err
+	}
 	want, err := parseImportDType(o.DType)
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
 	ck, err := hf.Open(o.Source)
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
-	defer ck.Close()
 	g, err := ck.Build()
 	if err != nil {
-		return nil, err
+		ck.Close()
+		return fail(err)
 	}
 	if want == onnxpb.TensorProto_UNDEFINED {
 		want = g.DType
@@ -115,18 +154,15 @@ func importHF(o ImportOptions) (*ImportReport, error) {
 	rep := &ImportReport{
 		Architecture: ck.Config.Architectures[0], Tensors: g.Tensors(), BytesRead: g.Bytes(),
 		SourceDType: convert.DTypeName(g.DType), DType: convert.DTypeName(want), Unused: g.Unused,
-		Nodes: len(g.Model.Graph().GetNode()),
 	}
 	// Low precision: transform/convert's weight-only plan decides which tensors keep it (the
 	// linears and embeddings) and inserts their Casts; the rest are widened to float32.
 	target := func(string) onnxpb.TensorProto_DataType { return onnxpb.TensorProto_FLOAT }
 	if want != onnxpb.TensorProto_FLOAT {
-		plan, err := convert.NewPlan(g.Model, convert.Options{DType: want, Compute: convert.ComputeFP32})
+		plan, err := lowPrecision(g.Model, want)
 		if err != nil {
-			return nil, fmt.Errorf("import %s: %w", o.Source, err)
-		}
-		if err := plan.Rewrite(g.Model); err != nil {
-			return nil, fmt.Errorf("import %s: %w", o.Source, err)
+			ck.Close()
+			return fail(fmt.Errorf("import %s: %w", o.Source, err))
 		}
 		rep.Converted = len(plan.Tensors)
 		target = func(name string) onnxpb.TensorProto_DataType {
@@ -137,41 +173,44 @@ func importHF(o ImportOptions) (*ImportReport, error) {
 		}
 	}
 	so := g.Bind(hf.BindOptions{Target: target, Narrow: convert.Narrow, Progress: o.Progress})
-	so.ExternalData = o.External
-	if err := g.Model.Save(o.Out, so); err != nil {
-		return nil, fmt.Errorf("import %s: %w", o.Source, err)
-	}
-	rep.Config, rep.Params = modelFacts(g.Model)
-	rep.Nodes = len(g.Model.Graph().GetNode())
-	return rep, nil
+	return rep, g.Model, so, func() { ck.Close() }, nil
 }
 
-func importLlama2c(o ImportOptions) (*ImportReport, error) {
-	want, err := parseImportDType(o.DType)
+// lowPrecision plans and applies transform/convert's weight-only conversion to dt.
+func lowPrecision(m *onnx.Model, dt onnxpb.TensorProto_DataType) (*convert.Plan, error) {
+	plan, err := convert.NewPlan(m, convert.Options{DType: dt, Compute: convert.ComputeFP32})
 	if err != nil {
 		return nil, err
+	}
+	return plan, plan.Rewrite(m)
+}
+
+func importLlama2c(o ImportOptions) (*ImportReport, *onnx.Model, onnx.SaveOptions, func(), error) {
+	fail := func(err error) (*ImportReport, *onnx.Model, onnx.SaveOptions, func(), error) {
+		return nil, nil, onnx.SaveOptions{}, nil, err
+	}
+	want, err := parseImportDType(o.DType)
+	if err != nil {
+		return fail(err)
 	}
 	m, err := llama2c.Import(o.Source)
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
 	rep := &ImportReport{SourceDType: "fp32", DType: "fp32", Tensors: len(m.Graph().GetInitializer())}
 	if fi, err := os.Stat(o.Source); err == nil {
 		rep.BytesRead = fi.Size()
 	}
-	so := onnx.SaveOptions{ExternalData: o.External}
+	so := onnx.SaveOptions{}
 	if want != onnxpb.TensorProto_UNDEFINED && want != onnxpb.TensorProto_FLOAT {
-		plan, err := convert.Convert(m, o.Out, convert.Options{DType: want, Compute: convert.ComputeFP32}, so)
+		plan, err := lowPrecision(m, want)
 		if err != nil {
-			return nil, fmt.Errorf("import %s: %w", o.Source, err)
+			return fail(fmt.Errorf("import %s: %w", o.Source, err))
 		}
+		so = plan.SaveOptions(so)
 		rep.DType, rep.Converted = convert.DTypeName(want), len(plan.Tensors)
-	} else if err := m.Save(o.Out, so); err != nil {
-		return nil, err
 	}
-	rep.Config, rep.Params = modelFacts(m)
-	rep.Nodes = len(m.Graph().GetNode())
-	return rep, nil
+	return rep, m, so, func() {}, nil
 }
 
 // modelFacts reads the config the builders record in metadata_props (hidden_size, layers, ...)

@@ -133,15 +133,15 @@ func (g *graph) mlp(i int, h string) string {
 	c := g.cfg
 	p := fmt.Sprintf("/model/layers.%d/mlp", i)
 	d, hid := int64(c.Dim), int64(c.HiddenDim)
-	var gate, up string
+	var act, up string
 	if c.FusedGateUp {
 		gu := g.linear(i, "mlp.gate_up_proj", h, d, 2*hid, false)
 		parts := g.split(p+"/Split", gu, hid, hid)
-		gate, up = parts[0], parts[1]
+		act, up = g.act(p+"/act_fn", parts[0]), parts[1]
 	} else {
-		gate = g.linear(i, "mlp.gate_proj", h, d, hid, c.MLPBias)
+		act = g.act(p+"/act_fn", g.linear(i, "mlp.gate_proj", h, d, hid, c.MLPBias))
 		up = g.linear(i, "mlp.up_proj", h, d, hid, c.MLPBias)
 	}
-	m := g.b.Op("Mul", p+"/Mul", []string{g.act(p+"/act_fn", gate), up})
+	m := g.b.Op("Mul", p+"/Mul", []string{act, up})
 	return g.linear(i, "mlp.down_proj", m, hid, d, c.MLPBias)
 }
