@@ -56,6 +56,9 @@ func LoadRun(dir string) (*Run, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nls: load run %s: %s has no step counter", dir, path)
 	}
+	if err := checkModelInputs(cfg.Inputs); err != nil {
+		return nil, fmt.Errorf("nls: load run %s: %w", dir, err)
+	}
 	if fi, err := os.Stat(cfg.Super); err != nil {
 		return nil, fmt.Errorf("nls: load run %s: super-network: %w", dir, err)
 	} else if fi.Size() != cfg.SuperSize {

@@ -31,6 +31,7 @@ type TrainOptions struct {
 	Ranks []int
 
 	// CheckpointEvery writes a checkpoint every N optimizer steps as well as at each epoch end.
+	// It is stored in run.json; on Resume, 0 keeps the run's value.
 	CheckpointEvery int
 	// Bucket is the padding granularity (reference collator: multiples of 8) and MaxGraphs the
 	// most step graphs kept open. Each graph is one onnxruntime session, and each session holds
@@ -45,6 +46,9 @@ type TrainOptions struct {
 	// everything that changes the numbers (paths, hyper-parameters, seed, ranks, buckets).
 	Resume bool
 
+	// MaxSteps, when > 0, stops after that many optimizer steps of the run (counted from the
+	// start, not from a resume), writing a checkpoint of them so that Resume continues there.
+	MaxSteps int
 	// StopAfter, when > 0, stops after that many optimizer steps of the run (counted from the
 	// start, not from a resume) without writing anything more: a simulated kill, for tests.
 	StopAfter int
@@ -98,6 +102,8 @@ func (o TrainOptions) check() error {
 		return fmt.Errorf("nls: train: weight decay %v is negative", o.WeightDecay)
 	case !(o.MaxGradNorm >= 0):
 		return fmt.Errorf("nls: train: max grad norm %v is negative", o.MaxGradNorm)
+	case o.MaxSteps < 0:
+		return fmt.Errorf("nls: train: max-steps %d is negative", o.MaxSteps)
 	case o.CheckpointEvery < 0:
 		return fmt.Errorf("nls: train: checkpoint-every %d is negative", o.CheckpointEvery)
 	case o.Bucket < 1:
@@ -126,9 +132,10 @@ type Result struct {
 	Total       int           `json:"total_steps"`  // of the run
 	ResumedFrom int           `json:"resumed_from"` // steps already done when this call started
 	Stopped     bool          `json:"stopped"`
-	FirstLoss   float64       `json:"first_loss"` // mean loss of the run's first step (from metrics.jsonl)
-	LastLoss    float64       `json:"last_loss"`  // of the last step
-	Tokens      int64         `json:"tokens"`     // non-pad tokens processed in this call
+	Interrupted bool          `json:"interrupted,omitempty"` // stopped by the Context (a signal), not by MaxSteps
+	FirstLoss   float64       `json:"first_loss"`            // mean loss of the run's first step (from metrics.jsonl)
+	LastLoss    float64       `json:"last_loss"`             // of the last step
+	Tokens      int64         `json:"tokens"`                // non-pad tokens processed in this call
 	TokensPerS  float64       `json:"tokens_per_s"`
 	Elapsed     time.Duration `json:"-"`
 	Buckets     []int         `json:"buckets"` // padded lengths of the step graphs

@@ -34,6 +34,14 @@ type RunConfig struct {
 	SuperSize int64  `json:"super_size"`
 	Data      string `json:"data"`
 	Tokenizer string `json:"tokenizer"`
+	// Inputs are the content digests of every file the run reads (the super-network, its data
+	// files and the base data it shares, the training data, the tokenizer): --resume, search and
+	// export refuse a run whose inputs changed underneath, naming the file. Empty in runs
+	// written before digests were recorded.
+	Inputs []InputDigest `json:"inputs,omitempty"`
+	// CheckpointEvery is the run's --checkpoint-every, kept so a resumed run checkpoints as
+	// often as it did (issue 14: it used to fall back to epoch ends only).
+	CheckpointEvery int `json:"checkpoint_every,omitempty"`
 
 	Hyper Hyper `json:"hyper"`
 

@@ -106,6 +106,24 @@ func Train(o TrainOptions) (res *Result, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("nls: train: %s: %w", o.Super, err)
 	}
+	digests, err := inputDigests(m, o.Data, o.Tokenizer)
+	if err != nil {
+		return nil, fmt.Errorf("nls: train: %w", err)
+	}
+	var old *RunConfig
+	if o.Resume {
+		// Checked before the data is read: a resume over changed inputs would silently train
+		// something else (issue 14 case 6: a loss jumping from 4.2 to 10.5).
+		if old, err = ReadRunConfig(o.Out); err != nil {
+			return nil, err
+		}
+		if err := checkDigests(old.Inputs, digests); err != nil {
+			return nil, fmt.Errorf("nls: resume %s: %w", o.Out, err)
+		}
+		if o.CheckpointEvery == 0 {
+			o.CheckpointEvery = old.CheckpointEvery
+		}
+	}
 	tok, err := loadTokenizer(o.Tokenizer, o.Data)
 	if err != nil {
 		return nil, fmt.Errorf("nls: train: %w", err)
@@ -143,6 +161,7 @@ func Train(o TrainOptions) (res *Result, err error) {
 	}
 	cfg := &RunConfig{
 		Version: RunVersion, Shears: Version(), Super: o.Super, SuperSize: fi.Size(), Data: o.Data, Tokenizer: o.Tokenizer,
+		Inputs: digests, CheckpointEvery: o.CheckpointEvery,
 		Hyper: Hyper{Epochs: o.Epochs, LR: o.LR, Batch: o.Batch, MicroBatch: o.MicroBatch, Accumulation: accum, Cutoff: o.Cutoff,
 			TrainOnInputs: o.TrainOnInputs, Seed: o.Seed, Warmup: o.Warmup, WeightDecay: o.WeightDecay, MaxGradNorm: o.MaxGradNorm,
 			Ranks: space.Ranks, Bucket: o.Bucket, MaxGraphs: o.MaxGraphs, Beta1: hp.Beta1, Beta2: hp.Beta2, Eps: hp.Eps},
@@ -182,12 +201,18 @@ func Train(o TrainOptions) (res *Result, err error) {
 	}
 	var ck checkpoint
 	if o.Resume {
-		old, err := ReadRunConfig(o.Out)
-		if err != nil {
-			return nil, err
-		}
 		if d := diffRun(old, cfg); len(d) > 0 {
 			return nil, fmt.Errorf("nls: resume %s: the options differ from the run's: %v", o.Out, d)
+		}
+		if old.CheckpointEvery != cfg.CheckpointEvery || (old.Inputs == nil && cfg.Inputs != nil) {
+			// Not a number-changing option: the run keeps going with the new value.
+			old.CheckpointEvery = cfg.CheckpointEvery
+			if old.Inputs == nil {
+				old.Inputs = cfg.Inputs
+			}
+			if err := writeJSONAtomic(runPath, old); err != nil {
+				return nil, err
+			}
 		}
 		if _, err := os.Stat(ckPath); err == nil {
 			if ck, err = eng.loadCheckpoint(ckPath); err != nil {
@@ -232,9 +257,10 @@ func Train(o TrainOptions) (res *Result, err error) {
 			res.Stopped = true
 			break
 		}
-		if ctx.Err() != nil {
-			// Cancelled: keep what was done (a checkpoint unless the last step wrote one).
-			res.Stopped = true
+		if ctx.Err() != nil || (o.MaxSteps > 0 && s >= o.MaxSteps) {
+			// Cancelled or at --max-steps: keep what was done (a checkpoint unless the last
+			// step wrote one), so that a resume continues from here.
+			res.Stopped, res.Interrupted = true, ctx.Err() != nil
 			if saved < s {
 				if err := metrics.flush(); err != nil {
 					return res, err

@@ -166,3 +166,7 @@ func (m *Model) Files() []string {
 	})
 	return out
 }
+
+// DataID returns the content id in the trailer of the external-data file at path ("" when it
+// has none: not written by shears).
+func DataID(path string) (string, error) { return readDataID(path) }

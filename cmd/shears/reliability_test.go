@@ -1,16 +1,24 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
+	"github.com/shears-ml/shears/internal/safetensors"
 	"github.com/shears-ml/shears/internal/testkit"
 	"github.com/shears-ml/shears/internal/testsynth"
+	"github.com/shears-ml/shears/nls"
 )
 
 // relSetup makes a self-contained training fixture: the tiny synthetic LLaMA pruned by
@@ -93,5 +101,198 @@ func TestOutputNeverAliasesAnInput(t *testing.T) {
 		if now, _ := os.ReadFile(f); string(now) != string(b) {
 			t.Errorf("%s changed", f)
 		}
+	}
+}
+
+// ckSteps is the step counter of the run's checkpoint (-1 when there is none).
+func ckSteps(t *testing.T, run string) int {
+	t.Helper()
+	f, err := safetensors.Read(filepath.Join(run, nls.CheckpointFile))
+	if os.IsNotExist(errors.Unwrap(err)) || (err != nil && strings.Contains(err.Error(), "no such file")) {
+		return -1
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.Atoi(f.Metadata["steps"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// trainArgs are the flags of a small run: 32 records in steps of 4, one epoch of 8 steps.
+func trainArgs(super, data, run string, extra ...string) []string {
+	return append([]string{"train", super, "--data", data, "--out", run, "--epochs", "1", "--batch", "4", "--micro-batch", "4",
+		"--cutoff", "32", "--threads", "1", "--no-progress"}, extra...)
+}
+
+// Issue 14 cases 4 and 5: --max-steps writes a checkpoint before it stops (the resume used to
+// redo everything from step 0), and --checkpoint-every is kept in run.json, so a resumed run
+// still checkpoints every N steps (it fell back to epoch ends: 61 kills, no progress). The
+// resumed run is killed (SIGKILL) once three steps are on disk; its checkpoint must be at
+// least at step 2.
+func TestMaxStepsCheckpointsAndCheckpointEverySurvivesResume(t *testing.T) {
+	dir, super, data := relSetup(t, 32)
+	run := filepath.Join(dir, "run")
+	o, e, code := shears(t, trainArgs(super, data, run, "--max-steps", "1", "--checkpoint-every", "1")...)
+	if code != 0 || !strings.Contains(o, "continue with: shears train --resume") {
+		t.Fatalf("train --max-steps 1: %d %s %s", code, o, e)
+	}
+	if n := ckSteps(t, run); n != 1 {
+		t.Fatalf("--max-steps 1 left a checkpoint at step %d, want 1", n)
+	}
+	cfg, err := nls.ReadRunConfig(run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.CheckpointEvery != 1 {
+		t.Fatalf("run.json checkpoint_every %d, want 1", cfg.CheckpointEvery)
+	}
+	// Resume without the flag in a child process and kill it once 3 steps are recorded.
+	cmd := child(t, nil, "train", "--resume", "--out", run, "--threads", "1", "--no-progress")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, cmd, func() bool { recs, _ := nls.ReadMetrics(run); return len(recs) >= 3 })
+	cmd.Process.Kill()
+	cmd.Wait()
+	if n := ckSteps(t, run); n < 2 {
+		t.Fatalf("after a kill at step >= 3 of a resumed --checkpoint-every 1 run, the checkpoint is at step %d", n)
+	}
+	o, e, code = shears(t, "train", "--resume", "--out", run, "--threads", "1", "--no-progress")
+	if code != 0 || !strings.Contains(o, "steps        8 of 8") {
+		t.Fatalf("final resume: %d %s %s", code, o, e)
+	}
+}
+
+// waitFor polls cond until it holds, failing when the child exits first or 60 s pass.
+func waitFor(t *testing.T, cmd *exec.Cmd, cond func() bool) {
+	t.Helper()
+	exited := make(chan struct{})
+	go func() {
+		for cmd.ProcessState == nil {
+			time.Sleep(5 * time.Millisecond)
+			if p, err := os.FindProcess(cmd.Process.Pid); err == nil && p.Signal(syscall.Signal(0)) != nil {
+				close(exited)
+				return
+			}
+		}
+	}()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		select {
+		case <-exited:
+			t.Fatalf("the child exited first: %s", cmd.Stdout.(*bytes.Buffer).String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatal("timed out waiting for the child")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// Issue 14 case 6: resume, search and export check the content of the run's inputs, not just
+// their path and size. Data swapped for another file with the same record count, and a
+// super-network re-adapted with another alpha (same size), are refused, naming the file.
+func TestRunInputsAreCheckedByContent(t *testing.T) {
+	dir, super, data := relSetup(t, 16)
+	run := filepath.Join(dir, "run")
+	if _, e, code := shears(t, trainArgs(super, data, run, "--max-steps", "1")...); code != 0 {
+		t.Fatalf("train: %s", e)
+	}
+	cfg, err := nls.ReadRunConfig(run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roles := map[string]bool{}
+	for _, in := range cfg.Inputs {
+		roles[in.Role] = true
+	}
+	for _, r := range []string{"super-network", "data", "base data (shared by the super-network)"} {
+		if !roles[r] {
+			t.Errorf("run.json inputs lack the %s: %+v", r, cfg.Inputs)
+		}
+	}
+	// Same record count, other records.
+	orig, _ := os.ReadFile(data)
+	writeIDs(t, data, 16, 2)
+	_, e, code := shears(t, "train", "--resume", "--out", run, "--no-progress")
+	if code != 1 || !strings.Contains(e, "inputs changed") || !strings.Contains(e, "the data "+data) {
+		t.Fatalf("resume over swapped data: %d %s", code, e)
+	}
+	os.WriteFile(data, orig, 0o644)
+	// The super-network re-adapted with another alpha: same size, other content.
+	sparse := filepath.Join(dir, "sparse.onnx")
+	before, _ := os.Stat(super)
+	if _, e, code := shears(t, "adapt", sparse, "-o", super, "--ranks", "8,6,4", "--alpha", "32"); code != 0 {
+		t.Fatalf("re-adapt: %s", e)
+	}
+	if after, _ := os.Stat(super); after.Size() != before.Size() {
+		t.Logf("re-adapted super-network changed size %d -> %d", before.Size(), after.Size())
+	}
+	for _, args := range [][]string{
+		{"train", "--resume", "--out", run, "--no-progress"},
+		{"export", run, "--ranks", "max", "-o", filepath.Join(dir, "x.onnx")},
+	} {
+		_, e, code := shears(t, args...)
+		if code == 0 || !strings.Contains(e, "inputs changed") || !strings.Contains(e, "the super-network "+super) {
+			t.Errorf("%s after re-adapting: %d %s", args[0], code, e)
+		}
+	}
+}
+
+// Issue 14 case 8: SIGTERM (and SIGINT) finish the current step, write a checkpoint and exit 1
+// with "interrupted ... resume with"; the resume finishes the run. Before, SIGTERM killed train
+// with no checkpoint (exit 143) and Ctrl-C exited 0.
+func TestSignalsCheckpointAndExitNonZero(t *testing.T) {
+	// 16 records in steps of 8: 2 steps per epoch, 16 epochs. Metrics reach the disk at each
+	// epoch end's checkpoint; a signal at an odd step makes the interrupt write its own.
+	dir, super, data := relSetup(t, 16)
+	long := []string{"--epochs", "16", "--batch", "8"}
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		run := filepath.Join(dir, "run-"+sig.String())
+		cmd := child(t, nil, trainArgs(super, data, run, long...)...)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, cmd, func() bool { recs, _ := nls.ReadMetrics(run); return len(recs) >= 1 })
+		cmd.Process.Signal(sig)
+		err := cmd.Wait()
+		out := cmd.Stdout.(*bytes.Buffer).String()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(out, "interrupted after step") ||
+			!strings.Contains(out, "resume with: shears train --resume --out "+run) {
+			t.Fatalf("%v: %v, %s", sig, err, out)
+		}
+		recs, _ := nls.ReadMetrics(run)
+		if n := ckSteps(t, run); n < 1 || n != len(recs) {
+			t.Fatalf("%v: checkpoint at step %d, %d steps recorded", sig, n, len(recs))
+		}
+		if n := ckSteps(t, run); n >= 32 {
+			t.Skipf("%v arrived after the last step", sig)
+		}
+		o, e, code := shears(t, "train", "--resume", "--out", run, "--no-progress")
+		if code != 0 || !strings.Contains(o, "steps        32 of 32") {
+			t.Fatalf("%v: resume: %d %s %s", sig, code, o, e)
+		}
+	}
+	// Two signals in a row: the second ends the process at once; the run still resumes.
+	run := filepath.Join(dir, "run-twice")
+	cmd := child(t, nil, trainArgs(super, data, run, long...)...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, cmd, func() bool { recs, _ := nls.ReadMetrics(run); return len(recs) >= 1 })
+	cmd.Process.Signal(syscall.SIGTERM)
+	time.Sleep(time.Millisecond)
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err == nil {
+		t.Fatal("the twice-signalled train exited 0")
+	}
+	if o, e, code := shears(t, "train", "--resume", "--out", run, "--no-progress"); code != 0 || !strings.Contains(o, "steps        32 of 32") {
+		t.Fatalf("resume after two signals: %d %s %s", code, o, e)
 	}
 }

@@ -1,10 +1,7 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"os"
-	"os/signal"
 	"path/filepath"
 
 	"github.com/spf13/pflag"
@@ -90,7 +87,7 @@ func runRun(env *cliEnv, o any, args []string) error {
 	if opts.fs.Changed("threads") {
 		r.Runtime.Threads = opts.threads
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := interruptContext(env.stderr)
 	defer stop()
 	po := pipeline.Options{Log: env.stderr, Context: ctx}
 	var bar *progress

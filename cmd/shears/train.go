@@ -1,10 +1,7 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"os"
-	"os/signal"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -53,9 +50,13 @@ the adapters, their gradients and AdamW's state stay float32.
 
 RUN_DIR receives run.json, metrics.jsonl (one record per optimizer step), samples.jsonl (each
 micro-batch's ranks and loss), checkpoint.safetensors (atomic, at each epoch end and every
---checkpoint-every steps), adapter.safetensors and loss.png. Ctrl-C stops after the current step
-with a checkpoint; --resume continues exactly where the last checkpoint left off: same data
-order, same sampled ranks and dropout masks, same numbers.
+--checkpoint-every steps), adapter.safetensors and loss.png. Ctrl-C or SIGTERM stops after the
+current step with a checkpoint and exits 1 (a second signal quits at once); --max-steps N stops
+after step N with a checkpoint; --resume continues exactly where the last checkpoint left off:
+same data order, same sampled ranks and dropout masks, same numbers. Every option that shapes the
+run (--checkpoint-every included) is kept in run.json, with the content digests of the
+super-network, the base it shares, the data and the tokenizer; a resume over changed inputs is
+refused, naming the file.
 
 Examples:
   shears train super.onnx --data math_data.json --tokenizer tokenizer.json --out runs/math
@@ -134,8 +135,8 @@ func runTrain(env *cliEnv, o any, args []string) error {
 		return err
 	}
 	t.Runtime = ro
-	t.StopAfter = opts.maxSteps
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	t.MaxSteps = opts.maxSteps
+	ctx, stop := interruptContext(env.stderr)
 	defer stop()
 	t.Context = ctx
 	var bar *progress
@@ -152,6 +153,9 @@ func runTrain(env *cliEnv, o any, args []string) error {
 	}
 	if err != nil {
 		return err
+	}
+	if res.Interrupted {
+		return fmt.Errorf("interrupted after step %d of %d (checkpoint written); resume with: shears train --resume --out %s", res.Steps, res.Total, res.Dir)
 	}
 	cfg, err := nls.ReadRunConfig(t.Out)
 	if err != nil {
