@@ -68,6 +68,16 @@ func TestImportHFBadInput(t *testing.T) {
 				return ts
 			})
 		}, []string{single, `tensor "model.layers.0.self_attn.k_proj.weight" has shape [32 16]; config.json needs [16 32]`}},
+		{"fp8 dtype", func(t *testing.T, dir string) {
+			rewrite(t, dir, func(ts []safetensors.Tensor) []safetensors.Tensor {
+				for i, x := range ts {
+					if x.Name == "model.layers.0.mlp.down_proj.weight" {
+						ts[i].DType, ts[i].Shape = "F8_E4M3", []int64{32, 48, 4}
+					}
+				}
+				return ts
+			})
+		}, []string{single, `tensor "model.layers.0.mlp.down_proj.weight": dtype F8_E4M3 is not supported`}},
 		{"unsupported dtype", func(t *testing.T, dir string) {
 			rewrite(t, dir, func(ts []safetensors.Tensor) []safetensors.Tensor {
 				for i, x := range ts {
@@ -106,6 +116,7 @@ func TestImportHFBadInput(t *testing.T) {
 			if err == nil {
 				t.Fatal("no error")
 			}
+			t.Log(err)
 			abs, _ := filepath.Abs(dir)
 			for _, w := range c.want {
 				w = strings.ReplaceAll(w, "%s", abs)

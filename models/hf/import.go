@@ -2,6 +2,7 @@ package hf
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"path/filepath"
@@ -92,6 +93,10 @@ type Graph struct {
 func (ck *Checkpoint) Build() (*Graph, error) {
 	g := &Graph{Checkpoint: ck, bound: map[string]binding{}}
 	m, err := ck.Family.Build(ck.Config, g.source)
+	var te *tensorError
+	if errors.As(err, &te) {
+		return nil, fmt.Errorf("hf: %w", te.err) // the file and tensor say it all
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -126,20 +131,26 @@ func (g *Graph) source(name string, dims []int64, computed []float32) (*onnxpb.T
 	ck := g.Checkpoint
 	info, r, ok := ck.Tensors.Info(name)
 	if !ok {
-		return nil, fmt.Errorf("%s: no tensor %q (%s needs it, shape %v)", ck.files(), name, ck.Config.Architectures[0], hfShape(ck, name, dims))
+		return nil, &tensorError{fmt.Errorf("%s: no tensor %q (%s needs it, shape %v)", ck.files(), name, ck.Config.Architectures[0], hfShape(ck, name, dims))}
 	}
 	dt, ok := dtypes[info.DType]
 	if !ok {
-		return nil, fmt.Errorf("%s: tensor %q: dtype %s is not supported (F32, F16, BF16)", r.Path, name, info.DType)
+		return nil, &tensorError{fmt.Errorf("%s: tensor %q: dtype %s is not supported (F32, F16, BF16)", r.Path, name, info.DType)}
 	}
 	want := hfShape(ck, name, dims)
 	if !slices.Equal(info.Shape, want) {
-		return nil, fmt.Errorf("%s: tensor %q has shape %v; %s needs %v for this config", r.Path, name, info.Shape, filepath.Base(ck.Config.Path), want)
+		return nil, &tensorError{fmt.Errorf("%s: tensor %q has shape %v; %s needs %v", r.Path, name, info.Shape, filepath.Base(ck.Config.Path), want)}
 	}
 	g.bound[name] = binding{file: r.Path, info: info, dtype: dt, transposed: len(dims) == 2 && ck.Family.Linear(name)}
 	g.bytes += info.Size()
 	return &onnxpb.TensorProto{Name: proto.String(name), Dims: slices.Clone(dims), DataType: proto.Int32(int32(onnxpb.TensorProto_FLOAT))}, nil
 }
+
+// tensorError is a checkpoint tensor's problem, reported as it is through the builder.
+type tensorError struct{ err error }
+
+func (e *tensorError) Error() string { return e.err.Error() }
+func (e *tensorError) Unwrap() error { return e.err }
 
 // hfShape is the checkpoint shape of a tensor the graph wants with dims.
 func hfShape(ck *Checkpoint, name string, dims []int64) []int64 {
