@@ -9,7 +9,7 @@ export ONNXRUNTIME_LIB ?= $(ORT_LIB)
 
 ORT_GPU_DIR := $(CURDIR)/.ort-gpu
 
-.PHONY: all build ort ort-gpu gpu-check deps tokenizers transformersjs test vet demo bench clean
+.PHONY: all build ort ort-gpu gpu-check gpu-bundle deps tokenizers transformersjs test vet demo bench clean
 
 all: build
 
@@ -26,9 +26,15 @@ $(ORT_LIB):
 ort-gpu:
 	./scripts/fetch-ort-gpu.sh $(ORT_GPU_DIR)
 
-# The prepared GPU check (bench/gpu/check.sh): builds, generates an fp16 LLaMA, measures on --device cuda.
+# The GPU check (bench/gpu/check.sh) on --device cuda with the CUDA-enabled onnxruntime.
 gpu-check: ort-gpu
-	ONNXRUNTIME_LIB=$(ORT_GPU_DIR)/libonnxruntime.so.1 ./bench/gpu/check.sh
+	ONNXRUNTIME_LIB=$(ORT_GPU_DIR)/libonnxruntime.so.1 ./bench/gpu/check.sh --device cuda --out bench/out/gpu-check-cuda
+
+# The offline GPU check's payload (< 64 MiB): stripped bin/shears + bin/gpucheck, the CPU onnxruntime
+# (with its WebGPU provider) and the repository, in bench/out/gpu-bundle/ and bench/out/gpu-bundle.tgz.
+# On the GPU machine: mkdir b && tar xzf gpu-bundle.tgz -C b && b/bench/gpu/check.sh --device webgpu --out $OUT
+gpu-bundle: ort
+	./scripts/gpu-bundle.sh
 
 # Go modules, and Debian's python3-onnx and python3-torch: the official-checker test and the
 # PyTorch-exported (optimum-style) fixtures of testdata/torch; those tests skip if unavailable.

@@ -1,9 +1,7 @@
 package calibrate
 
 import (
-	"encoding/binary"
 	"fmt"
-	"math"
 	"time"
 
 	"github.com/shears-ml/shears/eval"
@@ -215,7 +213,7 @@ func weightFeeds(m *onnx.Model, cg *prune.Canonical) (map[string]*runtime.Tensor
 		}
 		dt := onnx.DataType(w.Tensor)
 		if dt == onnxpb.TensorProto_FLOAT {
-			v, err := decodeFloats(dt, raw)
+			v, err := onnx.DecodeFloats(dt, raw)
 			if err != nil {
 				return nil, fmt.Errorf("weight %s: %w", w.Tensor.GetName(), err)
 			}
@@ -230,7 +228,7 @@ func weightFeeds(m *onnx.Model, cg *prune.Canonical) (map[string]*runtime.Tensor
 // Apply prunes one linear's raw weight bytes in place (any float dtype) and returns them.
 func Apply(l layers.Linear, t *onnxpb.TensorProto, raw []byte, stats Stats, cfg prune.Config) ([]byte, error) {
 	dt := onnx.DataType(t)
-	vals, err := decodeFloats(dt, raw)
+	vals, err := onnx.DecodeFloats(dt, raw)
 	if err != nil {
 		return nil, fmt.Errorf("prune %s (%s): %w", l.Node, l.Weight, err)
 	}
@@ -273,28 +271,4 @@ func Transform(targets []layers.Linear, stats Stats, cfg prune.Config) func(stri
 		}
 		return Apply(l, t, append([]byte(nil), raw...), stats, cfg)
 	}
-}
-
-func decodeFloats(dt onnxpb.TensorProto_DataType, raw []byte) ([]float32, error) {
-	es := onnx.ElemSize(dt)
-	if es == 0 || len(raw)%es != 0 {
-		return nil, fmt.Errorf("unsupported weight type %s", dt)
-	}
-	out := make([]float32, len(raw)/es)
-	for i := range out {
-		b := raw[i*es:]
-		switch dt {
-		case onnxpb.TensorProto_FLOAT:
-			out[i] = math.Float32frombits(binary.LittleEndian.Uint32(b))
-		case onnxpb.TensorProto_FLOAT16:
-			out[i] = onnx.Float16ToFloat32(binary.LittleEndian.Uint16(b))
-		case onnxpb.TensorProto_BFLOAT16:
-			out[i] = onnx.BFloat16ToFloat32(binary.LittleEndian.Uint16(b))
-		case onnxpb.TensorProto_DOUBLE:
-			out[i] = float32(math.Float64frombits(binary.LittleEndian.Uint64(b)))
-		default:
-			return nil, fmt.Errorf("unsupported weight type %s", dt)
-		}
-	}
-	return out, nil
 }

@@ -102,7 +102,7 @@ func sparsityByRole(m *onnx.Model) ([]roleSparsity, error) {
 }
 
 // cardMarkdown renders README.md.
-func cardMarkdown(name string, f *Facts, c Card, adapter *adapterRecord, sp []roleSparsity, dtype, tokenizer string, genai bool) string {
+func cardMarkdown(name string, f *Facts, c Card, adapter *adapterRecord, sp []roleSparsity, dtype, tokenizer string, genai, hf bool) string {
 	var b strings.Builder
 	base := c.Base
 	if base == "" {
@@ -172,6 +172,13 @@ func cardMarkdown(name string, f *Facts, c Card, adapter *adapterRecord, sp []ro
 			b.WriteString(cmd + "\n")
 		}
 		b.WriteString("```\n")
+	}
+	if hf {
+		b.WriteString("\n## Files\n\nA Hugging Face checkpoint: `model.safetensors` (or shards with `model.safetensors.index.json`), " +
+			"weights merged, in [out, in] layout under the checkpoint's names, with `config.json` and the tokenizer.\n\n" +
+			"```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n" +
+			"model = AutoModelForCausalLM.from_pretrained(\"" + name + "\")\n```\n")
+		return b.String()
 	}
 	b.WriteString("\n## Files and serving\n\n`onnx/model.onnx` (+ `onnx/model.onnx_data` when the weights are external) has optimum's " +
 		"causal-LM interface; `config.json`, `generation_config.json` and the tokenizer sit at the top")

@@ -173,3 +173,16 @@ func (f *Folder) files() []string {
 	sort.Strings(out)
 	return out
 }
+
+// Resolve maps a model folder to its graph and tokenizer: DIR gives DIR/onnx/model.onnx and
+// DIR/tokenizer.json ("" when the folder has none). Any other path is returned as the model.
+func Resolve(path string) (model, tokenizer string) {
+	if st, err := os.Stat(path); err != nil || !st.IsDir() {
+		return path, ""
+	}
+	model = filepath.Join(path, folderModelSubdir, folderModelFile)
+	if _, err := os.Stat(filepath.Join(path, "tokenizer.json")); err == nil {
+		tokenizer = filepath.Join(path, "tokenizer.json")
+	}
+	return model, tokenizer
+}

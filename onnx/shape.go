@@ -142,10 +142,8 @@ func InferShapes(m *Model, inputDims map[string][]int64) (map[string]TensorType,
 	}
 	g := m.Graph()
 	si := &shapeInf{m: m, opset: 17, types: map[string]TensorType{}, consts: map[string]*cval{}}
-	for _, op := range m.Proto.GetOpsetImport() {
-		if op.GetDomain() == "" || op.GetDomain() == "ai.onnx" {
-			si.opset = op.GetVersion()
-		}
+	if v, ok := m.Opset(""); ok {
+		si.opset = v
 	}
 	for _, t := range g.GetInitializer() {
 		si.types[t.GetName()] = TensorType{Elem: DataType(t), Shape: Dims(t)}

@@ -215,33 +215,15 @@ func inlineRaw(t *onnxpb.TensorProto, want int64) ([]byte, error) {
 // Float32s returns t's values as float32. FLOAT16, BFLOAT16 are widened exactly; DOUBLE is
 // rounded to nearest float32.
 func (m *Model) Float32s(t *onnxpb.TensorProto) ([]float32, error) {
-	dt := DataType(t)
-	switch dt {
-	case onnxpb.TensorProto_FLOAT, onnxpb.TensorProto_FLOAT16, onnxpb.TensorProto_BFLOAT16,
-		onnxpb.TensorProto_DOUBLE:
-	default:
-		return nil, fmt.Errorf("onnx: tensor %q: Float32s of a %s tensor", t.GetName(), dt)
-	}
 	raw, err := m.RawData(t)
 	if err != nil {
 		return nil, err
 	}
-	le := binary.LittleEndian
-	es := ElemSize(dt)
-	out := make([]float32, len(raw)/es)
-	for i := range out {
-		switch dt {
-		case onnxpb.TensorProto_FLOAT:
-			out[i] = math.Float32frombits(le.Uint32(raw[4*i:]))
-		case onnxpb.TensorProto_FLOAT16:
-			out[i] = Float16ToFloat32(le.Uint16(raw[2*i:]))
-		case onnxpb.TensorProto_BFLOAT16:
-			out[i] = BFloat16ToFloat32(le.Uint16(raw[2*i:]))
-		case onnxpb.TensorProto_DOUBLE:
-			out[i] = float32(math.Float64frombits(le.Uint64(raw[8*i:])))
-		}
+	v, err := DecodeFloats(DataType(t), raw)
+	if err != nil {
+		return nil, fmt.Errorf("onnx: tensor %q: Float32s: %w", t.GetName(), err)
 	}
-	return out, nil
+	return v, nil
 }
 
 // Int64s returns t's values as int64; t must hold a signed or unsigned integer type narrower

@@ -18,13 +18,7 @@ func Validate(m *Model) error {
 	}
 	var errs []error
 	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf("onnx: validate: "+format, a...)) }
-	hasDefault := false
-	for _, op := range m.Proto.GetOpsetImport() {
-		if op.GetDomain() == "" || op.GetDomain() == "ai.onnx" {
-			hasDefault = true
-		}
-	}
-	if !hasDefault {
+	if _, ok := m.Opset(""); !ok {
 		add("model imports no ai.onnx opset")
 	}
 	g := m.Proto.GetGraph()

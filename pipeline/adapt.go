@@ -44,7 +44,7 @@ func Adapt(o AdaptOptions) (*lora.Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := ShareSave(sup, o.Out, onnx.SaveOptions{ExternalData: o.External || HasExternal(m)}, !o.CopyBase, o.Warn); err != nil {
+	if err := ShareSave(sup, o.Out, onnx.SaveOptions{ExternalData: o.External || m.HasExternal()}, !o.CopyBase, o.Warn); err != nil {
 		return nil, err
 	}
 	return plan, nil
@@ -55,7 +55,7 @@ func Adapt(o AdaptOptions) (*lora.Plan, error) {
 // sessions of the output map the base's file). When the output cannot refer to the file (it
 // does not lie in the output's folder or below it), the weights are copied and warn says why.
 func ShareSave(m *onnx.Model, path string, so onnx.SaveOptions, share bool, warn func(string)) error {
-	if share && HasExternal(m) {
+	if share && m.HasExternal() {
 		if err := m.CanShareExternal(path); err != nil {
 			if warn != nil {
 				warn(fmt.Sprintf("copying the base's weights into %s.data: %v", path, err))

@@ -132,7 +132,7 @@ func Export(o ExportOptions) (*ExportResult, error) {
 		return nil, err
 	}
 	res.Report = rep
-	so := onnx.SaveOptions{ExternalData: o.External || HasExternal(sup)}
+	so := onnx.SaveOptions{ExternalData: o.External || sup.HasExternal()}
 	if o.DType == "fp16" {
 		// Weight-only fp16 (transform/convert): the linears and embeddings are stored as fp16
 		// behind Casts, so the file halves and the CPU provider still runs it; zeros stay zeros.

@@ -11,18 +11,24 @@ import (
 const (
 	FormatONNX   = "onnx"   // one .onnx file (+ .data), the default
 	FormatFolder = "folder" // a model folder for serving runtimes (deploy.Begin)
+	FormatHF     = "hf"     // a Hugging Face checkpoint: safetensors + config + tokenizer
 )
 
 // Output says how a stage writes its model beyond the path: as a plain ONNX file, or as a
-// model folder (graph, config.json, tokenizer, genai_config.json, model card).
+// model folder (graph, config.json, tokenizer, genai_config.json, model card), or as a Hugging
+// Face checkpoint (merged weights as safetensors, config.json, tokenizer). A checkpoint is made
+// from the graph the stage writes into the temporary folder, so stages that transform weights
+// while saving need nothing else.
 type Output struct {
-	Format string // FormatONNX ("" too) or FormatFolder
+	Format string // FormatONNX ("" too), FormatFolder or FormatHF
 	// Force replaces an existing non-empty output folder.
 	Force bool
 	// Tokenizer goes into a folder (tokenizer.json copied, llama2.c tokenizer.bin converted);
 	// stages with a tokenizer of their own use it when this is empty.
 	Tokenizer string
 	Card      deploy.Card
+	// ShardBytes splits a Hugging Face checkpoint above this size (0: deploy.DefaultShardBytes).
+	ShardBytes int64
 }
 
 // ParseFormat checks a --format value.
@@ -30,10 +36,10 @@ func ParseFormat(s string) (string, error) {
 	switch s {
 	case "", FormatONNX:
 		return FormatONNX, nil
-	case FormatFolder:
+	case FormatFolder, FormatHF:
 		return s, nil
 	}
-	return "", fmt.Errorf("format %q: want onnx or folder", s)
+	return "", fmt.Errorf("format %q: want onnx, folder or hf", s)
 }
 
 // sink is one output being written: the path the stage saves its graph at, and for a
@@ -51,8 +57,9 @@ func (o Output) begin(path string) (*sink, error) {
 	if err != nil {
 		return nil, err
 	}
+	o.Format = f
 	s := &sink{out: o, path: path}
-	if f == FormatFolder {
+	if f == FormatFolder || f == FormatHF {
 		if s.folder, err = deploy.Begin(path, o.Force); err != nil {
 			return nil, err
 		}
@@ -81,7 +88,11 @@ func (s *sink) finish(source, tokenizer string, warn func(string)) (*deploy.Repo
 	if tok == "" {
 		tok = tokenizer
 	}
-	return s.folder.Finish(deploy.Options{Source: source, Tokenizer: tok, Card: s.out.Card, Warn: warn})
+	do := deploy.Options{Source: source, Tokenizer: tok, Card: s.out.Card, Warn: warn}
+	if s.out.Format == FormatHF {
+		return s.folder.FinishHF(do, s.out.ShardBytes)
+	}
+	return s.folder.Finish(do)
 }
 
 // abort removes an unfinished folder (safe after finish).
@@ -104,3 +115,7 @@ func SaveModel(m *onnx.Model, path string, so onnx.SaveOptions, o Output, source
 	}
 	return s.finish(source, "", warn)
 }
+
+// ResolveModel lets commands that read a model take a model folder too: DIR gives
+// DIR/onnx/model.onnx and its tokenizer.json ("" when absent); a file is returned as is.
+func ResolveModel(path string) (model, tokenizer string) { return deploy.Resolve(path) }

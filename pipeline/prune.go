@@ -138,7 +138,7 @@ func Prune(o PruneOptions) (*PruneReport, error) {
 		secs["calibrate_runs"] = tm.Run.Seconds()
 	}
 	t0 = time.Now()
-	save := onnx.SaveOptions{ExternalData: o.External || HasExternal(m), Transform: calibrate.Transform(targets, stats, cfg), Touches: calibrate.Touches(targets)}
+	save := onnx.SaveOptions{ExternalData: o.External || m.HasExternal(), Transform: calibrate.Transform(targets, stats, cfg), Touches: calibrate.Touches(targets)}
 	if err := m.Save(sink.path, sink.saveOptions(save)); err != nil {
 		return nil, err
 	}
@@ -169,16 +169,6 @@ func Prune(o PruneOptions) (*PruneReport, error) {
 		return nil, err
 	}
 	return rep, nil
-}
-
-// HasExternal reports whether any initializer of m keeps its data in an external file.
-func HasExternal(m *onnx.Model) bool {
-	for _, t := range m.Graph().GetInitializer() {
-		if t.GetDataLocation() == 1 {
-			return true
-		}
-	}
-	return false
 }
 
 // loadLinears loads a model and finds its linear layers, all and those the include / exclude

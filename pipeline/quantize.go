@@ -198,7 +198,7 @@ func Quantize(o QuantizeOptions) (*QuantizeReport, error) {
 	}
 	secs["quantize"] = time.Since(t0).Seconds()
 	t0 = time.Now()
-	if err := m.Save(o.Out, onnx.SaveOptions{ExternalData: o.External || HasExternal(m)}); err != nil {
+	if err := m.Save(o.Out, onnx.SaveOptions{ExternalData: o.External || m.HasExternal()}); err != nil {
 		return nil, err
 	}
 	secs["save"] = time.Since(t0).Seconds()

@@ -12,6 +12,7 @@ import (
 	"github.com/shears-ml/shears/models/llama"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
+	"github.com/shears-ml/shears/transform/convert"
 	"github.com/shears-ml/shears/transform/layers"
 	"github.com/shears-ml/shears/transform/quant"
 )
@@ -173,7 +174,7 @@ func TestQuantizeFloat16Base(t *testing.T) {
 	}
 	dir := t.TempDir()
 	src := filepath.Join(dir, "fp16.onnx")
-	if err := llama.WriteSynthetic(src, cfg, 1, onnxpb.TensorProto_FLOAT16); err != nil {
+	if err := llama.WriteSyntheticAs(src, cfg, 1, convert.Storage(convert.Options{DType: onnxpb.TensorProto_FLOAT16, Compute: convert.ComputeFP32})); err != nil {
 		t.Fatal(err)
 	}
 	out := filepath.Join(dir, "q.onnx")

@@ -18,6 +18,10 @@
 // CPU build carries only the bridge. Any failure to attach one, or to create a session with it,
 // wraps ErrProvider and says so, and never panics.
 //
+// Options.Profile (or $SHEARS_ORT_PROFILE when it is empty) turns on onnxruntime's profiler: each
+// session writes a trace naming, per node, the op type and the provider that ran it, which is how
+// bench/gpu lists the ops a GPU provider left to the CPU.
+//
 // # Ownership
 //
 //   - A Session owns its onnxruntime session. Close it (Close is idempotent); closing it also

@@ -3,6 +3,7 @@ package runtime
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 
@@ -49,7 +50,16 @@ type Options struct {
 	// first step from 34 s to 5.5 s; on stories260K training and evaluation the speed is the same
 	// within noise (bench/RESULTS.md, issue 7 section).
 	Prepack bool
+	// Profile, when not empty, makes onnxruntime write a profile of every run (a Chrome trace:
+	// one event per node with its op type and the execution provider that ran it) to
+	// Profile + "_<timestamp>.json", finished when the session closes. Empty falls back to
+	// $SHEARS_ORT_PROFILE, so a command's sessions can be profiled without a flag: this is how
+	// bench/gpu/check.sh finds the nodes a GPU provider left to the CPU.
+	Profile string
 }
+
+// ProfileEnv names the variable that sets Options.Profile for sessions that leave it empty.
+const ProfileEnv = "SHEARS_ORT_PROFILE"
 
 // Validate checks the options without touching onnxruntime.
 func (o Options) Validate() error {
@@ -73,6 +83,13 @@ func (o Options) device() string {
 		return "cpu"
 	}
 	return strings.ToLower(o.Device)
+}
+
+func (o Options) profile() string {
+	if o.Profile != "" {
+		return o.Profile
+	}
+	return os.Getenv(ProfileEnv)
 }
 
 func contains(list []string, s string) bool {
@@ -132,6 +149,11 @@ func (o Options) sessionOptions(externalDir string) (_ *ort.SessionOptions, err 
 	if externalDir != "" {
 		if err := so.AddSessionConfigEntry("session.model_external_initializers_file_folder_path", externalDir); err != nil {
 			return nil, fmt.Errorf("setting the external-data folder %s: %v", externalDir, err)
+		}
+	}
+	if prefix := o.profile(); prefix != "" {
+		if err := so.EnableProfiling(prefix); err != nil {
+			return nil, fmt.Errorf("enabling profiling to %s: %v", prefix, err)
 		}
 	}
 	if err := o.appendProvider(so); err != nil {

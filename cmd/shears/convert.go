@@ -99,7 +99,7 @@ func runConvert(env *cliEnv, o any, args []string) error {
 	if err := p.Rewrite(m); err != nil {
 		return err
 	}
-	save := p.SaveOptions(onnx.SaveOptions{ExternalData: opts.external || hasExternal(m)})
+	save := p.SaveOptions(onnx.SaveOptions{ExternalData: opts.external || m.HasExternal()})
 	folder, err := pipeline.SaveModel(m, opts.out, save, out, args[0], warner(env, "convert"))
 	if err != nil {
 		return fmt.Errorf("convert: %w", err)

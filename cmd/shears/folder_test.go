@@ -51,7 +51,7 @@ func TestConvertFolder(t *testing.T) {
 	if !strings.Contains(string(b), `"torch_dtype": "bfloat16"`) {
 		t.Errorf("--force did not replace the folder: %s", b)
 	}
-	if _, e, code = shears(t, "convert", in, "--force", "-o", filepath.Join(t.TempDir(), "x.onnx")); code != 2 || !strings.Contains(e, "--force applies to --format folder only") {
+	if _, e, code = shears(t, "convert", in, "--force", "-o", filepath.Join(t.TempDir(), "x.onnx")); code != 2 || !strings.Contains(e, "--force applies to --format folder or hf only") {
 		t.Errorf("--force without a folder: %d %s", code, e)
 	}
 	if _, e, code = shears(t, "convert", in, "--format", "zip", "-o", filepath.Join(t.TempDir(), "x")); code != 2 || !strings.Contains(e, `format "zip"`) {
@@ -84,5 +84,57 @@ func TestImportFolderGenerates(t *testing.T) {
 	want := []int{432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426, 338, 401, 396, 267, 337, 410, 408, 419, 292}
 	if !slices.Equal(a, want) {
 		t.Errorf("folder generates %v, want %v", a, want)
+	}
+	// The folder itself: its graph and its tokenizer.
+	o, e, code := shears(t, "generate", dir, "--prompt", "Once upon a time", "--max-tokens", "20", "--json")
+	if code != 0 || !strings.Contains(o, `"ids":[432,383,286`) {
+		t.Errorf("generate DIR: %d %s %s", code, o, e)
+	}
+}
+
+// TestExportFormats exports an adapted tiny LLaMA (adapter B is zero, so every export computes
+// the base) as folders for each merge mode and as a Hugging Face checkpoint; an unmerged
+// checkpoint is refused with the way out.
+func TestExportFormats(t *testing.T) {
+	in := testsynth.Synthetic(t, "tiny")
+	tok := testtok.Write(t, 400)
+	dir := t.TempDir()
+	super := filepath.Join(dir, "super.onnx")
+	if _, e, code := shears(t, "adapt", in, "-o", super); code != 0 {
+		t.Fatalf("adapt: %s", e)
+	}
+	for _, mode := range []string{"none", "dense", "sparse"} {
+		out := filepath.Join(dir, "folder-"+mode)
+		o, e, code := shears(t, "export", "--super", super, "--ranks", "heuristic", "--merge", mode, "--format", "folder", "--tokenizer", tok, "-o", out, "--json")
+		if code != 0 {
+			t.Fatalf("export --merge %s --format folder: %s", mode, e)
+		}
+		var r struct {
+			Folder struct{ Files []string } `json:"folder"`
+		}
+		if err := json.Unmarshal([]byte(o), &r); err != nil || !slices.Contains(r.Folder.Files, "onnx/model.onnx") || !slices.Contains(r.Folder.Files, "onnx/model.onnx_data") {
+			t.Errorf("--merge %s: folder report %v (%v)", mode, r.Folder.Files, err)
+		}
+		card, _ := os.ReadFile(filepath.Join(out, "README.md"))
+		if !strings.Contains(string(card), "| merge | "+mode) || !strings.Contains(string(card), "| sub-adapter ranks | r=") {
+			t.Errorf("--merge %s: card lacks the merge and ranks:\n%s", mode, card)
+		}
+	}
+	hf := filepath.Join(dir, "hf")
+	if _, e, code := shears(t, "export", "--super", super, "--ranks", "heuristic", "--merge", "dense", "--format", "hf", "--tokenizer", tok, "-o", hf); code != 0 {
+		t.Fatalf("export --format hf: %s", e)
+	}
+	for _, f := range []string{"model.safetensors", "config.json", "tokenizer.json", "generation_config.json"} {
+		if _, err := os.Stat(filepath.Join(hf, f)); err != nil {
+			t.Errorf("hf checkpoint lacks %s", f)
+		}
+	}
+	bad := filepath.Join(dir, "hf-none")
+	_, e, code := shears(t, "export", "--super", super, "--ranks", "heuristic", "--merge", "none", "--format", "hf", "-o", bad)
+	if code != 1 || !strings.Contains(e, "--merge dense or sparse") || !strings.Contains(e, "--peft") {
+		t.Errorf("unmerged hf export: %d %s", code, e)
+	}
+	if _, err := os.Stat(bad); !os.IsNotExist(err) {
+		t.Errorf("a refused export left %s behind", bad)
 	}
 }

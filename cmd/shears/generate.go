@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/shears-ml/shears/eval"
+	"github.com/shears-ml/shears/pipeline"
 	"github.com/shears-ml/shears/runtime"
 )
 
@@ -24,18 +25,22 @@ type generateOpts struct {
 func init() {
 	register(&command{
 		name:    "generate",
-		args:    "MODEL.onnx --tokenizer TOK [--prompt P] [flags]",
+		args:    "MODEL.onnx|MODEL_DIR [--tokenizer TOK] [--prompt P] [flags]",
 		summary: "generate text from a causal LM (greedy by default)",
 		long: `Starts from BOS (plus the encoded --prompt) and appends one token at a time until
 --max-tokens or EOS. Greedy decoding unless --temperature > 0, which samples from the
 softmax over the --top-k most likely tokens with --seed. The text streams to stdout as it is made;
 --json prints {"ids": [...], "text": "..."} at the end instead (ids generated, prompt excluded).
 
-Example:
-  shears generate stories260K.onnx --tokenizer tok512.bin --prompt "Once upon a time" --max-tokens 100`,
+A model folder (--format folder of import, convert, prune, export) is read as its
+onnx/model.onnx with its tokenizer.json unless --tokenizer says otherwise.
+
+Examples:
+  shears generate stories260K.onnx --tokenizer tok512.bin --prompt "Once upon a time" --max-tokens 100
+  shears generate served/stories --prompt "Once upon a time"`,
 		flags: func(fs *pflag.FlagSet) any {
 			o := &generateOpts{}
-			fs.StringVar(&o.tokenizer, "tokenizer", "", "tokenizer file (llama2.c tokenizer.bin)")
+			fs.StringVar(&o.tokenizer, "tokenizer", "", "tokenizer file (llama2.c tokenizer.bin or tokenizer.json; a model folder's own by default)")
 			fs.StringVar(&o.prompt, "prompt", "", "text to continue (after BOS)")
 			fs.IntVar(&o.maxTokens, "max-tokens", 128, "tokens to generate at most")
 			fs.Float64Var(&o.temperature, "temperature", 0, "sampling temperature; 0 = greedy")
@@ -60,6 +65,10 @@ func runGenerate(env *cliEnv, o any, args []string) error {
 	if opts.temperature < 0 {
 		return fmt.Errorf("--temperature must be >= 0, got %g", opts.temperature)
 	}
+	model, folderTok := pipeline.ResolveModel(args[0]) // a model folder: its graph and tokenizer
+	if opts.tokenizer == "" {
+		opts.tokenizer = folderTok
+	}
 	tok, err := loadTokenizer(opts.tokenizer)
 	if err != nil {
 		return err
@@ -68,7 +77,7 @@ func runGenerate(env *cliEnv, o any, args []string) error {
 	if err != nil {
 		return err
 	}
-	s, err := runtime.OpenFile(args[0], ro)
+	s, err := runtime.OpenFile(model, ro)
 	if err != nil {
 		return err
 	}

@@ -113,11 +113,7 @@ func buildInspect(m *onnx.Model, path string, withSparsity bool) (*inspectReport
 	g := m.Graph()
 	rep := &inspectReport{Model: path, IR: m.Proto.GetIrVersion(), Producer: strings.TrimSpace(m.Proto.GetProducerName() + " " + m.Proto.GetProducerVersion()),
 		Ops: map[string]int{}, Dtypes: map[string]int64{}, Nodes: len(g.GetNode())}
-	for _, op := range m.Proto.GetOpsetImport() {
-		if op.GetDomain() == "" || op.GetDomain() == "ai.onnx" {
-			rep.Opset = op.GetVersion()
-		}
-	}
+	rep.Opset, _ = m.Opset("")
 	for _, in := range g.GetInput() {
 		rep.Inputs = append(rep.Inputs, ioOf(in))
 	}

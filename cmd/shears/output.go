@@ -23,11 +23,14 @@ const folderHelp = `--format folder writes -o DIR as a model folder that transfo
 onnxruntime GenAI load as it is: onnx/model.onnx (+ onnx/model.onnx_data), config.json,
 generation_config.json, tokenizer.json + tokenizer_config.json (copied from a Hugging Face
 tokenizer, converted from a llama2.c tokenizer.bin), genai_config.json and a README.md model card.
+--format hf writes -o DIR as a Hugging Face checkpoint: the merged weights as safetensors under
+the checkpoint's names in [out, in] layout (sharded above 5 GB, with an index), config.json,
+generation_config.json and the tokenizer (a graph with unmerged adapters is refused).
 An existing non-empty DIR is refused unless --force.`
 
 func (o *outputFlags) add(fs *pflag.FlagSet, tokenizerFlag bool) {
-	fs.StringVar(&o.format, "format", "onnx", "onnx (one file) or folder (a model folder for serving runtimes)")
-	fs.BoolVar(&o.force, "force", false, "replace an existing non-empty output folder (--format folder)")
+	fs.StringVar(&o.format, "format", "onnx", "onnx (one file), folder (a model folder for serving runtimes) or hf (a Hugging Face safetensors checkpoint)")
+	fs.BoolVar(&o.force, "force", false, "replace an existing non-empty output folder (--format folder or hf)")
 	if tokenizerFlag {
 		fs.StringVar(&o.tokenizer, "tokenizer", "", "tokenizer for the folder: tokenizer.json (copied) or llama2.c tokenizer.bin (converted)")
 	}
@@ -39,8 +42,8 @@ func (o *outputFlags) output(env *cliEnv) (pipeline.Output, error) {
 	if err != nil {
 		return pipeline.Output{}, fmt.Errorf("%w: --format: %v", errUsage, err)
 	}
-	if o.force && f != pipeline.FormatFolder {
-		return pipeline.Output{}, fmt.Errorf("%w: --force applies to --format folder only", errUsage)
+	if o.force && f == pipeline.FormatONNX {
+		return pipeline.Output{}, fmt.Errorf("%w: --force applies to --format folder or hf only", errUsage)
 	}
 	return pipeline.Output{Format: f, Force: o.force, Tokenizer: o.tokenizer, Card: deploy.Card{Commands: []string{commandLine(env.argv)}}}, nil
 }

@@ -9,7 +9,6 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/pipeline"
 	"github.com/shears-ml/shears/transform/prune"
 )
@@ -146,8 +145,6 @@ func runPrune(env *cliEnv, o any, args []string) error {
 	printFolder(env, rep.Folder)
 	return nil
 }
-
-func hasExternal(m *onnx.Model) bool { return pipeline.HasExternal(m) }
 
 // printPruneSummary prints sparsity per block × role, then the overall figure and timing.
 func printPruneSummary(env *cliEnv, r pruneReport) {

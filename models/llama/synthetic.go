@@ -13,7 +13,6 @@ import (
 
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
-	"github.com/shears-ml/shears/transform/convert"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -27,23 +26,26 @@ import (
 // model is reproducible and independent of tensor order. With TiedEmbeddings the head is
 // the transposed embedding, which is then held in memory once.
 //
-// dtype FLOAT16 or BFLOAT16 stores the weights in that type, read through Casts so the graph
-// computes in float32 (WriteSyntheticAs with compute fp32); the values are the float32 model's,
-// rounded. Both files are written under temporary names and renamed at the end, so a failure
-// leaves no half-written model.
+// dtype must be FLOAT: storing the weights in float16 or bfloat16 is a graph rewrite, which
+// is transform/convert's, and models does not import transform; write those with
+// WriteSyntheticAs(path, cfg, seed, convert.Storage(o)).
 func WriteSynthetic(path string, cfg Config, seed int64, dtype onnxpb.TensorProto_DataType) error {
-	if dtype == onnxpb.TensorProto_FLOAT {
-		return WriteSyntheticAs(path, cfg, seed, convert.Options{DType: dtype})
+	if dtype != onnxpb.TensorProto_FLOAT {
+		return fmt.Errorf("llama synthetic %s: dtype %s: WriteSynthetic writes float32; use WriteSyntheticAs with convert.Storage for %s weights", path, dtype, dtype)
 	}
-	return WriteSyntheticAs(path, cfg, seed, convert.Options{DType: dtype, Compute: convert.ComputeFP32})
+	return WriteSyntheticAs(path, cfg, seed, nil)
 }
 
-// WriteSyntheticAs is WriteSynthetic with the storage type and compute mode of
-// transform/convert: o.DType FLOAT writes the float32 model; FLOAT16/BFLOAT16 with
-// o.Compute fp32 (weight-only) or native (the whole graph in that type, the logits cast back to
-// float32). The graph rewrite is convert's own; only the bytes are written here, directly in the
-// target type.
-func WriteSyntheticAs(path string, cfg Config, seed int64, o convert.Options) (err error) {
+// StorageFunc rewrites a built float32 graph for another storage (Casts after float16 weights,
+// say) and returns the save options whose Retype and Transform give each initializer's stored
+// type and bytes; the writer applies them to the weights as it streams them, so a large model
+// is never held converted in memory. transform/convert.Storage makes one.
+type StorageFunc func(m *onnx.Model) (onnx.SaveOptions, error)
+
+// WriteSyntheticAs is WriteSynthetic with the storage rewritten by storage (nil: float32). Both
+// files are written under temporary names and renamed at the end, so a failure leaves no
+// half-written model.
+func WriteSyntheticAs(path string, cfg Config, seed int64, storage StorageFunc) (err error) {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("llama synthetic %s: %w", path, err)
 	}
@@ -109,14 +111,17 @@ func WriteSyntheticAs(path string, cfg Config, seed int64, o convert.Options) (e
 	if err != nil {
 		return fmt.Errorf("llama synthetic %s: %w", path, err)
 	}
-	var plan *convert.Plan
-	if o.DType != onnxpb.TensorProto_FLOAT {
-		if plan, err = convert.NewPlan(m, o); err != nil {
+	var so onnx.SaveOptions
+	if storage != nil {
+		if so, err = storage(m); err != nil {
 			return fmt.Errorf("llama synthetic %s: %w", path, err)
 		}
-		if err := plan.Rewrite(m); err != nil {
-			return fmt.Errorf("llama synthetic %s: %w", path, err)
+	}
+	stored := func(t *onnxpb.TensorProto) (onnxpb.TensorProto_DataType, bool) {
+		if so.Retype == nil {
+			return 0, false
 		}
+		return so.Retype(t.GetName(), t)
 	}
 
 	f, err := onnx.CreatePending(dataPath)
@@ -127,24 +132,27 @@ func WriteSyntheticAs(path string, cfg Config, seed int64, o convert.Options) (e
 	w := &extWriter{w: bufio.NewWriterSize(f, 1<<20), location: dataName}
 	for _, t := range m.Graph().GetInitializer() {
 		gen, ok := gens[t.GetName()]
+		dt, retyped := stored(t)
 		if !ok { // the builder's small inline constants (native mode converts them too)
-			if plan != nil && plan.Converts(t.GetName()) {
+			if retyped {
 				raw, err := m.RawData(t)
 				if err == nil {
-					raw, err = plan.Transform(t.GetName(), t, raw)
+					raw, err = so.Transform(t.GetName(), t, raw)
 				}
 				if err != nil {
 					return fmt.Errorf("llama synthetic %s: %w", path, err)
 				}
-				t.RawData, t.FloatData, t.DataType = raw, nil, proto.Int32(int32(o.DType))
+				t.RawData, t.FloatData, t.DataType = raw, nil, proto.Int32(int32(dt))
 			}
 			continue
 		}
-		dt := onnxpb.TensorProto_FLOAT
-		if plan != nil && plan.Converts(t.GetName()) {
-			dt = o.DType
+		var transform func([]byte) ([]byte, error)
+		if !retyped {
+			dt = onnxpb.TensorProto_FLOAT
+		} else {
+			transform = func(raw []byte) ([]byte, error) { return so.Transform(t.GetName(), t, raw) }
 		}
-		if err := w.write(t, dt, gen); err != nil {
+		if err := w.write(t, dt, transform, gen); err != nil {
 			return fmt.Errorf("llama synthetic %s: tensor %s: %w", dataPath, t.GetName(), err)
 		}
 	}
@@ -191,9 +199,10 @@ type extWriter struct {
 
 var errShortTensor = errors.New("generator wrote the wrong number of values")
 
-// write streams gen's float32 values into the file as dt (FLOAT, or FLOAT16/BFLOAT16 rounded by
-// convert.Narrow) and turns t into an external tensor of that type.
-func (e *extWriter) write(t *onnxpb.TensorProto, dt onnxpb.TensorProto_DataType, gen func(emit func(float32) error) error) error {
+// write streams gen's float32 values into the file, through transform when set (which maps
+// float32 bytes to dt's, chunk by chunk of whole elements), and turns t into an external
+// tensor of type dt.
+func (e *extWriter) write(t *onnxpb.TensorProto, dt onnxpb.TensorProto_DataType, transform func([]byte) ([]byte, error), gen func(emit func(float32) error) error) error {
 	if pad := (onnx.ExternalAlign - e.off%onnx.ExternalAlign) % onnx.ExternalAlign; pad > 0 {
 		if _, err := e.w.Write(make([]byte, pad)); err != nil {
 			return err
@@ -208,22 +217,28 @@ func (e *extWriter) write(t *onnxpb.TensorProto, dt onnxpb.TensorProto_DataType,
 	}
 	chunk := e.chunk[:0]
 	count := int64(0)
-	err := gen(func(x float32) error {
-		if dt == onnxpb.TensorProto_FLOAT {
-			chunk = binary.LittleEndian.AppendUint32(chunk, math.Float32bits(x))
-		} else {
-			chunk = binary.LittleEndian.AppendUint16(chunk, convert.Narrow(dt, x))
+	flush := func() error {
+		out := chunk
+		if transform != nil {
+			var err error
+			if out, err = transform(chunk); err != nil {
+				return err
+			}
 		}
+		_, err := e.w.Write(out)
+		chunk = chunk[:0]
+		return err
+	}
+	err := gen(func(x float32) error {
+		chunk = binary.LittleEndian.AppendUint32(chunk, math.Float32bits(x))
 		count++
 		if len(chunk) == cap(chunk) {
-			_, err := e.w.Write(chunk)
-			chunk = chunk[:0]
-			return err
+			return flush()
 		}
 		return nil
 	})
 	if err == nil {
-		_, err = e.w.Write(chunk)
+		err = flush()
 	}
 	if err != nil {
 		return err

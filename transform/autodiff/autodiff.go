@@ -220,12 +220,7 @@ func controlFlow(n *onnxpb.NodeProto) bool {
 }
 
 func modelOpset(m *onnx.Model) int64 {
-	v := int64(0)
-	for _, op := range m.Proto.GetOpsetImport() {
-		if op.GetDomain() == "" || op.GetDomain() == "ai.onnx" {
-			v = op.GetVersion()
-		}
-	}
+	v, _ := m.Opset("")
 	return v
 }
 

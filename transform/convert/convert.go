@@ -309,3 +309,20 @@ func Convert(m *onnx.Model, path string, o Options, so onnx.SaveOptions) (*Plan,
 	}
 	return p, nil
 }
+
+// Storage is o as a model writer's storage step (llama.WriteSyntheticAs takes it): for a built
+// float32 graph it makes the plan, rewrites the graph and returns the save options that
+// narrow the converted weights as they are streamed. models/ cannot import transform/, so the
+// writer takes this function instead of the plan.
+func Storage(o Options) func(m *onnx.Model) (onnx.SaveOptions, error) {
+	return func(m *onnx.Model) (onnx.SaveOptions, error) {
+		p, err := NewPlan(m, o)
+		if err != nil {
+			return onnx.SaveOptions{}, err
+		}
+		if err := p.Rewrite(m); err != nil {
+			return onnx.SaveOptions{}, err
+		}
+		return p.SaveOptions(onnx.SaveOptions{}), nil
+	}
+}

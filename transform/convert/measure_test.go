@@ -42,7 +42,7 @@ func TestMeasureSessionMemory(t *testing.T) {
 		o = Options{DType: onnxpb.TensorProto_FLOAT16, Compute: ComputeFP32}
 	}
 	p := filepath.Join(t.TempDir(), "m.onnx")
-	if err := llama.WriteSyntheticAs(p, cfg, 0, o); err != nil {
+	if err := llama.WriteSyntheticAs(p, cfg, 0, Storage(o)); err != nil {
 		t.Fatal(err)
 	}
 	before := rssKiB()

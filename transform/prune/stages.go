@@ -64,11 +64,7 @@ func NewPlan(m *onnx.Model, targets []layers.Linear, oneShot bool) (*Plan, error
 	}
 	p := &Plan{m: m, order: order, stage: map[*onnxpb.NodeProto]int{}, prodOf: map[string]*onnxpb.NodeProto{},
 		types: types, inputs: map[string]bool{}, targets: map[string]layers.Linear{}}
-	for _, op := range m.Proto.GetOpsetImport() {
-		if op.GetDomain() == "" || op.GetDomain() == "ai.onnx" {
-			p.opset = op.GetVersion()
-		}
-	}
+	p.opset, _ = m.Opset("")
 	for _, in := range m.Graph().GetInput() {
 		p.inputs[in.GetName()] = true
 	}

@@ -146,12 +146,8 @@ func scalar(dt onnxpb.TensorProto_DataType, v float64) *onnxpb.TensorProto {
 
 // opsetOf is the model's ai.onnx opset version (0 when it imports none).
 func opsetOf(m *onnx.Model) int64 {
-	for _, o := range m.Proto.GetOpsetImport() {
-		if o.GetDomain() == "" || o.GetDomain() == "ai.onnx" {
-			return o.GetVersion()
-		}
-	}
-	return 0
+	v, _ := m.Opset("")
+	return v
 }
 
 // valueInfo finds name among the graph's outputs, inputs and value_info.

@@ -1,4 +1,4 @@
-package llama
+package convert_test
 
 import (
 	"math"
@@ -6,21 +6,22 @@ import (
 	"testing"
 
 	"github.com/shears-ml/shears/internal/testkit"
+	"github.com/shears-ml/shears/models/llama"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
 	"github.com/shears-ml/shears/runtime"
 	"github.com/shears-ml/shears/transform/convert"
 )
 
-// TestWriteSyntheticHalf writes the tiny preset as float32, fp16/bf16 weight-only and fp16
+// TestWriteSyntheticHalf writes (through llama.WriteSyntheticAs with Storage) the tiny preset as float32, fp16/bf16 weight-only and fp16
 // native: every converted weight must be exactly the float32 weight rounded (Narrow), the
 // norms stay float32 in weight-only mode, and the logits agree with float32 within the type's
 // tolerance (see transform/convert's tests for the reasoning behind 4u and 8u).
 func TestWriteSyntheticHalf(t *testing.T) {
-	c, _ := Preset("tiny")
+	c, _ := llama.Preset("tiny")
 	dir := t.TempDir()
 	ref := filepath.Join(dir, "fp32.onnx")
-	if err := WriteSynthetic(ref, c, 5, onnxpb.TensorProto_FLOAT); err != nil {
+	if err := llama.WriteSynthetic(ref, c, 5, onnxpb.TensorProto_FLOAT); err != nil {
 		t.Fatal(err)
 	}
 	rm, err := onnx.Load(ref)
@@ -46,14 +47,14 @@ func TestWriteSyntheticHalf(t *testing.T) {
 	for _, tc := range cases {
 		name := convert.DTypeName(tc.dt) + "-" + string(tc.compute)
 		p := filepath.Join(dir, name+".onnx")
-		if err := WriteSyntheticAs(p, c, 5, convert.Options{DType: tc.dt, Compute: tc.compute}); err != nil {
+		if err := llama.WriteSyntheticAs(p, c, 5, convert.Storage(convert.Options{DType: tc.dt, Compute: tc.compute})); err != nil {
 			t.Fatal(err)
 		}
 		m, err := onnx.Load(p)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, w := range []string{"model.embed_tokens.weight", LayerWeight(1, "mlp.down_proj"), "lm_head.weight", LayerWeight(0, "input_layernorm")} {
+		for _, w := range []string{"model.embed_tokens.weight", llama.LayerWeight(1, "mlp.down_proj"), "lm_head.weight", llama.LayerWeight(0, "input_layernorm")} {
 			got, exp := m.Initializer(w), rm.Initializer(w)
 			wantDT := tc.dt
 			if len(exp.GetDims()) == 1 && tc.compute == convert.ComputeFP32 {
