@@ -91,6 +91,9 @@ func Export(o ExportOptions) (*ExportResult, error) {
 		return nil, err
 	}
 	defer sup.Close()
+	if err := sink.check(sup); err != nil {
+		return nil, err
+	}
 	ins := modelInputs(sup, "the super-network", nil)
 	if o.RunDir != "" {
 		for _, f := range []string{nls.RunFile, nls.CheckpointFile, nls.AdapterFile, nls.MetricsFile, nls.SamplesFile} {

@@ -76,6 +76,16 @@ func (s *sink) saveOptions(so onnx.SaveOptions) onnx.SaveOptions {
 	return so
 }
 
+// check refuses, before any work, a model whose facts a folder or checkpoint cannot be
+// written without (the same check Finish makes on the written graph).
+func (s *sink) check(m *onnx.Model) error {
+	if s.folder == nil {
+		return nil
+	}
+	_, err := deploy.ReadFacts(m)
+	return err
+}
+
 // folderMode reports whether the graph goes into a folder (which must stand alone).
 func (s *sink) folderMode() bool { return s.folder != nil }
 
@@ -110,6 +120,9 @@ func SaveModel(m *onnx.Model, path string, so onnx.SaveOptions, o Output, source
 		return nil, err
 	}
 	defer s.abort()
+	if err := s.check(m); err != nil {
+		return nil, err
+	}
 	if err := m.Save(s.path, s.saveOptions(so)); err != nil {
 		return nil, err
 	}

@@ -105,6 +105,9 @@ func Prune(o PruneOptions) (*PruneReport, error) {
 		return nil, err
 	}
 	defer m.Close()
+	if err := sink.check(m); err != nil {
+		return nil, err
+	}
 	if err := CheckModelOutput(o.Out, m, "the model to prune"); err != nil {
 		return nil, fmt.Errorf("prune: %w", err)
 	}

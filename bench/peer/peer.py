@@ -369,7 +369,8 @@ def cmd_train(a):
 
 def cmd_forward(a):
     """The base model's forward pass (no adapters, as bench/gpu/gpucheck measures shears'):
-    one warm-up, then --steps timed passes of --batch sequences."""
+    one warm-up, then --steps timed passes of --batch sequences, each returning its float32 logits
+    to host memory (what a shears session run does)."""
     dtype, autocast = setup(a)
     t0 = time.perf_counter()
     model = Peer(a.model, a.device, dtype)
@@ -384,7 +385,8 @@ def cmd_forward(a):
         for s in range(a.steps + 1):
             sync(a.device)
             ts = time.perf_counter()
-            model.logits(ids)
+            # The logits come back to host memory as float32, as onnxruntime returns them to shears.
+            model.logits(ids).float().cpu()
             sync(a.device)
             times.append(time.perf_counter() - ts)
     steady = times[1:]

@@ -11,6 +11,8 @@ import (
 	"github.com/shears-ml/shears/internal/testkit"
 	"github.com/shears-ml/shears/internal/testsynth"
 	"github.com/shears-ml/shears/internal/testtok"
+	"github.com/shears-ml/shears/onnx"
+	"github.com/shears-ml/shears/onnx/onnxpb"
 )
 
 // TestConvertFolder converts the tiny LLaMA to fp16 as a model folder, refuses to overwrite
@@ -136,5 +138,24 @@ func TestExportFormats(t *testing.T) {
 	}
 	if _, err := os.Stat(bad); !os.IsNotExist(err) {
 		t.Errorf("a refused export left %s behind", bad)
+	}
+}
+
+// TestFolderModelWithoutFacts: a model that records no config facts cannot become a folder;
+// the error names what is missing and comes before the stage's work, leaving nothing behind.
+func TestFolderModelWithoutFacts(t *testing.T) {
+	in := testsynth.Synthetic(t, "tiny")
+	editModel(t, in, func(m *onnx.Model) {
+		m.Proto.MetadataProps = slices.DeleteFunc(m.Proto.MetadataProps, func(p *onnxpb.StringStringEntryProto) bool {
+			return p.GetKey() == "num_attention_heads" || p.GetKey() == "max_position_embeddings"
+		})
+	})
+	out := filepath.Join(t.TempDir(), "pruned")
+	_, e, code := shears(t, "prune", in, "--method", "magnitude", "--sparsity", "0.5", "--format", "folder", "-o", out)
+	if code != 1 || !strings.Contains(e, "lacks the facts config.json needs") || !strings.Contains(e, "num_attention_heads, max_position_embeddings") {
+		t.Errorf("prune of a model without facts: %d %s", code, e)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("a refused folder left %s behind", out)
 	}
 }

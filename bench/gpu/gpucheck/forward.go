@@ -10,7 +10,6 @@ import (
 
 	"github.com/shears-ml/shears/bench/gpu/report"
 	"github.com/shears-ml/shears/models/llama"
-	"github.com/shears-ml/shears/onnx/onnxpb"
 	"github.com/shears-ml/shears/runtime"
 	"github.com/shears-ml/shears/transform/convert"
 )
@@ -111,12 +110,13 @@ func synthModel(dir, preset, dtype, compute string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	o := convert.Options{DType: onnxpb.TensorProto_FLOAT}
+	var storage llama.StorageFunc // nil: float32
 	if dtype != "fp32" {
+		o := convert.Options{Compute: convert.Compute(compute)}
 		if o.DType, err = convert.ParseDType(dtype); err != nil {
 			return "", err
 		}
-		o.Compute = convert.Compute(compute)
+		storage = convert.Storage(o)
 	} else {
 		compute = "fp32"
 	}
@@ -128,18 +128,9 @@ func synthModel(dir, preset, dtype, compute string) (string, error) {
 		return "", err
 	}
 	t0 := time.Now()
-	// Written under a temporary name and renamed, so an interrupted run never leaves a model
-	// that a later run would take as complete.
-	tmp := filepath.Join(dir, fmt.Sprintf("tmp-%d", os.Getpid()))
-	if err := os.MkdirAll(tmp, 0o755); err != nil {
-		return "", err
-	}
-	defer os.RemoveAll(tmp)
-	tpath := filepath.Join(tmp, filepath.Base(path))
-	if err := llama.WriteSyntheticAs(tpath, cfg, 0, convert.Storage(o)); err != nil {
-		return "", err
-	}
-	if err := moveModel(tmp, dir, filepath.Base(path)); err != nil {
+	// Both files are written under temporary names and renamed at the end, so an interrupted
+	// run never leaves a model that a later run would take as complete.
+	if err := llama.WriteSyntheticAs(path, cfg, 0, storage); err != nil {
 		return "", err
 	}
 	fmt.Fprintf(os.Stderr, "gpucheck: wrote %s (%d params) in %.1fs\n", path, cfg.Params(), time.Since(t0).Seconds())

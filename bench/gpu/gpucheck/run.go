@@ -280,7 +280,8 @@ func (c *checker) dims(shape string) (int, int) {
 }
 
 // shape measures one model shape: shears' forward (fp16, else fp32 under --dtype auto), the
-// NLS train step on the same weights, then PyTorch's forward and step on the same model.
+// NLS train step on the same weights (again fp32 when fp16 fails), then PyTorch's forward and
+// step on the model shears ran forward.
 func (c *checker) shape(shape string, profile bool) {
 	b, t := c.dims(shape)
 	base := report.Record{Shape: shape, Engine: "shears", Device: c.o.device, Batch: b, Seq: t}
@@ -288,51 +289,55 @@ func (c *checker) shape(shape string, profile bool) {
 	if c.o.dtype == "auto" {
 		dtypes = []string{"fp16", "fp32"}
 	}
-	used := ""
-	for _, dt := range dtypes {
+	used := -1 // the first dtype whose forward ran
+	for k, dt := range dtypes {
 		r := base
 		r.Stage, r.DType, r.Steps = "forward", dt, c.o.steps
 		if c.over(&r) {
 			break
 		}
-		if got, err := c.forward(shape, dt, b, t, profile); err != nil {
+		got, err := c.forward(shape, dt, b, t, profile)
+		if err != nil {
 			r.Error = err.Error()
 			c.add(r)
 			continue
-		} else {
-			c.add(got)
 		}
-		used = dt
+		c.add(got)
+		used = k
 		break
 	}
 	super := ""
 	if c.o.train {
-		tdt := used
-		if tdt == "" {
-			tdt = dtypes[0]
-		}
-		r := base
-		r.Stage, r.DType, r.Steps = "train", tdt, c.o.trainSteps
-		switch {
-		case used == "":
-			r.Skipped = "the forward pass did not run"
+		if used < 0 {
+			r := base
+			r.Stage, r.DType, r.Steps, r.Skipped = "train", dtypes[0], c.o.trainSteps, "the forward pass did not run"
 			c.add(r)
-		case !c.over(&r):
-			got, sp, err := c.trainStep(shape, tdt, b, t, profile)
-			super = sp
+		}
+		for k := used; k >= 0 && k < len(dtypes); k++ {
+			r := base
+			r.Stage, r.DType, r.Steps = "train", dtypes[k], c.o.trainSteps
+			if c.over(&r) {
+				break
+			}
+			got, sp, err := c.trainStep(shape, dtypes[k], b, t, profile)
+			if k == used {
+				super = sp // the peer trains the model the forward ran
+			}
 			if err != nil {
-				r.Error = err.Error()
-				got = r
+				r.Error, r.Placement = err.Error(), got.Placement
+				c.add(r)
+				continue
 			}
 			c.add(got)
+			break
 		}
 	}
 	if !c.o.runPeer {
 		return
 	}
-	pdt := used
-	if pdt == "" {
-		pdt = dtypes[0]
+	pdt := dtypes[0]
+	if used >= 0 {
+		pdt = dtypes[used]
 	}
 	for _, stage := range []string{"forward", "train"} {
 		if stage == "train" && !c.o.train {
@@ -381,15 +386,17 @@ func (c *checker) forward(shape, dtype string, b, t int, profile bool) (report.R
 		dir := filepath.Join(c.o.work, "profile-forward-"+shape+"-"+dtype)
 		os.RemoveAll(dir)
 		fmt.Fprintf(c.log, "== shears %s %s forward on %s: placement (one profiled pass)\n", shape, dtype, c.o.device)
+		// A profile that cannot be taken is reported with the placement; the timed run goes on.
 		out, err := c.exec(c.self, append(args, "-steps", "1", "-profile", dir), nil)
-		if err != nil {
-			return report.Record{}, err
+		if err == nil {
+			var r report.Record
+			if r, err = lastRecord(out); err == nil {
+				placement = r.Placement
+			}
 		}
-		r, err := lastRecord(out)
 		if err != nil {
-			return report.Record{}, err
+			placement = &report.Placement{Provider: report.Providers[c.o.device], Error: err.Error()}
 		}
-		placement = r.Placement
 	}
 	fmt.Fprintf(c.log, "== shears %s %s forward on %s (batch %d × seq %d, %d passes)\n", shape, dtype, c.o.device, b, t, c.o.steps)
 	mem := startMem()
@@ -467,13 +474,12 @@ func (c *checker) trainStep(shape, dtype string, b, t int, profile bool) (report
 		os.RemoveAll(run)
 		fmt.Fprintf(c.log, "== shears %s %s train on %s: placement (one profiled step)\n", shape, dtype, c.o.device)
 		if _, err := c.exec(c.o.shears, args(run, 1), []string{runtime.ProfileEnv + "=" + filepath.Join(dir, "train")}); err != nil {
-			return r, super, err
+			r.Placement = &report.Placement{Provider: report.Providers[c.o.device], Error: err.Error()}
+		} else if p, err := report.ReadPlacement(dir, c.o.device); err != nil {
+			r.Placement = &report.Placement{Provider: report.Providers[c.o.device], Error: err.Error()}
+		} else {
+			r.Placement = &p
 		}
-		p, err := report.ReadPlacement(dir, c.o.device)
-		if err != nil {
-			return r, super, err
-		}
-		r.Placement = &p
 	}
 	run := filepath.Join(c.o.work, "run-"+shape+"-"+dtype)
 	os.RemoveAll(run)
@@ -540,7 +546,13 @@ func (c *checker) peerRun(r *report.Record, super string) error {
 	}
 	fmt.Fprintf(c.log, "== pytorch %s %s %s on %s\n", r.Shape, r.DType, r.Stage, r.Device)
 	t0 := time.Now()
-	out, err := c.exec(c.o.python, args, []string{"OPENBLAS_CORETYPE=", "OPENBLAS_L2_SIZE="})
+	env := []string{"OPENBLAS_CORETYPE=", "OPENBLAS_L2_SIZE="}
+	if r.Device == "cpu" {
+		// PyTorch's best configuration on a shared CPU (bench/RESULTS.md, "PyTorch peer"):
+		// OpenMP threads that spin while they wait lose their cores to the other processes.
+		env = append(env, "OMP_WAIT_POLICY=PASSIVE")
+	}
+	out, err := c.exec(c.o.python, args, env)
 	r.Seconds = time.Since(t0).Seconds()
 	if err != nil {
 		return err
@@ -653,23 +665,4 @@ func writeIDs(path string, n, length, vocab int) error {
 		b.Write(append(line, '\n'))
 	}
 	return onnx.WriteFileAtomic(path, b.Bytes())
-}
-
-// moveModel moves a model written in tmp (and its external data) into dir, the model last.
-func moveModel(tmp, dir, name string) error {
-	ents, err := os.ReadDir(tmp)
-	if err != nil {
-		return err
-	}
-	for _, e := range ents {
-		if e.Name() != name {
-			if err := os.Rename(filepath.Join(tmp, e.Name()), filepath.Join(dir, e.Name())); err != nil {
-				return err
-			}
-		}
-	}
-	if err := os.Rename(filepath.Join(tmp, name), filepath.Join(dir, name)); err != nil {
-		return err
-	}
-	return os.RemoveAll(tmp)
 }

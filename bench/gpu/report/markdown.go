@@ -59,6 +59,9 @@ func (res Results) Markdown() string {
 		if r.Error != "" {
 			failed = append(failed, fmt.Sprintf("- %s %s %s %s on %s: %s", r.Engine, r.Shape, r.DType, r.Stage, r.Device, r.Error))
 		}
+		if r.Placement != nil && r.Placement.Error != "" {
+			failed = append(failed, fmt.Sprintf("- %s %s %s %s on %s: no profile: %s", r.Engine, r.Shape, r.DType, r.Stage, r.Device, r.Placement.Error))
+		}
 		if r.Placement != nil && len(r.Placement.OffDevice) > 0 {
 			var ops []string
 			for _, op := range r.Placement.OffOps() {

@@ -24,6 +24,7 @@ type Placement struct {
 	Provider  string         `json:"provider"`
 	OnDevice  int            `json:"nodes_on_device"`
 	OffDevice map[string]int `json:"off_device,omitempty"` // op type → nodes
+	Error     string         `json:"error,omitempty"`      // why there is no profile
 }
 
 // OffOps lists the op types that ran off the device, sorted.

@@ -123,7 +123,8 @@ func TestResultsFromRecords(t *testing.T) {
 		{Shape: "1b", Engine: "pytorch", Device: "cuda", Stage: "forward", DType: "fp16", Batch: 4, Seq: 512, Steps: 5,
 			TokensPerS: 80000, FLOPsPerToken: 2.5e9, PeakMemMiB: 2500, MemSource: "torch"},
 		{Shape: "1b", Engine: "shears", Device: "webgpu", Stage: "train", DType: "fp16", Batch: 4, Seq: 512, Steps: 4,
-			Error: "gpucheck forward: exit status 1: webgpu execution provider failed: GatherElements"},
+			Error:     "gpucheck forward: exit status 1: webgpu execution provider failed: GatherElements",
+			Placement: &Placement{Provider: "WebGpuExecutionProvider", Error: "shears train: signal: segmentation fault"}},
 		{Shape: "7b", Engine: "shears", Device: "webgpu", Stage: "forward", DType: "fp16", Batch: 1, Seq: 512, Steps: 5,
 			Skipped: "the 9m0s budget was spent"},
 	}
@@ -165,6 +166,7 @@ func TestResultsFromRecords(t *testing.T) {
 		"| 1b | forward | 20000 (webgpu fp16) | 80000 (cuda fp16) | 0.25× |",
 		"- shears 1b fp16 train on webgpu: gpucheck forward: exit status 1: webgpu execution provider failed: GatherElements",
 		"- shears 1b fp16 forward: 300 nodes on WebGpuExecutionProvider; left to the CPU: Range ×1, Shape ×2",
+		"- shears 1b fp16 train on webgpu: no profile: shears train: signal: segmentation fault",
 	} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("results.md lacks %q:\n%s", want, md)
