@@ -79,6 +79,9 @@ func Import(o ImportOptions) (*ImportReport, error) {
 		return nil, err
 	}
 	defer done()
+	if err := s.check(m); err != nil {
+		return nil, err
+	}
 	so.ExternalData = so.ExternalData || o.External
 	if err := m.Save(s.path, s.saveOptions(so)); err != nil {
 		return nil, fmt.Errorf("import %s: %w", o.Source, err)
