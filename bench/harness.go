@@ -39,6 +39,9 @@ type Config struct {
 	PruneSamples, PruneSeqLen int
 	// OneShot adds a --one-shot run to prune-1b.
 	OneShot bool
+	// Repo is the repository root, where serve-25m finds scripts/transformersjs and the
+	// transformers.js install in .cache/transformers-js.
+	Repo string
 	// Log receives progress lines and the children's stderr (nil: discarded).
 	Log io.Writer
 }
@@ -68,6 +71,8 @@ func Scenarios() []Scenario {
 		{"loadsave-1b", "onnx.Load + Save of the 1B synthetic vs a plain copy of its files", loadSave1B},
 		{"ppl-stories", "stories260K held-out perplexity vs sparsity, magnitude and Wanda", pplStories},
 		{"prune-1b", "50% Wanda on the 1B synthetic: seconds per stage, peak RSS", prune1B},
+		{"quant-compare", "fp32 dense / 50% sparse / int8 / int4 MatMulNBits: size, forward tokens/s, ppl (stories260K, 25M)", quantCompare},
+		{"quantize-1b", "int4 RTN quantization of the 1B synthetic: wall, peak RSS", quantize1B},
 		{"import-hf-1b", "shears import hf of a 1B bf16 checkpoint in 3 shards vs a plain copy of its files", importHF1B},
 	}
 }

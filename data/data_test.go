@@ -3,6 +3,7 @@ package data
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -141,4 +142,33 @@ func equal(a, b [][]int) bool {
 		}
 	}
 	return true
+}
+
+// Short pre-tokenized records need no tokenizer: they are joined as given (no EOS inserted) and
+// windows are cut from the stream; a text record is refused by PreTokenized, naming it.
+func TestCalibrationWindowsPreTokenizedNoTokenizer(t *testing.T) {
+	docs := []Document{{IDs: []int{1, 10, 11}}, {IDs: []int{1, 20, 21, 22}}, {IDs: []int{1, 30}}}
+	if err := PreTokenized(docs, "c.jsonl"); err != nil {
+		t.Fatal(err)
+	}
+	w, err := CalibrationWindows(docs, nil, CalibOptions{Samples: 5, SeqLen: 5, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream := []int{1, 10, 11, 1, 20, 21, 22, 1, 30}
+	for _, x := range w {
+		found := false
+		for s := 0; s+5 <= len(stream); s++ {
+			if slices.Equal(stream[s:s+5], x) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("window %v is not a slice of the joined ids %v", x, stream)
+		}
+	}
+	err = PreTokenized([]Document{{IDs: []int{1}}, {Text: "hi"}}, "c.jsonl")
+	if err == nil || !strings.Contains(err.Error(), "record 2 of c.jsonl has text") {
+		t.Errorf("PreTokenized with a text record: %v", err)
+	}
 }

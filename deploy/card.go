@@ -3,6 +3,7 @@ package deploy
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -220,4 +221,17 @@ func rankSummary(ranks map[string]int) string {
 		parts = append(parts, fmt.Sprintf("r=%d × %d groups", r, count[r]))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// withHistory lists the commands the model records (which end with the one writing the
+// folder), then any of the card's own commands not among them.
+func withHistory(c Card, m *onnx.Model) Card {
+	hist := ReadHistory(m)
+	for _, cmd := range c.Commands {
+		if !slices.Contains(hist, cmd) {
+			hist = append(hist, cmd)
+		}
+	}
+	c.Commands = hist
+	return c
 }

@@ -234,3 +234,20 @@ func (f *Facts) tokenID(k string) (int, bool) {
 	}
 	return f.int(k)
 }
+
+// HistoryKey holds the commands that made a model, oldest first, as a JSON list of strings
+// (appended by each pipeline stage that writes a model); the model card lists them.
+const HistoryKey = "shears:history"
+
+// ReadHistory returns the model's recorded commands (nil when none).
+func ReadHistory(m *onnx.Model) []string {
+	for _, p := range m.Proto.GetMetadataProps() {
+		if p.GetKey() == HistoryKey {
+			var h []string
+			if json.Unmarshal([]byte(p.GetValue()), &h) == nil {
+				return h
+			}
+		}
+	}
+	return nil
+}

@@ -106,7 +106,7 @@ func (f *Folder) Finish(o Options) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("deploy: model card: %w", err)
 	}
-	card := cardMarkdown(filepath.Base(f.dir), facts, o.Card, readAdapter(m), sp, dtype, how, rep.GenAI, false)
+	card := cardMarkdown(filepath.Base(f.dir), facts, withHistory(o.Card, m), readAdapter(m), sp, dtype, how, rep.GenAI, false)
 	if err := f.writeFile("README.md", []byte(card)); err != nil {
 		return nil, err
 	}

@@ -286,7 +286,7 @@ func (f *Folder) FinishHF(o Options, shardBytes int64) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("deploy: model card: %w", err)
 	}
-	card := cardMarkdown(filepath.Base(f.dir), facts, o.Card, readAdapter(m), sp, dtype, how, false, true)
+	card := cardMarkdown(filepath.Base(f.dir), facts, withHistory(o.Card, m), readAdapter(m), sp, dtype, how, false, true)
 	if err := f.writeFile("README.md", []byte(card)); err != nil {
 		return nil, err
 	}

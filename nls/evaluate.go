@@ -329,8 +329,8 @@ func lossBatches(seqs []data.Sequence, size, pad int) ([]lossBatch, error) {
 type AccuracyOptions struct {
 	Task  eval.Task
 	Items []eval.Item
-	// Gen selects generation (greedy, the task's answer parsing); otherwise the candidates are
-	// scored by log-likelihood (eval.ChoiceItem). Numeric tasks need Gen.
+	// Gen selects generation (GenConf: beams, the task's answer parsing); otherwise the
+	// candidates are scored by log-likelihood (eval.ChoiceItem). Numeric tasks need Gen.
 	Gen     bool
 	Choice  eval.ChoiceConfig
 	GenConf eval.GenConfig

@@ -22,6 +22,10 @@ const (
 	SearchPlotFile = "search.png"
 )
 
+// DefaultBeams is the generation beam count accuracy uses unless told otherwise: the
+// reference's evaluation (LLM-Adapters, num_beams = 4), so accuracies compare with the paper's.
+const DefaultBeams = 4
+
 // SearchJob is one "shears search": a trained run, validation data, a strategy and where the
 // results go. The CLI and the pipeline both run searches through RunSearch.
 type SearchJob struct {
@@ -36,6 +40,12 @@ type SearchJob struct {
 	Limit  int // use the first Limit sequences / items (0: all)
 	Cutoff int // loss: tokens per sequence (0: the run's)
 	Batch  int // loss: sequences per forward pass (0: 8)
+	// Beams is the beam count of accuracy's generation: 0 is DefaultBeams (the reference's 4),
+	// 1 greedy (faster, not comparable with the paper's accuracies).
+	Beams int
+	// Choice scores the label tasks' candidates by log-likelihood (eval.ChoiceItem) instead of
+	// generating: faster, but not the reference's measure. Numeric tasks always generate.
+	Choice bool
 	// ChoicePrefix goes between prompt and label when accuracy scores labels (eval.ChoiceConfig).
 	ChoicePrefix string
 	Search       SearchOptions
@@ -152,8 +162,18 @@ func RunSearch(j SearchJob) (*SearchReport, error) {
 		}
 		rep.Units = len(items)
 		ctx := models.ContextLength(j.Run.Model)
-		e, err = NewAccuracyEvaluator(j.Run, tok, AccuracyOptions{Task: task, Items: items, Gen: task.Kind == eval.Numeric,
-			Choice: eval.ChoiceConfig{Prefix: j.ChoicePrefix, MaxContext: ctx}, GenConf: eval.GenConfig{MaxContext: ctx}, Runtime: j.Runtime})
+		beams := j.Beams
+		if beams == 0 {
+			beams = DefaultBeams
+		}
+		gen := !j.Choice || task.Kind == eval.Numeric
+		if !gen {
+			rep.Notes = append(rep.Notes, "accuracy by log-likelihood of the labels (--choice), not the reference's generation")
+		} else if beams == 1 {
+			rep.Notes = append(rep.Notes, "greedy generation (--beams 1): accuracies are not comparable with the reference's 4-beam ones")
+		}
+		e, err = NewAccuracyEvaluator(j.Run, tok, AccuracyOptions{Task: task, Items: items, Gen: gen,
+			Choice: eval.ChoiceConfig{Prefix: j.ChoicePrefix, MaxContext: ctx}, GenConf: eval.GenConfig{MaxContext: ctx, Beams: beams}, Runtime: j.Runtime})
 		if err != nil {
 			return nil, err
 		}

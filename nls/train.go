@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/shears-ml/shears/data"
+	"github.com/shears-ml/shears/internal/dirlock"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/tokenizer"
 	"github.com/shears-ml/shears/train"
@@ -110,6 +111,15 @@ func Train(o TrainOptions) (res *Result, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("nls: train: %w", err)
 	}
+	// One process per run directory, held until Train returns (issue 14 case 7).
+	if err := os.MkdirAll(o.Out, 0o755); err != nil {
+		return nil, fmt.Errorf("nls: train: %w", err)
+	}
+	lock, err := dirlock.Acquire(o.Out, "shears train")
+	if err != nil {
+		return nil, fmt.Errorf("nls: train: run directory %w", err)
+	}
+	defer lock.Release()
 	var old *RunConfig
 	if o.Resume {
 		// Checked before the data is read: a resume over changed inputs would silently train
@@ -188,9 +198,6 @@ func Train(o TrainOptions) (res *Result, err error) {
 
 	runPath := filepath.Join(o.Out, RunFile)
 	ckPath := filepath.Join(o.Out, CheckpointFile)
-	if err := os.MkdirAll(o.Out, 0o755); err != nil {
-		return nil, fmt.Errorf("nls: train: %w", err)
-	}
 	eng, err := newEngine(m, meta, o.MicroBatch, train.Options{Runtime: o.Runtime, AdamW: hp, MaxGradNorm: o.MaxGradNorm})
 	if err != nil {
 		return nil, err

@@ -4,7 +4,9 @@ import (
 	"fmt"
 
 	"github.com/shears-ml/shears/onnx"
+	"github.com/shears-ml/shears/transform/layers"
 	"github.com/shears-ml/shears/transform/lora"
+	"github.com/shears-ml/shears/transform/quant"
 )
 
 // AdaptOptions are the adapt stage's options (the flags of "shears adapt").
@@ -30,6 +32,15 @@ func Adapt(o AdaptOptions) (*lora.Plan, error) {
 		return nil, err
 	}
 	defer m.Close()
+	if has, _ := quant.HasQuantized(m); has {
+		// QA-SparsePEFT (SQFT): train on the dequantized base with the sparse adapter path,
+		// the merged weight fake-quantized on the base's grid (transform/lora qaDelta).
+		if m, cands, err = lowerForAdapt(m, o.Include, o.Exclude); err != nil {
+			return nil, err
+		}
+		defer m.Close()
+		o.LoRA.SparseAdapter = true
+	}
 	plan, err := lora.NewPlan(m, cands, o.LoRA)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", o.Model, err)
@@ -44,6 +55,7 @@ func Adapt(o AdaptOptions) (*lora.Plan, error) {
 	if err != nil {
 		return nil, err
 	}
+	recordHistory(sup)
 	if err := ShareSave(sup, o.Out, onnx.SaveOptions{ExternalData: o.External || m.HasExternal()}, !o.CopyBase, o.Warn); err != nil {
 		return nil, err
 	}
@@ -65,4 +77,22 @@ func ShareSave(m *onnx.Model, path string, so onnx.SaveOptions, share bool, warn
 		}
 	}
 	return m.Save(path, so)
+}
+
+// lowerForAdapt lowers a quantized model's MatMulNBits to MatMuls by their dequantized weights
+// (quant.Lower) and finds the adapter candidates among its linears.
+func lowerForAdapt(m *onnx.Model, include, exclude string) (*onnx.Model, []layers.Linear, error) {
+	low, err := quant.Lower(m)
+	if err != nil {
+		return nil, nil, fmt.Errorf("adapt: %w", err)
+	}
+	all, err := layers.Find(low)
+	if err != nil {
+		return nil, nil, err
+	}
+	cands, err := layers.Select(all, include, exclude)
+	if err != nil {
+		return nil, nil, err
+	}
+	return low, cands, nil
 }

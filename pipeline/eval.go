@@ -1,7 +1,9 @@
 package pipeline
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"math"
 
 	"github.com/shears-ml/shears/data"
@@ -12,6 +14,7 @@ import (
 	"github.com/shears-ml/shears/runtime"
 	"github.com/shears-ml/shears/tokenizer"
 	"github.com/shears-ml/shears/transform/layers"
+	"github.com/shears-ml/shears/transform/quant"
 )
 
 // EvalResult is one model measured on one evaluation set: a mean loss in nats per scored
@@ -38,15 +41,10 @@ func contextOf(model string) (int, error) {
 }
 
 // Perplexity is "shears eval --task ppl": the documents of dataPath (limit > 0 keeps the first
-// limit) as one token stream in windows of seqLen tokens, capped to the model's context.
-func Perplexity(model, dataPath string, tok tokenizer.Tokenizer, seqLen, batch, limit int, ro runtime.Options) (EvalResult, error) {
-	docs, err := data.ReadDocuments(dataPath)
-	if err != nil {
-		return EvalResult{}, err
-	}
-	if limit > 0 && limit < len(docs) {
-		docs = docs[:limit]
-	}
+// limit, maxTokens > 0 the first maxTokens tokens) as one token stream (each document BOS …
+// EOS when there are several) in windows of seqLen tokens, capped to the model's context. The
+// file is read and scored lazily: memory does not grow with its size.
+func Perplexity(model, dataPath string, tok tokenizer.Tokenizer, seqLen, batch, limit, maxTokens int, ro runtime.Options) (EvalResult, error) {
 	ctx, err := contextOf(model)
 	if err != nil {
 		return EvalResult{}, err
@@ -54,16 +52,62 @@ func Perplexity(model, dataPath string, tok tokenizer.Tokenizer, seqLen, batch, 
 	if ctx > 0 && seqLen > ctx {
 		seqLen = ctx
 	}
+	r, err := data.OpenDocuments(dataPath)
+	if err != nil {
+		return EvalResult{}, err
+	}
+	defer r.Close()
 	s, err := runtime.OpenFile(model, ro)
 	if err != nil {
 		return EvalResult{}, err
 	}
 	defer s.Close()
-	r, err := eval.Perplexity(s, data.Stream(docs, tok), seqLen, batch)
+	acc, err := eval.NewPerplexityStream(s, seqLen, batch)
 	if err != nil {
+		return EvalResult{}, err
+	}
+	fail := func(err error) (EvalResult, error) {
 		return EvalResult{}, fmt.Errorf("%s on %s: %w", model, dataPath, err)
 	}
-	return EvalResult{Task: "ppl", Loss: r.NLL, PPL: r.PPL, Tokens: r.Tokens, Items: len(docs), Windows: r.Windows, SeqLen: seqLen}, nil
+	docs, tokens := 0, 0
+	add := func(ids ...int) error {
+		if maxTokens > 0 && tokens+len(ids) > maxTokens {
+			ids = ids[:maxTokens-tokens]
+		}
+		tokens += len(ids)
+		return acc.Add(ids...)
+	}
+	for (limit <= 0 || docs < limit) && (maxTokens <= 0 || tokens < maxTokens) {
+		d, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return EvalResult{}, err
+		}
+		if docs > 0 { // data.Stream's rule: every document ends with EOS when there are several
+			if err := add(tok.EOS()); err != nil {
+				return fail(err)
+			}
+		}
+		docs++
+		if err := add(data.Tokens(d, tok)...); err != nil {
+			return fail(err)
+		}
+	}
+	if docs == 0 {
+		return EvalResult{}, fmt.Errorf("read dataset %s: no documents (empty file?)", dataPath)
+	}
+	if docs > 1 && (maxTokens <= 0 || tokens < maxTokens) {
+		if err := add(tok.EOS()); err != nil {
+			return fail(err)
+		}
+	}
+	res, err := acc.Finish()
+	if err != nil {
+		return fail(err)
+	}
+	return EvalResult{Task: "ppl", Loss: res.NLL, PPL: res.PPL, Tokens: res.Tokens, Items: docs, Windows: res.Windows, SeqLen: seqLen}, nil
 }
 
 // AnswerLoss is the cross-entropy over the answer tokens only of an LLM-Adapters test file:
@@ -148,6 +192,14 @@ func NonZeroParams(model string) (int64, error) {
 				n++
 			}
 		}
+	}
+	// MatMulNBits linears (shears quantize): their dequantized weights' non-zeros.
+	infos, _, err := quant.Quantized(m)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", model, err)
+	}
+	for _, q := range infos {
+		n += q.Total - q.Zeros
 	}
 	return n, nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/shears-ml/shears/transform/convert"
 	"github.com/shears-ml/shears/transform/lora"
 	"github.com/shears-ml/shears/transform/merge"
+	"github.com/shears-ml/shears/transform/quant"
 )
 
 // ExportOptions are the export stage's options (the flags of "shears export").
@@ -47,6 +48,54 @@ type ExportResult struct {
 	*merge.Report
 	// Folder is what a model folder holds (Output.Format folder only).
 	Folder *deploy.Report `json:"folder,omitempty"`
+	// Quantized describes a QA-SparsePEFT export: the linears put back on the base's grid as
+	// MatMulNBits (nil for a float run).
+	Quantized *QuantizedExport `json:"quantized,omitempty"`
+}
+
+// QuantizedExport is the quantized part of an export of a QA-SparsePEFT run.
+type QuantizedExport struct {
+	Layers []quant.Raised `json:"layers"`
+	// ZerosKept: every zero of the merged float weights (the base's zeros; a sparse merge adds
+	// none) dequantizes to exactly 0.
+	ZerosKept bool `json:"zeros_kept"`
+	// MaxSteps is the largest |W' − dequant(Q(W'))| / scale over the weights inside their
+	// block's range (≤ 0.5), W' the merged float weight the unmerged export computes with;
+	// Clamped of Weights fell outside the range (Q clamps them), at most MaxClampedSteps away.
+	MaxSteps        float64 `json:"max_steps"`
+	Clamped         int64   `json:"clamped"`
+	Weights         int64   `json:"weights"`
+	MaxClampedSteps float64 `json:"max_clamped_steps"`
+}
+
+// quantizedExport puts a QA-SparsePEFT export back into MatMulNBits form: with a sparse merge
+// every lowered linear (adapted or not) is requantized on the base's own grid; with none the
+// base is requantized and each adapter becomes x·(M ⊙ s·A_r·B_r) with M read from the
+// quantized base itself (quant.DequantReads), so the export holds no float base weights.
+func quantizedExport(out, sup *onnx.Model, mode merge.Mode) (*QuantizedExport, error) {
+	if mode == merge.None {
+		if err := lora.UnfakeQA(out); err != nil {
+			return nil, err
+		}
+	}
+	raised, err := quant.Raise(out, sup)
+	if err != nil {
+		return nil, err
+	}
+	if mode == merge.None {
+		if err := quant.DequantReads(out, raised); err != nil {
+			return nil, err
+		}
+	}
+	q := &QuantizedExport{Layers: raised, ZerosKept: true}
+	for _, r := range raised {
+		q.ZerosKept = q.ZerosKept && r.ZerosKept
+		q.MaxSteps = max(q.MaxSteps, r.MaxSteps)
+		q.MaxClampedSteps = max(q.MaxClampedSteps, r.MaxClampedSteps)
+		q.Clamped += r.Clamped
+		q.Weights += r.Weights
+	}
+	return q, nil
 }
 
 // Export writes one sub-adapter of a trained super-network as a graph with the model's own
@@ -130,11 +179,24 @@ func Export(o ExportOptions) (*ExportResult, error) {
 		sel.Params = merge.Params(meta, sel.Ranks)
 	}
 	res.Selection = sel
+	if meta.QuantAware {
+		if mode == merge.Dense {
+			return nil, fmt.Errorf("export: %s was trained on a quantized base (QA-SparsePEFT): a dense merge would fill its zeros; use --merge sparse (a MatMulNBits model on the base's grid) or none", res.Source)
+		}
+		if o.DType != "fp32" || o.PEFT != "" {
+			return nil, fmt.Errorf("export: a quantized run exports MatMulNBits models only (no --dtype fp16, no PEFT folder)")
+		}
+	}
 	out, rep, err := merge.Export(sup, sel.Ranks, mode)
 	if err != nil {
 		return nil, err
 	}
 	res.Report = rep
+	if meta.QuantAware {
+		if res.Quantized, err = quantizedExport(out, sup, mode); err != nil {
+			return nil, fmt.Errorf("export: %w", err)
+		}
+	}
 	so := onnx.SaveOptions{ExternalData: o.External || sup.HasExternal()}
 	if o.DType == "fp16" {
 		// Weight-only fp16 (transform/convert): the linears and embeddings are stored as fp16
@@ -153,6 +215,7 @@ func Export(o ExportOptions) (*ExportResult, error) {
 			return nil, err
 		}
 	}
+	recordHistory(out)
 	share := mode == merge.None && o.DType == "fp32" && !o.CopyBase && !sink.folderMode()
 	if err := ShareSave(out, sink.path, sink.saveOptions(so), share, o.Warn); err != nil {
 		return nil, err

@@ -123,6 +123,7 @@ func SaveModel(m *onnx.Model, path string, so onnx.SaveOptions, o Output, source
 	if err := s.check(m); err != nil {
 		return nil, err
 	}
+	recordHistory(m)
 	if err := m.Save(s.path, s.saveOptions(so)); err != nil {
 		return nil, err
 	}

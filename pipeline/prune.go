@@ -90,8 +90,8 @@ func Prune(o PruneOptions) (*PruneReport, error) {
 	if err := cfg.Check(); err != nil {
 		return nil, fmt.Errorf("prune: method/sparsity/pattern: %w", err)
 	}
-	if cfg.Method == prune.Wanda && (o.Calib == "" || o.Tokenizer == "") {
-		return nil, fmt.Errorf("prune: wanda needs calibration data and a tokenizer (or use the magnitude method)")
+	if cfg.Method == prune.Wanda && o.Calib == "" {
+		return nil, fmt.Errorf("prune: wanda needs calibration data (and a tokenizer unless it is pre-tokenized {\"ids\": [...]} .jsonl), or use the magnitude method")
 	}
 	sink, err := o.Output.begin(o.Out)
 	if err != nil {
@@ -142,6 +142,7 @@ func Prune(o PruneOptions) (*PruneReport, error) {
 	}
 	t0 = time.Now()
 	save := onnx.SaveOptions{ExternalData: o.External || m.HasExternal(), Transform: calibrate.Transform(targets, stats, cfg), Touches: calibrate.Touches(targets)}
+	recordHistory(m)
 	if err := m.Save(sink.path, sink.saveOptions(save)); err != nil {
 		return nil, err
 	}
@@ -193,20 +194,45 @@ func loadLinears(path, include, exclude string) (*onnx.Model, []layers.Linear, [
 }
 
 // calibrationWindows draws the calibration windows (Wanda's and GPTQ's): samples windows of
-// seqLen tokens, capped to the model's context, which it returns with the windows.
+// seqLen tokens, capped to the model's context, which it returns with the windows. With no
+// tokenizer the data must be pre-tokenized ({"ids": [...]} records), as train accepts.
 func calibrationWindows(m *onnx.Model, stage, calib, tokPath string, samples, seqLen int, seed uint64) ([][]int, int, error) {
-	tok, err := tokenizer.Load(tokPath)
-	if err != nil {
-		return nil, 0, err
-	}
 	if ctx := models.ContextLength(m); ctx > 0 && seqLen > ctx {
 		seqLen = ctx
 	}
-	docs, err := data.ReadDocuments(calib)
+	var tok tokenizer.Tokenizer
+	var err error
+	if tokPath != "" {
+		if tok, err = tokenizer.Load(tokPath); err != nil {
+			return nil, 0, err
+		}
+	}
+	// Read lazily, only as far as the budget: memory and time do not grow with the file.
+	co := data.CalibOptions{Samples: samples, SeqLen: seqLen, Seed: seed}
+	ts, err := data.ReadTokens(calib, tok, data.ReadOptions{MaxTokens: data.CalibrationBudget(co)})
 	if err != nil {
+		if tok == nil {
+			return nil, 0, fmt.Errorf("%s: calibration data: no tokenizer given: %w", stage, err)
+		}
 		return nil, 0, fmt.Errorf("%s: calibration data: %w", stage, err)
 	}
-	windows, err := data.CalibrationWindows(docs, tok, data.CalibOptions{Samples: samples, SeqLen: seqLen, Seed: seed})
+	if vocab := models.VocabSize(m); vocab > 0 {
+		for i, ids := range ts.Docs {
+			if !ts.Pre[i] {
+				continue
+			}
+			for _, id := range ids {
+				if id < 0 || int64(id) >= vocab {
+					return nil, 0, fmt.Errorf("%s: calibration data %s: record %d has id %d, outside the model's vocabulary [0, %d)", stage, calib, i+1, id, vocab)
+				}
+			}
+		}
+	}
+	eos := -1
+	if tok != nil {
+		eos = tok.EOS()
+	}
+	windows, err := data.CalibrationWindowsOf(ts, eos, co)
 	if err != nil {
 		return nil, 0, fmt.Errorf("%s: calibration data %s: %w", stage, calib, err)
 	}

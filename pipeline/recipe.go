@@ -25,12 +25,15 @@ type Recipe struct {
 	Tokenizer string        `yaml:"tokenizer" json:"tokenizer"` // tokenizer.Load path
 	Runtime   RecipeRuntime `yaml:"runtime" json:"runtime"`
 	Prune     *RecipePrune  `yaml:"prune" json:"prune,omitempty"`
-	Adapt     RecipeAdapt   `yaml:"adapt" json:"adapt"`
-	Train     RecipeTrain   `yaml:"train" json:"train"`
-	Search    *RecipeSearch `yaml:"search" json:"search,omitempty"`
-	Export    RecipeExport  `yaml:"export" json:"export"`
-	Baselines RecipeBase    `yaml:"baselines" json:"baselines"`
-	Eval      []RecipeEval  `yaml:"eval" json:"eval"`
+	// Quantize adds rows for the (pruned) base quantized to MatMulNBits, and optionally one for
+	// QA-SparsePEFT trained on one of them.
+	Quantize  *RecipeQuantize `yaml:"quantize" json:"quantize,omitempty"`
+	Adapt     RecipeAdapt     `yaml:"adapt" json:"adapt"`
+	Train     RecipeTrain     `yaml:"train" json:"train"`
+	Search    *RecipeSearch   `yaml:"search" json:"search,omitempty"`
+	Export    RecipeExport    `yaml:"export" json:"export"`
+	Baselines RecipeBase      `yaml:"baselines" json:"baselines"`
+	Eval      []RecipeEval    `yaml:"eval" json:"eval"`
 }
 
 // RecipeRuntime selects onnxruntime (the --ort-lib, --device, --threads flags).
@@ -52,6 +55,22 @@ type RecipePrune struct {
 	OneShot  bool     `yaml:"one_shot" json:"one_shot"`
 	Include  string   `yaml:"include" json:"include"`
 	Exclude  string   `yaml:"exclude" json:"exclude"`
+}
+
+// RecipeQuantize is "shears quantize"'s options for the quantized rows: one model per method,
+// quantized from the prune stage's output (or the dense model without a prune section).
+type RecipeQuantize struct {
+	Bits      int      `yaml:"bits" json:"bits"`             // 4 (default) or 8
+	BlockSize int      `yaml:"block_size" json:"block_size"` // 32 (default), 64, 128
+	Symmetric bool     `yaml:"symmetric" json:"symmetric"`
+	Methods   []string `yaml:"methods" json:"methods"` // rtn, gptq (default [rtn])
+	Calib     string   `yaml:"calib" json:"calib"`     // gptq calibration data (default prune.calib)
+	Samples   int      `yaml:"samples" json:"samples"`
+	SeqLen    int      `yaml:"seq_len" json:"seq_len"`
+	Seed      uint64   `yaml:"seed" json:"seed"`
+	// QA names the method whose model also gets QA-SparsePEFT: adapt and train as the recipe's
+	// own (NLS), exported at the heuristic ranks with a sparse merge back to MatMulNBits.
+	QA string `yaml:"qa" json:"qa"`
 }
 
 // RecipeAdapt is "shears adapt"'s options.
@@ -92,6 +111,8 @@ type RecipeSearch struct {
 	Data     string `yaml:"data" json:"data"`         // validation data
 	Budget   int    `yaml:"budget" json:"budget"`     // evaluations at most (0 = the strategy's default)
 	Metric   string `yaml:"metric" json:"metric"`     // loss (default) or accuracy
+	Beams    int    `yaml:"beams" json:"beams"`       // accuracy: generation beams (0: 4, the reference's; 1: greedy)
+	Choice   bool   `yaml:"choice" json:"choice"`     // accuracy on label tasks: log-likelihood instead of generation
 	Cutoff   int    `yaml:"cutoff" json:"cutoff"`     // loss: tokens per sequence (0: the run's)
 	Batch    int    `yaml:"batch" json:"batch"`       // loss: sequences per forward pass (0: 8)
 	Limit    int    `yaml:"limit" json:"limit"`       // first N sequences / items (0: all)
@@ -171,6 +192,9 @@ func (r *Recipe) paths() []*string {
 	if r.Prune != nil {
 		ps = append(ps, &r.Prune.Calib)
 	}
+	if r.Quantize != nil {
+		ps = append(ps, &r.Quantize.Calib)
+	}
 	if r.Search != nil {
 		ps = append(ps, &r.Search.Data)
 	}
@@ -201,6 +225,18 @@ func (r *Recipe) defaults() {
 		if p.SeqLen == 0 {
 			p.SeqLen = 2048
 		}
+	}
+	if q := r.Quantize; q != nil {
+		q.Bits = or(q.Bits, 4)
+		q.BlockSize = or(q.BlockSize, 32)
+		if len(q.Methods) == 0 {
+			q.Methods = []string{"rtn"}
+		}
+		if q.Calib == "" && r.Prune != nil {
+			q.Calib = r.Prune.Calib // resolved with the other paths
+		}
+		q.Samples = or(q.Samples, 128)
+		q.SeqLen = or(q.SeqLen, 2048)
 	}
 	a := &r.Adapt
 	if len(a.Targets) == 0 {
@@ -274,6 +310,21 @@ func (r *Recipe) check() error {
 	for _, k := range []string{"work", "model", "tokenizer", "train.data", "prune.calib", "search.data"} {
 		if v, ok := need[k]; ok && v == "" {
 			return fmt.Errorf("%s is required", k)
+		}
+	}
+	if q := r.Quantize; q != nil {
+		seen := map[string]bool{}
+		for _, m := range q.Methods {
+			if err := (QuantizeOptions{Out: "-", Bits: q.Bits, BlockSize: q.BlockSize, Method: m, Calib: q.Calib, Tokenizer: r.Tokenizer}).Check(); err != nil {
+				return fmt.Errorf("quantize.methods: %w", err)
+			}
+			if seen[m] {
+				return fmt.Errorf("quantize.methods: %s listed twice", m)
+			}
+			seen[m] = true
+		}
+		if q.QA != "" && !seen[q.QA] {
+			return fmt.Errorf("quantize.qa: %q is not one of quantize.methods %v", q.QA, q.Methods)
 		}
 	}
 	if len(r.Eval) == 0 {

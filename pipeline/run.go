@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shears-ml/shears/internal/dirlock"
 	"github.com/shears-ml/shears/nls"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/runtime"
@@ -62,6 +63,16 @@ func Run(r *Recipe, o Options) (*Summary, error) {
 	if o.Context == nil {
 		o.Context = context.Background()
 	}
+	if err := os.MkdirAll(r.Work, 0o755); err != nil {
+		return nil, fmt.Errorf("work directory: %w", err)
+	}
+	// One process per work directory: a second "shears run" (a changed recipe included) never
+	// trains or deletes stages under a live one (issue 14 case 7).
+	lock, err := dirlock.Acquire(r.Work, "shears run")
+	if err != nil {
+		return nil, fmt.Errorf("work directory %w", err)
+	}
+	defer lock.Release()
 	ro, err := Runtime(r.Runtime.ORTLib, r.Runtime.Device, r.Runtime.Threads)
 	if err != nil {
 		return nil, err
@@ -69,9 +80,6 @@ func Run(r *Recipe, o Options) (*Summary, error) {
 	tok, err := tokenizer.Load(r.Tokenizer)
 	if err != nil {
 		return nil, err
-	}
-	if err := os.MkdirAll(r.Work, 0o755); err != nil {
-		return nil, fmt.Errorf("work directory: %w", err)
 	}
 	rn := &runner{r: r, o: o, ro: ro, tok: tok, files: fileHashes{}}
 	start := time.Now()
@@ -149,6 +157,13 @@ func (rn *runner) stagesAll() ([]model, error) {
 		}
 		m.Key, m.Label, m.Base, m.TrainS = "nls-searched", fmt.Sprintf("%s + NLS (searched: %s)", prefix, s.Strategy), base.Path, trainS
 		rows = append(rows, m)
+	}
+	if q := r.Quantize; q != nil {
+		qrows, err := rn.quantized(q, base, prefix)
+		if err != nil {
+			return nil, err
+		}
+		rows = append(rows, qrows...)
 	}
 	if r.Baselines.LoRA {
 		rmax := r.Adapt.Ranks[0]
@@ -250,7 +265,9 @@ func (rn *runner) train(stage, super, superID string, ranks []int) (string, stri
 		_, statErr := os.Stat(filepath.Join(dir, nls.CheckpointFile))
 		to.Resume = resume && statErr == nil
 		if !to.Resume {
-			os.RemoveAll(dir)
+			if err := dirlock.RemoveAll(dir); err != nil {
+				return nil, err
+			}
 		} else {
 			fmt.Fprintf(rn.o.Log, "  %s: resuming %s from its checkpoint\n", stage, dir)
 		}
@@ -277,9 +294,65 @@ func (rn *runner) train(stage, super, superID string, ranks []int) (string, stri
 	return dir, id, res.TrainS, err
 }
 
+// quantized runs the quantize section: one MatMulNBits model per method from base, and the
+// QA-SparsePEFT row (adapt, train, heuristic export merged sparse) on the model of method q.QA.
+func (rn *runner) quantized(q *RecipeQuantize, base model, prefix string) ([]model, error) {
+	var rows []model
+	for _, method := range q.Methods {
+		stage := "quantize-" + method
+		out := rn.path(stage, "model.onnx")
+		files := map[string]string{}
+		if method == "gptq" {
+			files = map[string]string{"tokenizer": rn.r.Tokenizer, "calib": q.Calib}
+		}
+		in, err := rn.inputs(map[string]string{"base": base.ID}, files)
+		if err != nil {
+			return nil, err
+		}
+		opts := struct {
+			RecipeQuantize
+			Method string `json:"method"`
+		}{*q, method}
+		opts.Methods, opts.QA = nil, ""
+		var rep QuantizeReport
+		id, err := rn.do(stage, opts, in, []string{out}, &rep, func(bool) (any, error) {
+			return Quantize(QuantizeOptions{Model: base.Path, Out: out, Bits: q.Bits, BlockSize: q.BlockSize, Method: method,
+				Symmetric: q.Symmetric, Calib: q.Calib, Tokenizer: rn.r.Tokenizer, Samples: q.Samples, SeqLen: q.SeqLen, Seed: q.Seed, Runtime: rn.ro})
+		})
+		if err != nil {
+			return nil, err
+		}
+		label := fmt.Sprintf("%s + int%d %s", prefix, q.Bits, strings.ToUpper(method))
+		qm := model{Key: fmt.Sprintf("int%d-%s", q.Bits, method), Label: label, Path: out, ID: id, Base: out}
+		rows = append(rows, qm)
+		if q.QA != method {
+			continue
+		}
+		super, superID, err := rn.adapt("adapt-qa", qm)
+		if err != nil {
+			return nil, err
+		}
+		runDir, runID, trainS, err := rn.train("train-qa", super, superID, nil)
+		if err != nil {
+			return nil, err
+		}
+		m, err := rn.exportAs("export-qa", runDir, runID, &merge.Selection{Strategy: "heuristic"}, RecipeExport{Merge: "sparse", DType: "fp32"})
+		if err != nil {
+			return nil, err
+		}
+		m.Key, m.Label, m.Base, m.TrainS = "qa-"+method, label+" + QA-SparsePEFT (heuristic, merged int"+fmt.Sprint(q.Bits)+")", m.Path, trainS
+		rows = append(rows, m)
+	}
+	return rows, nil
+}
+
 // export writes the sub-adapter sel of a run (sel.Ranks nil: the preset named by Strategy).
 func (rn *runner) export(stage, runDir, runID string, sel *merge.Selection) (model, error) {
-	e := rn.r.Export
+	return rn.exportAs(stage, runDir, runID, sel, rn.r.Export)
+}
+
+// exportAs is export with the given export options instead of the recipe's.
+func (rn *runner) exportAs(stage, runDir, runID string, sel *merge.Selection, e RecipeExport) (model, error) {
 	out := rn.path(stage, "model.onnx")
 	var res struct {
 		Adapter  int64          `json:"adapter_params"`
@@ -358,7 +431,7 @@ func (rn *runner) do(stage string, options any, inputs map[string]string, output
 	pending, _ := os.ReadFile(filepath.Join(dir, pendingFile))
 	resume := string(pending) == hash
 	if !resume {
-		if err := os.RemoveAll(dir); err != nil {
+		if err := dirlock.RemoveAll(dir); err != nil {
 			return "", fmt.Errorf("%s: %w", stage, err)
 		}
 	} else {

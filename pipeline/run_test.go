@@ -171,6 +171,7 @@ func TestRunResumable(t *testing.T) {
 func TestRunTrainResume(t *testing.T) {
 	r := fixture(t)
 	r.Search, r.Baselines.LoRA = nil, false
+	r.Train.LR, r.Train.Epochs = 1e-2, 2 // enough for the int4 codes to move (sub-step updates round back)
 	r.Train.CheckpointEvery = 1
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -205,5 +206,40 @@ func TestRunTrainResume(t *testing.T) {
 	}
 	if string(resumed) != string(want) {
 		t.Errorf("resumed adapter (%d bytes) differs from the uninterrupted run's (%d bytes)", len(resumed), len(want))
+	}
+}
+
+// TestRunQuantize runs the recipe with a quantize section (int4 RTN and GPTQ of the 50% base,
+// QA-SparsePEFT on the GPTQ one): the quantized rows keep the sparse base's zeros (no more
+// non-zeros than it), and the QA-SparsePEFT row, merged back to int4, beats its int4 base.
+func TestRunQuantize(t *testing.T) {
+	r := fixture(t)
+	r.Search, r.Baselines.LoRA = nil, false
+	r.Train.LR, r.Train.Epochs = 1e-2, 2 // enough for the int4 codes to move (sub-step updates round back)
+	r.Quantize = &RecipeQuantize{Bits: 4, BlockSize: 32, Methods: []string{"rtn", "gptq"}, Calib: r.Prune.Calib, Samples: 4, SeqLen: 64, QA: "gptq"}
+	if err := r.check(); err != nil {
+		t.Fatal(err)
+	}
+	var log strings.Builder
+	s, err := Run(r, Options{Log: &log})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	rows := s.Tables[0].Rows
+	labels := []string{"dense base", "50% Wanda base", "50% Wanda + NLS (heuristic)", "50% Wanda + int4 RTN", "50% Wanda + int4 GPTQ",
+		"50% Wanda + int4 GPTQ + QA-SparsePEFT (heuristic, merged int4)"}
+	if len(rows) != len(labels) {
+		t.Fatalf("%d rows, want %d: %+v", len(rows), len(labels), rows)
+	}
+	for i, l := range labels {
+		if rows[i].Model != l {
+			t.Errorf("row %d: %q, want %q", i, rows[i].Model, l)
+		}
+		if i >= 3 && !(rows[i].NonZero <= rows[1].NonZero && rows[i].NonZero > rows[1].NonZero/2) {
+			t.Errorf("%s: %d non-zero params, the sparse base has %d", l, rows[i].NonZero, rows[1].NonZero)
+		}
+	}
+	if qa, base := rows[5], rows[4]; !(qa.Loss < base.Loss) || !(qa.TrainSeconds > 0) || qa.AdapterParams != 23760 {
+		t.Errorf("QA-SparsePEFT row %+v does not beat its int4 base %+v", qa, base)
 	}
 }

@@ -22,7 +22,7 @@ func (rn *runner) search(runDir, runID string) (*merge.Selection, string, error)
 		}
 		defer run.Model.Close()
 		rep, err := nls.RunSearch(nls.SearchJob{Run: run, Data: s.Data, Tokenizer: rn.r.Tokenizer, Metric: s.Metric,
-			Limit: s.Limit, Cutoff: s.Cutoff, Batch: s.Batch, Runtime: rn.ro, Config: out,
+			Beams: s.Beams, Choice: s.Choice, Limit: s.Limit, Cutoff: s.Cutoff, Batch: s.Batch, Runtime: rn.ro, Config: out,
 			Search: nls.SearchOptions{Strategy: s.Strategy, Budget: s.Budget, Seed: s.Seed}})
 		if err != nil {
 			return nil, err

@@ -86,7 +86,7 @@ func (rn *runner) evaluate(rows []model) (*Summary, error) {
 			for _, e := range r.Eval {
 				var er EvalResult
 				if e.Task == "ppl" {
-					er, err = Perplexity(m.Path, e.Data, rn.tok, e.SeqLen, e.Batch, e.Limit, rn.ro)
+					er, err = Perplexity(m.Path, e.Data, rn.tok, e.SeqLen, e.Batch, e.Limit, 0, rn.ro)
 				} else {
 					er, err = AnswerLoss(m.Path, e.Data, rn.tok, e.Limit, rn.ro)
 				}

@@ -32,7 +32,7 @@ type Options struct {
 	// Device is the execution provider: "cpu" (or ""), "cuda", "tensorrt" or "webgpu".
 	// Ops a GPU provider lacks fall back to the CPU.
 	Device string
-	// DeviceID selects the GPU for cuda and tensorrt.
+	// DeviceID selects the GPU for cuda and tensorrt (webgpu takes the adapter Dawn picks).
 	DeviceID int
 	// Threads is the intra-op thread count; 0 keeps onnxruntime's default (one per core).
 	Threads int
@@ -208,12 +208,11 @@ func (o Options) providerError(err error) error {
 	if err == nil || errors.Is(err, ErrProvider) {
 		return err
 	}
-	hint := gpuHint
-	if o.device() == "webgpu" {
-		hint = webgpuHint
+	if o.device() == "webgpu" { // DeviceID does not apply: Dawn picks the adapter
+		return fmt.Errorf("%w: webgpu execution provider failed: %v; %s", ErrProvider, oneLine(err.Error()), webgpuHint)
 	}
 	return fmt.Errorf("%w: %s execution provider (device %d) failed: %v; %s",
-		ErrProvider, o.device(), o.DeviceID, oneLine(err.Error()), hint)
+		ErrProvider, o.device(), o.DeviceID, oneLine(err.Error()), gpuHint)
 }
 
 // oneLine keeps multi-line onnxruntime messages to one line for logs.

@@ -43,6 +43,9 @@ export GOOS=linux GOARCH=amd64
 "${GO:-go}" build -ldflags "-s -w" -o "$dir/bin/shears" ./cmd/shears
 "${GO:-go}" build -ldflags "-s -w" -o "$dir/bin/gpucheck" ./bench/gpu/gpucheck
 cp -L "$lib" "$dir/.ort/libonnxruntime.so.1"
+# The newest glibc symbol version the binaries need: the oldest glibc the GPU machine may have.
+glibc=$(objdump -T "$dir/bin/shears" "$dir/bin/gpucheck" 2>/dev/null | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -n1 || true)
+echo "built $(date -u '+%Y-%m-%d %H:%M UTC') from $(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo ' (with local changes)'); needs ${glibc:-an unknown glibc} or newer" > "$dir/bin/PREBUILT"
 
 size() { du -sb --apparent-size "$@" | awk '{s += $1} END {print s}'; }
 repo=$(printf "$dir/%s\0" "${files[@]}" | xargs -0 du -b --apparent-size | awk '{s += $1} END {print s}')
@@ -54,6 +57,7 @@ printf '  %-28s %10d bytes  %s\n' "bin/gpucheck" "$(size "$dir/bin/gpucheck")" "
 printf '  %-28s %10d bytes  %s\n' ".ort/libonnxruntime.so.1" "$(size "$dir/.ort/libonnxruntime.so.1")" "$(mib "$(size "$dir/.ort/libonnxruntime.so.1")")"
 printf '  %-28s %10d bytes  %s\n' "repository (${#files[@]} files)" "$repo" "$(mib "$repo")"
 printf '  %-28s %10d bytes  %s (limit 64 MiB)\n' "total" "$total" "$(mib "$total")"
+echo "  binaries need ${glibc:-an unknown glibc} or newer on the GPU machine (cgo links the build machine's glibc)"
 if [ "$total" -ge "$limit" ]; then
   echo "gpu-bundle: the payload is $(mib "$total"), over the 64 MiB the GPU machines accept" >&2
   exit 1

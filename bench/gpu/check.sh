@@ -17,19 +17,28 @@
 #   ./bench/gpu/check.sh --device cpu --shapes tiny --out /tmp/r --steps 2 --train-steps 2   # the CPU path (make test)
 #   ONNXRUNTIME_LIB=.ort-gpu/libonnxruntime.so.1 ./bench/gpu/check.sh --device cuda --out /tmp/r
 #
-# Binaries: bin/gpucheck and bin/shears when they are there and Go is not (the bundle), otherwise
-# built with Go first. The library: $ONNXRUNTIME_LIB, else .ort/libonnxruntime.so.1. The peer's
+# Binaries: the bundle's bin/gpucheck and bin/shears (bin/PREBUILT), otherwise built with Go first. The library: $ONNXRUNTIME_LIB, else .ort/libonnxruntime.so.1. The peer's
 # python: $PYTHON, else python3 (it needs torch; the check records the peer as skipped without it).
 # The environment variables DEVICE, SHAPES and OUT are read when the flags are not given.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-if [ -x bin/gpucheck ] && [ -x bin/shears ] && { [ -n "${PREBUILT:-}" ] || ! command -v "${GO:-go}" >/dev/null; }; then
+# bin/PREBUILT marks the bundle's binaries (make gpu-bundle): used even where Go exists, since the
+# GPU machines have no network to fetch modules with.
+if [ -x bin/gpucheck ] && [ -x bin/shears ] && { [ -f bin/PREBUILT ] || [ -n "${PREBUILT:-}" ] || ! command -v "${GO:-go}" >/dev/null; }; then
   echo "== prebuilt bin/gpucheck, bin/shears" >&2
 else
   echo "== build bin/gpucheck, bin/shears" >&2
   mkdir -p bin
   "${GO:-go}" build -o bin/shears ./cmd/shears
   "${GO:-go}" build -o bin/gpucheck ./bench/gpu/gpucheck
+fi
+# The binaries link against the glibc they were built with (cgo); say so plainly where it is older.
+if ! err=$(./bin/gpucheck help 2>&1 >/dev/null); then
+  echo "check.sh: bin/gpucheck does not start here: $err" >&2
+  if [[ $err == *GLIBC* ]]; then
+    echo "check.sh: the binaries need the glibc of the machine that built them ($(cat bin/PREBUILT 2>/dev/null || echo 'see make gpu-bundle')); this one has $(ldd --version 2>/dev/null | head -n1)" >&2
+  fi
+  exit 1
 fi
 export ONNXRUNTIME_LIB=${ONNXRUNTIME_LIB:-$PWD/.ort/libonnxruntime.so.1}
 args=("$@")

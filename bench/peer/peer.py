@@ -303,6 +303,14 @@ def setup(a):
     return dtype, ctx
 
 
+def grad_scaler(enabled):
+    """torch.amp.GradScaler("cuda") where it exists (torch >= 2.3; the torch.cuda.amp spelling is
+    deprecated there), torch.cuda.amp.GradScaler before."""
+    if hasattr(torch, "amp") and hasattr(torch.amp, "GradScaler"):
+        return torch.amp.GradScaler("cuda", enabled=enabled)
+    return torch.cuda.amp.GradScaler(enabled=enabled)
+
+
 def sync(device):
     if device == "cuda":
         torch.cuda.synchronize()
@@ -327,7 +335,7 @@ def cmd_train(a):
     order = torch.randperm(n, generator=gen)
     ranks = [int(r) for r in model.lora["ranks"]]
     opt = torch.optim.AdamW(model.params, lr=a.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
-    scaler = torch.cuda.amp.GradScaler(enabled=dtype == torch.float16)
+    scaler = grad_scaler(dtype == torch.float16)
     total_micro = steps * accum
     model.training = True
     load_s = time.perf_counter() - t0

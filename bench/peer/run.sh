@@ -21,9 +21,9 @@ export ONNXRUNTIME_LIB=${ONNXRUNTIME_LIB:-$root/.ort/libonnxruntime.so.1}
 [ -f "$ONNXRUNTIME_LIB" ] || { echo "run.sh: onnxruntime library $ONNXRUNTIME_LIB not found (set ONNXRUNTIME_LIB)" >&2; exit 1; }
 unset OPENBLAS_CORETYPE OPENBLAS_L2_SIZE
 
-if ! /usr/bin/python3 -c 'import torch, onnx' 2>/dev/null || ! dpkg -s libopenblas0-pthread >/dev/null 2>&1; then
+if ! /usr/bin/python3 -c 'import torch' 2>/dev/null || ! dpkg -s libopenblas0-pthread >/dev/null 2>&1; then
 	apt-get update -q
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-torch python3-onnx libopenblas0-pthread
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-torch libopenblas0-pthread
 fi
 
 mkdir -p "$work"

@@ -54,6 +54,13 @@ On a float16/bfloat16 base (from "shears convert") A and B are float32 by defaul
 computes in float16 reads Cast(x) (one Cast per input shared by q, k, v), and its delta is cast
 back before the Add; --adapter-dtype base keeps everything in the base's type.
 
+On a quantized base (from "shears quantize": MatMulNBits linears) adapt builds SQFT's
+QA-SparsePEFT: the linears are lowered to MatMuls by their dequantized weights (SUPER.onnx holds
+them in float32, with each layer's grid), the adapters take the sparse path (ΔW masked by the
+base's nonzeros, --sparse-adapter implied), and each adapted weight W + M ⊙ s·A·B is
+fake-quantized on the base's own scales and zero points, with gradients passed straight through
+the rounding; "shears export --merge sparse" then writes a MatMulNBits model on that grid.
+
 Dropout (--dropout, p = 0.1 in the reference) acts on the adapter input during training only.
 It is recorded here; --train also adds the keep-mask inputs lora_dropout_keep.MODULE (x's shape,
 fed by the trainer, so a run is reproducible across resume).
@@ -62,7 +69,8 @@ Examples:
   shears adapt sparse.onnx -o super.onnx
   shears adapt sparse.onnx -o super.onnx --targets q,k,v,up,gate,down     # groups qkv, up+gate, down
   shears adapt mpt.onnx -o super.onnx --targets q,k,v,o,up,down --groups q+k+v+o,up+down
-  shears adapt tiny.onnx -o super.onnx --ranks 8,6,4 --alpha 16 --dry-run`,
+  shears adapt tiny.onnx -o super.onnx --ranks 8,6,4 --alpha 16 --dry-run
+  shears adapt sparse-int4.onnx -o super.onnx                              # QA-SparsePEFT`,
 		flags: func(fs *pflag.FlagSet) any {
 			o := &adaptOpts{}
 			fs.StringVarP(&o.out, "output", "o", "", "output ONNX file (written atomically)")
@@ -101,6 +109,8 @@ type adaptReport struct {
 	Kinds      []adaptKind      `json:"groups"`
 	MaskInputs []string         `json:"mask_inputs"`
 	Params     map[string]int64 `json:"params"` // by rank, every group at that rank
+	// QuantAware: the base was quantized (MatMulNBits); the adapters train QA-SparsePEFT.
+	QuantAware bool `json:"quant_aware,omitempty"`
 }
 
 // adaptKind summarises one group kind over the layers.
@@ -158,7 +168,7 @@ func printJSON(env *cliEnv, v any) error {
 func adaptSummary(p *lora.Plan) adaptReport {
 	ranks := p.Config.Ranks
 	shown := []int{ranks[0], lora.HeuristicRank(ranks), ranks[len(ranks)-1]}
-	rep := adaptReport{Targets: p.Config.Targets, Ranks: ranks, Alpha: p.Config.Alpha, Scale: p.Scale,
+	rep := adaptReport{QuantAware: p.QuantAware, Targets: p.Config.Targets, Ranks: ranks, Alpha: p.Config.Alpha, Scale: p.Scale,
 		Dropout: p.Config.Dropout, Modules: len(p.Modules), Params: map[string]int64{}}
 	for _, r := range ranks {
 		rep.Params[fmt.Sprint(r)] = p.Params(r)
@@ -223,4 +233,7 @@ func printAdaptSummary(env *cliEnv, r adaptReport) {
 		drop = fmt.Sprintf("dropout %g with keep-mask inputs (train graph)", r.Dropout)
 	}
 	fmt.Fprintf(env.stdout, "%s; B = 0, so %s computes exactly the base model until trained\n", drop, r.Output)
+	if r.QuantAware {
+		fmt.Fprintln(env.stdout, "quantized base: QA-SparsePEFT (SQFT) — trains on the dequantized base with sparse adapters, the merged weight fake-quantized on the base's own grid (straight-through); export --merge sparse writes MatMulNBits again")
+	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/shears-ml/shears/bench"
 	"github.com/shears-ml/shears/onnx"
+	"github.com/shears-ml/shears/pipeline"
 )
 
 type benchOpts struct {
@@ -26,6 +27,7 @@ type benchOpts struct {
 	json      bool
 	list      bool
 	loadsave  bool
+	forward   string
 	resultsMD string
 }
 
@@ -65,6 +67,8 @@ Example:
 			fs.StringVar(&o.resultsMD, "markdown-out", "", "also write the markdown to this file")
 			fs.BoolVar(&o.loadsave, "loadsave-child", false, "internal: the measured child of loadsave-1b (IN OUT)")
 			fs.MarkHidden("loadsave-child")
+			fs.StringVar(&o.forward, "forward-child", "", "internal: the measured child of quant-compare's forward tokens/s (MODEL)")
+			fs.MarkHidden("forward-child")
 			return o
 		},
 		run: runBench,
@@ -78,6 +82,17 @@ func runBench(env *cliEnv, o any, args []string) error {
 			return err
 		}
 		return bench.LoadSave(args[0], args[1])
+	}
+	if opts.forward != "" {
+		ro, err := pipeline.Runtime(opts.ortLib, "cpu", opts.threads)
+		if err != nil {
+			return err
+		}
+		f, err := bench.Forward(opts.forward, ro, 4, 128)
+		if err != nil {
+			return err
+		}
+		return printJSON(env, f)
 	}
 	if opts.list {
 		for _, s := range bench.Scenarios() {
@@ -97,7 +112,7 @@ func runBench(env *cliEnv, o any, args []string) error {
 	if shared == "" {
 		shared = defaultShared()
 	}
-	cfg := bench.Config{Bin: bin, Work: opts.work, Shared: shared, OrtLib: opts.ortLib, Threads: opts.threads,
+	cfg := bench.Config{Bin: bin, Work: opts.work, Shared: shared, Repo: repoRoot(), OrtLib: opts.ortLib, Threads: opts.threads,
 		Reps: opts.reps, PruneSamples: opts.samples, PruneSeqLen: opts.seqLen, OneShot: opts.oneShot, Log: env.stderr}
 	results, err := bench.Run(context.Background(), cfg, args)
 	if len(results) > 0 {
@@ -123,16 +138,28 @@ func runBench(env *cliEnv, o any, args []string) error {
 // defaultShared is ../shared next to the folder holding go.mod above the working directory,
 // or ../shared of the working directory when there is none.
 func defaultShared() string {
+	if r := repoRoot(); r != "" {
+		return filepath.Join(filepath.Dir(r), "shared")
+	}
 	wd, err := os.Getwd()
 	if err != nil {
 		return filepath.Join("..", "shared")
 	}
+	return filepath.Join(filepath.Dir(wd), "shared")
+}
+
+// repoRoot is the folder holding go.mod above the working directory ("" when there is none).
+func repoRoot() string {
+	wd, err := os.Getwd()
+	if err != nil {
+		return ""
+	}
 	for dir := wd; ; dir = filepath.Dir(dir) {
 		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return filepath.Join(filepath.Dir(dir), "shared")
+			return dir
 		}
 		if filepath.Dir(dir) == dir {
-			return filepath.Join(filepath.Dir(wd), "shared")
+			return ""
 		}
 	}
 }

@@ -88,6 +88,8 @@ type exportReport struct {
 	Untrained []string         `json:"untrained_groups,omitempty"`
 	*merge.Report
 	Folder *deploy.Report `json:"folder,omitempty"`
+	// Quantized: a QA-SparsePEFT run's export, back on the base's MatMulNBits grid.
+	Quantized *pipeline.QuantizedExport `json:"quantized,omitempty"`
 }
 
 func runExport(env *cliEnv, o any, args []string) error {
@@ -129,7 +131,7 @@ func runExport(env *cliEnv, o any, args []string) error {
 	if !res.Final {
 		fmt.Fprintf(env.stderr, "warning: %s had not finished; exported its latest checkpoint (step %d)\n", runDir, res.Steps)
 	}
-	r := exportReport{Super: res.Source, Output: opts.out, DType: opts.dtype, PEFT: opts.peft, Selection: res.Selection, Untrained: res.Untrained, Report: res.Report, Folder: res.Folder}
+	r := exportReport{Super: res.Source, Output: opts.out, DType: opts.dtype, PEFT: opts.peft, Selection: res.Selection, Untrained: res.Untrained, Report: res.Report, Folder: res.Folder, Quantized: res.Quantized}
 	if opts.json {
 		return printJSON(env, r)
 	}
@@ -178,6 +180,18 @@ func printExportSummary(env *cliEnv, r exportReport, perLayer bool) {
 		fmt.Fprintln(env.stdout, " (kept; the adapter was trained without the mask, so the export differs from the super-network: see ΔW dropped)")
 	default:
 		fmt.Fprintln(env.stdout)
+	}
+	if q := r.Quantized; q != nil {
+		kept := "every zero kept"
+		if !q.ZerosKept {
+			kept = "WARNING: some zeros did not stay zero"
+		}
+		how := "merged weights requantized"
+		if r.Mode == merge.None {
+			how = "base requantized, float sparse adapters beside it"
+		}
+		fmt.Fprintf(env.stdout, "quantized base (QA-SparsePEFT): %d linears back on the base's MatMulNBits grid, %s; %s; |W' − Q(W')| ≤ %.2f steps inside the grid, %d of %d weights clamped (≤ %.2f steps)\n",
+			len(q.Layers), how, kept, q.MaxSteps, q.Clamped, q.Weights, q.MaxClampedSteps)
 	}
 	fmt.Fprintf(env.stdout, "wrote %s (%s, inputs as the base model's)", r.Output, r.DType)
 	if r.PEFT != "" {

@@ -121,6 +121,9 @@ func TestExportFormats(t *testing.T) {
 		if !strings.Contains(string(card), "| merge | "+mode) || !strings.Contains(string(card), "| sub-adapter ranks | r=") {
 			t.Errorf("--merge %s: card lacks the merge and ranks:\n%s", mode, card)
 		}
+		if !strings.Contains(string(card), "shears adapt "+in+" -o "+super+"\nshears export --super "+super) {
+			t.Errorf("--merge %s: card lacks the commands that made the model:\n%s", mode, card)
+		}
 	}
 	hf := filepath.Join(dir, "hf")
 	if _, e, code := shears(t, "export", "--super", super, "--ranks", "heuristic", "--merge", "dense", "--format", "hf", "--tokenizer", tok, "-o", hf); code != 0 {

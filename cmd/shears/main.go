@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"github.com/spf13/pflag"
+
+	"github.com/shears-ml/shears/pipeline"
 )
 
 // command is one verb of the CLI. Each subcommand file registers itself in init, so the
@@ -72,6 +74,7 @@ func run(argv []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	env := &cliEnv{stdout: stdout, stderr: stderr, argv: argv}
+	pipeline.SetCommandLine(commandLine(argv))
 	if err := c.run(env, opts, fs.Args()); err != nil {
 		if errors.Is(err, errUsage) {
 			fmt.Fprintf(stderr, "shears %s: %v\n", c.name, err)

@@ -49,11 +49,14 @@ decoder blocks (see "shears inspect"); the LM head and embeddings are never prun
 
 Calibration windows: --samples windows of --seq-len tokens (capped to the model's context)
 drawn with --seed from --calib (.txt, LLM-Adapters .json, or .jsonl with "text" or "ids").
+Pre-tokenized data ({"ids": [...]} on every line of a .jsonl) needs no --tokenizer, as in
+"shears train": records of exactly --seq-len ids are the windows themselves, in file order.
 
 ` + folderHelp + ` The folder's tokenizer is --tokenizer.
 
 Examples:
   shears prune model.onnx -o model-50.onnx --sparsity 0.5 --calib data.txt --tokenizer tok.bin
+  shears prune model.onnx -o model-50.onnx --sparsity 0.5 --calib ids.jsonl --seq-len 512
   shears prune model.onnx -o model-24.onnx --method magnitude --sparsity 0.5 --pattern 2:4
   shears prune model.onnx --format folder -o model-50/ --sparsity 0.5 --calib data.txt --tokenizer tok.bin`,
 		flags: func(fs *pflag.FlagSet) any {
@@ -63,7 +66,7 @@ Examples:
 			fs.Float64Var(&o.sparsity, "sparsity", 0.5, "fraction of each pruned layer's weights set to zero, in [0, 1)")
 			fs.StringVar(&o.pattern, "pattern", "unstructured", "unstructured, 2:4 or 4:8 (N:M along the input dimension)")
 			fs.StringVar(&o.calib, "calib", "", "calibration data for wanda (.txt, .json, .jsonl)")
-			fs.StringVar(&o.tokenizer, "tokenizer", "", "tokenizer for the calibration text")
+			fs.StringVar(&o.tokenizer, "tokenizer", "", "tokenizer for the calibration text (not needed for pre-tokenized {\"ids\"} .jsonl)")
 			fs.IntVar(&o.samples, "samples", 128, "calibration windows")
 			fs.IntVar(&o.seqLen, "seq-len", 2048, "tokens per calibration window (capped to the model's context)")
 			fs.Uint64Var(&o.seed, "seed", 0, "calibration sampling seed")
@@ -95,8 +98,8 @@ func runPrune(env *cliEnv, o any, args []string) error {
 	if _, err := prune.ParsePattern(opts.pattern); err != nil {
 		return fmt.Errorf("--pattern: %w", err)
 	}
-	if prune.Method(opts.method) == prune.Wanda && (opts.calib == "" || opts.tokenizer == "") {
-		return fmt.Errorf("%w: wanda needs --calib FILE and --tokenizer TOK (or use --method magnitude)", errUsage)
+	if prune.Method(opts.method) == prune.Wanda && opts.calib == "" {
+		return fmt.Errorf("%w: wanda needs --calib FILE (with --tokenizer TOK unless the file is pre-tokenized {\"ids\": [...]} .jsonl), or use --method magnitude", errUsage)
 	}
 	out, err := opts.output.output(env)
 	if err != nil {

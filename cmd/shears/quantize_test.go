@@ -2,10 +2,13 @@ package main
 
 import (
 	"encoding/json"
+	"math"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/shears-ml/shears/data"
 	"github.com/shears-ml/shears/eval"
 	"github.com/shears-ml/shears/internal/testkit"
 	"github.com/shears-ml/shears/pipeline"
@@ -107,5 +110,85 @@ func TestQuantizeStoriesPerplexity(t *testing.T) {
 	t.Logf("held-out ppl: sparse float %.3f, rtn int4 %.3f (%.3f×), gptq int4 %.3f (%.3f×)", ps, pr, pr/ps, pg, pg/ps)
 	if !(pg <= 1.1*ps) || !(pr <= 1.25*ps) || !(pg < pr) {
 		t.Fatalf("ppl: sparse %g, rtn %g, gptq %g; want gptq ≤ 1.1×, rtn ≤ 1.25×, gptq < rtn", ps, pr, pg)
+	}
+}
+
+// TestQASparsePEFTStories: stories260K pruned to 50%, int4 RTN, adapted (QA-SparsePEFT is
+// automatic on a quantized base), trained briefly on ARC-Easy prompts, exported merged
+// (MatMulNBits on the base's grid) and unmerged (quantized base + float sparse adapters): the
+// merged export keeps every zero and has a lower held-out loss than the int4 base; inside
+// each block's range the merged weights are within half a step of the unmerged W'.
+func TestQASparsePEFTStories(t *testing.T) {
+	tok := testkit.Shared(t, "models/stories260K/tok512.bin")
+	arc := testkit.Shared(t, "data/llm-adapters/ARC-Easy-train.json")
+	held := testkit.Shared(t, "data/llm-adapters/ARC-Easy-test.json")
+	testkit.ORT(t)
+	dir := t.TempDir()
+	model := importStories(t, dir)
+	sparse, q4, super := filepath.Join(dir, "sparse.onnx"), filepath.Join(dir, "q4.onnx"), filepath.Join(dir, "super.onnx")
+	if _, e, code := shears(t, "prune", model, "-o", sparse, "--method", "magnitude", "--sparsity", "0.5"); code != 0 {
+		t.Fatal(e)
+	}
+	if _, e, code := shears(t, "quantize", sparse, "-o", q4, "--bits", "4"); code != 0 {
+		t.Fatal(e)
+	}
+	o, e, code := shears(t, "adapt", q4, "-o", super, "--ranks", "8,6,4", "--alpha", "16")
+	if code != 0 || !strings.Contains(o, "QA-SparsePEFT") {
+		t.Fatalf("adapt: %s %s", o, e)
+	}
+	raw, err := os.ReadFile(arc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var exs []data.Example
+	if err := json.Unmarshal(raw, &exs); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(exs[:128])
+	train := filepath.Join(dir, "arc128.json")
+	os.WriteFile(train, b, 0o644)
+	run := filepath.Join(dir, "run")
+	if _, e, code := shears(t, "train", super, "--data", train, "--tokenizer", tok, "--out", run, "--epochs", "3", "--batch", "16",
+		"--micro-batch", "8", "--cutoff", "96", "--lr", "2e-3", "--threads", "2", "--no-progress"); code != 0 {
+		t.Fatalf("train: %s", e)
+	}
+	merged, unmerged := filepath.Join(dir, "merged.onnx"), filepath.Join(dir, "unmerged.onnx")
+	var rep exportReport
+	for _, c := range []struct{ out, mode string }{{merged, "sparse"}, {unmerged, "none"}} {
+		o, e, code := shears(t, "export", run, "-o", c.out, "--merge", c.mode, "--ranks", "heuristic", "--json")
+		if code != 0 {
+			t.Fatalf("export --merge %s: %s", c.mode, e)
+		}
+		var r exportReport
+		if err := json.Unmarshal([]byte(o), &r); err != nil || r.Quantized == nil || !r.Quantized.ZerosKept || len(r.Quantized.Layers) != 35 {
+			t.Fatalf("export --merge %s: %s (%v)", c.mode, o, err)
+		}
+		if c.mode == "sparse" {
+			rep = r
+		}
+	}
+	q := rep.Quantized
+	if !(q.MaxSteps <= 0.5+1e-5) || !(float64(q.Clamped) <= 0.05*float64(q.Weights)) {
+		t.Fatalf("merged vs unmerged weights: %.3f steps inside the grid, %d of %d clamped (≤ %.2f steps)", q.MaxSteps, q.Clamped, q.Weights, q.MaxClampedSteps)
+	}
+	ins := inspectJSON(t, merged)
+	if len(ins.Quantized) != 35 || ins.Ops["com.microsoft::MatMulNBits"] != 35 || len(ins.Head) != 1 {
+		t.Fatalf("merged export: %d quantized linears, ops %v", len(ins.Quantized), ins.Ops)
+	}
+	loss := func(m string) float64 {
+		o, e, code := shears(t, "eval", m, "--task", "ppl", "--data", held, "--tokenizer", tok, "--seq-len", "256", "--limit", "100", "--json", "--threads", "2")
+		if code != 0 {
+			t.Fatalf("eval %s: %s", m, e)
+		}
+		var p eval.PPL
+		if err := json.Unmarshal([]byte(o), &p); err != nil {
+			t.Fatal(err)
+		}
+		return math.Log(p.PPL)
+	}
+	lb, lm, lu := loss(q4), loss(merged), loss(unmerged)
+	t.Logf("held-out loss: int4 base %.4f, QA-SparsePEFT merged int4 %.4f, unmerged %.4f; %d of %d weights clamped", lb, lm, lu, q.Clamped, q.Weights)
+	if !(lm < lb) {
+		t.Fatalf("merged int4 held-out loss %.4f is not below the int4 base's %.4f", lm, lb)
 	}
 }

@@ -15,10 +15,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shears-ml/shears/data"
+	"github.com/shears-ml/shears/eval"
+	"github.com/shears-ml/shears/internal/dirlock"
 	"github.com/shears-ml/shears/internal/safetensors"
 	"github.com/shears-ml/shears/internal/testkit"
 	"github.com/shears-ml/shears/internal/testsynth"
+	"github.com/shears-ml/shears/internal/testtok"
 	"github.com/shears-ml/shears/nls"
+	"github.com/shears-ml/shears/pipeline"
+	"github.com/shears-ml/shears/runtime"
+	"github.com/shears-ml/shears/tokenizer"
 )
 
 // relSetup makes a self-contained training fixture: the tiny synthetic LLaMA pruned by
@@ -294,5 +301,102 @@ func TestSignalsCheckpointAndExitNonZero(t *testing.T) {
 	}
 	if o, e, code := shears(t, "train", "--resume", "--out", run, "--no-progress"); code != 0 || !strings.Contains(o, "steps        32 of 32") {
 		t.Fatalf("resume after two signals: %d %s %s", code, o, e)
+	}
+}
+
+// Issue 14 case 7: a second train on a run directory that a live train holds is refused with
+// the holder's pid; the first finishes with every step recorded once.
+func TestSecondTrainOnALiveRunIsRefused(t *testing.T) {
+	dir, super, data := relSetup(t, 16)
+	run := filepath.Join(dir, "run")
+	cmd := child(t, nil, trainArgs(super, data, run, "--epochs", "8", "--batch", "8")...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, cmd, func() bool { _, err := os.Stat(filepath.Join(run, dirlock.FileName)); return err == nil })
+	for _, args := range [][]string{trainArgs(super, data, run), {"train", "--resume", "--out", run, "--no-progress"}} {
+		_, e, code := shears(t, args...)
+		if code != 1 || !strings.Contains(e, "in use by another process") || !strings.Contains(e, fmt.Sprintf("pid %d", cmd.Process.Pid)) {
+			t.Errorf("second train: %d %s", code, e)
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("the first train: %v %s", err, cmd.Stdout.(*bytes.Buffer).String())
+	}
+	recs, err := nls.ReadMetrics(run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 16 {
+		t.Fatalf("%d metric records, want 16 (each step once)", len(recs))
+	}
+}
+
+// paragraphs writes n paragraphs of the test tokenizer's corpus, separated by blank lines.
+func paragraphs(t *testing.T, path string, n int) {
+	t.Helper()
+	var b strings.Builder
+	lines := strings.Split(testtok.Corpus, "\n")
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, "%s\n%s\n\n", lines[i%len(lines)], lines[(i+1)%len(lines)])
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Issue 14 case 3: --limit and --max-tokens bound what eval --task ppl reads of a .txt file
+// (split into paragraphs; it was one document, so --limit 10 scored all 1.7 M tokens of a
+// 5 MB file), and the streaming scorer equals the whole-stream one bit for bit.
+func TestTextDataIsBoundedByLimitAndMaxTokens(t *testing.T) {
+	testkit.ORT(t)
+	model := testsynth.Synthetic(t, "tiny")
+	tok := testtok.Write(t, 400)
+	dir := t.TempDir()
+	txt := filepath.Join(dir, "p.txt")
+	paragraphs(t, txt, 200)
+	ppl := func(extra ...string) pipeline.EvalResult {
+		t.Helper()
+		o, e, code := shears(t, append([]string{"eval", model, "--task", "ppl", "--data", txt, "--tokenizer", tok, "--seq-len", "32", "--json"}, extra...)...)
+		if code != 0 {
+			t.Fatalf("eval %v: %s", extra, e)
+		}
+		var r pipeline.EvalResult
+		if err := json.Unmarshal([]byte(o), &r); err != nil {
+			t.Fatalf("%v: %s", err, o)
+		}
+		return r
+	}
+	all, lim, capped := ppl(), ppl("--limit", "10"), ppl("--max-tokens", "100")
+	if all.Items != 200 || lim.Items != 10 || !(lim.Tokens < all.Tokens/10) || capped.Tokens > 99 || capped.Tokens < 90 {
+		t.Fatalf("items/tokens: all %d/%d, --limit 10 %d/%d, --max-tokens 100 %d/%d", all.Items, all.Tokens, lim.Items, lim.Tokens, capped.Items, capped.Tokens)
+	}
+
+	// The lazily scored stream gives the same number as the whole stream in one call.
+	tk, err := tokenizer.Load(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs, err := data.ReadDocuments(txt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := runtime.OpenFile(model, runtime.Options{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	whole, err := eval.Perplexity(s, data.Stream(docs, tk), 32, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if whole.NLL != all.Loss || whole.Tokens != all.Tokens || whole.Windows != all.Windows {
+		t.Fatalf("streamed %+v, whole stream %+v", all, whole)
+	}
+
+	// prune calibrates on paragraphs of a .txt (read up to data.CalibrationBudget tokens; the
+	// peak-RSS figures for 5 MB and 200 MB files are in bench/RESULTS.md).
+	if _, e, code := shears(t, "prune", model, "-o", filepath.Join(dir, "w.onnx"), "--calib", txt, "--tokenizer", tok, "--samples", "4", "--seq-len", "32"); code != 0 {
+		t.Fatalf("prune --calib text: %s", e)
 	}
 }

@@ -41,8 +41,9 @@ configurations are cached, so the budget counts new ones only.
 --metric loss (default) is the mean token cross-entropy of --data read like training data (an
 LLM-Adapters .json through the training template, .jsonl or text) with the run's cutoff; hold out
 examples the run did not train on. --metric accuracy scores an LLM-Adapters test-style file with
-"shears eval"'s rules (choice by log-likelihood for label tasks, greedy generation for numeric
-ones), on the same single session with the rank masks held fixed per configuration.
+"shears eval --task gen"'s rules: 4-beam generation by default, as the reference evaluates, so the
+accuracies compare with the paper's (--beams 1: greedy, about 4× faster; --choice: label tasks by
+log-likelihood, faster still), on one session with the rank masks held fixed per configuration.
 
 Writes CONFIG.json (what "shears export --config" reads), search.jsonl (every evaluation) and a
 plot (metric against adapter parameters: the front or the climbing path) next to it.
@@ -50,7 +51,8 @@ plot (metric against adapter parameters: the front or the climbing path) next to
 Examples:
   shears search runs/math --data val.json --strategy heuristic -o runs/math/heuristic.json
   shears search runs/math --data val.json --strategy hill-climb --budget 100 -o search/hc.json
-  shears search runs/arc --data ARC-Easy-val.json --metric accuracy --strategy evolution --budget 200 -o search/evo.json`,
+  shears search runs/arc --data ARC-Easy-val.json --metric accuracy --strategy evolution --budget 200 -o search/evo.json
+  shears search runs/arc --data ARC-Easy-val.json --metric accuracy --beams 1 --limit 50 -o search/quick.json`,
 		flags: func(fs *pflag.FlagSet) any {
 			o := &searchOpts{}
 			fs.StringVar(&o.job.Data, "data", "", "validation data (held out from training)")
@@ -59,6 +61,8 @@ Examples:
 			fs.IntVar(&o.job.Search.Budget, "budget", 0, "new configurations to evaluate at most (default: 1, 100 hill-climb, 200 evolution)")
 			fs.StringVar(&o.job.Metric, "metric", "loss", "loss or accuracy")
 			fs.StringVar(&o.job.Task, "dataset-type", "", "accuracy: the task (default: from the --data file name)")
+			fs.IntVar(&o.job.Beams, "beams", nls.DefaultBeams, "accuracy: generation beams (4 = the reference's; 1 = greedy, faster)")
+			fs.BoolVar(&o.job.Choice, "choice", false, "accuracy on label tasks: score the labels by log-likelihood instead of generating (faster; not the reference's measure)")
 			fs.StringVar(&o.job.ChoicePrefix, "choice-prefix", "the correct answer is ", "accuracy on label tasks: text between the prompt and each label")
 			fs.IntVar(&o.job.Limit, "limit", 0, "use the first N validation sequences or items (0 = all)")
 			fs.IntVar(&o.job.Cutoff, "cutoff", 0, "loss: tokens per sequence (default: the run's)")

@@ -99,7 +99,8 @@ func TestSearchCLI(t *testing.T) {
 		t.Fatalf("export of the searched config: %s", e)
 	}
 
-	// Accuracy on 4 ARC-Easy test items (choice by log-likelihood), 3 evaluations.
+	// Accuracy on 4 ARC-Easy test items, 3 evaluations: by log-likelihood of the labels (--choice),
+	// then by the default 4-beam generation on 2 items.
 	arc := filepath.Join(dir, "ARC-Easy-test.json")
 	if raw, err = os.ReadFile(testkit.Shared(t, "data/llm-adapters/ARC-Easy-test.json")); err != nil {
 		t.Fatal(err)
@@ -108,7 +109,7 @@ func TestSearchCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	accPath := filepath.Join(dir, "acc", "config.json")
-	out, e, code = shears(t, "search", run, "--data", arc, "--metric", "accuracy", "--limit", "4", "--strategy", "hill-climb",
+	out, e, code = shears(t, "search", run, "--data", arc, "--metric", "accuracy", "--choice", "--limit", "4", "--strategy", "hill-climb",
 		"--budget", "3", "-o", accPath, "--threads", "2", "--json", "--no-progress")
 	if code != 0 {
 		t.Fatalf("search --metric accuracy: %s", e)
@@ -121,6 +122,18 @@ func TestSearchCLI(t *testing.T) {
 		t.Fatalf("accuracy report %s", out)
 	}
 	t.Logf("accuracy on 4 items: heuristic %.2f, best %.2f", rep.Heuristic.Value, rep.Best.Value)
+	out, e, code = shears(t, "search", run, "--data", arc, "--metric", "accuracy", "--limit", "2", "--strategy", "heuristic",
+		"-o", filepath.Join(dir, "gen", "config.json"), "--threads", "2", "--json", "--no-progress")
+	if code != 0 {
+		t.Fatalf("search --metric accuracy (4-beam generation): %s", e)
+	}
+	rep = searchReport{}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if v := rep.Best.Value * 2; rep.Units != 2 || v != float64(int(v)) || strings.Contains(out, "log-likelihood") || strings.Contains(out, "greedy") {
+		t.Fatalf("generation accuracy report %s", out)
+	}
 
 	for _, c := range []struct {
 		args []string

@@ -25,7 +25,8 @@ Mom made soup for dinner; everyone said it was the best soup they had ever eaten
 // Pieces returns the vocabulary and scores of a llama2.c tokenizer with up to size tokens:
 // <unk>, BOS, EOS and the 256 byte tokens (llama2.c's fixed layout), then the corpus's code
 // points, then merges of the most frequent adjacent pair (ties by first appearance), each
-// scored below the previous one, as SentencePiece's BPE trainer scores them.
+// scored below the previous one, as SentencePiece's BPE trainer scores them; when the corpus
+// runs out of pairs, unused pieces fill the vocabulary to size.
 func Pieces(size int) ([]string, []float32) {
 	vocab := []string{"<unk>", "\n<s>\n", "\n</s>\n"}
 	for b := 0; b < 256; b++ {
@@ -98,6 +99,11 @@ func Pieces(size int) ([]string, []float32) {
 	for i, c := range chars {
 		vocab = append(vocab, c)
 		scores = append(scores, -float32(len(merged)+i))
+	}
+	// Pad to size with pieces no text reaches, so a model of vocabulary size decodes every id.
+	for i := 0; len(vocab) < size; i++ {
+		vocab = append(vocab, fmt.Sprintf("<unused%d>", i))
+		scores = append(scores, -float32(len(merged)+len(chars)+i))
 	}
 	return vocab, scores
 }

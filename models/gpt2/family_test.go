@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/shears-ml/shears/calibrate"
+	"github.com/shears-ml/shears/internal/safetensors"
 	"github.com/shears-ml/shears/internal/testkit"
 	"github.com/shears-ml/shears/models/gpt2"
 	"github.com/shears-ml/shears/nls"
@@ -156,6 +157,42 @@ func TestSparseAdapterAndPEFT(t *testing.T) {
 	}
 	if !slices.Equal(cfg.TargetModules, []string{"c_attn", "c_fc", "c_proj"}) || cfg.R != 4 {
 		t.Errorf("peft config %+v", cfg)
+	}
+	// The fused c_attn's q, k, v slice adapters are one PEFT module of rank 3·4 (A stacked, B
+	// block-diagonal): (α/r)·B·A reproduces the merged update on every kept weight.
+	const attn = "transformer.h.0.attn.c_attn"
+	if cfg.RankPattern[attn] != 12 || cfg.AlphaPattern[attn] != 12*meta.Scale {
+		t.Fatalf("c_attn rank/alpha pattern %d/%g, want 12/%g", cfg.RankPattern[attn], cfg.AlphaPattern[attn], 12*meta.Scale)
+	}
+	f, err := safetensors.Read(filepath.Join(dir, "peft", merge.PEFTWeightsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	at, ok1 := f.Get(merge.PEFTKeyPrefix + attn + ".lora_A.weight")
+	bt, ok2 := f.Get(merge.PEFTKeyPrefix + attn + ".lora_B.weight")
+	if !ok1 || !ok2 || !slices.Equal(at.Shape, []int64{12, 64}) || !slices.Equal(bt.Shape, []int64{192, 12}) {
+		t.Fatalf("c_attn PEFT tensors %v %v", at.Shape, bt.Shape)
+	}
+	av, _ := at.Float32s()
+	bv, _ := bt.Float32s()
+	w0, w1 := f32(t, sm, attn+".weight"), f32(t, out, attn+".weight") // [64, 192]
+	worst, kept := 0.0, 0
+	for i := 0; i < 64; i++ {
+		for j := 0; j < 192; j++ {
+			if w0[i*192+j] == 0 {
+				continue
+			}
+			var d float64
+			for k := 0; k < 12; k++ {
+				d += float64(bv[j*12+k]) * float64(av[k*64+i])
+			}
+			d *= meta.Scale
+			worst = testkit.Worse(worst, math.Abs(float64(w1[i*192+j]-w0[i*192+j])-d))
+			kept++
+		}
+	}
+	if !(worst <= 1e-5) || kept == 0 {
+		t.Errorf("PEFT c_attn update differs from the merged one by %g over %d weights", worst, kept)
 	}
 }
 

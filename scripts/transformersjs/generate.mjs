@@ -1,7 +1,8 @@
 // Generates greedily with transformers.js from a local model folder, on the CPU, local files only.
-// Usage: node generate.mjs TRANSFORMERS_JS_DIR MODEL_DIR PROMPT MAX_NEW_TOKENS [ignore-eos] > out.json
+// Usage: node generate.mjs TRANSFORMERS_JS_DIR MODEL_DIR PROMPT MAX_NEW_TOKENS [ignore-eos|stop] [THREADS] > out.json
 //   PROMPT "ids:1,403" feeds those ids as they are (no tokenizer needed); ignore-eos generates
-//   MAX_NEW_TOKENS whatever comes (the benchmark's fixed length).
+//   MAX_NEW_TOKENS whatever comes (the benchmark's fixed length); THREADS > 0 sets onnxruntime's
+//   intra-op threads (as shears --threads does).
 //   out.json: {"ids": [...generated ids, prompt excluded...], "prompt_ids": [...], "text": "...",
 //              "load_ms": N, "generate_ms": N}
 // The prompt is encoded with the folder's tokenizer (BOS added as tokenizer_config.json says).
@@ -17,7 +18,9 @@ tjs.env.localModelPath = dirname(resolve(modelDir)) + '/';
 const name = basename(resolve(modelDir));
 const rawIDs = prompt.startsWith('ids:');
 const tok = rawIDs ? null : await tjs.AutoTokenizer.from_pretrained(name);
-const model = await tjs.AutoModelForCausalLM.from_pretrained(name, { device: 'cpu', dtype: 'fp32' });
+const threads = Number(process.argv[7] ?? 0);
+const session_options = threads > 0 ? { intraOpNumThreads: threads } : {};
+const model = await tjs.AutoModelForCausalLM.from_pretrained(name, { device: 'cpu', dtype: 'fp32', session_options });
 const t1 = performance.now();
 let inputs;
 if (rawIDs) {

@@ -35,7 +35,17 @@ func Apply(m *onnx.Model, p *Plan, opts ApplyOptions) (*onnx.Model, error) {
 	g := out.Graph()
 	ix := onnx.NewIndex(g)
 	rMax := int64(p.RMax())
+	fusedDone := map[string]bool{}
 	for _, mod := range p.Modules {
+		if mod.Slice != nil {
+			if fusedDone[mod.Output] {
+				continue
+			}
+			fusedDone[mod.Output] = true
+			if err := checkTiling(p.Modules, mod.Output); err != nil {
+				return nil, fmt.Errorf("lora: apply: %w", err)
+			}
+		}
 		n := ix.Producer[mod.Output]
 		if n == nil || n.GetName() != mod.Node || len(n.GetInput()) == 0 || n.GetInput()[0] != mod.Input {
 			return nil, fmt.Errorf("lora: apply: module %s: node %s with input %s and output %s not found (plan made for another model?)",
@@ -43,8 +53,13 @@ func Apply(m *onnx.Model, p *Plan, opts ApplyOptions) (*onnx.Model, error) {
 		}
 	}
 
+	qa, err := lowered(m)
+	if err != nil {
+		return nil, fmt.Errorf("lora: apply: %w", err)
+	}
 	b := onnx.BuilderFor(out)
 	meta := p.meta()
+	meta.QuantAware = len(qa) > 0
 	scale := b.Const("lora_scale", onnx.Float32Tensor("", nil, []float32{float32(p.Scale)}))
 	scaled := map[string]string{} // group name → scale·mask
 	for _, gr := range p.Groups {
@@ -71,6 +86,9 @@ func Apply(m *onnx.Model, p *Plan, opts ApplyOptions) (*onnx.Model, error) {
 	zeros := map[onnxpb.TensorProto_DataType]string{} // the scalar 0 sparse adapters compare W with
 	type swap struct{ base, add string }
 	var swaps []swap
+	// The q, k, v slice deltas of a fused linear, in slice order, joined by one Concat.
+	fused := map[string][]string{}
+	var fusedOrder []string
 	for i, mod := range meta.Modules {
 		cdt, adt := mod.Types()
 		a := b.Const(mod.A, typedTensor(adt, []int64{mod.In, rMax}, initA(p.Config.Seed, mod.Name, mod.In, rMax)))
@@ -79,6 +97,9 @@ func Apply(m *onnx.Model, p *Plan, opts ApplyOptions) (*onnx.Model, error) {
 			return nil, fmt.Errorf("lora: apply: module %s: initializer names %s, %s are taken (plan made for another model?)", mod.Name, mod.A, mod.B)
 		}
 		pre := nodePrefix(mod)
+		if mod.Slice != nil {
+			pre += "/" + mod.Role
+		}
 		x := mod.Input
 		if adt != cdt {
 			k := x + "/" + typeName(adt)
@@ -90,11 +111,20 @@ func Apply(m *onnx.Model, p *Plan, opts ApplyOptions) (*onnx.Model, error) {
 		}
 		sm := scaledAs(mod.Group, adt)
 		var xa, d string
-		if p.Config.SparseAdapter {
+		if r, ok := qa[mod.Node]; ok {
+			if err := checkQA(mod, r, p.Config.SparseAdapter); err != nil {
+				return nil, fmt.Errorf("lora: apply: %w", err)
+			}
 			if _, ok := zeros[cdt]; !ok {
 				zeros[cdt] = b.Const("lora_zero", typedTensor(cdt, nil, []float32{0}))
 			}
-			d = sparseDelta(b, ix.Producer[mod.Output], mod, x, a, bb, sm, zeros[cdt], adt)
+			d = qaDelta(b, ix.Producer[mod.Output], mod, x, a, bb, sm, zeros[cdt], r)
+			xa = d
+		} else if p.Config.SparseAdapter {
+			if _, ok := zeros[cdt]; !ok {
+				zeros[cdt] = b.Const("lora_zero", typedTensor(cdt, nil, []float32{0}))
+			}
+			d = sparseDelta(b, ix.Producer[mod.Output], mod, pre, x, a, bb, sm, zeros[cdt], adt)
 			xa = d
 		} else {
 			xa = b.Op("MatMul", pre+"/lora_A/MatMul", []string{x, a})
@@ -104,9 +134,29 @@ func Apply(m *onnx.Model, p *Plan, opts ApplyOptions) (*onnx.Model, error) {
 		if adt != cdt {
 			d = b.Op("Cast", pre+"/lora_delta/Cast", []string{d}, onnx.AttrInt("to", int64(cdt)))
 		}
-		sum := b.Op("Add", pre+"/lora_Add", []string{mod.Output, d})
 		meta.Modules[i].ANode = strings.TrimSuffix(xa, "_output_0")
+		if mod.Slice != nil {
+			if fused[mod.Output] == nil {
+				fusedOrder = append(fusedOrder, mod.Output)
+			}
+			fused[mod.Output] = append(fused[mod.Output], d)
+			continue
+		}
+		sum := b.Op("Add", pre+"/lora_Add", []string{mod.Output, d})
 		swaps = append(swaps, swap{mod.Output, strings.TrimSuffix(sum, "_output_0")})
+	}
+	for _, y := range fusedOrder {
+		var first Module
+		for _, mod := range meta.Modules {
+			if mod.Output == y {
+				first = mod
+				break
+			}
+		}
+		pre := nodePrefix(first)
+		d := b.Op("Concat", pre+"/lora_qkv/Concat", fused[y], onnx.AttrInt("axis", -1))
+		sum := b.Op("Add", pre+"/lora_Add", []string{y, d})
+		swaps = append(swaps, swap{y, strings.TrimSuffix(sum, "_output_0")})
 	}
 	if err := b.Err(); err != nil {
 		return nil, fmt.Errorf("lora: apply: %w", err)
@@ -134,6 +184,22 @@ func Apply(m *onnx.Model, p *Plan, opts ApplyOptions) (*onnx.Model, error) {
 		}
 	}
 	return out, nil
+}
+
+// checkTiling checks that the slice modules of the fused output y are in slice order and tile
+// its features from 0 without gaps (the Concat of their deltas must line up with y).
+func checkTiling(mods []Module, y string) error {
+	next := int64(0)
+	for _, m := range mods {
+		if m.Output != y {
+			continue
+		}
+		if m.Slice == nil || len(m.Slice) != 2 || m.Slice[0] != next || m.Slice[1]-m.Slice[0] != m.Out {
+			return fmt.Errorf("module %s: slice %v of fused output %s does not follow the previous slice (ending at %d)", m.Name, m.Slice, y, next)
+		}
+		next = m.Slice[1]
+	}
+	return nil
 }
 
 // typedTensor is an unnamed tensor of type dt (float32, float16 or bfloat16) holding v.

@@ -23,11 +23,25 @@
 // reproducible across checkpoint and resume, which an in-graph random Dropout is not. Inference
 // graphs have no dropout inputs.
 //
+// Fused q/k/v linears (GPT-2's c_attn, Phi-3's qkv_proj, NeoX's query_key_value: role "qkv")
+// get one adapter per q, k and v slice of their output, as the reference adapts MPT's fused
+// Wqkv, all three in the block's qkv rank group; the slice deltas are joined by one Concat
+// before the Add, so the effect equals separate q, k, v adapters on the split weights (fused.go;
+// Module.Slice and Module.Fused record it, merge writes each slice's columns, and PEFT gets one
+// block-diagonal module of the summed rank).
+//
 // Sparse adapters (Config.SparseAdapter, "shears adapt --sparse-adapter", SQFT SparsePEFT): the
 // adapter path becomes x·(M ⊙ ((A ⊙ s·m)·B)) with M = Cast(Not(Equal(W, 0))) built from the
 // frozen weight in the graph (stop-gradient, folded by onnxruntime), so the trained delta never
 // touches the base's zeros and transform/merge's sparsity-keeping merge is exact. It costs a
 // dense [in, out] ΔW per module per step. Meta.SparseAdapter records it; training needs no flag.
+//
+// Quantized bases (SQFT QA-SparsePEFT): on a model lowered by quant.Lower (MatMulNBits turned
+// into MatMuls by the dequantized weight W, the grids kept beside it), each module's path is
+// d = x·(FQ(W + M ⊙ s·(A⊙m)·B) − W), FQ fake-quantizing on the base's own grid with a
+// straight-through gradient built from integer (stop-gradient) tensors (see qaDelta), so the
+// base plus d computes what the quantized merge writes. Meta.QuantAware records it; UnfakeQA
+// turns an extracted sub-adapter back into plain sparse adapters for the unmerged export.
 //
 // Low-precision bases (transform/convert): a linear's weight may be float16 or bfloat16. A
 // weight-only base computes in float32 (its weights pass through a Cast), so its adapters need

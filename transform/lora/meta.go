@@ -37,6 +37,10 @@ type Meta struct {
 	// SparseAdapter is true when the adapter delta is masked by the base's nonzeros (SQFT
 	// SparsePEFT): y = x·W + x·(M ⊙ (s·(A⊙m)·B)), M = (W ≠ 0). Training reads it from here.
 	SparseAdapter bool `json:"sparse_adapter,omitempty"`
+	// QuantAware is true when the base is a lowered quantized model (quant.Lower) and the
+	// adapted modules train their merged weight fake-quantized on the base's grid (SQFT
+	// QA-SparsePEFT, see qaDelta); the export puts the weights back on that grid.
+	QuantAware bool `json:"quant_aware,omitempty"`
 	// Fixed maps group names to their rank in an extracted sub-adapter (no mask inputs);
 	// empty in a super-network.
 	Fixed   map[string]int `json:"fixed_ranks,omitempty"`

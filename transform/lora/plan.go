@@ -46,6 +46,11 @@ type Module struct {
 	// AdapterInput is x as the adapter reads it when the adapter's type differs from the
 	// linear's: a Cast of Input, shared by the modules reading the same x (set by Apply).
 	AdapterInput string `json:"adapter_input,omitempty"`
+	// Slice is [lo, hi) of the linear's output features this module adapts, set for the q, k
+	// and v modules of a fused qkv linear (Role q, k or v; Out = hi − lo); nil for a whole
+	// linear. Fused is then the fused linear's own module name (PEFT exports it as one module).
+	Slice []int64 `json:"slice,omitempty"`
+	Fused string  `json:"fused,omitempty"`
 }
 
 // Params is the module's adapter parameter count at rank r: r·(in + out).
@@ -57,6 +62,9 @@ type Plan struct {
 	Scale   float64
 	Groups  []Group
 	Modules []Module
+	// QuantAware is set when m is a lowered quantized model (quant.Lower): Apply builds the
+	// QA-SparsePEFT path for its modules (see qaDelta).
+	QuantAware bool
 }
 
 // RMax is the plan's largest rank.
@@ -111,6 +119,11 @@ func NewPlan(m *onnx.Model, targets []layers.Linear, cfg Config) (*Plan, error) 
 	}
 
 	p := &Plan{Config: cfg, Scale: cfg.Alpha / float64(cfg.Ranks[0])}
+	if qa, err := lowered(m); err != nil {
+		return nil, err
+	} else if len(qa) > 0 {
+		p.QuantAware = true
+	}
 	rMax := int64(cfg.Ranks[0])
 	matched := map[string]int{}
 	present := map[string]bool{}
@@ -150,15 +163,29 @@ func NewPlan(m *onnx.Model, targets []layers.Linear, cfg Config) (*Plan, error) 
 			groupIdx[gname] = gi
 			p.Groups = append(p.Groups, Group{Name: gname, Kind: kind, Block: l.Block, Mask: unique("lora_rank_mask." + gname)})
 		}
-		name := unique(moduleName(l))
-		mod := Module{
-			Name: name, Node: l.Node, Weight: l.Weight, Input: l.Input, Output: l.Output, Role: l.Role, Block: l.Block,
-			Group: gname, In: l.In, Out: l.Out,
-			A: unique(name + ".lora_A"), B: unique(name + ".lora_B"), Dropout: unique("lora_dropout_keep." + name),
-			DType: dtypeField(cdt), AdapterDType: dtypeField(adt),
+		parts := []qkvSlice{{Role: l.Role, Lo: 0, Hi: l.Out}}
+		if l.Role == "qkv" {
+			if parts, err = qkvSlices(ix, m, l); err != nil {
+				return nil, fmt.Errorf("lora: plan: %w", err)
+			}
 		}
-		p.Groups[gi].Modules = append(p.Groups[gi].Modules, name)
-		p.Modules = append(p.Modules, mod)
+		base := moduleName(l)
+		for _, sl := range parts {
+			name := base
+			mod := Module{Node: l.Node, Weight: l.Weight, Input: l.Input, Output: l.Output, Role: sl.Role, Block: l.Block,
+				Group: gname, In: l.In, Out: sl.Hi - sl.Lo, DType: dtypeField(cdt), AdapterDType: dtypeField(adt)}
+			if l.Role == "qkv" {
+				name, mod.Slice, mod.Fused = base+"."+sl.Role, []int64{sl.Lo, sl.Hi}, base
+				if rMax > mod.Out {
+					return nil, fmt.Errorf("lora: plan: r_max %d exceeds the %s slice's %d outputs of fused linear %s; choose smaller --ranks",
+						rMax, sl.Role, mod.Out, l.Node)
+				}
+			}
+			mod.Name = unique(name)
+			mod.A, mod.B, mod.Dropout = unique(mod.Name+".lora_A"), unique(mod.Name+".lora_B"), unique("lora_dropout_keep."+mod.Name)
+			p.Groups[gi].Modules = append(p.Groups[gi].Modules, mod.Name)
+			p.Modules = append(p.Modules, mod)
+		}
 	}
 	for _, t := range cfg.Targets {
 		if matched[t] == 0 {
@@ -253,8 +280,12 @@ func (p *Plan) String() string {
 		fmt.Fprintf(&sb, "group %s: mask %s [%d]\n", g.Name, g.Mask, r)
 		for _, n := range g.Modules {
 			m := mods[n]
-			fmt.Fprintf(&sb, "  %-5s %s (%s) %d→%d: A %s [%d,%d], B %s [%d,%d], keep %s\n",
-				m.Role, m.Node, m.Weight, m.In, m.Out, m.A, m.In, r, m.B, r, m.Out, m.Dropout)
+			slice := ""
+			if m.Slice != nil {
+				slice = fmt.Sprintf(" outputs [%d:%d]", m.Slice[0], m.Slice[1])
+			}
+			fmt.Fprintf(&sb, "  %-5s %s (%s)%s %d→%d: A %s [%d,%d], B %s [%d,%d], keep %s\n",
+				m.Role, m.Node, m.Weight, slice, m.In, m.Out, m.A, m.In, r, m.B, r, m.Out, m.Dropout)
 		}
 	}
 	return sb.String()

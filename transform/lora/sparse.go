@@ -14,9 +14,10 @@ import (
 // frozen W, so autodiff treats it as a constant (Equal/Not are bool, stop-gradient) and
 // onnxruntime folds it at load. It returns d, the output of MatMul(x, ·), whose node is the
 // module's ANode (AddDropout rewires its first input). x is the adapter's input and adt its type
-// (the mask is cast to it); zero has W's type.
-func sparseDelta(b *onnx.Builder, base *onnxpb.NodeProto, mod Module, x, a, bb, scaledMask, zero string, adt onnxpb.TensorProto_DataType) string {
-	pre := nodePrefix(mod) + "/lora_sparse"
+// (the mask is cast to it); zero has W's type; pre names the nodes. A q, k or v module of a fused
+// linear masks with its slice of W's columns.
+func sparseDelta(b *onnx.Builder, base *onnxpb.NodeProto, mod Module, pre, x, a, bb, scaledMask, zero string, adt onnxpb.TensorProto_DataType) string {
+	pre += "/lora_sparse"
 	w := base.GetInput()[1]
 	if base.GetOpType() == "Gemm" {
 		for _, at := range base.GetAttribute() {
@@ -24,6 +25,11 @@ func sparseDelta(b *onnx.Builder, base *onnxpb.NodeProto, mod Module, x, a, bb, 
 				w = b.Op("Transpose", pre+"/Transpose", []string{w}, onnx.AttrInts("perm", 1, 0))
 			}
 		}
+	}
+	if mod.Slice != nil { // the slice's columns of a fused linear's [in, out] weight
+		w = b.Op("Slice", pre+"/Slice", []string{w, b.Const("lora_slice_lo", onnx.Int64Tensor("", []int64{1}, []int64{mod.Slice[0]})),
+			b.Const("lora_slice_hi", onnx.Int64Tensor("", []int64{1}, []int64{mod.Slice[1]})),
+			b.Const("lora_slice_axis", onnx.Int64Tensor("", []int64{1}, []int64{1}))})
 	}
 	isZero := b.Op("Equal", pre+"/Equal", []string{w, zero})
 	nonzero := b.Op("Not", pre+"/Not", []string{isZero})

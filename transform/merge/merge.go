@@ -125,8 +125,11 @@ func Export(super *onnx.Model, ranks map[string]int, mode Mode) (*onnx.Model, *R
 			if err != nil {
 				return nil, nil, err
 			}
-			z := zeros(w)
-			rep.add(Layer{Module: mod.Name, Weight: mod.Weight, Group: mod.Group, Rank: ranks[mod.Group], Total: int64(len(w)), ZerosBefore: z, ZerosAfter: z})
+			z, total := zeros(w), int64(len(w))
+			if mod.Slice != nil {
+				z, total = sliceZeros(w, super.Initializer(mod.Weight).GetDims(), mod)
+			}
+			rep.add(Layer{Module: mod.Name, Weight: mod.Weight, Group: mod.Group, Rank: ranks[mod.Group], Total: total, ZerosBefore: z, ZerosAfter: z})
 		}
 		return out, rep, nil
 	}
@@ -146,6 +149,9 @@ func Export(super *onnx.Model, ranks map[string]int, mode Mode) (*onnx.Model, *R
 	}
 	ix := onnx.NewIndex(g)
 	masked := mode == Sparse || meta.SparseAdapter
+	// merged holds a weight already updated by an earlier module: the q, k and v modules of a
+	// fused linear each add their slice's columns to the same weight.
+	merged := map[string][]float32{}
 	for _, mod := range meta.Modules {
 		l, ok := linOf[mod.Node]
 		if !ok || l.Weight != mod.Weight {
@@ -164,14 +170,27 @@ func Export(super *onnx.Model, ranks map[string]int, mode Mode) (*onnx.Model, *R
 		if err != nil {
 			return nil, nil, fmt.Errorf("merge: module %s: %w", mod.Name, err)
 		}
-		lay := Layer{Module: mod.Name, Weight: mod.Weight, Group: mod.Group, Rank: r, Total: int64(len(w)), ZerosBefore: zeros(w)}
+		// Columns [lo, lo+mod.Out) of the linear's l.Out outputs: all of them, or a fused
+		// linear's q, k or v slice.
+		lo, width := int64(0), l.Out
+		if mod.Slice != nil {
+			lo = mod.Slice[0]
+		}
+		nw := merged[mod.Weight]
+		if nw == nil {
+			nw = append([]float32(nil), w...)
+		}
+		var before, total int64
 		var kept, lost float64
-		nw := make([]float32, len(w))
 		for i := int64(0); i < mod.In; i++ {
 			for j := int64(0); j < mod.Out; j++ {
-				s := i*mod.Out + j // the stored index of W[i, j]
+				s := i*width + lo + j // the stored index of W[i, lo+j]
 				if l.Transposed {
-					s = j*mod.In + i
+					s = (lo+j)*mod.In + i
+				}
+				total++
+				if w[s] == 0 {
+					before++
 				}
 				d := float64(dw[i*mod.Out+j])
 				if w[s] == 0 {
@@ -185,25 +204,62 @@ func Export(super *onnx.Model, ranks map[string]int, mode Mode) (*onnx.Model, *R
 				nw[s] = w[s] + float32(d)
 			}
 		}
+		// The layer's counts are over the elements this module changes (its slice's columns).
+		lay := Layer{Module: mod.Name, Weight: mod.Weight, Group: mod.Group, Rank: r, Total: total, ZerosBefore: before}
 		if lost > 0 && !meta.SparseAdapter { // a SparseAdapter's trained delta is M ⊙ ΔW: nothing is dropped
 			lay.Dropped = math.Sqrt(lost / (lost + kept))
 			if mode == Sparse && !meta.SparseAdapter {
 				rep.Exact = false
 			}
 		}
-		lay.ZerosAfter = zeros(nw)
-		// The merged weight keeps the base's type (a float16 base exports in float16).
-		nt := onnx.NewTensor(mod.Weight, onnx.DataType(t), onnx.Dims(t), nil)
+		for i := int64(0); i < mod.In; i++ {
+			for j := int64(0); j < mod.Out; j++ {
+				s := i*width + lo + j
+				if l.Transposed {
+					s = (lo+j)*mod.In + i
+				}
+				if nw[s] == 0 {
+					lay.ZerosAfter++
+				}
+			}
+		}
+		merged[mod.Weight] = nw
+		rep.add(lay)
+	}
+	// The merged weights keep the base's type (a float16 base exports in float16).
+	for name, nw := range merged {
+		t := ix.Initializers[name]
+		nt := onnx.NewTensor(name, onnx.DataType(t), onnx.Dims(t), nil)
 		if err := onnx.SetFloat32s(nt, nw); err != nil {
-			return nil, nil, fmt.Errorf("merge: module %s: %w", mod.Name, err)
+			return nil, nil, fmt.Errorf("merge: weight %s: %w", name, err)
 		}
 		g.Initializer[slices.Index(g.Initializer, t)] = nt
-		rep.add(lay)
 	}
 	if err := setMeta(out, rep); err != nil {
 		return nil, nil, err
 	}
 	return out, rep, nil
+}
+
+// sliceZeros counts the zeros among the columns of a fused linear's weight that module mod (a
+// q, k or v slice) adapts, and the number of those elements. The weight is [in, out], or
+// [out, in] when stored transposed (a fused out is never equal to in: it holds three parts).
+func sliceZeros(w []float32, dims []int64, mod lora.Module) (int64, int64) {
+	var z int64
+	transposed := len(dims) == 2 && dims[0] != mod.In
+	width := int64(len(w)) / mod.In
+	for i := int64(0); i < mod.In; i++ {
+		for j := mod.Slice[0]; j < mod.Slice[1]; j++ {
+			s := i*width + j
+			if transposed {
+				s = j*mod.In + i
+			}
+			if w[s] == 0 {
+				z++
+			}
+		}
+	}
+	return z, mod.In * mod.Out
 }
 
 func (r *Report) add(l Layer) {
@@ -349,6 +405,9 @@ func removeAdapters(g *onnxpb.GraphProto, meta *lora.Meta) error {
 	var seeds []string
 	for _, mod := range meta.Modules {
 		add := ix.Producer[mod.Output]
+		if dead[add] {
+			continue // the q, k, v modules of a fused linear share one Add (of their Concat)
+		}
 		if add == nil || add.GetOpType() != "Add" || len(add.Input) != 2 {
 			return fmt.Errorf("module %s: the adapter Add producing %s is missing", mod.Name, mod.Output)
 		}

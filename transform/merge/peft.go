@@ -44,6 +44,12 @@ type PEFTConfig struct {
 	LayersToTransform []int              `json:"layers_to_transform"`
 }
 
+// slicePart is one q, k or v adapter of a fused linear in PEFT layout: A [r, in], B [hi−lo, r].
+type slicePart struct {
+	at, bt        []float32
+	r, lo, hi, in int64
+}
+
 // WritePEFT writes the sub-adapter at ranks as a PEFT LoRA adapter in dir (created if needed):
 // adapter_model.safetensors holds, per module, base_model.model.<module>.lora_A.weight
 // [r, in] = A[:, :r]ᵀ and lora_B.weight [out, r] = B[:r, :]ᵀ (PyTorch layout), float32.
@@ -51,7 +57,9 @@ type PEFTConfig struct {
 // scale · r, which keeps the trained scale alpha / r_max (METHOD §2: a stock loader reading
 // r = 24 with alpha 64 would scale by 2.67 instead of 2). The most common rank is the config's
 // r; modules with other ranks go to rank_pattern and alpha_pattern under their full names.
-// Module names are the super-network's (Hugging Face names when the model has them). The
+// Module names are the super-network's (Hugging Face names when the model has them); a fused
+// qkv linear's three slice adapters are written as one block-diagonal module of their summed
+// rank under the fused linear's name. The
 // Shears metadata (scale, ranks, r_max, sparse_adapter) is in the safetensors __metadata__. A
 // SparseAdapter network's delta is masked by the base's zeros, which stock PEFT does not do:
 // merge with --merge sparse to reproduce it.
@@ -71,6 +79,17 @@ func WritePEFT(dir string, super *onnx.Model, ranks map[string]int, baseModel st
 	count := map[int]int{}
 	rankOf := map[string]int{}
 	targets := map[string]bool{}
+	add := func(name string, at, bt []float32, r, in, out int64) {
+		key := PEFTKeyPrefix + name
+		tensors = append(tensors,
+			safetensors.F32(key+".lora_A.weight", []int64{r, in}, at),
+			safetensors.F32(key+".lora_B.weight", []int64{out, r}, bt))
+		count[int(r)]++
+		rankOf[name] = int(r)
+		targets[name[strings.LastIndex(name, ".")+1:]] = true // PEFT matches name suffixes
+	}
+	fused := map[string][]slicePart{}
+	var fusedOrder []string
 	for _, mod := range meta.Modules {
 		r := int64(ranks[mod.Group])
 		a, b, err := readAB(super, meta, mod)
@@ -89,13 +108,37 @@ func WritePEFT(dir string, super *onnx.Model, ranks map[string]int, baseModel st
 				bt[j*r+k] = b[k*mod.Out+j]
 			}
 		}
-		key := PEFTKeyPrefix + mod.Name
-		tensors = append(tensors,
-			safetensors.F32(key+".lora_A.weight", []int64{r, mod.In}, at),
-			safetensors.F32(key+".lora_B.weight", []int64{mod.Out, r}, bt))
-		count[int(r)]++
-		rankOf[mod.Name] = int(r)
-		targets[mod.Name[strings.LastIndex(mod.Name, ".")+1:]] = true // PEFT matches name suffixes
+		if mod.Slice != nil {
+			if fused[mod.Fused] == nil {
+				fusedOrder = append(fusedOrder, mod.Fused)
+			}
+			fused[mod.Fused] = append(fused[mod.Fused], slicePart{at: at, bt: bt, r: r, lo: mod.Slice[0], hi: mod.Slice[1], in: mod.In})
+			continue
+		}
+		add(mod.Name, at, bt, r, mod.In, mod.Out)
+	}
+	// A fused linear's q, k, v adapters are one PEFT module of rank R = r_q + r_k + r_v (PEFT
+	// adapts the fused layer as a whole): lora_A stacks the three A's, lora_B is block-diagonal
+	// (slice rows × that slice's rank columns), so B·A·x is the three slice deltas side by side.
+	for _, name := range fusedOrder {
+		parts := fused[name]
+		var rr, out int64
+		for _, p := range parts {
+			rr += p.r
+			out = max(out, p.hi)
+		}
+		in := parts[0].in
+		a := make([]float32, 0, rr*in)
+		b := make([]float32, out*rr)
+		c := int64(0)
+		for _, p := range parts {
+			a = append(a, p.at...)
+			for j := p.lo; j < p.hi; j++ {
+				copy(b[j*rr+c:j*rr+c+p.r], p.bt[(j-p.lo)*p.r:(j-p.lo+1)*p.r])
+			}
+			c += p.r
+		}
+		add(name, a, b, rr, in, out)
 	}
 	common := 0
 	for r, n := range count {

@@ -9,7 +9,7 @@
 // block_size·bits/8, codes packed low bits first; scales are [N, k_blocks] in A's float type;
 // zero points, when present, are uint8 [N, ceil(k_blocks·bits/8)] packed the same way, and
 // default to 2^(bits−1) when absent. The dequantized weight is (code − zero_point)·scale. When
-// block_size does not divide K, the last block is padded with the zero point's code (the
+// block_size does not divide K, the last block is padded with the code 2^(bits−1) (the
 // operator defines k_blocks = ceil(K/block_size) and never reads the padding).
 //
 // Zeros are kept. A sparse base's zeros dequantize to exactly 0:

@@ -20,7 +20,7 @@ import (
 )
 
 // TestBundle builds the offline GPU check's payload the way "make gpu-bundle" does and uses it
-// the way a GPU machine would, without Go and without the repository's .ort: the payload stays
+// the way a GPU machine would, with its prebuilt binaries (bin/PREBUILT) and its own library: the payload stays
 // under 64 MiB, the CPU path of the check measures the tiny shape (shears forward + NLS step,
 // PyTorch forward + step when /usr/bin/python3 has torch) and writes results whose values are
 // checked, the peer reads the model it measured as onnxruntime does, and --device webgpu on a
@@ -66,14 +66,14 @@ func TestBundle(t *testing.T) {
 		if walked >= 64<<20 {
 			t.Errorf("payload %d bytes (%.2f MiB), the limit is 64 MiB", walked, float64(walked)/(1<<20))
 		}
-		for _, f := range []string{"bin/shears", "bin/gpucheck", ".ort/libonnxruntime.so.1", "bench/gpu/check.sh", "bench/peer/peer.py"} {
+		for _, f := range []string{"bin/shears", "bin/gpucheck", "bin/PREBUILT", ".ort/libonnxruntime.so.1", "bench/gpu/check.sh", "bench/peer/peer.py"} {
 			if _, err := os.Stat(filepath.Join(bundle, f)); err != nil {
 				t.Errorf("bundle lacks %s", f)
 			}
 		}
 	})
 
-	// The bundle alone: Go hidden, the library only the bundle's own.
+	// The bundle alone: its own binaries although Go is on PATH, its own library.
 	env := func(extra ...string) []string {
 		var e []string
 		for _, kv := range os.Environ() {
@@ -81,20 +81,31 @@ func TestBundle(t *testing.T) {
 				e = append(e, kv)
 			}
 		}
-		return append(e, append([]string{"GO=/nonexistent/go"}, extra...)...)
+		return append(e, extra...)
 	}
 	python := "/usr/bin/python3"
 	hasTorch := exec.Command(python, "-c", "import torch").Run() == nil
 
 	t.Run("cpu", func(t *testing.T) {
 		res := filepath.Join(tmp, "cpu")
+		work := filepath.Join(tmp, "work")
 		cmd := exec.Command("bash", filepath.Join(bundle, "bench/gpu/check.sh"), "--device", "cpu", "--shapes", "tiny",
-			"--out", res, "--steps", "2", "--train-steps", "2")
+			"--out", res, "--work", work, "--steps", "2", "--train-steps", "2")
 		cmd.Dir = tmp
 		cmd.Env = env("PYTHON=" + python)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("check.sh: %v\n%s", err, out)
+		}
+		// OUT holds the small result files only (it is what comes back from a GPU machine); the
+		// models stay in --work.
+		ents, _ := os.ReadDir(res)
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		if got := strings.Join(names, " "); got != "check.log machine.json results.json results.jsonl results.md" {
+			t.Errorf("OUT holds %s", got)
 		}
 		if !strings.Contains(string(out), "== prebuilt bin/gpucheck, bin/shears") {
 			t.Errorf("the bundle's binaries were not used:\n%s", out)
@@ -114,7 +125,7 @@ func TestBundle(t *testing.T) {
 			t.Fatalf("%d rows, want shears and pytorch × forward and train:\n%s", len(got.Rows), out)
 		}
 		cfg, _ := llama.Preset("tiny")
-		super, err := onnx.Load(filepath.Join(res, "work", "llama-tiny-fp16-native-super.onnx"))
+		super, err := onnx.Load(filepath.Join(work, "llama-tiny-fp16-native-super.onnx"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -173,9 +184,9 @@ func TestBundle(t *testing.T) {
 			return
 		}
 		// The peer's own ONNX reader against onnxruntime: the same logits for the same ids.
-		data := filepath.Join(res, "work", "ids-tiny-2x32.jsonl")
+		data := filepath.Join(work, "ids-tiny-2x32.jsonl")
 		pout, err := exec.Command(python, filepath.Join(bundle, "bench/peer/peer.py"), "loss",
-			filepath.Join(res, "work", "llama-tiny-fp16-native-super.onnx"), data, "--n", "1").Output()
+			filepath.Join(work, "llama-tiny-fp16-native-super.onnx"), data, "--n", "1").Output()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -188,7 +199,7 @@ func TestBundle(t *testing.T) {
 		line, _ := os.ReadFile(data)
 		var rec struct{ IDs []int64 }
 		json.Unmarshal([]byte(strings.SplitN(string(line), "\n", 2)[0]), &rec)
-		s, err := runtime.OpenFile(filepath.Join(res, "work", "llama-tiny-fp16-native.onnx"), runtime.Options{Threads: 2})
+		s, err := runtime.OpenFile(filepath.Join(work, "llama-tiny-fp16-native.onnx"), runtime.Options{Threads: 2})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -213,10 +224,34 @@ func TestBundle(t *testing.T) {
 		t.Logf("peer vs onnxruntime logits: max |diff| %.3g (max |logit| %.3g)", maxd, spread)
 	})
 
+	t.Run("budget", func(t *testing.T) {
+		res := filepath.Join(tmp, "budget")
+		cmd := exec.Command("bash", filepath.Join(bundle, "bench/gpu/check.sh"), "--device", "cpu", "--shapes", "tiny,25m",
+			"--out", res, "--work", filepath.Join(tmp, "work-budget"), "--budget", "1ns", "--peer=false")
+		cmd.Env = env()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("check.sh: %v\n%s", err, out)
+		}
+		recs, err := report.ReadRecords(filepath.Join(res, "results.jsonl"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Each shape: its forward and its train step recorded as skipped, nothing run.
+		if len(recs) != 4 {
+			t.Fatalf("%d records: %+v", len(recs), recs)
+		}
+		for i, r := range recs {
+			if r.Skipped != "the 1ns budget was spent" || r.Shape != []string{"tiny", "tiny", "25m", "25m"}[i] ||
+				r.Stage != []string{"forward", "train"}[i%2] {
+				t.Errorf("record %d: %+v", i, r)
+			}
+		}
+	})
+
 	t.Run("webgpu", func(t *testing.T) {
 		res := filepath.Join(tmp, "webgpu")
 		cmd := exec.Command("bash", filepath.Join(bundle, "bench/gpu/check.sh"), "--device", "webgpu", "--shapes", "tiny",
-			"--out", res, "--steps", "1", "--peer=false")
+			"--out", res, "--work", filepath.Join(tmp, "work-webgpu"), "--steps", "1", "--peer=false")
 		cmd.Env = env()
 		out, err := cmd.CombinedOutput()
 		if err != nil {

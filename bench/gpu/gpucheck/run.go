@@ -52,7 +52,7 @@ func runCheck(args []string) error {
 	var shapes string
 	fs.StringVar(&o.device, "device", "webgpu", "execution provider for shears: webgpu, cuda or cpu")
 	fs.StringVar(&o.out, "out", "", "folder for results.jsonl, results.json, results.md and check.log (required)")
-	fs.StringVar(&o.work, "work", "", "folder for the generated models and runs (default: OUT/work; models are reused)")
+	fs.StringVar(&o.work, "work", filepath.Join(os.TempDir(), "shears-gpucheck"), "folder for the generated models and runs, kept out of --out (a 7B is 13.5 GB); models are reused")
 	fs.StringVar(&shapes, "shapes", "25m,1b,7b", "models/llama presets, smallest first: tiny, 25m, 1b, 7b")
 	fs.StringVar(&o.dtype, "dtype", "auto", "weight type: fp16, fp32, or auto (fp16, then fp32 where fp16 fails)")
 	fs.IntVar(&o.batch, "batch", 0, "sequences per run (0: per shape, 4 up to 1b, 1 for 7b)")
@@ -101,9 +101,6 @@ func runCheck(args []string) error {
 	}
 	if o.command == "" {
 		o.command = "gpucheck run " + strings.Join(args, " ")
-	}
-	if o.work == "" {
-		o.work = filepath.Join(o.out, "work")
 	}
 	for _, d := range []string{o.out, o.work} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -310,8 +307,11 @@ func (c *checker) shape(shape string, profile bool) {
 	if c.o.train {
 		if used < 0 {
 			r := base
-			r.Stage, r.DType, r.Steps, r.Skipped = "train", dtypes[0], c.o.trainSteps, "the forward pass did not run"
-			c.add(r)
+			r.Stage, r.DType, r.Steps = "train", dtypes[0], c.o.trainSteps
+			if !c.over(&r) {
+				r.Skipped = "the forward pass did not run"
+				c.add(r)
+			}
 		}
 		for k := used; k >= 0 && k < len(dtypes); k++ {
 			r := base

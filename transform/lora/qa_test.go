@@ -1,0 +1,271 @@
+package lora
+
+import (
+	"math"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/shears-ml/shears/internal/testkit"
+	"github.com/shears-ml/shears/onnx"
+	"github.com/shears-ml/shears/onnx/onnxpb"
+	"github.com/shears-ml/shears/runtime"
+	"github.com/shears-ml/shears/train/gradcheck"
+	"github.com/shears-ml/shears/transform/autodiff"
+	"github.com/shears-ml/shears/transform/quant"
+	"google.golang.org/protobuf/proto"
+)
+
+// qaSuper is the tiny model with half of each target weight zero, quantized int4 (block 32,
+// asymmetric, RTN), lowered, with QA-SparsePEFT adapters (ranks 8, 6, 4); also the quantized
+// model itself.
+func qaSuper(t *testing.T) (q, low, sup *onnx.Model, meta *Meta) {
+	t.Helper()
+	m := tiny(t)
+	c := quant.Config{Bits: 4, BlockSize: 32}
+	ls := targetsOf(t, m)
+	p, err := quant.NewPlan(m, ls, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tg := range p.Targets {
+		w, err := quant.Weight(m, tg.Linear)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range w {
+			if i%2 == 0 {
+				w[i] = 0
+			}
+		}
+		l, err := quant.RTN(w, tg.K, tg.N, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.ApplyTarget(m, tg, l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if low, err = quant.Lower(m); err != nil {
+		t.Fatal(err)
+	}
+	if sup, err = Apply(low, plan(t, low, Config{Ranks: []int{8, 6, 4}, SparseAdapter: true}), ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if meta, err = ReadConfig(sup); err != nil || !meta.QuantAware {
+		t.Fatalf("metadata: quant aware %v (%v)", meta != nil && meta.QuantAware, err)
+	}
+	return m, low, sup, meta
+}
+
+// TestQAForwardIsTheQuantizedMerge: with B = 0 the QA super-network computes the quantized
+// base; with random B it computes x·Q(W + M ⊙ s·A_r·B_r), what the merge writes back on the
+// base's grid.
+func TestQAForwardIsTheQuantizedMerge(t *testing.T) {
+	testkit.ORT(t)
+	q, low, sup, meta := qaSuper(t)
+	feeds, ranks := masksFor(meta, 6, 4)
+	_, want := testkit.RunLogits(t, q, 2, testIDs, nil)
+	if d := testkit.MaxDiff(logits(t, sup, feeds), want); !(d <= 1e-5) {
+		t.Fatalf("B = 0: QA super-network differs from the quantized model by %g", d)
+	}
+	// B small enough that W' stays (almost everywhere) inside each block's range, as trained
+	// adapters do; where it leaves it, Q clamps.
+	randomizeB(t, sup, meta, 3)
+	for _, mod := range meta.Modules {
+		v, _ := sup.Float32s(sup.Initializer(mod.B))
+		for i := range v {
+			v[i] *= 0.1
+		}
+		onnx.SetFloat32s(sup.Initializer(mod.B), v)
+	}
+	got := logits(t, sup, feeds)
+	if d := testkit.MaxDiff(got, want); !(d > 1e-3) {
+		t.Fatalf("random B changed the logits by only %g", d)
+	}
+	// The merge, computed here: W' = W + M ⊙ s·A[:, :r]·B[:r, :], put on the base's grid, its
+	// dequantized values written into the lowered base.
+	recs, _ := quant.ReadLowered(sup)
+	merged := &onnx.Model{Proto: protoClone(low.Proto), Dir: low.Dir}
+	steps := 0.0
+	clamped, total := 0, 0
+	for _, mod := range meta.Modules {
+		var r quant.Lowered
+		for _, x := range recs {
+			if x.Node == mod.Node {
+				r = x
+			}
+		}
+		w, _ := sup.Float32s(sup.Initializer(mod.Weight))
+		a, _ := sup.Float32s(sup.Initializer(mod.A))
+		b, _ := sup.Float32s(sup.Initializer(mod.B))
+		rk, in, out := ranks[mod.Group], int(mod.In), int(mod.Out)
+		wp := make([]float32, len(w))
+		for i := 0; i < in; i++ {
+			for j := 0; j < out; j++ {
+				d := 0.0
+				for k := 0; k < rk; k++ {
+					d += float64(a[i*meta.RMax+k]) * float64(b[k*out+j])
+				}
+				wp[i*out+j] = w[i*out+j]
+				if w[i*out+j] != 0 {
+					wp[i*out+j] += float32(meta.Scale * d)
+				}
+			}
+		}
+		grid, err := r.Grid(sup)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ql, err := quant.Requantize(wp, grid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		deq := ql.Dequant()
+		for i := range wp {
+			if w[i] == 0 && deq[i] != 0 {
+				t.Fatalf("%s: a zero of the base dequantizes to %g after the merge", mod.Name, deq[i])
+			}
+			g := ql.GridAt(i%out, i/out/r.BlockSize)
+			if g.Scale == 0 {
+				continue
+			}
+			total++
+			if lo, hi := g.Value(0), g.Value(uint8(r.Config().MaxCode())); wp[i] < lo || wp[i] > hi {
+				clamped++ // outside the block's range: Q clamps
+				continue
+			}
+			steps = math.Max(steps, math.Abs(float64(wp[i]-deq[i]))/float64(g.Scale))
+		}
+		if err := onnx.SetFloat32s(merged.Initializer(mod.Weight), deq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, mlog := testkit.RunLogits(t, merged, 2, testIDs, nil)
+	if d := testkit.MaxDiff(got, mlog); !(d <= 1e-4) {
+		t.Fatalf("QA super-network and the quantized merge differ by %g", d)
+	}
+	// Inside its block's range a weight rounds to the nearest code: within half a step.
+	if !(steps <= 0.5+1e-5) || !(float64(clamped) <= 0.05*float64(total)) {
+		t.Fatalf("merged weights lie up to %g steps from W' inside the grid; %d of %d weights clamped", steps, clamped, total)
+	}
+	t.Logf("largest |W' − Q(W')| inside the grid: %.3f steps; %d of %d weights clamped", steps, clamped, total)
+}
+
+// TestQAStraightThroughGradients checks the QA-SparsePEFT train graph's gradients of A and B.
+// The forward is piecewise constant in A and B (the rounding), so finite differences of it
+// say nothing; the straight-through estimator is the exact gradient of the surrogate in which
+// each module's rounding residual R = Q(W') − W' is the constant it has at the checked point.
+// The test captures every R at that point, builds the surrogate (same forward value there),
+// checks its gradients against central differences in float64, and requires the QA graph's
+// own gradients to be identical to the surrogate's.
+func TestQAStraightThroughGradients(t *testing.T) {
+	testkit.ORT(t)
+	_, _, sup, meta := qaSuper(t)
+	randomizeB(t, sup, meta, 5)
+	b := onnx.BuilderFor(sup)
+	rng := rand.New(rand.NewPCG(5, 5))
+	w := make([]float32, 2*8*512)
+	for i := range w {
+		w[i] = float32(rng.NormFloat64())
+	}
+	prod := b.Op("Mul", "/loss/Mul", []string{"logits", b.Const("loss_w", onnx.Float32Tensor("", []int64{2, 8, 512}, w))})
+	b.OpOut("ReduceSum", "/loss/ReduceSum", []string{prod}, []string{"loss"}, onnx.AttrInt("keepdims", 0))
+	if b.Err() != nil {
+		t.Fatal(b.Err())
+	}
+	g64, err := autodiff.ToFloat64(sup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	masks, _ := masksFor(meta, 6, 4)
+	in := map[string]*runtime.Tensor{"input_ids": runtime.I64([]int64{2, 8}, testIDs)}
+	for k, v := range masks {
+		v64 := make([]float64, len(v))
+		for i, x := range v {
+			v64[i] = float64(x)
+		}
+		in[k] = runtime.F64([]int64{int64(len(v))}, v64)
+	}
+	// Capture each residual R at this point.
+	var resid []string
+	for _, n := range g64.Graph().GetNode() {
+		if strings.HasSuffix(n.GetName(), "/lora_qa/ste/Residual") {
+			resid = append(resid, n.GetOutput()[0])
+		}
+	}
+	if len(resid) != len(meta.Modules) {
+		t.Fatalf("%d residual nodes for %d modules", len(resid), len(meta.Modules))
+	}
+	probe := &onnx.Model{Proto: protoClone(g64.Proto), Dir: g64.Dir}
+	for _, r := range resid {
+		probe.Graph().Output = append(probe.Graph().Output, &onnxpb.ValueInfoProto{Name: &r, Type: &onnxpb.TypeProto{Value: &onnxpb.TypeProto_TensorType{
+			TensorType: &onnxpb.TypeProto_Tensor{ElemType: int32p(int32(onnxpb.TensorProto_DOUBLE))}}}})
+	}
+	raw, err := probe.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := runtime.OpenBytes(raw, sup.Dir, runtime.Options{Threads: 1, OptLevel: "basic"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Run(in, resid)
+	s.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sur := &onnx.Model{Proto: protoClone(g64.Proto), Dir: g64.Dir}
+	var nonzero int
+	for _, r := range resid {
+		g := sur.Graph()
+		for i, n := range g.Node {
+			if len(n.Output) > 0 && n.Output[0] == r {
+				g.Node = append(g.Node[:i:i], g.Node[i+1:]...)
+				break
+			}
+		}
+		v := res[r]
+		raw := make([]byte, 8*len(v.F64))
+		for i, x := range v.F64 {
+			if x != 0 {
+				nonzero++
+			}
+			bits := math.Float64bits(x)
+			for k := 0; k < 8; k++ {
+				raw[8*i+k] = byte(bits >> (8 * k))
+			}
+		}
+		g.Initializer = append(g.Initializer, onnx.NewTensor(r, onnxpb.TensorProto_DOUBLE, v.Shape, raw))
+	}
+	if nonzero == 0 {
+		t.Fatal("every rounding residual is 0: the point checks nothing about the rounding")
+	}
+	q, down := meta.Modules[0], meta.Modules[4]
+	wrt := []string{q.A, q.B, down.A, down.B}
+	opts := gradcheck.Options{InputDims: map[string][]int64{"input_ids": {2, 8}}, MaxSamples: 24, Seed: 2}
+	sres, err := gradcheck.Check(sur, "loss", wrt, in, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range gradcheck.Failures(sres, gradcheck.TolModel64) {
+		t.Error("surrogate:", f)
+	}
+	qres, err := gradcheck.Check(g64, "loss", wrt, in, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range sres {
+		for k := range sres[i].Analytic {
+			a, b := qres[i].Analytic[k], sres[i].Analytic[k]
+			if !(math.Abs(a-b) <= 1e-12*math.Max(1, math.Abs(b))) {
+				t.Fatalf("%s[%d]: QA gradient %g, surrogate's %g", sres[i].Name, sres[i].Indices[k], a, b)
+			}
+		}
+		t.Logf("%s: STE gradient vs central differences of the surrogate: max relative error %.2g (scale %.2g)", sres[i].Name, sres[i].MaxRelErr, sres[i].Scale)
+	}
+}
+
+func protoClone(m *onnxpb.ModelProto) *onnxpb.ModelProto { return proto.Clone(m).(*onnxpb.ModelProto) }
+
+func int32p(v int32) *int32 { return &v }

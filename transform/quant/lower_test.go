@@ -1,0 +1,101 @@
+package quant
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/shears-ml/shears/internal/testkit"
+	"github.com/shears-ml/shears/internal/testsynth"
+	"github.com/shears-ml/shears/onnx"
+	"github.com/shears-ml/shears/transform/layers"
+)
+
+// quantizedTiny is the tiny synthetic LLaMA with every target linear RTN-quantized on c.
+func quantizedTiny(t *testing.T, c Config) *onnx.Model {
+	t.Helper()
+	m, err := onnx.Load(testsynth.Synthetic(t, "tiny"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	all, err := layers.Find(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	targets, _ := layers.Select(all, "", "")
+	p, err := NewPlan(m, targets, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tg := range p.Targets {
+		w, err := Weight(m, tg.Linear)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := RTN(w, tg.K, tg.N, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.ApplyTarget(m, tg, l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return m
+}
+
+// TestLowerRaiseRoundTrip: the lowered model (MatMul by the dequantized weight) computes the
+// quantized model's logits, and raising it back gives byte-identical MatMulNBits tensors.
+func TestLowerRaiseRoundTrip(t *testing.T) {
+	testkit.ORT(t)
+	for _, c := range []Config{{4, 32, false}, {8, 64, true}} {
+		q := quantizedTiny(t, c)
+		low, err := Lower(q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if has, _ := HasQuantized(low); has {
+			t.Fatal("lowered model still has MatMulNBits nodes")
+		}
+		recs, err := ReadLowered(low)
+		if err != nil || len(recs) != 14 {
+			t.Fatalf("%d lowered linears recorded (%v), want 14", len(recs), err)
+		}
+		ids := []int64{3, 1, 4, 1, 5, 9, 2, 6}
+		_, want := testkit.RunLogits(t, q, 1, ids, nil)
+		_, got := testkit.RunLogits(t, low, 1, ids, nil)
+		if d := testkit.MaxDiff(got, want); !(d <= 1e-4) {
+			t.Fatalf("%+v: lowered logits differ by %g", c, d)
+		}
+		if _, err := Raise(low, low); err != nil {
+			t.Fatal(err)
+		}
+		_, a, err := Quantized(q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, b, err := Quantized(low)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(a) != len(b) {
+			t.Fatalf("%d layers raised, want %d", len(b), len(a))
+		}
+		for name, la := range a {
+			lb := b[name]
+			if lb == nil || !bytes.Equal(la.PackB(), lb.PackB()) || !bytes.Equal(la.PackZeros(), lb.PackZeros()) {
+				t.Fatalf("%+v %s: raised tensors differ from the quantized model's", c, name)
+			}
+			for i := range la.Scales {
+				if la.Scales[i] != lb.Scales[i] {
+					t.Fatalf("%s scale %d: %g, want %g", name, i, lb.Scales[i], la.Scales[i])
+				}
+			}
+		}
+		if recs, _ := ReadLowered(low); recs != nil {
+			t.Fatal("raised model keeps the lowering metadata")
+		}
+		if _, got = testkit.RunLogits(t, low, 1, ids, nil); testkit.MaxDiff(got, want) != 0 {
+			t.Fatalf("raised model's logits differ from the quantized model's")
+		}
+	}
+}
