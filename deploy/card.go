@@ -16,7 +16,7 @@ import (
 // Card is what the model card says beyond what the model itself records (its config, merge
 // record, adapter ranks and sparsity are read from the graph).
 type Card struct {
-	Base     string    // the base model: a checkpoint, a file or a name
+	Base     string    // the base model (a checkpoint, a file or a name) when the model records no source folder
 	Commands []string  // the commands that made the model, in order
 	Eval     []EvalRow // the run's evaluation table, if any
 }
@@ -105,9 +105,9 @@ func sparsityByRole(m *onnx.Model) ([]roleSparsity, error) {
 // cardMarkdown renders README.md.
 func cardMarkdown(name string, f *Facts, c Card, adapter *adapterRecord, sp []roleSparsity, dtype, tokenizer string, genai, hf bool) string {
 	var b strings.Builder
-	base := c.Base
+	base := f.SourceDir // the checkpoint an import read is the true base
 	if base == "" {
-		base = f.SourceDir
+		base = c.Base
 	}
 	fmt.Fprintf(&b, "---\nlibrary_name: transformers.js\ntags: [shears, onnx, sparse, lora]\n")
 	if base != "" {

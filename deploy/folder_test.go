@@ -13,6 +13,7 @@ import (
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
 	"github.com/shears-ml/shears/tokenizer"
+	"google.golang.org/protobuf/proto"
 )
 
 func loadModel(t *testing.T, path string) *onnx.Model {
@@ -199,5 +200,77 @@ func TestFolderTokenizerNotConvertible(t *testing.T) {
 	// The ids are still llama2.c's.
 	if cfg := readJSON(t, filepath.Join(dir, "config.json")); cfg["bos_token_id"] != 1.0 || cfg["eos_token_id"] != 2.0 {
 		t.Errorf("config ids %v %v", cfg["bos_token_id"], cfg["eos_token_id"])
+	}
+}
+
+// TestFolderFromHFImport: a model carrying hf:config and shears:source_dir (what "shears import
+// hf" records) gets config.json verbatim (plus transformers.js_config when its weights are
+// external) and the tokenizer and generation config copied from the checkpoint folder.
+func TestFolderFromHFImport(t *testing.T) {
+	src := t.TempDir()
+	l2c, err := tokenizer.LoadLlama2c(testtok.Write(t, 512))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := l2c.ToHF(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hfConfig := `{
+  "architectures": ["LlamaForCausalLM"],
+  "model_type": "llama",
+  "hidden_size": 64, "intermediate_size": 172, "num_hidden_layers": 2, "num_attention_heads": 8,
+  "num_key_value_heads": 4, "vocab_size": 512, "max_position_embeddings": 128,
+  "rms_norm_eps": 1e-05, "rope_theta": 10000.0, "bos_token_id": 1, "eos_token_id": [2, 7],
+  "torch_dtype": "bfloat16", "_name_or_path": "someone/tiny-llama"
+}
+`
+	for name, b := range map[string][]byte{"tokenizer.json": files.TokenizerJSON, "tokenizer_config.json": files.ConfigJSON,
+		"special_tokens_map.json": []byte(`{"bos_token": "<s>"}` + "\n"), "generation_config.json": []byte(`{"bos_token_id": 1, "eos_token_id": [2, 7], "temperature": 0.6}` + "\n"),
+		"config.json": []byte(hfConfig)} {
+		if err := os.WriteFile(filepath.Join(src, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, external := range []bool{false, true} {
+		m := loadModel(t, testsynth.Synthetic(t, "tiny"))
+		m.Proto.MetadataProps = append(m.Proto.MetadataProps,
+			&onnxpb.StringStringEntryProto{Key: proto.String(HFConfigKey), Value: proto.String(hfConfig)},
+			&onnxpb.StringStringEntryProto{Key: proto.String(SourceDirKey), Value: proto.String(src)})
+		dir := filepath.Join(t.TempDir(), "out")
+		rep, err := WriteFolder(m, onnx.SaveOptions{ExternalData: external}, dir, false, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Tokenizer != "copied from "+filepath.Join(src, "tokenizer.json") {
+			t.Errorf("tokenizer %q", rep.Tokenizer)
+		}
+		for _, name := range []string{"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"} {
+			a, _ := os.ReadFile(filepath.Join(src, name))
+			b, err := os.ReadFile(filepath.Join(dir, name))
+			if err != nil || string(a) != string(b) {
+				t.Errorf("external=%v: %s not copied verbatim (%v)", external, name, err)
+			}
+		}
+		got, _ := os.ReadFile(filepath.Join(dir, "config.json"))
+		if !external && string(got) != hfConfig {
+			t.Errorf("config.json is not hf:config verbatim:\n%s", got)
+		}
+		if external {
+			cfg := readJSON(t, filepath.Join(dir, "config.json"))
+			if tj, _ := cfg["transformers.js_config"].(map[string]any); tj["use_external_data_format"] != true || cfg["_name_or_path"] != "someone/tiny-llama" || cfg["torch_dtype"] != "bfloat16" {
+				t.Errorf("external config.json %s", got)
+			}
+		}
+		if rep.GenAI {
+			g := readJSON(t, filepath.Join(dir, "genai_config.json"))
+			if mm := g["model"].(map[string]any); mm["eos_token_id"] != 2.0 || mm["bos_token_id"] != 1.0 {
+				t.Errorf("genai ids from the config's list: %v", mm)
+			}
+		}
+		card, _ := os.ReadFile(filepath.Join(dir, "README.md"))
+		if !strings.Contains(string(card), "base_model: \""+src+"\"") {
+			t.Errorf("card's base is not the checkpoint folder:\n%s", card)
+		}
 	}
 }

@@ -27,13 +27,15 @@ type Recipe struct {
 	Prune     *RecipePrune  `yaml:"prune" json:"prune,omitempty"`
 	// Quantize adds rows for the (pruned) base quantized to MatMulNBits, and optionally one for
 	// QA-SparsePEFT trained on one of them.
-	Quantize  *RecipeQuantize `yaml:"quantize" json:"quantize,omitempty"`
-	Adapt     RecipeAdapt     `yaml:"adapt" json:"adapt"`
-	Train     RecipeTrain     `yaml:"train" json:"train"`
-	Search    *RecipeSearch   `yaml:"search" json:"search,omitempty"`
-	Export    RecipeExport    `yaml:"export" json:"export"`
-	Baselines RecipeBase      `yaml:"baselines" json:"baselines"`
-	Eval      []RecipeEval    `yaml:"eval" json:"eval"`
+	Quantize *RecipeQuantize `yaml:"quantize" json:"quantize,omitempty"`
+	Adapt    RecipeAdapt     `yaml:"adapt" json:"adapt"`
+	Train    RecipeTrain     `yaml:"train" json:"train"`
+	Search   *RecipeSearch   `yaml:"search" json:"search,omitempty"`
+	Export   RecipeExport    `yaml:"export" json:"export"`
+	// Serve, when set, writes the Shears model as a model folder at the end of the run.
+	Serve     *RecipeServe `yaml:"serve,omitempty" json:"serve,omitempty"`
+	Baselines RecipeBase   `yaml:"baselines" json:"baselines"`
+	Eval      []RecipeEval `yaml:"eval" json:"eval"`
 }
 
 // RecipeRuntime selects onnxruntime (the --ort-lib, --device, --threads flags).
@@ -125,6 +127,12 @@ type RecipeExport struct {
 	DType string `yaml:"dtype" json:"dtype"` // fp32 (default), fp16
 }
 
+// RecipeServe writes the run's Shears model (the searched export, else the heuristic one) as a
+// model folder for serving runtimes (deploy), its card carrying the run's evaluation tables.
+type RecipeServe struct {
+	Folder string `yaml:"folder" json:"folder"` // replaced on every run
+}
+
 // RecipeBase asks for the comparison rows of the Shears paper.
 type RecipeBase struct {
 	// LoRA also trains plain LoRA at r_max (one rank, same adapt and train options) on the
@@ -197,6 +205,9 @@ func (r *Recipe) paths() []*string {
 	}
 	if r.Search != nil {
 		ps = append(ps, &r.Search.Data)
+	}
+	if r.Serve != nil {
+		ps = append(ps, &r.Serve.Folder)
 	}
 	for i := range r.Eval {
 		ps = append(ps, &r.Eval[i].Data)

@@ -95,6 +95,11 @@ func Run(r *Recipe, o Options) (*Summary, error) {
 	if err := sum.write(r.Work); err != nil {
 		return nil, err
 	}
+	if r.Serve != nil && r.Serve.Folder != "" {
+		if err := rn.serve(r.Serve.Folder, rows, sum); err != nil {
+			return nil, err
+		}
+	}
 	return sum, nil
 }
 

@@ -135,7 +135,10 @@ func TestRunResumable(t *testing.T) {
 		}
 	}
 
-	// Second run: everything cached, identical numbers.
+	// Second run: everything cached, identical numbers; serve writes the searched model as a
+	// folder whose card carries the evaluation table.
+	served := filepath.Join(t.TempDir(), "served")
+	r.Serve = &RecipeServe{Folder: served}
 	s2, err := Run(r, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -150,6 +153,20 @@ func TestRunResumable(t *testing.T) {
 			t.Errorf("second run row %d: %+v, first %+v", i, s2.Tables[0].Rows[i], tab.Rows[i])
 		}
 	}
+	card, err := os.ReadFile(filepath.Join(served, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := fmt.Sprintf("| held-out perplexity | %.4g | 50%% Wanda + NLS (searched: hill-climb) (this model) |", tab.Rows[3].PPL)
+	if !strings.Contains(string(card), row) || !strings.Contains(string(card), "| held-out perplexity | ") {
+		t.Errorf("served card lacks the evaluation row %q:\n%s", row, card)
+	}
+	for _, f := range []string{"onnx/model.onnx", "config.json", "tokenizer.json"} {
+		if _, err := os.Stat(filepath.Join(served, f)); err != nil {
+			t.Errorf("served folder: %v", err)
+		}
+	}
+	r.Serve = nil
 
 	// A new search budget reruns the search, its export and its evaluation only.
 	r.Search.Budget = 3
