@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"unsafe"
 
 	"github.com/shears-ml/shears/internal/safetensors"
 	"github.com/shears-ml/shears/onnx"
@@ -276,30 +277,34 @@ func retype(raw []byte, from, to onnxpb.TensorProto_DataType, narrow func(onnxpb
 }
 
 // transpose returns the [cols, rows] transpose of a row-major [rows, cols] matrix of es-byte
-// elements, in cache-sized tiles.
+// elements (2 or 4), moved as whole elements in cache-sized tiles (byte order is irrelevant).
 func transpose(m []byte, rows, cols, es int) []byte {
 	t := make([]byte, len(m))
-	const tile = 64
+	if len(m) == 0 {
+		return t
+	}
+	switch es {
+	case 2:
+		transposeTiles(unsafe.Slice((*uint16)(unsafe.Pointer(&t[0])), len(t)/2), unsafe.Slice((*uint16)(unsafe.Pointer(&m[0])), len(m)/2), rows, cols)
+	case 4:
+		transposeTiles(unsafe.Slice((*uint32)(unsafe.Pointer(&t[0])), len(t)/4), unsafe.Slice((*uint32)(unsafe.Pointer(&m[0])), len(m)/4), rows, cols)
+	default:
+		panic(fmt.Sprintf("hf: transpose of %d-byte elements", es))
+	}
+	return t
+}
+
+func transposeTiles[E uint16 | uint32](dst, src []E, rows, cols int) {
+	const tile = 16
 	for r0 := 0; r0 < rows; r0 += tile {
 		r1 := min(r0+tile, rows)
 		for c0 := 0; c0 < cols; c0 += tile {
 			c1 := min(c0+tile, cols)
-			switch es {
-			case 2:
-				for r := r0; r < r1; r++ {
-					for c := c0; c < c1; c++ {
-						s, d := 2*(r*cols+c), 2*(c*rows+r)
-						t[d], t[d+1] = m[s], m[s+1]
-					}
-				}
-			default:
-				for r := r0; r < r1; r++ {
-					for c := c0; c < c1; c++ {
-						copy(t[es*(c*rows+r):es*(c*rows+r+1)], m[es*(r*cols+c):])
-					}
+			for r := r0; r < r1; r++ {
+				for k, v := range src[r*cols+c0 : r*cols+c1] {
+					dst[(c0+k)*rows+r] = v
 				}
 			}
 		}
 	}
-	return t
 }
