@@ -73,6 +73,9 @@ func Scenarios() []Scenario {
 		{"prune-1b", "50% Wanda on the 1B synthetic: seconds per stage, peak RSS", prune1B},
 		{"quant-compare", "fp32 dense / 50% sparse / int8 / int4 MatMulNBits: size, forward tokens/s, ppl (stories260K, 25M)", quantCompare},
 		{"quantize-1b", "int4 RTN quantization of the 1B synthetic: wall, peak RSS", quantize1B},
+		{"generate-25m", "200 tokens from a 25M LLaMA with the KV cache vs without (--no-cache)", generate25M},
+		{"gen-gsm8k", "eval --task gen on 100 gsm8k items (stories260K) with the KV cache vs without", genGSM8K},
+		{"serve-25m", "shears generate vs transformers.js on one model folder of the 25M LLaMA, 200 tokens", serve25M},
 		{"import-hf-1b", "shears import hf of a 1B bf16 checkpoint in 3 shards vs a plain copy of its files", importHF1B},
 	}
 }

@@ -16,6 +16,7 @@ const (
 	tok512      = "models/stories260K/tok512.bin"
 	arcTrain    = "data/llm-adapters/ARC-Easy-train.json"
 	arcTest     = "data/llm-adapters/ARC-Easy-test.json"
+	gsm8kTest   = "data/llm-adapters/gsm8k-test.json"
 )
 
 // inspectGoal is the peak RSS inspect-1b should stay under: the graph only, no weights.

@@ -88,7 +88,7 @@ func BenchmarkTrainStep(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer s.Close()
-			in := map[string]*runtime.Tensor{"input_ids": runtime.I64([]int64{int64(tm.b), int64(tm.l)}, ids)}
+			in := testkit.Feeds(b, s.Inputs(), runtime.I64([]int64{int64(tm.b), int64(tm.l)}, ids), nil)
 			if _, err := s.Run(in, []string{"logits"}); err != nil { // warm-up
 				b.Fatal(err)
 			}

@@ -27,7 +27,7 @@ func GPTQ(m *onnx.Model, targets []layers.Linear, c quant.Config, windows [][]in
 		return nil, tm, fmt.Errorf("calibrate: no calibration windows")
 	}
 	t0 := time.Now()
-	plan, err := prune.NewPlan(m, targets, o.OneShot)
+	m, plan, err := stagePlan(m, targets, o.OneShot)
 	if err != nil {
 		return nil, tm, err
 	}

@@ -3,7 +3,6 @@ package calibrate
 import (
 	"testing"
 
-	"github.com/shears-ml/shears/eval"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
 	"github.com/shears-ml/shears/runtime"
@@ -15,56 +14,25 @@ import (
 // returns 2/T·XᵀX for each (T tokens over all windows), accumulated in float64 here.
 func captureHessians(t *testing.T, base *onnx.Model, repl map[string]*onnxpb.TensorProto, tensors []string, windows [][]int) map[string][]float64 {
 	t.Helper()
-	g := &onnxpb.GraphProto{Name: base.Graph().Name, Node: base.Graph().Node, Input: base.Graph().Input}
-	for _, init := range base.Graph().GetInitializer() {
-		if r, ok := repl[init.GetName()]; ok {
-			init = r
-		}
-		g.Initializer = append(g.Initializer, init)
-	}
-	for _, x := range tensors {
-		name := x
-		g.Output = append(g.Output, &onnxpb.ValueInfoProto{Name: &name, Type: &onnxpb.TypeProto{Value: &onnxpb.TypeProto_TensorType{
-			TensorType: &onnxpb.TypeProto_Tensor{ElemType: ptr(int32(onnxpb.TensorProto_FLOAT))}}}})
-	}
-	mp := &onnxpb.ModelProto{IrVersion: base.Proto.IrVersion, OpsetImport: base.Proto.OpsetImport, Graph: g}
-	raw, err := (&onnx.Model{Proto: mp}).Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := runtime.OpenBytes(raw, "", runtime.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
 	hs := map[string][]float64{}
 	tokens := 0
 	for _, w := range windows {
 		tokens += len(w)
-		feeds, err := eval.Feeds([]string{"input_ids"}, [][]int{w}, nil)
-		if err != nil {
-			t.Fatal(err)
+	}
+	runExposed(t, base, repl, tensors, windows, func(x string, v *runtime.Tensor) {
+		in := int(v.Shape[len(v.Shape)-1])
+		if hs[x] == nil {
+			hs[x] = make([]float64, in*in)
 		}
-		res, err := s.Run(feeds, tensors)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, x := range tensors {
-			v := res[x]
-			in := int(v.Shape[len(v.Shape)-1])
-			if hs[x] == nil {
-				hs[x] = make([]float64, in*in)
-			}
-			for r := 0; r < len(v.F32)/in; r++ {
-				row := v.F32[r*in : (r+1)*in]
-				for a, xa := range row {
-					for b, xb := range row {
-						hs[x][a*in+b] += float64(xa) * float64(xb)
-					}
+		for r := 0; r < len(v.F32)/in; r++ {
+			row := v.F32[r*in : (r+1)*in]
+			for a, xa := range row {
+				for b, xb := range row {
+					hs[x][a*in+b] += float64(xa) * float64(xb)
 				}
 			}
 		}
-	}
+	})
 	for _, h := range hs {
 		for i := range h {
 			h[i] *= 2 / float64(tokens)

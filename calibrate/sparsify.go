@@ -8,6 +8,7 @@ import (
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
 	"github.com/shears-ml/shears/runtime"
+	"github.com/shears-ml/shears/transform/decoder"
 	"github.com/shears-ml/shears/transform/layers"
 	"github.com/shears-ml/shears/transform/prune"
 )
@@ -52,7 +53,7 @@ func Calibrate(m *onnx.Model, targets []layers.Linear, cfg prune.Config, windows
 		return nil, tm, fmt.Errorf("calibrate: no calibration windows")
 	}
 	t0 := time.Now()
-	plan, err := prune.NewPlan(m, targets, o.OneShot)
+	m, plan, err := stagePlan(m, targets, o.OneShot)
 	if err != nil {
 		return nil, tm, err
 	}
@@ -95,6 +96,21 @@ func Calibrate(m *onnx.Model, targets []layers.Linear, cfg prune.Config, windows
 		return nil, tm, err
 	}
 	return stats, tm, nil
+}
+
+// stagePlan plans the stage graphs on m's train form (transform/decoder): calibration windows
+// are fresh, unpadded rows, so the KV cache folds away. It returns the train form, which the
+// stages' weight feeds read.
+func stagePlan(m *onnx.Model, targets []layers.Linear, oneShot bool) (*onnx.Model, *prune.Plan, error) {
+	tf, err := decoder.TrainForm(m)
+	if err != nil {
+		return nil, nil, fmt.Errorf("calibrate: %w", err)
+	}
+	plan, err := prune.NewPlan(tf, targets, oneShot)
+	if err != nil {
+		return nil, nil, err
+	}
+	return tf, plan, nil
 }
 
 // runStages runs the plan's stage graphs over the windows in order. Each tap's value (per
@@ -155,13 +171,6 @@ func runStages(m *onnx.Model, plan *prune.Plan, windows [][]int, o Options, tm *
 			outs = append(outs, cg.Name[tap])
 			tapOf[cg.Name[tap]] = x
 		}
-		inputs := make([]string, len(sg.Inputs))
-		for k, in := range sg.Inputs {
-			inputs[k] = cg.Name[in]
-		}
-		for _, w := range cg.Weights {
-			inputs = append(inputs, w.Name)
-		}
 		for i, w := range windows {
 			carried := map[string]*runtime.Tensor{}
 			for name, t := range cut[i] {
@@ -170,7 +179,7 @@ func runStages(m *onnx.Model, plan *prune.Plan, windows [][]int, o Options, tm *
 			for name, t := range weights {
 				carried[name] = t
 			}
-			feeds, err := eval.Feeds(inputs, [][]int{w}, carried)
+			feeds, err := eval.Feeds(sess.Inputs(), [][]int{w}, carried)
 			if err != nil {
 				return fmt.Errorf("calibration stage %d: %w", s, err)
 			}

@@ -31,9 +31,9 @@ type fixture struct {
 
 func setup(t *testing.T) *fixture {
 	t.Helper()
-	ckpt := testkit.Shared(t, "models/stories260K/stories260K.bin")
-	tokPath := testkit.Shared(t, "models/stories260K/tok512.bin")
-	calib := testkit.Shared(t, "data/llm-adapters/ARC-Easy-train.json")
+	ckpt := testkit.StoriesShaped(t)
+	tokPath := testkit.Tok512Shaped(t)
+	calib := testkit.Dataset(t, "ARC-Easy-train.json")
 	testkit.ORT(t)
 	f := &fixture{dir: t.TempDir()}
 	m, err := llama2c.Import(ckpt)
@@ -104,10 +104,31 @@ func (f *fixture) prune(t *testing.T, cfg prune.Config, oneShot bool, name strin
 // the given tensors exposed as outputs, and returns the mean over windows of Σ_t x², in float64.
 func captureNorms(t *testing.T, base, from *onnx.Model, replace map[string]bool, tensors []string, windows [][]int) map[string][]float64 {
 	t.Helper()
+	repl := map[string]*onnxpb.TensorProto{}
+	for name := range replace {
+		repl[name] = from.Initializer(name)
+	}
+	sums := map[string][]float64{}
+	runExposed(t, base, repl, tensors, windows, func(x string, v *runtime.Tensor) {
+		in := int(v.Shape[len(v.Shape)-1])
+		if sums[x] == nil {
+			sums[x] = make([]float64, in)
+		}
+		for k, y := range v.F32 {
+			sums[x][k%in] += float64(y) * float64(y) / float64(len(windows))
+		}
+	})
+	return sums
+}
+
+// runExposed runs a copy of base with the initializers in repl replaced and the given tensors
+// exposed as outputs, one calibration window at a time, handing each window's values to fn.
+func runExposed(t *testing.T, base *onnx.Model, repl map[string]*onnxpb.TensorProto, tensors []string, windows [][]int, fn func(x string, v *runtime.Tensor)) {
+	t.Helper()
 	g := &onnxpb.GraphProto{Name: base.Graph().Name, Node: base.Graph().Node, Input: base.Graph().Input}
 	for _, init := range base.Graph().GetInitializer() {
-		if replace[init.GetName()] {
-			init = from.Initializer(init.GetName())
+		if r, ok := repl[init.GetName()]; ok {
+			init = r
 		}
 		g.Initializer = append(g.Initializer, init)
 	}
@@ -126,9 +147,8 @@ func captureNorms(t *testing.T, base, from *onnx.Model, replace map[string]bool,
 		t.Fatal(err)
 	}
 	defer s.Close()
-	sums := map[string][]float64{}
 	for _, w := range windows {
-		feeds, err := eval.Feeds([]string{"input_ids"}, [][]int{w}, nil)
+		feeds, err := eval.Feeds(s.Inputs(), [][]int{w}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -137,17 +157,9 @@ func captureNorms(t *testing.T, base, from *onnx.Model, replace map[string]bool,
 			t.Fatal(err)
 		}
 		for _, x := range tensors {
-			v := res[x]
-			in := int(v.Shape[len(v.Shape)-1])
-			if sums[x] == nil {
-				sums[x] = make([]float64, in)
-			}
-			for k, y := range v.F32 {
-				sums[x][k%in] += float64(y) * float64(y) / float64(len(windows))
-			}
+			fn(x, res[x])
 		}
 	}
-	return sums
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -297,8 +309,9 @@ func TestPrunedLayersHaveExactZerosAndOthersUnchanged(t *testing.T) {
 }
 
 func TestPerplexityRisesWithSparsity(t *testing.T) {
+	testkit.Shared(t, "models/stories260K/stories260K.bin") // a trained model's behaviour, not its shape
 	f := setup(t)
-	held := testkit.Shared(t, "data/llm-adapters/ARC-Easy-test.json")
+	held := testkit.Dataset(t, "ARC-Easy-test.json")
 	docs, err := data.ReadDocuments(held)
 	if err != nil {
 		t.Fatal(err)

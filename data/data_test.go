@@ -41,7 +41,7 @@ func TestPromptsByteForByte(t *testing.T) {
 
 func stories(t *testing.T) tokenizer.Tokenizer {
 	t.Helper()
-	tok, err := tokenizer.LoadLlama2c(testkit.Shared(t, "models/stories260K/tok512.bin"))
+	tok, err := tokenizer.LoadLlama2c(testkit.Tok512Shaped(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -98,6 +98,8 @@ func (d *DocReader) next() (Document, error) {
 				return Document{}, fmt.Errorf("read dataset %s:%d: %w", d.path, d.line, err)
 			}
 			switch {
+			case rec.IDs != nil && len(rec.IDs) == 0:
+				return Document{}, fmt.Errorf("read dataset %s:%d: record has an empty \"ids\" array (it would train with loss 0)", d.path, d.line)
 			case rec.IDs != nil:
 				return Document{IDs: rec.IDs}, nil
 			case rec.Text != nil:

@@ -77,8 +77,11 @@ func TrainSequences(path string, tok tokenizer.Tokenizer, o TrainOptions) ([]Seq
 			return nil, err
 		}
 		plain := !strings.EqualFold(filepath.Ext(path), ".jsonl")
-		for _, d := range docs {
+		for i, d := range docs {
 			if d.IDs != nil {
+				if len(d.IDs) < 2 {
+					return nil, fmt.Errorf("train data %s: record %d has %d id; a training record needs at least 2 (one next-token prediction)", path, i+1, len(d.IDs))
+				}
 				ids := d.IDs
 				if len(ids) > o.Cutoff {
 					ids = ids[:o.Cutoff]

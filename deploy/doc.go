@@ -23,6 +23,6 @@
 // folder is refused unless forced. Facts a file needs and the model lacks are errors naming
 // them; a tokenizer that cannot be converted leaves the folder without one, with a warning.
 //
-// Hugging Face checkpoints (WriteHF, "--format hf") hold the merged weights as safetensors
+// Hugging Face checkpoints (Folder.FinishHF, "--format hf") hold the merged weights as safetensors
 // under the checkpoint's names in [out, in] layout, sharded above 5 GB with an index.
 package deploy

@@ -29,6 +29,8 @@ type family struct {
 	// extra are written into a config.json built from facts when absent (the family's fixed
 	// choices that transformers would otherwise default differently).
 	extra map[string]any
+	// conv1D: the checkpoint stores block linears as Conv1D, [in, out] (GPT-2), not [out, in].
+	conv1D bool
 }
 
 // families is the one registry of model types deploy writes configs for.
@@ -39,7 +41,7 @@ var families = map[string]family{
 	"phi3":    llamaLike("Phi3ForCausalLM", "phi3", map[string]any{"hidden_act": "silu"}),
 	"gemma":   llamaLike("GemmaForCausalLM", "gemma", map[string]any{"hidden_act": "gelu_pytorch_tanh"}),
 	"gpt2": {arch: "GPT2LMHeadModel", genai: "gpt2", hidden: "n_embd", heads: "n_head", kvHeads: "n_head",
-		layers: "n_layer", vocab: "vocab_size", ctxt: "n_positions", extra: map[string]any{"activation_function": "gelu_new"}},
+		layers: "n_layer", vocab: "vocab_size", ctxt: "n_positions", extra: map[string]any{"activation_function": "gelu_new"}, conv1D: true},
 }
 
 func llamaLike(arch, genai string, extra map[string]any) family {

@@ -92,7 +92,7 @@ func readAll(m *onnx.Model, t *onnxpb.TensorProto) ([]byte, error) {
 }
 
 // hfTensors lists the checkpoint's tensors: every parameter under its checkpoint name, linear
-// weights in [out, in] layout, q/k rows in rotate-half order, and the LM head left out when the
+// weights in [out, in] layout (GPT-2's Conv1D ones in [in, out]), q/k rows in rotate-half order, and the LM head left out when the
 // config ties it to the embedding and it still equals it (else the config is untied). Tensor
 // bytes are produced one at a time while the file is written.
 func hfTensors(m *onnx.Model, f *Facts, warn func(string)) ([]stTensor, bool, error) {
@@ -137,7 +137,10 @@ func hfTensors(m *onnx.Model, f *Facts, warn func(string)) ([]stTensor, bool, er
 		shape := append([]int64(nil), t.GetDims()...)
 		es := onnx.ElemSize(dt)
 		size := onnx.NumElements(shape) * int64(es)
-		transposeIt := l != nil && !l.Transposed && len(shape) == 2
+		// [out, in] for nn.Linear (the head too, which may be the embedding read through a
+		// Transpose); Conv1D families keep [in, out] for the block linears.
+		wantInOut := l != nil && f.fam.conv1D && !l.Head
+		transposeIt := l != nil && len(shape) == 2 && l.Transposed == wantInOut
 		if transposeIt {
 			shape = []int64{shape[1], shape[0]}
 		}

@@ -16,7 +16,10 @@ import (
 	"github.com/shears-ml/shears/internal/testsynth"
 	"github.com/shears-ml/shears/internal/testtok"
 	"github.com/shears-ml/shears/internal/torchfix"
+	"github.com/shears-ml/shears/models/gpt2"
 	"github.com/shears-ml/shears/onnx"
+	"github.com/shears-ml/shears/onnx/onnxpb"
+	"google.golang.org/protobuf/proto"
 )
 
 // writeHF writes m as a Hugging Face checkpoint folder with shards of at most shard bytes.
@@ -195,5 +198,44 @@ func TestHFCheckpointLogitsInTorch(t *testing.T) {
 		t.Errorf("torch logits of the checkpoint differ from the graph's by %g", d)
 	} else {
 		t.Logf("max |torch − graph| = %.3g over %d logits", d, len(got))
+	}
+}
+
+// TestHFCheckpointGPT2 writes the tiny GPT-2 (given the config facts an HF import records):
+// Conv1D weights stay [in, out] as GPT-2 checkpoints store them, the tied head is the
+// embedding and is not written twice.
+func TestHFCheckpointGPT2(t *testing.T) {
+	m, err := gpt2.Build(gpt2.Tiny, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]string{"model_type": "gpt2", "n_embd": "64", "n_head": "4", "n_layer": "2", "vocab_size": "512", "n_positions": "128", "tie_word_embeddings": "true"} {
+		m.Proto.MetadataProps = append(m.Proto.MetadataProps, &onnxpb.StringStringEntryProto{Key: proto.String(k), Value: proto.String(v)})
+	}
+	dir := filepath.Join(t.TempDir(), "hf")
+	writeHF(t, m, dir, 0, Options{})
+	ts := readCheckpoint(t, dir)
+	if _, ok := ts["lm_head.weight"]; ok {
+		t.Error("the tied head was written")
+	}
+	for _, name := range []string{"transformer.h.0.attn.c_attn.weight", "transformer.h.1.mlp.c_proj.weight", "transformer.wte.weight"} {
+		init := m.Initializer(name)
+		if init == nil {
+			t.Fatalf("no initializer %s", name)
+		}
+		want, err := m.Float32s(init)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := ts[name].Float32s()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if !slices.Equal(ts[name].Shape, init.GetDims()) || !slices.Equal(got, want) {
+			t.Errorf("%s: shape %v, want the graph's %v and its values", name, ts[name].Shape, init.GetDims())
+		}
+	}
+	if cfg := readJSON(t, filepath.Join(dir, "config.json")); cfg["tie_word_embeddings"] != true {
+		t.Errorf("config.json tie_word_embeddings %v", cfg["tie_word_embeddings"])
 	}
 }

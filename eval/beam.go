@@ -16,6 +16,9 @@ type BeamOptions struct {
 	// a finished hypothesis's summed log-probability; Hugging Face's default, which the
 	// reference keeps, is 1.
 	LengthPenalty float64
+	// NoCache reruns every beam's whole sequence each step even when the model has a KV cache
+	// (the reference the cached path is checked and timed against).
+	NoCache bool
 }
 
 // Hypothesis is a beam search result.
@@ -34,8 +37,10 @@ type hyp struct {
 }
 
 // BeamSearch is Hugging Face's beam search (generate with num_beams, do_sample false,
-// early_stopping false), batch size 1, without a KV cache: every step runs the live beams as
-// one batch over their whole prefix, so a step costs O(length²) attention. Each step scores
+// early_stopping false), batch size 1. The live beams run as one batch: with a KV cache the
+// prompt runs once and each step feeds every beam its last token, the cache rows gathered
+// along the batch axis to follow the chosen beams; without one (or NoCache) each step reruns
+// every beam's whole prefix, O(length²) attention. Each step scores
 // every live beam's continuations by summed log-probability (log-softmax in float64), takes
 // the best 2·Beams, sends a stop id among the best Beams to the finished list (scored
 // sum / len^LengthPenalty) and keeps the best Beams others as the next beams. The search ends
@@ -61,18 +66,24 @@ func BeamSearch(s Model, prompt []int, o BeamOptions) (Hypothesis, error) {
 			}
 		}
 	}
+	d, err := newDecoder(s, o.NoCache)
+	if err != nil {
+		return Hypothesis{}, fmt.Errorf("beam search: %w", err)
+	}
 	done := false
 	var lp []float64
+	tokens, src := [][]int{prompt}, []int(nil) // the next step's new tokens, and the beams they extend
 	for step := 0; step < o.MaxTokens; step++ {
 		cur := len(live[0].ids)
 		if o.MaxContext > 0 && cur >= o.MaxContext {
 			break
 		}
-		batch := make([][]int, len(live))
-		for i, h := range live {
-			batch[i] = h.ids
+		if src != nil {
+			if err := d.reorder(src); err != nil {
+				return Hypothesis{}, fmt.Errorf("beam search: %w", err)
+			}
 		}
-		logits, v, err := lastRows(s, batch)
+		logits, v, err := d.step(tokens)
 		if err != nil {
 			return Hypothesis{}, fmt.Errorf("beam search: %w", err)
 		}
@@ -108,6 +119,7 @@ func BeamSearch(s Model, prompt []int, o BeamOptions) (Hypothesis, error) {
 			cands = cands[:k]
 		}
 		var next []hyp
+		tokens, src = tokens[:0], src[:0]
 		for rank, c := range cands {
 			if contains(o.Stop, c.tok) {
 				if rank < o.Beams {
@@ -118,6 +130,7 @@ func BeamSearch(s Model, prompt []int, o BeamOptions) (Hypothesis, error) {
 			}
 			ids := append(append(make([]int, 0, cur+1), live[c.beam].ids...), c.tok)
 			next = append(next, hyp{ids: ids, sum: c.score})
+			tokens, src = append(tokens, []int{c.tok}), append(src, c.beam)
 			if len(next) == o.Beams {
 				break
 			}
@@ -147,30 +160,6 @@ func BeamSearch(s Model, prompt []int, o BeamOptions) (Hypothesis, error) {
 		Score:   best.score,
 		Stopped: best.stopped,
 	}, nil
-}
-
-// lastRows runs equal-length sequences as one batch and returns the logits at each one's last
-// position, concatenated, and the vocabulary size.
-func lastRows(s Model, batch [][]int) ([]float32, int, error) {
-	feeds, err := Feeds(InputNames(s), batch, nil)
-	if err != nil {
-		return nil, 0, err
-	}
-	res, err := s.Run(feeds, []string{"logits"})
-	if err != nil {
-		return nil, 0, err
-	}
-	l := res["logits"]
-	n := len(batch[0])
-	if len(l.Shape) != 3 || l.Shape[0] != int64(len(batch)) || l.Shape[1] != int64(n) {
-		return nil, 0, fmt.Errorf("logits shape %v, want [%d, %d, vocab]", l.Shape, len(batch), n)
-	}
-	v := int(l.Shape[2])
-	out := make([]float32, 0, len(batch)*v)
-	for b := range batch {
-		out = append(out, l.F32[(b*n+n-1)*v:(b*n+n)*v]...)
-	}
-	return out, v, nil
 }
 
 // logSoftmax writes log softmax(row) into dst, in float64.

@@ -39,7 +39,7 @@ func ScoreContinuations(s Model, seqs [][]int, k int) ([]ContScore, error) {
 		}
 		batch[i] = p
 	}
-	feeds, err := Feeds(InputNames(s), batch, nil)
+	feeds, err := Feeds(s.Inputs(), batch, nil)
 	if err != nil {
 		return nil, err
 	}

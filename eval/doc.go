@@ -1,8 +1,10 @@
 // Package eval measures language models through onnxruntime sessions. Models are causal LMs
 // with an int64 input_ids [batch, sequence] input and a float logits [batch, sequence, vocab]
-// output; none has a KV cache, so generation reruns the whole prefix for every new token
-// (O(n²) in the sequence length: fine for small models and short budgets, slow for 256-token
-// math answers).
+// output, usually with optimum's KV-cache interface besides (package lm; a merged decoder's
+// use_cache_branch too). Generation with a cache runs the prompt once and then one token per
+// step, the presents fed back as the past and gathered along the batch when beams are chosen
+// (decode.go); without one, or with NoCache, it reruns the whole prefix for every new token
+// (O(n²) in the length: the reference the cached path is tested against).
 //
 // What it owns:
 //   - perplexity on held-out text (Perplexity, WindowNLL; ppl.go);

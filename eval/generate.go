@@ -15,54 +15,45 @@ type GenOptions struct {
 	Seed        uint64 // sampling seed
 	Stop        []int  // ids that end generation (typically EOS); the stop id is not returned
 	MaxContext  int    // the model's context length; 0 = unlimited
+	// NoCache reruns the whole sequence for every token even when the model has a KV cache:
+	// the reference the cached path is checked and timed against.
+	NoCache bool
 }
 
-// Generate extends prompt one token at a time by running the whole prefix (the graphs have
-// no KV-cache inputs) and returns the new ids. onToken, if set, sees each id as it is chosen.
+// Generate extends prompt one token at a time and returns the new ids. A model with a KV cache
+// runs the prompt once and then one token per step, the cache carried from step to step; one
+// without (or NoCache) reruns the whole prefix every step. onToken, if set, sees each id as it
+// is chosen.
 func Generate(s Model, prompt []int, o GenOptions, onToken func(id int)) ([]int, error) {
 	if len(prompt) == 0 {
 		return nil, fmt.Errorf("generate: empty prompt (start from BOS)")
 	}
+	d, err := newDecoder(s, o.NoCache)
+	if err != nil {
+		return nil, fmt.Errorf("generate: %w", err)
+	}
 	rng := rand.New(rand.NewPCG(o.Seed, 0x5eed))
-	ids := append([]int(nil), prompt...)
+	next := prompt
 	var out []int
 	for step := 0; step < o.MaxTokens; step++ {
-		if o.MaxContext > 0 && len(ids) >= o.MaxContext {
+		if o.MaxContext > 0 && d.length()+len(next) >= o.MaxContext {
 			break
 		}
-		logits, err := LastLogits(s, ids)
+		logits, _, err := d.step([][]int{next})
 		if err != nil {
-			return out, err
+			return out, fmt.Errorf("generate: %w", err)
 		}
-		next := pick(logits, o, rng)
-		if contains(o.Stop, next) {
+		id := pick(logits, o, rng)
+		if contains(o.Stop, id) {
 			break
 		}
-		ids = append(ids, next)
-		out = append(out, next)
+		out = append(out, id)
+		next = []int{id}
 		if onToken != nil {
-			onToken(next)
+			onToken(id)
 		}
 	}
 	return out, nil
-}
-
-// LastLogits runs ids as one sequence and returns the logits at its last position.
-func LastLogits(s Model, ids []int) ([]float32, error) {
-	feeds, err := Feeds(InputNames(s), [][]int{ids}, nil)
-	if err != nil {
-		return nil, err
-	}
-	res, err := s.Run(feeds, []string{"logits"})
-	if err != nil {
-		return nil, err
-	}
-	l := res["logits"]
-	if len(l.Shape) != 3 || l.Shape[1] != int64(len(ids)) {
-		return nil, fmt.Errorf("generate: logits shape %v, want [1, %d, vocab]", l.Shape, len(ids))
-	}
-	v := int(l.Shape[2])
-	return l.F32[(len(ids)-1)*v : len(ids)*v], nil
 }
 
 func pick(logits []float32, o GenOptions, rng *rand.Rand) int {

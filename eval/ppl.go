@@ -108,7 +108,7 @@ func (p *PerplexityStream) Finish() (PPL, error) {
 // log-likelihood and the number of predictions.
 func WindowNLL(s Model, windows [][]int) (float64, int, error) {
 	b, l := len(windows), len(windows[0])
-	feeds, err := Feeds(InputNames(s), windows, nil)
+	feeds, err := Feeds(s.Inputs(), windows, nil)
 	if err != nil {
 		return 0, 0, err
 	}

@@ -17,8 +17,8 @@ import (
 // and context length.
 func stories(t testing.TB) (*runtime.Session, tokenizer.Tokenizer, int) {
 	t.Helper()
-	ckpt := testkit.Shared(t, "models/stories260K/stories260K.bin")
-	tokPath := testkit.Shared(t, "models/stories260K/tok512.bin")
+	ckpt := testkit.StoriesShaped(t)
+	tokPath := testkit.Tok512Shaped(t)
 	testkit.ORT(t)
 	m, err := llama2c.Import(ckpt)
 	if err != nil {
@@ -63,7 +63,7 @@ func TestBeamOneIsGreedyOnStories(t *testing.T) {
 // plainLogProb scores seq[k:] from one unbatched, unpadded forward run.
 func plainLogProb(t *testing.T, s *runtime.Session, seq []int, k int) float64 {
 	t.Helper()
-	feeds, err := Feeds(InputNames(s), [][]int{seq}, nil)
+	feeds, err := Feeds(s.Inputs(), [][]int{seq}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +166,7 @@ func TestGenItemOnStories(t *testing.T) {
 }
 
 func TestChoiceTokensTruncates(t *testing.T) {
-	tok, err := tokenizer.Load(testkit.Shared(t, "models/stories260K/tok512.bin"))
+	tok, err := tokenizer.Load(testkit.Tok512Shaped(t))
 	if err != nil {
 		t.Fatal(err)
 	}

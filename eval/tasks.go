@@ -34,6 +34,7 @@ type GenConfig struct {
 	MaxNewTokens  int // 0: the task's default (256 math, 32 commonsense)
 	MaxContext    int // the model's context length; 0 = unlimited
 	LengthPenalty float64
+	NoCache       bool // rerun the whole sequence every step even with a KV cache (for timing)
 }
 
 // MaxNew is the reference's max_new_tokens for the task: 256 for math, 32 for commonsense.
@@ -73,14 +74,14 @@ func GenItem(s Model, tok tokenizer.Tokenizer, t Task, it Item, c GenConfig) (Re
 	}
 	var ids []int
 	if c.Beams > 1 {
-		h, err := BeamSearch(s, prompt, BeamOptions{Beams: c.Beams, MaxTokens: maxNew, Stop: []int{tok.EOS()}, MaxContext: c.MaxContext, LengthPenalty: c.LengthPenalty})
+		h, err := BeamSearch(s, prompt, BeamOptions{Beams: c.Beams, MaxTokens: maxNew, Stop: []int{tok.EOS()}, MaxContext: c.MaxContext, LengthPenalty: c.LengthPenalty, NoCache: c.NoCache})
 		if err != nil {
 			return rec, err
 		}
 		ids = h.IDs
 	} else {
 		var err error
-		ids, err = Generate(s, prompt, GenOptions{MaxTokens: maxNew, Stop: []int{tok.EOS()}, MaxContext: c.MaxContext}, nil)
+		ids, err = Generate(s, prompt, GenOptions{MaxTokens: maxNew, Stop: []int{tok.EOS()}, MaxContext: c.MaxContext, NoCache: c.NoCache}, nil)
 		if err != nil {
 			return rec, err
 		}
@@ -157,7 +158,8 @@ type Summary struct {
 	Items        int     `json:"items"`
 	Correct      int     `json:"correct"`
 	Accuracy     float64 `json:"accuracy"`
-	Decoding     string  `json:"decoding"` // greedy, beam search (…), or log-likelihood (sum)
+	Decoding     string  `json:"decoding"`          // greedy, beam search (…), or log-likelihood (sum)
+	Caching      string  `json:"caching,omitempty"` // gen: "kv cache" or "recompute" (Caching)
 	MaxNewTokens int     `json:"max_new_tokens,omitempty"`
 	// CorrectMean / AccuracyMean: choice by mean instead of summed log-probability.
 	CorrectMean  *int     `json:"correct_mean,omitempty"`

@@ -235,7 +235,6 @@ func NewLossEvaluator(run *Run, seqs []data.Sequence, o EvalOptions) (*Evaluator
 	if err != nil {
 		return nil, fmt.Errorf("nls: loss evaluator: %w", err)
 	}
-	names := eval.InputNames(sess)
 	// Batch-invariant inputs: dropout keep-masks are all ones (their shape follows the batch).
 	dropIn := map[string]int64{}
 	if run.Meta.Train {
@@ -263,7 +262,7 @@ func NewLossEvaluator(run *Run, seqs []data.Sequence, o EvalOptions) (*Evaluator
 				}
 				extra[name] = runtime.F32([]int64{int64(b.batch.Rows), int64(b.batch.Len), in}, ones)
 			}
-			feeds, err := eval.Feeds(names, b.rows, extra)
+			feeds, err := eval.Feeds(sess.Inputs(), b.rows, extra)
 			if err != nil {
 				return 0, fmt.Errorf("nls: loss evaluator: %w", err)
 			}

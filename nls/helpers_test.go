@@ -27,7 +27,7 @@ const testAlpha = 16
 // elastic-LoRA super-network (super.onnx, dropout p as given) and returns both paths.
 func superNet(t testing.TB, dir string, dropout float64) (sparse, super string) {
 	t.Helper()
-	m, err := llama2c.Import(testkit.Shared(t, "models/stories260K/stories260K.bin"))
+	m, err := llama2c.Import(testkit.StoriesShaped(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,10 +64,11 @@ func superNet(t testing.TB, dir string, dropout float64) (sparse, super string) 
 	return sparse, super
 }
 
-// subset writes the first n (from skip) LLM-Adapters examples of a shared training file to dir.
+// subset writes the first n (from skip) LLM-Adapters examples of a shared training file to dir;
+// a smaller file (testdata's stand-in) gives its last n instead when skip runs past its end.
 func subset(t testing.TB, dir, rel string, skip, n int) string {
 	t.Helper()
-	b, err := json.Marshal(examples(t, rel)[skip : skip+n])
+	b, err := json.Marshal(window(examples(t, rel), skip, n))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,12 +79,21 @@ func subset(t testing.TB, dir, rel string, skip, n int) string {
 	return p
 }
 
-func tokPath(t testing.TB) string { return testkit.Shared(t, "models/stories260K/tok512.bin") }
+func tokPath(t testing.TB) string { return testkit.Tok512Shaped(t) }
+
+// window is exs[skip:skip+n], or the last n when skip runs past the end of a smaller file
+// (testdata's stand-ins hold a hundred or so records).
+func window(exs []data.Example, skip, n int) []data.Example {
+	if skip+n > len(exs) {
+		skip = max(0, len(exs)-n)
+	}
+	return exs[skip:min(len(exs), skip+n)]
+}
 
 // examples reads a shared LLM-Adapters JSON file.
 func examples(t testing.TB, rel string) []data.Example {
 	t.Helper()
-	raw, err := os.ReadFile(testkit.Shared(t, rel))
+	raw, err := os.ReadFile(testkit.Dataset(t, filepath.Base(rel)))
 	if err != nil {
 		t.Fatal(err)
 	}

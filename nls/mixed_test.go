@@ -48,7 +48,7 @@ func idsFile(t *testing.T, dir string, n int) (string, []data.Sequence) {
 func TestMixedPrecisionNLS(t *testing.T) {
 	testkit.ORT(t)
 	dir := t.TempDir()
-	m, err := llama2c.Import(testkit.Shared(t, "models/stories260K/stories260K.bin"))
+	m, err := llama2c.Import(testkit.StoriesShaped(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +148,7 @@ func TestMixedPrecisionNLS(t *testing.T) {
 			t.Fatal(err)
 		}
 		ids := []int64{1, 40, 300, 7, 12}
-		got, err := s.Run(map[string]*runtime.Tensor{"input_ids": runtime.I64([]int64{1, 5}, ids)}, []string{"logits"})
+		got, err := s.Run(testkit.Feeds(t, s.Inputs(), runtime.I64([]int64{1, 5}, ids), nil), []string{"logits"})
 		s.Close()
 		if err != nil {
 			t.Fatal(err)

@@ -471,7 +471,7 @@ func TestAccuracyOneSessionMatchesExport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	items, err := eval.ReadItems(testkit.Shared(t, "data/llm-adapters/boolq-test.json"))
+	items, err := eval.ReadItems(testkit.Dataset(t, "boolq-test.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/tokenizer"
 	"github.com/shears-ml/shears/train"
+	"github.com/shears-ml/shears/transform/decoder"
 	"github.com/shears-ml/shears/transform/lora"
 	"github.com/shears-ml/shears/transform/trainstep"
 )
@@ -93,6 +94,12 @@ func Train(o TrainOptions) (res *Result, err error) {
 	}
 	if len(meta.Fixed) > 0 {
 		return nil, fmt.Errorf("nls: train: %s is an extracted sub-adapter, not a super-network", o.Super)
+	}
+	if decoder.IsMerged(m) {
+		// A merged decoder trains its no-cache branch (the adapters of both read the same A, B).
+		if m, err = decoder.TrainForm(m); err != nil {
+			return nil, fmt.Errorf("nls: train: %w", err)
+		}
 	}
 	if meta.Dropout > 0 && !meta.Train {
 		// The train graph needs the keep-mask inputs; the file on disk stays the inference graph.
@@ -259,6 +266,25 @@ func Train(o TrainOptions) (res *Result, err error) {
 	scale := 1 / float64(accum)
 	rows := make([]data.Sequence, o.MicroBatch)
 	saved := ck.Steps
+	// diverged stops the run at step s (1-based s+1) whose loss or gradient norm is not a
+	// number: the parameters are still those after step s, which are checkpointed (unless the
+	// last checkpoint is that step), and the error says what to try.
+	diverged := func(s int, what string) error {
+		if saved < s {
+			if err := metrics.flush(); err != nil {
+				return err
+			}
+			if err := samples.flush(); err != nil {
+				return err
+			}
+			if err := eng.saveCheckpoint(ckPath, checkpoint{Steps: s, Elapsed: ck.Elapsed + time.Since(start), Tokens: tokens}); err != nil {
+				return err
+			}
+		}
+		return fmt.Errorf("nls: train: %s at step %d; the last good state (step %d) is checkpointed in %s. "+
+			"The run diverged: start a new run with a lower --lr (now %g) or gradient clipping (--max-grad-norm, now %g)",
+			what, s+1, s, o.Out, o.LR, o.MaxGradNorm)
+	}
 	for s := ck.Steps; s < lay.steps(); s++ {
 		if o.StopAfter > 0 && s >= o.StopAfter {
 			res.Stopped = true
@@ -307,6 +333,9 @@ func Train(o TrainOptions) (res *Result, err error) {
 			if err != nil {
 				return res, fmt.Errorf("nls: step %d, micro-batch %d: %w", s+1, t, err)
 			}
+			if math.IsNaN(loss) || math.IsInf(loss, 0) {
+				return res, diverged(s, fmt.Sprintf("the loss became %v (micro-batch %d)", loss, t))
+			}
 			rec.Loss += loss
 			rec.LossTokens += b.Tokens
 			rec.PaddedTokens += b.Rows * b.Len
@@ -318,6 +347,9 @@ func Train(o TrainOptions) (res *Result, err error) {
 		rec.Loss /= float64(m1 - m0)
 		rec.LR = sched.LR(s, m1-1)
 		if rec.GradNorm, rec.Skipped, err = eng.apply(rec.LR, s+1); err != nil {
+			if math.IsNaN(rec.GradNorm) || math.IsInf(rec.GradNorm, 0) {
+				return res, diverged(s, fmt.Sprintf("the gradient norm became %v", rec.GradNorm))
+			}
 			return res, err
 		}
 		if eng.scaling {

@@ -31,7 +31,7 @@ import (
 func questions(t testing.TB, dir, rel string, skip, n int) string {
 	t.Helper()
 	var b bytes.Buffer
-	for _, e := range examples(t, rel)[skip : skip+n] {
+	for _, e := range window(examples(t, rel), skip, n) {
 		q := e.Instruction
 		if i := strings.Index(q, "\n"); i > 0 {
 			q = q[:i]

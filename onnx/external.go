@@ -107,6 +107,9 @@ func (m *Model) checkExternalRef(t *onnxpb.TensorProto, sizes map[string]int64) 
 		if !fi.Mode().IsRegular() {
 			return fmt.Errorf("tensor %q: external data location %q is not a regular file", t.GetName(), r.location)
 		}
+		if err := m.checkInsideFolder(r.location); err != nil {
+			return fmt.Errorf("tensor %q: %w", t.GetName(), err)
+		}
 		size = fi.Size()
 		sizes[r.location] = size
 	}
@@ -253,6 +256,26 @@ func (m *Model) ReadChunks(t *onnxpb.TensorProto, chunk int, fn func([]byte) err
 			return err
 		}
 		off += n
+	}
+	return nil
+}
+
+// checkInsideFolder refuses an external-data location that a symbolic link takes outside the
+// model's folder: the location's text stays inside (checkLocation), but the file read would
+// not, and onnxruntime refuses such a file when it opens the model.
+func (m *Model) checkInsideFolder(loc string) error {
+	dir, err := filepath.EvalSymlinks(m.externalDir())
+	if err != nil {
+		return err
+	}
+	real, err := filepath.EvalSymlinks(filepath.Join(m.externalDir(), filepath.FromSlash(loc)))
+	if err != nil {
+		return err
+	}
+	rel, err := filepath.Rel(dir, real)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) || filepath.IsAbs(rel) {
+		return fmt.Errorf("external data location %q is a link to %s, outside the model's folder %s "+
+			"(onnxruntime refuses it too): copy the file into the folder (cp -L)", loc, real, dir)
 	}
 	return nil
 }

@@ -102,10 +102,21 @@ func load(data []byte, dir, name string) (*Model, error) {
 	sizes := map[string]int64{}
 	var errs []error
 	forEachTensor(mp.GetGraph(), func(t *onnxpb.TensorProto) {
-		if len(errs) < 10 && isExternal(t) {
-			if err := m.checkExternalRef(t, sizes); err != nil {
-				errs = append(errs, err)
-			}
+		if len(errs) >= 10 {
+			return
+		}
+		if err := checkDims(t); err != nil {
+			errs = append(errs, err)
+			return
+		}
+		var err error
+		if isExternal(t) {
+			err = m.checkExternalRef(t, sizes)
+		} else {
+			err = checkTensorLength(t)
+		}
+		if err != nil {
+			errs = append(errs, err)
 		}
 	})
 	if len(errs) > 0 {
@@ -174,4 +185,22 @@ func (m *Model) Marshal() ([]byte, error) {
 		return nil, fmt.Errorf("onnx: marshal: %w", err)
 	}
 	return b, nil
+}
+
+// MaxElements bounds a tensor's element count at load (2^40, about 4 TB of float32): dims
+// beyond it, or negative, are corrupt, and stages would otherwise report negative parameter
+// counts or allocate absurd buffers.
+const MaxElements = 1 << 40
+
+// checkDims refuses negative dims and tensors beyond MaxElements.
+func checkDims(t *onnxpb.TensorProto) error {
+	for _, d := range t.GetDims() {
+		if d < 0 {
+			return fmt.Errorf("tensor %q: negative dim in %v", t.GetName(), t.GetDims())
+		}
+	}
+	if n := NumElements(t.GetDims()); n < 0 || n > MaxElements {
+		return fmt.Errorf("tensor %q: dims %v hold more than 2^40 elements (corrupt dims?)", t.GetName(), t.GetDims())
+	}
+	return nil
 }

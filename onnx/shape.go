@@ -137,6 +137,31 @@ func leU64(b []byte) uint64 {
 // are constant-folded so that Reshape and Expand targets resolve. An op it does not know is an
 // error naming the node.
 func InferShapes(m *Model, inputDims map[string][]int64) (map[string]TensorType, error) {
+	si, err := inferShapes(m, inputDims)
+	if err != nil {
+		return nil, err
+	}
+	return si.types, nil
+}
+
+// InferShapesFolded is InferShapes that also returns the integer tensors it folded (shape
+// computations such as Shape → Gather → Div → Unsqueeze, initializers and Constants included),
+// by name: a value computed at run time from static shapes is then known before it runs.
+func InferShapesFolded(m *Model, inputDims map[string][]int64) (map[string]TensorType, map[string][]int64, error) {
+	si, err := inferShapes(m, inputDims)
+	if err != nil {
+		return nil, nil, err
+	}
+	ints := map[string][]int64{}
+	for name, c := range si.consts {
+		if c != nil && c.ints != nil {
+			ints[name] = c.ints
+		}
+	}
+	return si.types, ints, nil
+}
+
+func inferShapes(m *Model, inputDims map[string][]int64) (*shapeInf, error) {
 	if m == nil || m.Graph() == nil {
 		return nil, fmt.Errorf("onnx: infer shapes: no model graph")
 	}
@@ -192,7 +217,7 @@ func InferShapes(m *Model, inputDims map[string][]int64) (map[string]TensorType,
 			return nil, fmt.Errorf("onnx: infer shapes: node %s: %w", nodeLabel(n), err)
 		}
 	}
-	return si.types, nil
+	return si, nil
 }
 
 type shapeInf struct {
@@ -204,7 +229,8 @@ type shapeInf struct {
 
 // node infers n's outputs from its inputs and folds them when all inputs are constant.
 func (si *shapeInf) node(n *onnxpb.NodeProto) error {
-	if d := n.GetDomain(); d != "" && d != "ai.onnx" && !(d == "com.microsoft" && n.GetOpType() == "MatMulNBits") {
+	contrib := contribShape(n)
+	if d := n.GetDomain(); d != "" && d != "ai.onnx" && contrib == nil {
 		return fmt.Errorf("op %s of domain %q is not supported", n.GetOpType(), d)
 	}
 	ins := make([]*TensorType, len(n.GetInput()))
@@ -220,7 +246,14 @@ func (si *shapeInf) node(n *onnxpb.NodeProto) error {
 		ins[i] = &t
 		cs[i] = si.consts[name]
 	}
-	outs, folded, err := si.infer(n, ins, cs)
+	var outs []TensorType
+	var folded []*cval
+	var err error
+	if contrib != nil {
+		outs, err = contrib(n, ins)
+	} else {
+		outs, folded, err = si.infer(n, ins, cs)
+	}
 	if err != nil {
 		return err
 	}
@@ -340,13 +373,6 @@ func (si *shapeInf) infer(n *onnxpb.NodeProto, ins []*TensorType, cs []*cval) ([
 	case "CastLike":
 		out := TensorType{Elem: ins[1].Elem, Shape: ins[0].Shape}
 		return one(out, castVal(cs[0], ins[1].Elem))
-
-	case "MatMulNBits": // com.microsoft: Y = A · dequant(B)ᵀ, A's leading dims, N outputs
-		var sh []int64
-		if ins[0].Shape != nil {
-			sh = append(append(sh, ins[0].Shape[:max(0, len(ins[0].Shape)-1)]...), attrInt(n, "N", -1))
-		}
-		return one(TensorType{Elem: ins[0].Elem, Shape: sh}, nil)
 
 	case "MatMul":
 		sh, err := matmulShape(ins[0].Shape, ins[1].Shape)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/shears-ml/shears/onnx"
+	"github.com/shears-ml/shears/transform/decoder"
 	"github.com/shears-ml/shears/transform/layers"
 	"github.com/shears-ml/shears/transform/lora"
 	"github.com/shears-ml/shears/transform/quant"
@@ -22,6 +23,8 @@ type AdaptOptions struct {
 	CopyBase bool
 	// Warn, when set, receives warnings (a shared save that had to copy).
 	Warn func(string)
+	// AllowNonFinite adapts a model whose weights hold NaN or Inf (refused by default).
+	AllowNonFinite bool
 }
 
 // Adapt inserts the elastic LoRA super-adapters into o.Model and writes o.Out atomically; with
@@ -41,7 +44,11 @@ func Adapt(o AdaptOptions) (*lora.Plan, error) {
 		defer m.Close()
 		o.LoRA.SparseAdapter = true
 	}
-	plan, err := lora.NewPlan(m, cands, o.LoRA)
+	branch, err := decoder.Branch(m)
+	if err != nil {
+		return nil, fmt.Errorf("adapt: %w", err)
+	}
+	plan, err := lora.NewPlan(branch, cands, o.LoRA)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", o.Model, err)
 	}
@@ -51,7 +58,30 @@ func Adapt(o AdaptOptions) (*lora.Plan, error) {
 	if err := CheckModelOutput(o.Out, m, "the model to adapt"); err != nil {
 		return nil, fmt.Errorf("adapt: %w", err)
 	}
-	sup, err := lora.Apply(m, plan, lora.ApplyOptions{Train: o.Train})
+	if err := CheckOpset(m, o.Model, MinTrainOpset, "adapt (for training)"); err != nil {
+		return nil, err
+	}
+	if err := CheckFinite(m, o.Model, o.AllowNonFinite, o.Warn); err != nil {
+		return nil, fmt.Errorf("adapt: %w", err)
+	}
+	// A merged decoder gets the adapters in both branches, reading one set of A and B.
+	sup, err := decoder.EachBranch(m, func(b *onnx.Model, cache bool) (*onnx.Model, error) {
+		p := plan
+		if !cache {
+			all, err := layers.Find(b)
+			if err != nil {
+				return nil, err
+			}
+			sel, err := layers.Select(all, o.Include, o.Exclude)
+			if err != nil {
+				return nil, err
+			}
+			if p, err = lora.NewPlan(b, sel, o.LoRA); err != nil {
+				return nil, fmt.Errorf("%s (no-cache branch): %w", o.Model, err)
+			}
+		}
+		return lora.Apply(b, p, lora.ApplyOptions{Train: o.Train})
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -173,10 +173,8 @@ func NonZeroParams(model string) (int64, error) {
 	for _, l := range lins {
 		names[l.Weight] = true
 	}
-	for _, n := range m.Graph().GetNode() {
-		if n.GetOpType() == "Gather" && len(n.GetInput()) > 0 {
-			names[n.GetInput()[0]] = true
-		}
+	for _, e := range layers.Embeddings(m.Graph()) {
+		names[e.Table] = true
 	}
 	var n int64
 	for _, t := range m.Graph().GetInitializer() {

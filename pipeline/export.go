@@ -9,6 +9,7 @@ import (
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
 	"github.com/shears-ml/shears/transform/convert"
+	"github.com/shears-ml/shears/transform/decoder"
 	"github.com/shears-ml/shears/transform/lora"
 	"github.com/shears-ml/shears/transform/merge"
 	"github.com/shears-ml/shears/transform/quant"
@@ -187,7 +188,15 @@ func Export(o ExportOptions) (*ExportResult, error) {
 			return nil, fmt.Errorf("export: a quantized run exports MatMulNBits models only (no --dtype fp16, no PEFT folder)")
 		}
 	}
-	out, rep, err := merge.Export(sup, sel.Ranks, mode)
+	// A merged decoder exports both branches, merged the same way, with one copy of the weights.
+	var rep *merge.Report
+	out, err := decoder.EachBranch(sup, func(b *onnx.Model, cache bool) (*onnx.Model, error) {
+		x, r, err := merge.Export(b, sel.Ranks, mode)
+		if cache {
+			rep = r
+		}
+		return x, err
+	})
 	if err != nil {
 		return nil, err
 	}

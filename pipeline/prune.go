@@ -11,6 +11,7 @@ import (
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/runtime"
 	"github.com/shears-ml/shears/tokenizer"
+	"github.com/shears-ml/shears/transform/decoder"
 	"github.com/shears-ml/shears/transform/layers"
 	"github.com/shears-ml/shears/transform/prune"
 	"github.com/shears-ml/shears/transform/quant"
@@ -38,6 +39,8 @@ type PruneOptions struct {
 	// unless Output.Tokenizer names another); Warn receives what the folder lacks.
 	Output Output
 	Warn   func(string)
+	// AllowNonFinite prunes a model whose weights hold NaN or Inf (refused by default).
+	AllowNonFinite bool
 }
 
 // PruneReport is what the prune stage measured, read back from the written file.
@@ -111,6 +114,12 @@ func Prune(o PruneOptions) (*PruneReport, error) {
 	if err := CheckModelOutput(o.Out, m, "the model to prune"); err != nil {
 		return nil, fmt.Errorf("prune: %w", err)
 	}
+	if err := CheckOpset(m, o.Model, MinOpset, "prune"); err != nil {
+		return nil, err
+	}
+	if err := CheckFinite(m, o.Model, o.AllowNonFinite, o.Warn); err != nil {
+		return nil, fmt.Errorf("prune: %w", err)
+	}
 	if has, node := quant.HasQuantized(m); has {
 		return nil, fmt.Errorf("prune %s: the model is quantized (node %s is a MatMulNBits); prune first, then quantize (prune the float model and run shears quantize on the result)", o.Model, node)
 	}
@@ -182,7 +191,14 @@ func loadLinears(path, include, exclude string) (*onnx.Model, []layers.Linear, [
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	all, err := layers.Find(m)
+	// A merged decoder's linears live in its branches: they are found in the with-past one
+	// (node names and weights are the same in both).
+	branch, err := decoder.Branch(m)
+	if err != nil {
+		m.Close()
+		return nil, nil, nil, err
+	}
+	all, err := layers.Find(branch)
 	if err == nil {
 		var sel []layers.Linear
 		if sel, err = layers.Select(all, include, exclude); err == nil {

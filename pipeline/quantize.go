@@ -26,8 +26,10 @@ type QuantizeOptions struct {
 	Samples, SeqLen  int
 	Seed             uint64
 	Damp             float64 // GPTQ damping as a fraction of the Hessian's mean diagonal (default 0.01)
-	External         bool    // force external data (automatic when the input has it)
-	Runtime          runtime.Options
+	// AccuracyLevel is MatMulNBits' accuracy_level: 0 (float activations) or 4 (int8).
+	AccuracyLevel int
+	External      bool // force external data (automatic when the input has it)
+	Runtime       runtime.Options
 	// Progress, when set, receives GPTQ's calibration progress.
 	Progress func(stage, stages, block, done, total int)
 }
@@ -101,6 +103,9 @@ func (o QuantizeOptions) Check() error {
 	if o.BlockSize != 32 && o.BlockSize != 64 && o.BlockSize != 128 {
 		return fmt.Errorf("quantize: --block-size %d: want 32, 64 or 128", o.BlockSize)
 	}
+	if o.AccuracyLevel != 0 && o.AccuracyLevel != 4 {
+		return fmt.Errorf("quantize: --accuracy-level %d: want 0 (activations as they are) or 4 (int8 activations)", o.AccuracyLevel)
+	}
 	switch o.Method {
 	case "rtn":
 	case "gptq":
@@ -157,6 +162,7 @@ func Quantize(o QuantizeOptions) (*QuantizeReport, error) {
 	if err != nil {
 		return nil, err
 	}
+	plan.AccuracyLevel = o.AccuracyLevel
 	// Zeros of the base, counted before the rewrite removes the float weights.
 	baseZeros := map[string]int64{}
 	for _, l := range targets {

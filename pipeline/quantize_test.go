@@ -94,9 +94,12 @@ func TestQuantizeKeepsZerosAndMatchesDequantizedFloat(t *testing.T) {
 		bits, block int
 		sym         bool
 		maxRatio    float64
-	}{{4, 32, false, 0.2}, {4, 64, true, 0.2}, {4, 128, true, 0.3}, {8, 64, false, 0.3}} {
+		acc         int     // accuracy_level
+		tol         float64 // logits vs the dequantized float model
+	}{{4, 32, false, 0.2, 0, 1e-3}, {4, 64, true, 0.2, 0, 1e-3}, {4, 128, true, 0.3, 0, 1e-3}, {8, 64, false, 0.3, 0, 1e-3},
+		{4, 32, false, 0.2, 4, 0.05}} { // int8 activations: the kernel's own rounding of A
 		out := filepath.Join(dir, "q.onnx")
-		rep, err := Quantize(QuantizeOptions{Model: sparse, Out: out, Bits: c.bits, BlockSize: c.block, Symmetric: c.sym})
+		rep, err := Quantize(QuantizeOptions{Model: sparse, Out: out, Bits: c.bits, BlockSize: c.block, Symmetric: c.sym, AccuracyLevel: c.acc})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -115,7 +118,7 @@ func TestQuantizeKeepsZerosAndMatchesDequantizedFloat(t *testing.T) {
 		}
 		_, want := testkit.RunLogits(t, dm, 1, ids, nil)
 		dm.Close()
-		if d := testkit.MaxDiff(got, want); !(d <= 1e-3) {
+		if d := testkit.MaxDiff(got, want); !(d <= c.tol) {
 			t.Fatalf("%+v: quantized logits differ from the dequantized float model's by %g", c, d)
 		}
 	}
@@ -137,6 +140,7 @@ func TestQuantizeBadInput(t *testing.T) {
 		{"bits 3", QuantizeOptions{Model: src, Bits: 3}, "--bits 3"},
 		{"block 48", QuantizeOptions{Model: src, Bits: 4, BlockSize: 48}, "--block-size 48"},
 		{"method", QuantizeOptions{Model: src, Bits: 4, Method: "awq"}, "--method"},
+		{"accuracy level", QuantizeOptions{Model: src, Bits: 4, AccuracyLevel: 2}, "--accuracy-level 2"},
 		{"gptq without data", QuantizeOptions{Model: src, Bits: 4, Method: "gptq"}, "--calib"},
 		{"already quantized", QuantizeOptions{Model: q, Bits: 4}, "already quantized"},
 		{"no targets", QuantizeOptions{Model: src, Bits: 4, Include: "nothing-matches"}, "no linear layers"},

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
+	"reflect"
+	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -178,6 +181,12 @@ func ParseRecipe(b []byte, dir string) (*Recipe, error) {
 			return nil, fmt.Errorf("empty recipe")
 		}
 		return nil, err
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(b, &root); err == nil {
+		if err := wholeNumbers(&root, reflect.TypeOf(r), ""); err != nil {
+			return nil, err
+		}
 	}
 	r.defaults()
 	for _, p := range r.paths() {
@@ -375,4 +384,59 @@ func or(v, d int) int {
 		return d
 	}
 	return v
+}
+
+// wholeNumbers walks the recipe's YAML alongside the Recipe type and refuses a fractional
+// number given for an integer field: yaml.v3 truncates it silently ("epochs: 1.7" became 1).
+func wholeNumbers(n *yaml.Node, t reflect.Type, at string) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			if err := wholeNumbers(c, t, at); err != nil {
+				return err
+			}
+		}
+	case yaml.MappingNode:
+		if t.Kind() != reflect.Struct {
+			return nil
+		}
+		fields := map[string]reflect.Type{}
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if name == "" {
+				name = strings.ToLower(f.Name)
+			}
+			fields[name] = f.Type
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key := n.Content[i].Value
+			if ft, ok := fields[key]; ok {
+				if err := wholeNumbers(n.Content[i+1], ft, strings.TrimPrefix(at+"."+key, ".")); err != nil {
+					return err
+				}
+			}
+		}
+	case yaml.SequenceNode:
+		if t.Kind() != reflect.Slice && t.Kind() != reflect.Array {
+			return nil
+		}
+		for i, c := range n.Content {
+			if err := wholeNumbers(c, t.Elem(), fmt.Sprintf("%s[%d]", at, i)); err != nil {
+				return err
+			}
+		}
+	case yaml.ScalarNode:
+		switch t.Kind() {
+		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+			reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+			if f, err := strconv.ParseFloat(n.Value, 64); n.Tag == "!!float" && (err != nil || f != math.Trunc(f)) {
+				return fmt.Errorf("recipe line %d: %s: %s is not a whole number", n.Line, at, n.Value)
+			}
+		}
+	}
+	return nil
 }

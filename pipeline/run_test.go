@@ -21,8 +21,8 @@ import (
 func fixture(t *testing.T) *Recipe {
 	t.Helper()
 	testkit.ORT(t)
-	ckpt := testkit.Shared(t, "models/stories260K/stories260K.bin")
-	tok := testkit.Shared(t, "models/stories260K/tok512.bin")
+	ckpt := testkit.StoriesShaped(t)
+	tok := testkit.Tok512Shaped(t)
 	dir := t.TempDir()
 	m, err := llama2c.Import(ckpt)
 	if err != nil {
@@ -106,12 +106,17 @@ func TestRunResumable(t *testing.T) {
 	if len(tab.Rows) != len(want) {
 		t.Fatalf("%d rows, want %d: %+v", len(tab.Rows), len(want), tab.Rows)
 	}
+	// Below the vocabulary size for the trained model; near it (random logits) for the stand-in.
+	maxPPL := 512.0
+	if !testkit.TrainedStories(t) {
+		maxPPL = 2048
+	}
 	for i, w := range want {
 		row := tab.Rows[i]
 		if row.Model != w.label || row.NonZero != w.nonzero || (w.adapter >= 0 && row.AdapterParams != w.adapter) {
 			t.Errorf("row %d: %s nonzero %d adapter %d; want %s %d %d", i, row.Model, row.NonZero, row.AdapterParams, w.label, w.nonzero, w.adapter)
 		}
-		if !(row.PPL > 1 && row.PPL < 512) || (i >= 2) != (row.TrainSeconds > 0) {
+		if !(row.PPL > 1 && row.PPL < maxPPL) || (i >= 2) != (row.TrainSeconds > 0) {
 			t.Errorf("row %d (%s): ppl %v, training %vs", i, row.Model, row.PPL, row.TrainSeconds)
 		}
 	}

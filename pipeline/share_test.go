@@ -50,12 +50,13 @@ func logitsOf(t *testing.T, p string, ids []int64) []float32 {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	in := map[string]*runtime.Tensor{"input_ids": runtime.I64([]int64{1, int64(len(ids))}, ids)}
+	masks := map[string]*runtime.Tensor{}
 	for _, x := range s.Inputs() {
 		if strings.HasPrefix(x.Name, "lora_rank_mask.") {
-			in[x.Name] = runtime.F32([]int64{8}, lora.RankMask(8, 8))
+			masks[x.Name] = runtime.F32([]int64{8}, lora.RankMask(8, 8))
 		}
 	}
+	in := testkit.Feeds(t, s.Inputs(), runtime.I64([]int64{1, int64(len(ids))}, ids), masks)
 	out, err := s.Run(in, []string{"logits"})
 	if err != nil {
 		t.Fatal(err)
@@ -67,7 +68,7 @@ func logitsOf(t *testing.T, p string, ids []int64) []float32 {
 // copying it, and computes what the copy-made variant computes.
 func TestAdaptSharesBaseData(t *testing.T) {
 	testkit.ORT(t)
-	m, err := llama2c.Import(testkit.Shared(t, "models/stories260K/stories260K.bin"))
+	m, err := llama2c.Import(testkit.StoriesShaped(t))
 	if err != nil {
 		t.Fatal(err)
 	}

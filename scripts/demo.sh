@@ -9,7 +9,8 @@
 #      held out;
 #   3. `shears run examples/stories260K.yaml`: Wanda 50% → elastic LoRA (ranks 8,6,4) → NLS
 #      training → hill-climbing search → export → held-out perplexity, with the plain-LoRA
-#      baselines, ending with the "Shears in miniature" table.
+#      baselines and the quantized rows (int4 RTN, int4 GPTQ, int4 GPTQ + QA-SparsePEFT merged
+#      back to MatMulNBits), ending with the "Shears in miniature" table.
 #
 # `scripts/demo.sh --data` only fetches and prepares the data (bench/miniature.sh uses it).
 # Run it again and the finished stages are skipped (the recipe run is resumable).

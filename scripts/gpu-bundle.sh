@@ -4,6 +4,7 @@
 #
 #   bin/shears, bin/gpucheck   stripped x86-64 binaries built here (go build -ldflags "-s -w")
 #   .ort/libonnxruntime.so.1   the CPU onnxruntime from "make ort" (it carries the WebGPU provider)
+#   lib/vulkan, lib/glvnd      the Vulkan loader and libGLdispatch (Debian 12), for machines without them
 #   the repository             its tracked files as they are in the working tree (scripts, peer.py)
 #
 #   scripts/gpu-bundle.sh [--dir DIR] [--tar FILE | --no-tar]
@@ -43,6 +44,27 @@ export GOOS=linux GOARCH=amd64
 "${GO:-go}" build -ldflags "-s -w" -o "$dir/bin/shears" ./cmd/shears
 "${GO:-go}" build -ldflags "-s -w" -o "$dir/bin/gpucheck" ./bench/gpu/gpucheck
 cp -L "$lib" "$dir/.ort/libonnxruntime.so.1"
+
+# The Vulkan loader (and libGLdispatch, which NVIDIA's Vulkan driver library needs): WebGPU's Dawn
+# dlopens libvulkan.so.1, which GPU machine images do not always have. check.sh puts these on
+# LD_LIBRARY_PATH only where the system lacks them. Debian 12's packages, fetched once with apt and
+# cached; without apt (or offline) the bundle goes without them and says so.
+vkcache=${XDG_CACHE_HOME:-$HOME/.cache}/shears-gpu-bundle
+vulkan=""
+apt=(apt-get -o Acquire::Retries=0 -o Acquire::http::Timeout=10 -o Acquire::https::Timeout=10)
+if command -v dpkg-deb >/dev/null && mkdir -p "$vkcache" && (cd "$vkcache" && { ls libvulkan1_*.deb libglvnd0_*.deb >/dev/null 2>&1 ||
+    "${apt[@]}" download libvulkan1 libglvnd0 >/dev/null 2>&1 ||
+    { "${apt[@]}" update -q >/dev/null 2>&1 && "${apt[@]}" download libvulkan1 libglvnd0 >/dev/null 2>&1; }; }); then
+  x=$(mktemp -d)
+  for d in "$vkcache"/libvulkan1_*.deb "$vkcache"/libglvnd0_*.deb; do dpkg-deb -x "$d" "$x"; done
+  mkdir -p "$dir/lib/vulkan" "$dir/lib/glvnd"
+  cp -L "$x/usr/lib/x86_64-linux-gnu/libvulkan.so.1" "$dir/lib/vulkan/"
+  cp -L "$x/usr/lib/x86_64-linux-gnu/libGLdispatch.so.0" "$dir/lib/glvnd/"
+  rm -rf "$x"
+  vulkan="$(basename "$vkcache"/libvulkan1_*.deb .deb), $(basename "$vkcache"/libglvnd0_*.deb .deb)"
+else
+  echo "gpu-bundle: warning: could not fetch libvulkan1/libglvnd0 with apt (Debian/Ubuntu only); the bundle relies on the machine's Vulkan loader" >&2
+fi
 # The newest glibc symbol version the binaries need: the oldest glibc the GPU machine may have.
 glibc=$(objdump -T "$dir/bin/shears" "$dir/bin/gpucheck" 2>/dev/null | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -n1 || true)
 echo "built $(date -u '+%Y-%m-%d %H:%M UTC') from $(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo ' (with local changes)'); needs ${glibc:-an unknown glibc} or newer" > "$dir/bin/PREBUILT"
@@ -55,6 +77,10 @@ echo "gpu-bundle: $dir"
 printf '  %-28s %10d bytes  %s\n' "bin/shears" "$(size "$dir/bin/shears")" "$(mib "$(size "$dir/bin/shears")")"
 printf '  %-28s %10d bytes  %s\n' "bin/gpucheck" "$(size "$dir/bin/gpucheck")" "$(mib "$(size "$dir/bin/gpucheck")")"
 printf '  %-28s %10d bytes  %s\n' ".ort/libonnxruntime.so.1" "$(size "$dir/.ort/libonnxruntime.so.1")" "$(mib "$(size "$dir/.ort/libonnxruntime.so.1")")"
+if [ -n "$vulkan" ]; then
+  vk=$(size "$dir/lib")
+  printf '  %-28s %10d bytes  %s (%s)\n' "lib/ (Vulkan loader)" "$vk" "$(mib "$vk")" "$vulkan"
+fi
 printf '  %-28s %10d bytes  %s\n' "repository (${#files[@]} files)" "$repo" "$(mib "$repo")"
 printf '  %-28s %10d bytes  %s (limit 64 MiB)\n' "total" "$total" "$(mib "$total")"
 echo "  binaries need ${glibc:-an unknown glibc} or newer on the GPU machine (cgo links the build machine's glibc)"

@@ -12,7 +12,7 @@ import (
 // stories imports ../shared/models/stories260K/stories260K.bin (skipping when absent).
 func stories(t testing.TB) *onnx.Model {
 	t.Helper()
-	m, err := llama2c.Import(testkit.Shared(t, "models/stories260K/stories260K.bin"))
+	m, err := llama2c.Import(testkit.StoriesShaped(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -72,11 +72,11 @@ func TestStepLossEqualsForward(t *testing.T) {
 // arcBatches tokenizes LLM-Adapters ARC-Easy training prompts into n batches of b × l ids.
 func arcBatches(t *testing.T, n, b, l int) [][]int64 {
 	t.Helper()
-	docs, err := data.ReadDocuments(testkit.Shared(t, "data/llm-adapters/ARC-Easy-train.json"))
+	docs, err := data.ReadDocuments(testkit.Dataset(t, "ARC-Easy-train.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, err := tokenizer.LoadLlama2c(testkit.Shared(t, "models/stories260K/tok512.bin"))
+	tok, err := tokenizer.LoadLlama2c(testkit.Tok512Shaped(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,6 +41,24 @@ if ! err=$(./bin/gpucheck help 2>&1 >/dev/null); then
   exit 1
 fi
 export ONNXRUNTIME_LIB=${ONNXRUNTIME_LIB:-$PWD/.ort/libonnxruntime.so.1}
+# WebGPU runs on Vulkan: where the system has no loader (or no libGLdispatch, which NVIDIA's
+# driver library needs) the bundle's own go on the library path, and where no ICD file names
+# NVIDIA's driver in the loader's usual folders, the driver's own mount is named.
+notes=()
+has_lib() { ldconfig -p 2>/dev/null | grep -q " $1 "; }
+for l in vulkan:libvulkan.so.1 glvnd:libGLdispatch.so.0; do
+  if ! has_lib "${l#*:}" && [ -f "lib/${l%%:*}/${l#*:}" ]; then
+    export LD_LIBRARY_PATH="$PWD/lib/${l%%:*}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    notes+=("bundled ${l#*:}")
+  fi
+done
+nv_icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+if [ -z "${VK_DRIVER_FILES:-}${VK_ICD_FILENAMES:-}" ] && [ -f "$nv_icd" ] &&
+   ! ls /usr/share/vulkan/icd.d/nvidia* /etc/vulkan/icd.d/nvidia* >/dev/null 2>&1; then
+  export VK_DRIVER_FILES=$nv_icd VK_ICD_FILENAMES=$nv_icd
+  notes+=("VK_DRIVER_FILES=$nv_icd")
+fi
+[ ${#notes[@]} -eq 0 ] || echo "== vulkan: ${notes[*]}" >&2
 args=("$@")
 has() { local f; for f in "${args[@]}"; do [[ $f == "$1" || $f == "$1="* ]] && return 0; done; return 1; }
 has --device || args+=(--device "${DEVICE:-webgpu}")
@@ -48,4 +66,5 @@ has --out || args+=(--out "${OUT:-bench/out/gpu-check}")
 if ! has --shapes && [ -n "${SHAPES:-}" ]; then args+=(--shapes "$SHAPES"); fi
 has --python || args+=(--python "${PYTHON:-python3}")
 has --command || args+=(--command "bench/gpu/check.sh $*")
+[ ${#notes[@]} -eq 0 ] || args+=(--note "vulkan: ${notes[*]}")
 exec ./bin/gpucheck run "${args[@]}"

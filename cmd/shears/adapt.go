@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -14,22 +13,23 @@ import (
 )
 
 type adaptOpts struct {
-	out       string
-	targets   []string
-	ranks     []int
-	alpha     float64
-	groups    string
-	dropout   float64
-	seed      uint64
-	include   string
-	exclude   string
-	train     bool
-	sparse    bool
-	dryRun    bool
-	external  bool
-	copyBase  bool
-	adapterDT string
-	json      bool
+	allowNonFinite bool
+	out            string
+	targets        []string
+	ranks          []int
+	alpha          float64
+	groups         string
+	dropout        float64
+	seed           uint64
+	include        string
+	exclude        string
+	train          bool
+	sparse         bool
+	dryRun         bool
+	external       bool
+	copyBase       bool
+	adapterDT      string
+	json           bool
 }
 
 func init() {
@@ -86,6 +86,7 @@ Examples:
 			fs.BoolVar(&o.sparse, "sparse-adapter", false, "SQFT SparsePEFT adapters: mask ΔW by the base's nonzeros, so \"export --merge sparse\" is exact (recorded in the metadata; training follows it)")
 			fs.BoolVar(&o.dryRun, "dry-run", false, "print the full plan (modules, shapes, tensor names) and write nothing")
 			fs.BoolVar(&o.external, "external-data", false, "write weights to SUPER.onnx.data (automatic when the input has external data)")
+			fs.BoolVar(&o.allowNonFinite, "allow-nonfinite", false, "adapt even when weights hold NaN or Inf (refused by default, naming the tensors)")
 			fs.BoolVar(&o.copyBase, "copy-base", false, "copy the base's external data into SUPER.onnx.data instead of referring to the base's data file")
 			fs.StringVar(&o.adapterDT, "adapter-dtype", lora.AdapterFP32, "type of A and B on a float16/bfloat16 base: fp32 (x cast up once per shared input, the delta cast down) or base (the base's type, no casts)")
 			fs.BoolVar(&o.json, "json", false, "print the summary as JSON")
@@ -131,7 +132,7 @@ func runAdapt(env *cliEnv, o any, args []string) error {
 		return fmt.Errorf("%w: -o SUPER.onnx is required", errUsage)
 	}
 	cfg := lora.Config{Targets: opts.targets, Ranks: opts.ranks, Alpha: opts.alpha, Groups: opts.groups, Dropout: opts.dropout, Seed: opts.seed, SparseAdapter: opts.sparse, AdapterDType: opts.adapterDT}
-	ao := pipeline.AdaptOptions{Model: args[0], Out: opts.out, LoRA: cfg, Include: opts.include, Exclude: opts.exclude, Train: opts.train, External: opts.external, CopyBase: opts.copyBase,
+	ao := pipeline.AdaptOptions{AllowNonFinite: opts.allowNonFinite, Model: args[0], Out: opts.out, LoRA: cfg, Include: opts.include, Exclude: opts.exclude, Train: opts.train, External: opts.external, CopyBase: opts.copyBase,
 		Warn: func(msg string) { fmt.Fprintf(env.stderr, "shears adapt: warning: %s\n", msg) }}
 	if opts.dryRun {
 		ao.Out = ""
@@ -155,12 +156,6 @@ func runAdapt(env *cliEnv, o any, args []string) error {
 	}
 	printAdaptSummary(env, rep)
 	return nil
-}
-
-func printJSON(env *cliEnv, v any) error {
-	enc := json.NewEncoder(env.stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }
 
 // adaptSummary groups the plan by group kind; ranks shown are r_max, the heuristic middle

@@ -24,7 +24,7 @@ func shears(t *testing.T, args ...string) (string, string, int) {
 // importStories imports the shared llama2.c checkpoint into dir.
 func importStories(t *testing.T, dir string) string {
 	t.Helper()
-	ckpt := testkit.Shared(t, "models/stories260K/stories260K.bin")
+	ckpt := testkit.StoriesShaped(t)
 	out := filepath.Join(dir, "stories260K.onnx")
 	if _, e, code := shears(t, "import", "llama2c", ckpt, "-o", out); code != 0 {
 		t.Fatalf("import: %s", e)
@@ -96,6 +96,7 @@ func TestInspectFindsTheSameLinearsInImportAndTorchExport(t *testing.T) {
 }
 
 func TestGenerateJSONGolden(t *testing.T) {
+	testkit.Shared(t, "models/stories260K/stories260K.bin") // golden ids: the trained model
 	tok := testkit.Shared(t, "models/stories260K/tok512.bin")
 	testkit.ORT(t)
 	model := importStories(t, t.TempDir())
@@ -125,8 +126,8 @@ func TestGenerateJSONGolden(t *testing.T) {
 }
 
 func TestPruneReportAndInspectSparsity(t *testing.T) {
-	tok := testkit.Shared(t, "models/stories260K/tok512.bin")
-	calib := testkit.Shared(t, "data/llm-adapters/ARC-Easy-train.json")
+	tok := testkit.Tok512Shaped(t)
+	calib := testkit.Dataset(t, "ARC-Easy-train.json")
 	testkit.ORT(t)
 	dir := t.TempDir()
 	model := importStories(t, dir)
@@ -160,8 +161,8 @@ func TestPruneReportAndInspectSparsity(t *testing.T) {
 }
 
 func TestPruneBadInputGivesClearErrorAndNoOutput(t *testing.T) {
-	tok := testkit.Shared(t, "models/stories260K/tok512.bin")
-	calib := testkit.Shared(t, "data/llm-adapters/ARC-Easy-train.json")
+	tok := testkit.Tok512Shaped(t)
+	calib := testkit.Dataset(t, "ARC-Easy-train.json")
 	testkit.ORT(t)
 	dir := t.TempDir()
 	model := importStories(t, dir)
@@ -247,8 +248,8 @@ func TestHelpTeaches(t *testing.T) {
 // sharing calibration sessions.
 func TestPruneTorchExport(t *testing.T) {
 	torch := testkit.Shared(t, "models/stories260K/stories260K.torch-opset17.onnx")
-	tok := testkit.Shared(t, "models/stories260K/tok512.bin")
-	calib := testkit.Shared(t, "data/llm-adapters/ARC-Easy-train.json")
+	tok := testkit.Tok512Shaped(t)
+	calib := testkit.Dataset(t, "ARC-Easy-train.json")
 	testkit.ORT(t)
 	out := filepath.Join(t.TempDir(), "torch-w50.onnx")
 	o, e, code := shears(t, "prune", torch, "-o", out, "--sparsity", "0.5", "--calib", calib, "--tokenizer", tok,

@@ -17,6 +17,8 @@ type convertOpts struct {
 	external bool
 	plan     bool
 	output   outputFlags
+	// allowNonFinite converts a model with NaN or Inf weights (refused by default).
+	allowNonFinite bool
 }
 
 func init() {
@@ -50,6 +52,7 @@ Examples:
 			fs.StringVar(&o.compute, "compute", "fp32", "fp32 (weight-only, Casts to float32) or native (the whole graph in --dtype)")
 			fs.BoolVar(&o.external, "external-data", false, "write weights to OUT.onnx.data (automatic when the input has external data or above 1.8 GB)")
 			fs.BoolVar(&o.plan, "plan", false, "print the conversion plan (every tensor converted or kept) before converting")
+			fs.BoolVar(&o.allowNonFinite, "allow-nonfinite", false, "convert even when weights hold NaN or Inf (refused by default, naming the tensors)")
 			o.output.add(fs, true)
 			return o
 		},
@@ -84,6 +87,12 @@ func runConvert(env *cliEnv, o any, args []string) error {
 	}
 	defer m.Close()
 	if err := pipeline.CheckModelOutput(opts.out, m, "the model to convert"); err != nil {
+		return fmt.Errorf("convert: %w", err)
+	}
+	if err := pipeline.CheckOpset(m, args[0], pipeline.MinOpset, "convert"); err != nil {
+		return err
+	}
+	if err := pipeline.CheckFinite(m, args[0], opts.allowNonFinite, func(s string) { fmt.Fprintln(env.stderr, "warning:", s) }); err != nil {
 		return fmt.Errorf("convert: %w", err)
 	}
 	p, err := convert.NewPlan(m, convert.Options{DType: dt, Compute: c})

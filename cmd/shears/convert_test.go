@@ -15,8 +15,8 @@ func TestConvertInspectPrune(t *testing.T) {
 	dir := t.TempDir()
 	in := importStories(t, dir)
 	ref := inspectJSON(t, in)
-	tok := testkit.Shared(t, "models/stories260K/tok512.bin")
-	calib := testkit.Shared(t, "data/llm-adapters/ARC-Easy-train.json")
+	tok := testkit.Tok512Shaped(t)
+	calib := testkit.Dataset(t, "ARC-Easy-train.json")
 	testkit.ORT(t)
 	var linearParams int64
 	for _, l := range append(ref.Linears, ref.Head...) {

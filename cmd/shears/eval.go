@@ -34,12 +34,13 @@ type evalOpts struct {
 	choicePrefix  string
 	predictions   string
 	withPrompt    bool
+	noCache       bool
 }
 
 func init() {
 	register(&command{
 		name:    "eval",
-		args:    "MODEL.onnx --task ppl|gen|choice --data FILE --tokenizer TOK [flags]",
+		args:    "MODEL.onnx|MODEL_DIR --task ppl|gen|choice --data FILE [--tokenizer TOK] [flags]",
 		summary: "evaluate a model (perplexity, generation accuracy, multiple-choice accuracy)",
 		long: `--task ppl: perplexity. The data file (.txt, LLM-Adapters .json whose records become their
 training prompts, or .jsonl) is tokenized into one stream (each document BOS … EOS), cut into
@@ -56,8 +57,10 @@ piqa, social_i_qa, ARC-Easy, ARC-Challenge, openbookqa, hellaswag, winogrande) o
 reference's setting, the default, so accuracies compare with the paper's; length penalty 1 over
 the whole sequence) or greedy decoding (--beams 1, about 4× faster) until
 EOS or --max-new-tokens (default 256 math, 32 commonsense) → decode the whole sequence → the
-text between the first "### Response:" and the next → the task's answer rule. The graphs have
-no KV cache, so each new token reruns the whole prefix (cost grows with the square of length).
+text between the first "### Response:" and the next → the task's answer rule. A model with a KV
+cache (past_key_values.* inputs) runs the prompt once and then one token per step, beams
+reordering the cache; --no-cache (and any model without one) reruns the whole prefix for every
+token instead, whose cost grows with the square of the length.
 
 --task choice: multiple choice by log-likelihood, for the label tasks (commonsense and AQuA;
 not the numeric math sets). Candidates are the labels on the instruction's "Answer format:"
@@ -75,6 +78,7 @@ Examples:
   shears eval model.onnx --task ppl --data heldout.txt --tokenizer tok.bin --seq-len 256 --json
   shears eval model.onnx --task gen --data gsm8k-test.json --tokenizer tok.bin --limit 100
   shears eval model.onnx --task gen --data gsm8k-test.json --tokenizer tok.bin --beams 1   # greedy, faster
+  shears eval model.onnx --task gen --data gsm8k-test.json --tokenizer tok.bin --limit 100 --no-cache
   shears eval model.onnx --task choice --data boolq-test.json --tokenizer tok.bin --predictions p.jsonl`,
 		flags: func(fs *pflag.FlagSet) any {
 			o := &evalOpts{}
@@ -93,6 +97,7 @@ Examples:
 			fs.StringVar(&o.choicePrefix, "choice-prefix", "the correct answer is ", "choice: text between the prompt and each label")
 			fs.StringVar(&o.predictions, "predictions", "", "gen/choice: write per-item JSONL records to FILE")
 			fs.BoolVar(&o.withPrompt, "with-prompt", false, "gen/choice: include the prompt in --predictions records")
+			fs.BoolVar(&o.noCache, "no-cache", false, "gen: rerun the whole prefix every token even when the model has a KV cache (for timing)")
 			o.rt.add(fs)
 			return o
 		},
@@ -125,13 +130,20 @@ func runEval(env *cliEnv, o any, args []string) error {
 	if opts.maxNew < 0 {
 		return fmt.Errorf("%w: --max-new-tokens must be >= 0, got %d", errUsage, opts.maxNew)
 	}
+	if opts.noCache && opts.task != "gen" {
+		return fmt.Errorf("%w: --no-cache applies to --task gen", errUsage)
+	}
+	model, folderTok := pipeline.ResolveModel(args[0]) // a model folder: its graph and tokenizer
+	if opts.tokenizer == "" {
+		opts.tokenizer = folderTok
+	}
 	if opts.task == "ppl" {
 		if opts.predictions != "" {
 			return fmt.Errorf("%w: --predictions applies to --task gen and choice, not ppl", errUsage)
 		}
-		return runPPL(env, opts, args[0])
+		return runPPL(env, opts, model)
 	}
-	return runItems(env, opts, args[0])
+	return runItems(env, opts, model)
 }
 
 func runPPL(env *cliEnv, opts *evalOpts, model string) error {
@@ -148,7 +160,7 @@ func runPPL(env *cliEnv, opts *evalOpts, model string) error {
 		return err
 	}
 	if opts.json {
-		return json.NewEncoder(env.stdout).Encode(res)
+		return printJSON(env, res)
 	}
 	fmt.Fprintf(env.stdout, "perplexity %.4f (nll %.4f over %d tokens, %d windows of ≤ %d)\n", res.PPL, res.Loss, res.Tokens, res.Windows, res.SeqLen)
 	return nil
@@ -211,9 +223,12 @@ func runItems(env *cliEnv, opts *evalOpts, model string) error {
 		defer pred.abort()
 	}
 	sum := eval.Summary{Task: opts.task, Dataset: task.Name, File: filepath.Base(opts.data)}
-	gc := eval.GenConfig{Beams: opts.beams, MaxNewTokens: opts.maxNew, MaxContext: ctx, LengthPenalty: opts.lengthPenalty}
+	gc := eval.GenConfig{Beams: opts.beams, MaxNewTokens: opts.maxNew, MaxContext: ctx, LengthPenalty: opts.lengthPenalty, NoCache: opts.noCache}
 	if opts.task == "gen" {
 		sum.Decoding = gc.Decoding()
+		if sum.Caching, err = eval.Caching(s, opts.noCache); err != nil {
+			return fmt.Errorf("%s: %w", model, err)
+		}
 		sum.MaxNewTokens = opts.maxNew
 		if sum.MaxNewTokens == 0 {
 			sum.MaxNewTokens = task.MaxNew()
@@ -256,9 +271,13 @@ func runItems(env *cliEnv, opts *evalOpts, model string) error {
 		}
 	}
 	if opts.json {
-		return json.NewEncoder(env.stdout).Encode(sum)
+		return printJSON(env, sum)
 	}
-	fmt.Fprintf(env.stdout, "%s %s: accuracy %.4f (%d/%d), %s, %.1fs", opts.task, task.Name, sum.Accuracy, sum.Correct, sum.Items, sum.Decoding, sum.Seconds)
+	decoding := sum.Decoding
+	if sum.Caching != "" {
+		decoding += ", " + sum.Caching
+	}
+	fmt.Fprintf(env.stdout, "%s %s: accuracy %.4f (%d/%d), %s, %.1fs", opts.task, task.Name, sum.Accuracy, sum.Correct, sum.Items, decoding, sum.Seconds)
 	if sum.AccuracyMean != nil {
 		fmt.Fprintf(env.stdout, "; by mean log-prob %.4f", *sum.AccuracyMean)
 	}

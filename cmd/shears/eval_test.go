@@ -19,8 +19,8 @@ func evalFixture(t *testing.T, dataset string) (dir, model, tok, data, pred stri
 	t.Helper()
 	dir = t.TempDir()
 	model = importStories(t, dir)
-	tok = testkit.Shared(t, "models/stories260K/tok512.bin")
-	data = testkit.Shared(t, "data/llm-adapters/"+dataset)
+	tok = testkit.Tok512Shaped(t)
+	data = testkit.Dataset(t, dataset)
 	return dir, model, tok, data, filepath.Join(dir, "pred.jsonl")
 }
 

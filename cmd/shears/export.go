@@ -132,6 +132,12 @@ func runExport(env *cliEnv, o any, args []string) error {
 		fmt.Fprintf(env.stderr, "warning: %s had not finished; exported its latest checkpoint (step %d)\n", runDir, res.Steps)
 	}
 	r := exportReport{Super: res.Source, Output: opts.out, DType: opts.dtype, PEFT: opts.peft, Selection: res.Selection, Untrained: res.Untrained, Report: res.Report, Folder: res.Folder, Quantized: res.Quantized}
+	if len(r.Untrained) > 0 {
+		// Issue 14: a rank outside the space (5 or 1 in 8,6,4) was taken silently.
+		g := r.Untrained[0]
+		fmt.Fprintf(env.stderr, "warning: %d groups use a rank outside the trained rank space, so those sub-adapters were never sampled in training (first: %s at rank %d)\n",
+			len(r.Untrained), g, r.Selection.Ranks[g])
+	}
 	if opts.json {
 		return printJSON(env, r)
 	}
@@ -160,9 +166,6 @@ func printExportSummary(env *cliEnv, r exportReport, perLayer bool) {
 		strategy = "config"
 	}
 	fmt.Fprintf(env.stdout, "sub-adapter (%s): %s; %d adapter parameters; scale %g\n", strategy, strings.Join(parts, ", "), r.Selection.Params, r.Scale)
-	if len(r.Untrained) > 0 {
-		fmt.Fprintf(env.stderr, "warning: %d groups use a rank outside the trained rank space (first: %s)\n", len(r.Untrained), r.Untrained[0])
-	}
 	if r.Mode != merge.None && perLayer {
 		tw := tabwriter.NewWriter(env.stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprint(tw, "weight\trank\tsparsity before\tafter\tΔW dropped\t\n")

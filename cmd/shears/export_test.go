@@ -108,7 +108,8 @@ func TestExportCLI(t *testing.T) {
 	for _, in := range s.Inputs() {
 		names = append(names, in.Name)
 	}
-	if !slices.Equal(names, []string{"input_ids"}) {
+	// The with-past interface of the import: ids, mask, positions, 5 layers' past.
+	if len(names) != 13 || !slices.Equal(names[:4], []string{"input_ids", "attention_mask", "position_ids", "past_key_values.0.key"}) {
 		t.Errorf("exported inputs %v", names)
 	}
 	// The fp16 file against the same export in fp32: weights stored as fp16 with the zeros
@@ -155,7 +156,7 @@ func TestExportCLI(t *testing.T) {
 		for i := range ids {
 			ids[i] = int64(1 + 13*i%500)
 		}
-		res, err := s.Run(map[string]*runtime.Tensor{"input_ids": runtime.I64([]int64{1, 32}, ids)}, []string{"logits"})
+		res, err := s.Run(testkit.Feeds(t, s.Inputs(), runtime.I64([]int64{1, 32}, ids), nil), []string{"logits"})
 		if err != nil {
 			t.Fatal(err)
 		}

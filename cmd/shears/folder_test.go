@@ -64,7 +64,7 @@ func TestConvertFolder(t *testing.T) {
 // TestImportFolderGenerates imports stories260K as a folder with tok512.bin converted, and
 // generates from the folder's graph with the folder's tokenizer.json: the golden story.
 func TestImportFolderGenerates(t *testing.T) {
-	ckpt := testkit.Shared(t, "models/stories260K/stories260K.bin")
+	ckpt := testkit.Shared(t, "models/stories260K/stories260K.bin") // golden ids: the trained model
 	tok := testkit.Shared(t, "models/stories260K/tok512.bin")
 	testkit.ORT(t)
 	dir := filepath.Join(t.TempDir(), "stories260K")
@@ -89,7 +89,8 @@ func TestImportFolderGenerates(t *testing.T) {
 	}
 	// The folder itself: its graph and its tokenizer.
 	o, e, code := shears(t, "generate", dir, "--prompt", "Once upon a time", "--max-tokens", "20", "--json")
-	if code != 0 || !strings.Contains(o, `"ids":[432,383,286`) {
+	var r struct{ IDs []int }
+	if code != 0 || json.Unmarshal([]byte(o), &r) != nil || !slices.Equal(r.IDs, want) {
 		t.Errorf("generate DIR: %d %s %s", code, o, e)
 	}
 }
@@ -160,5 +161,33 @@ func TestFolderModelWithoutFacts(t *testing.T) {
 	}
 	if _, err := os.Stat(out); !os.IsNotExist(err) {
 		t.Errorf("a refused folder left %s behind", out)
+	}
+}
+
+// TestEvalFolder: eval reads a model folder's graph and tokenizer like generate does.
+func TestEvalFolder(t *testing.T) {
+	ckpt := testkit.Shared(t, "models/stories260K/stories260K.bin")
+	tok := testkit.Shared(t, "models/stories260K/tok512.bin")
+	testkit.ORT(t)
+	dir := t.TempDir()
+	folder := filepath.Join(dir, "stories260K")
+	if _, e, code := shears(t, "import", "llama2c", ckpt, "--format", "folder", "--tokenizer", tok, "-o", folder); code != 0 {
+		t.Fatalf("import: %s", e)
+	}
+	text := filepath.Join(dir, "t.txt")
+	if err := os.WriteFile(text, []byte("Once upon a time, there was a little girl named Lily. She loved to play outside in the park.\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a, e, code := shears(t, "eval", folder, "--task", "ppl", "--data", text, "--json")
+	if code != 0 {
+		t.Fatalf("eval DIR: %s", e)
+	}
+	b, e, code := shears(t, "eval", filepath.Join(folder, "onnx", "model.onnx"), "--task", "ppl", "--data", text, "--tokenizer", tok, "--json")
+	if code != 0 {
+		t.Fatalf("eval file: %s", e)
+	}
+	var ra, rb struct{ PPL float64 }
+	if json.Unmarshal([]byte(a), &ra) != nil || json.Unmarshal([]byte(b), &rb) != nil || !(ra.PPL > 1) || ra.PPL != rb.PPL {
+		t.Errorf("eval of the folder %s, of the file with tok512.bin %s", a, b)
 	}
 }

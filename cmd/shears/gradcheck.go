@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"regexp"
 	"sort"
@@ -133,7 +132,7 @@ func runGradcheck(env *cliEnv, o any, args []string) error {
 		tol = train.GradCheckTolerance(opts.float32)
 	}
 	if opts.json {
-		if err := json.NewEncoder(env.stdout).Encode(rep); err != nil {
+		if err := printJSON(env, rep); err != nil {
 			return err
 		}
 	} else {

@@ -13,7 +13,7 @@ import (
 	"github.com/shears-ml/shears/onnx"
 )
 
-func generateIDs(t *testing.T, model, tok string) []int {
+func hfGreedyIDs(t *testing.T, model, tok string) []int {
 	t.Helper()
 	o, e, code := shears(t, "generate", model, "--tokenizer", tok, "--max-tokens", "20", "--json")
 	if code != 0 {
@@ -62,7 +62,7 @@ func TestImportHFCLI(t *testing.T) {
 	if a, b := inspectJSON(t, out), inspectJSON(t, ref); len(a.Linears) != len(b.Linears) {
 		t.Errorf("inspect finds %d linears in the hf import, %d in the llama2c import", len(a.Linears), len(b.Linears))
 	}
-	got := generateIDs(t, out, tok)
+	got := hfGreedyIDs(t, out, tok)
 	if len(got) < len(testsynth.StoriesGreedy) {
 		t.Fatalf("generated %v", got)
 	}

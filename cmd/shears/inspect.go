@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -9,11 +8,7 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/shears-ml/shears/onnx"
-	"github.com/shears-ml/shears/onnx/onnxpb"
 	"github.com/shears-ml/shears/pipeline"
-	"github.com/shears-ml/shears/transform/layers"
-	"github.com/shears-ml/shears/transform/quant"
 )
 
 type inspectOpts struct {
@@ -45,154 +40,23 @@ Example:
 	})
 }
 
-// inspectReport is inspect's JSON output.
-type inspectReport struct {
-	Model    string           `json:"model"`
-	Opset    int64            `json:"opset"`
-	IR       int64            `json:"ir_version"`
-	Producer string           `json:"producer,omitempty"`
-	Params   int64            `json:"params"`
-	Inputs   []ioReport       `json:"inputs"`
-	Outputs  []ioReport       `json:"outputs"`
-	Ops      map[string]int   `json:"ops"`
-	Nodes    int              `json:"nodes"`
-	Linears  []linearReport   `json:"linears"`
-	Head     []linearReport   `json:"head,omitempty"`
-	Sparsity float64          `json:"sparsity"`
-	External bool             `json:"external_data"`
-	Dtypes   map[string]int64 `json:"param_dtypes"`
-	// Quantized are the MatMulNBits linears (shears quantize), with the sparsity of their
-	// dequantized weights.
-	Quantized []quantizedReport `json:"quantized,omitempty"`
-}
-
-type quantizedReport struct {
-	Name      string  `json:"name"`
-	In        int     `json:"in"`
-	Out       int     `json:"out"`
-	Bits      int     `json:"bits"`
-	BlockSize int     `json:"block_size"`
-	Symmetric bool    `json:"symmetric"`
-	Bytes     int64   `json:"bytes"`
-	Sparsity  float64 `json:"sparsity"`
-}
-
-type ioReport struct {
-	Name  string   `json:"name"`
-	Type  string   `json:"type"`
-	Shape []string `json:"shape"`
-}
-
-// linearReport is one linear layer and its sparsity (the same record prune reports).
-type linearReport = pipeline.LayerSparsity
+// inspectReport is inspect's JSON output (pipeline's report).
+type inspectReport = pipeline.InspectReport
 
 func runInspect(env *cliEnv, o any, args []string) error {
 	opts := o.(*inspectOpts)
 	if err := needArgs(args, 1, "MODEL.onnx"); err != nil {
 		return err
 	}
-	m, err := onnx.Load(args[0])
-	if err != nil {
-		return err
-	}
-	defer m.Close()
-	rep, err := buildInspect(m, args[0], opts.sparsity)
+	rep, err := pipeline.Inspect(pipeline.InspectOptions{Model: args[0], Sparsity: opts.sparsity})
 	if err != nil {
 		return err
 	}
 	if opts.json {
-		enc := json.NewEncoder(env.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
+		return printJSON(env, rep)
 	}
 	printInspect(env, rep)
 	return nil
-}
-
-func buildInspect(m *onnx.Model, path string, withSparsity bool) (*inspectReport, error) {
-	g := m.Graph()
-	rep := &inspectReport{Model: path, IR: m.Proto.GetIrVersion(), Producer: strings.TrimSpace(m.Proto.GetProducerName() + " " + m.Proto.GetProducerVersion()),
-		Ops: map[string]int{}, Dtypes: map[string]int64{}, Nodes: len(g.GetNode())}
-	rep.Opset, _ = m.Opset("")
-	for _, in := range g.GetInput() {
-		rep.Inputs = append(rep.Inputs, ioOf(in))
-	}
-	for _, out := range g.GetOutput() {
-		rep.Outputs = append(rep.Outputs, ioOf(out))
-	}
-	for _, n := range g.GetNode() {
-		key := n.GetOpType()
-		if d := n.GetDomain(); d != "" && d != "ai.onnx" {
-			key = d + "::" + key
-		}
-		rep.Ops[key]++
-	}
-	for _, t := range g.GetInitializer() {
-		n := onnx.NumElements(onnx.Dims(t))
-		rep.Params += n
-		rep.Dtypes[onnxpb.TensorProto_DataType(t.GetDataType()).String()] += n
-		if t.GetDataLocation() == onnxpb.TensorProto_EXTERNAL {
-			rep.External = true
-		}
-	}
-	ls, err := layers.Find(m)
-	if err != nil {
-		return nil, err
-	}
-	var zeros, total int64
-	for _, l := range ls {
-		lr := linearReport{Name: l.Node, Weight: l.Weight, Block: l.Block, Role: l.Role, In: l.In, Out: l.Out}
-		if withSparsity {
-			z, n, err := layers.CountZeros(m, l)
-			if err != nil {
-				return nil, err
-			}
-			lr.Sparsity = float64(z) / float64(n)
-			if !l.Head {
-				zeros, total = zeros+z, total+n
-			}
-		}
-		if l.Head {
-			rep.Head = append(rep.Head, lr)
-		} else {
-			rep.Linears = append(rep.Linears, lr)
-		}
-	}
-	if has, _ := quant.HasQuantized(m); has && withSparsity {
-		infos, _, err := quant.Quantized(m)
-		if err != nil {
-			return nil, err
-		}
-		for _, q := range infos {
-			rep.Quantized = append(rep.Quantized, quantizedReport{Name: q.Node, In: q.K, Out: q.N, Bits: q.Bits, BlockSize: q.BlockSize,
-				Symmetric: q.Symmetric, Bytes: q.Bytes, Sparsity: float64(q.Zeros) / float64(q.Total)})
-			zeros, total = zeros+q.Zeros, total+q.Total
-		}
-	}
-	if total > 0 {
-		rep.Sparsity = float64(zeros) / float64(total)
-	}
-	return rep, nil
-}
-
-func ioOf(v *onnxpb.ValueInfoProto) ioReport {
-	r := ioReport{Name: v.GetName()}
-	tt := v.GetType().GetTensorType()
-	if tt == nil {
-		r.Type = "non-tensor"
-		return r
-	}
-	r.Type = strings.ToLower(onnxpb.TensorProto_DataType(tt.GetElemType()).String())
-	for _, d := range tt.GetShape().GetDim() {
-		if d.GetDimParam() != "" {
-			r.Shape = append(r.Shape, d.GetDimParam())
-		} else if d.Value != nil {
-			r.Shape = append(r.Shape, fmt.Sprint(d.GetDimValue()))
-		} else {
-			r.Shape = append(r.Shape, "?")
-		}
-	}
-	return r
 }
 
 func printInspect(env *cliEnv, r *inspectReport) {
@@ -230,7 +94,7 @@ func printInspect(env *cliEnv, r *inspectReport) {
 	fmt.Fprintf(w, "ops       %d nodes: %s\n\n", r.Nodes, strings.Join(parts, ", "))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "BLOCK\tROLE\tIN\tOUT\tSPARSITY\tNODE")
-	for _, l := range append(append([]linearReport{}, r.Linears...), r.Head...) {
+	for _, l := range append(append([]pipeline.LayerSparsity{}, r.Linears...), r.Head...) {
 		b := fmt.Sprint(l.Block)
 		if l.Block < 0 {
 			b = "-"

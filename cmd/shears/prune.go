@@ -1,8 +1,8 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -14,23 +14,24 @@ import (
 )
 
 type pruneOpts struct {
-	rt        runtimeFlags
-	out       string
-	method    string
-	sparsity  float64
-	pattern   string
-	calib     string
-	tokenizer string
-	samples   int
-	seqLen    int
-	seed      uint64
-	oneShot   bool
-	report    string
-	include   string
-	exclude   string
-	external  bool
-	json      bool
-	output    outputFlags
+	allowNonFinite bool
+	rt             runtimeFlags
+	out            string
+	method         string
+	sparsity       float64
+	pattern        string
+	calib          string
+	tokenizer      string
+	samples        int
+	seqLen         int
+	seed           uint64
+	oneShot        bool
+	report         string
+	include        string
+	exclude        string
+	external       bool
+	json           bool
+	output         outputFlags
 }
 
 func init() {
@@ -76,6 +77,7 @@ Examples:
 			fs.StringVar(&o.exclude, "exclude", "", "regexp: skip linears whose node, weight or role matches")
 			fs.BoolVar(&o.external, "external-data", false, "write weights to OUT.onnx.data (automatic when the input has external data or above 1.8 GB)")
 			fs.BoolVar(&o.json, "json", false, "print the report as JSON on stdout instead of the table")
+			fs.BoolVar(&o.allowNonFinite, "allow-nonfinite", false, "prune even when weights hold NaN or Inf (refused by default, naming the tensors)")
 			o.output.add(fs, false)
 			o.rt.add(fs)
 			return o
@@ -106,7 +108,7 @@ func runPrune(env *cliEnv, o any, args []string) error {
 		return err
 	}
 	out.Card.Base = args[0]
-	po := pipeline.PruneOptions{Output: out, Warn: warner(env, "prune"), Model: args[0], Out: opts.out, Method: opts.method, Sparsity: opts.sparsity, Pattern: opts.pattern,
+	po := pipeline.PruneOptions{AllowNonFinite: opts.allowNonFinite, Output: out, Warn: warner(env, "prune"), Model: args[0], Out: opts.out, Method: opts.method, Sparsity: opts.sparsity, Pattern: opts.pattern,
 		Calib: opts.calib, Tokenizer: opts.tokenizer, Samples: opts.samples, SeqLen: opts.seqLen, Seed: opts.seed,
 		OneShot: opts.oneShot, Include: opts.include, Exclude: opts.exclude, External: opts.external}
 	var bar *progress
@@ -140,9 +142,7 @@ func runPrune(env *cliEnv, o any, args []string) error {
 		}
 	}
 	if opts.json {
-		enc := json.NewEncoder(env.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
+		return printJSON(env, rep)
 	}
 	printPruneSummary(env, *rep)
 	printFolder(env, rep.Folder)
@@ -151,36 +151,11 @@ func runPrune(env *cliEnv, o any, args []string) error {
 
 // printPruneSummary prints sparsity per block × role, then the overall figure and timing.
 func printPruneSummary(env *cliEnv, r pruneReport) {
-	roles := []string{}
-	seen := map[string]bool{}
-	grid := map[int]map[string]float64{}
-	var blocks []int
-	for _, l := range r.Layers {
-		if !seen[l.Role] {
-			seen[l.Role] = true
-			roles = append(roles, l.Role)
-		}
-		if grid[l.Block] == nil {
-			grid[l.Block] = map[string]float64{}
-			blocks = append(blocks, l.Block)
-		}
-		grid[l.Block][l.Role] = l.Sparsity
+	cells := make([]gridCell, len(r.Layers))
+	for i, l := range r.Layers {
+		cells[i] = gridCell{l.Block, l.Role, l.Sparsity}
 	}
-	sort.Ints(blocks)
-	tw := tabwriter.NewWriter(env.stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "block\t%s\t\n", strings.Join(roles, "\t"))
-	for _, b := range blocks {
-		row := []string{fmt.Sprint(b)}
-		for _, role := range roles {
-			if v, ok := grid[b][role]; ok {
-				row = append(row, fmt.Sprintf("%.1f%%", 100*v))
-			} else {
-				row = append(row, "-")
-			}
-		}
-		fmt.Fprintf(tw, "%s\t\n", strings.Join(row, "\t"))
-	}
-	tw.Flush()
+	printSparsityGrid(env.stdout, cells)
 	mode := "sequential"
 	if r.OneShot {
 		mode = "one-shot"
@@ -202,3 +177,45 @@ func printPruneSummary(env *cliEnv, r pruneReport) {
 
 // writeJSONFile writes v as indented JSON atomically.
 func writeJSONFile(path string, v any) error { return pipeline.WriteJSON(path, v) }
+
+// gridCell is one linear's figure in the block × role table.
+type gridCell struct {
+	Block int
+	Role  string
+	V     float64
+}
+
+// printSparsityGrid prints one row per block and one column per role (in first-seen order),
+// each cell a percentage ("-" where the block has no linear of that role).
+func printSparsityGrid(w io.Writer, cells []gridCell) {
+	var roles []string
+	seen := map[string]bool{}
+	grid := map[int]map[string]float64{}
+	var blocks []int
+	for _, c := range cells {
+		if !seen[c.Role] {
+			seen[c.Role] = true
+			roles = append(roles, c.Role)
+		}
+		if grid[c.Block] == nil {
+			grid[c.Block] = map[string]float64{}
+			blocks = append(blocks, c.Block)
+		}
+		grid[c.Block][c.Role] = c.V
+	}
+	sort.Ints(blocks)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "block\t%s\t\n", strings.Join(roles, "\t"))
+	for _, b := range blocks {
+		row := []string{fmt.Sprint(b)}
+		for _, role := range roles {
+			if v, ok := grid[b][role]; ok {
+				row = append(row, fmt.Sprintf("%.1f%%", 100*v))
+			} else {
+				row = append(row, "-")
+			}
+		}
+		fmt.Fprintf(tw, "%s\t\n", strings.Join(row, "\t"))
+	}
+	tw.Flush()
+}

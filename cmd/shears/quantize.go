@@ -1,11 +1,8 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"sort"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/spf13/pflag"
 
@@ -28,6 +25,7 @@ type quantizeOpts struct {
 	seqLen      int
 	seed        uint64
 	damp        float64
+	accuracy    int
 	external    bool
 	report      string
 	json        bool
@@ -76,6 +74,7 @@ Examples:
 			fs.IntVar(&o.seqLen, "seq-len", 2048, "tokens per calibration window (capped to the model's context)")
 			fs.Uint64Var(&o.seed, "seed", 0, "calibration sampling seed")
 			fs.Float64Var(&o.damp, "damp", 0.01, "gptq damping: fraction of the Hessian's mean diagonal added to it")
+			fs.IntVar(&o.accuracy, "accuracy-level", 0, "MatMulNBits accuracy_level: 0 (float activations) or 4 (int8 activations: faster CPU kernels, less exact)")
 			fs.BoolVar(&o.external, "external-data", false, "write weights to OUT.onnx.data (automatic when the input has external data)")
 			fs.StringVar(&o.report, "report", "", "write the report as JSON to this file")
 			fs.BoolVar(&o.json, "json", false, "print the report as JSON on stdout instead of the table")
@@ -97,7 +96,7 @@ func runQuantize(env *cliEnv, o any, args []string) error {
 	qo := pipeline.QuantizeOptions{Model: args[0], Out: opts.out, Bits: opts.bits, BlockSize: opts.blockSize, Method: opts.method,
 		Symmetric: opts.symmetric, IncludeHead: opts.includeHead, Include: opts.include, Exclude: opts.exclude,
 		Calib: opts.calib, Tokenizer: opts.tokenizer, Samples: opts.samples, SeqLen: opts.seqLen, Seed: opts.seed,
-		Damp: opts.damp, External: opts.external}
+		Damp: opts.damp, AccuracyLevel: opts.accuracy, External: opts.external}
 	if err := qo.Check(); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
@@ -128,9 +127,7 @@ func runQuantize(env *cliEnv, o any, args []string) error {
 		}
 	}
 	if opts.json {
-		enc := json.NewEncoder(env.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
+		return printJSON(env, rep)
 	}
 	printQuantizeSummary(env, rep)
 	return nil
@@ -138,37 +135,12 @@ func runQuantize(env *cliEnv, o any, args []string) error {
 
 // printQuantizeSummary prints sparsity per block × role, then sizes, zeros and timing.
 func printQuantizeSummary(env *cliEnv, r *pipeline.QuantizeReport) {
-	var roles []string
-	seen := map[string]bool{}
-	grid := map[int]map[string]float64{}
-	var blocks []int
-	for _, l := range r.Layers {
-		if !seen[l.Role] {
-			seen[l.Role] = true
-			roles = append(roles, l.Role)
-		}
-		if grid[l.Block] == nil {
-			grid[l.Block] = map[string]float64{}
-			blocks = append(blocks, l.Block)
-		}
-		grid[l.Block][l.Role] = l.Sparsity
+	cells := make([]gridCell, len(r.Layers))
+	for i, l := range r.Layers {
+		cells[i] = gridCell{l.Block, l.Role, l.Sparsity}
 	}
-	sort.Ints(blocks)
 	fmt.Fprintln(env.stdout, "sparsity of the dequantized weights:")
-	tw := tabwriter.NewWriter(env.stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "block\t%s\t\n", strings.Join(roles, "\t"))
-	for _, b := range blocks {
-		row := []string{fmt.Sprint(b)}
-		for _, role := range roles {
-			if v, ok := grid[b][role]; ok {
-				row = append(row, fmt.Sprintf("%.1f%%", 100*v))
-			} else {
-				row = append(row, "-")
-			}
-		}
-		fmt.Fprintf(tw, "%s\t\n", strings.Join(row, "\t"))
-	}
-	tw.Flush()
+	printSparsityGrid(env.stdout, cells)
 	grid2 := "asymmetric"
 	if r.Symmetric {
 		grid2 = "symmetric"

@@ -19,8 +19,8 @@ import (
 // linears; the LM head stays float), every zero kept, ≤ 0.2× the float32 bytes; inspect
 // reports them; eval and generate run the quantized model; pruning it is refused.
 func TestQuantizeStories(t *testing.T) {
-	tok := testkit.Shared(t, "models/stories260K/tok512.bin")
-	data := testkit.Shared(t, "data/llm-adapters/boolq-test.json")
+	tok := testkit.Tok512Shaped(t)
+	data := testkit.Dataset(t, "boolq-test.json")
 	testkit.ORT(t)
 	dir := t.TempDir()
 	model := importStories(t, dir)
@@ -72,9 +72,10 @@ func TestQuantizeStories(t *testing.T) {
 // asymmetric) by RTN and by GPTQ; held-out perplexity (ARC-Easy test prompts, 256-token
 // windows) of GPTQ ≤ 1.1× and of RTN ≤ 1.25× the sparse float model's, GPTQ below RTN.
 func TestQuantizeStoriesPerplexity(t *testing.T) {
-	tok := testkit.Shared(t, "models/stories260K/tok512.bin")
-	calib := testkit.Shared(t, "data/llm-adapters/ARC-Easy-train.json")
-	held := testkit.Shared(t, "data/llm-adapters/ARC-Easy-test.json")
+	testkit.Shared(t, "models/stories260K/stories260K.bin") // ratios of a trained model's perplexity
+	tok := testkit.Tok512Shaped(t)
+	calib := testkit.Dataset(t, "ARC-Easy-train.json")
+	held := testkit.Dataset(t, "ARC-Easy-test.json")
 	testkit.ORT(t)
 	dir := t.TempDir()
 	model := importStories(t, dir)
@@ -119,9 +120,9 @@ func TestQuantizeStoriesPerplexity(t *testing.T) {
 // merged export keeps every zero and has a lower held-out loss than the int4 base; inside
 // each block's range the merged weights are within half a step of the unmerged W'.
 func TestQASparsePEFTStories(t *testing.T) {
-	tok := testkit.Shared(t, "models/stories260K/tok512.bin")
-	arc := testkit.Shared(t, "data/llm-adapters/ARC-Easy-train.json")
-	held := testkit.Shared(t, "data/llm-adapters/ARC-Easy-test.json")
+	tok := testkit.Tok512Shaped(t)
+	arc := testkit.Dataset(t, "ARC-Easy-train.json")
+	held := testkit.Dataset(t, "ARC-Easy-test.json")
 	testkit.ORT(t)
 	dir := t.TempDir()
 	model := importStories(t, dir)
@@ -151,6 +152,18 @@ func TestQASparsePEFTStories(t *testing.T) {
 	if _, e, code := shears(t, "train", super, "--data", train, "--tokenizer", tok, "--out", run, "--epochs", "3", "--batch", "16",
 		"--micro-batch", "8", "--cutoff", "96", "--lr", "2e-3", "--threads", "2", "--no-progress"); code != 0 {
 		t.Fatalf("train: %s", e)
+	}
+	// search runs the QA super-network (its sub-adapters as the merge will quantize them).
+	val := filepath.Join(dir, "val.json")
+	b, _ = json.Marshal(exs[200:216])
+	os.WriteFile(val, b, 0o644)
+	best := filepath.Join(dir, "best.json")
+	if _, e, code := shears(t, "search", run, "--data", val, "--tokenizer", tok, "--strategy", "hill-climb", "--budget", "2",
+		"-o", best, "--threads", "2", "--plot", "-", "--no-progress"); code != 0 {
+		t.Fatalf("search on a QA-SparsePEFT run: %s", e)
+	}
+	if _, e, code := shears(t, "export", run, "-o", filepath.Join(dir, "searched.onnx"), "--merge", "sparse", "--config", best); code != 0 {
+		t.Fatalf("export of the searched sub-adapter: %s", e)
 	}
 	merged, unmerged := filepath.Join(dir, "merged.onnx"), filepath.Join(dir, "unmerged.onnx")
 	var rep exportReport

@@ -2,13 +2,16 @@ package main
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -23,6 +26,8 @@ import (
 	"github.com/shears-ml/shears/internal/testsynth"
 	"github.com/shears-ml/shears/internal/testtok"
 	"github.com/shears-ml/shears/nls"
+	"github.com/shears-ml/shears/onnx"
+	"github.com/shears-ml/shears/onnx/onnxpb"
 	"github.com/shears-ml/shears/pipeline"
 	"github.com/shears-ml/shears/runtime"
 	"github.com/shears-ml/shears/tokenizer"
@@ -223,6 +228,10 @@ func TestRunInputsAreCheckedByContent(t *testing.T) {
 			t.Errorf("run.json inputs lack the %s: %+v", r, cfg.Inputs)
 		}
 	}
+	// Issue 14 case 2 on a run: exporting over the run's own super-network is refused.
+	if _, e, code := shears(t, "export", run, "--ranks", "max", "-o", super); code != 1 || !strings.Contains(e, "is the super-network") {
+		t.Errorf("export RUN -o SUPER: %d %s", code, e)
+	}
 	// Same record count, other records.
 	orig, _ := os.ReadFile(data)
 	writeIDs(t, data, 16, 2)
@@ -231,6 +240,21 @@ func TestRunInputsAreCheckedByContent(t *testing.T) {
 		t.Fatalf("resume over swapped data: %d %s", code, e)
 	}
 	os.WriteFile(data, orig, 0o644)
+	// The shared base re-pruned underneath (the super-network refers to its data file).
+	sparse0 := filepath.Join(dir, "sparse.onnx")
+	keep, _ := os.ReadFile(sparse0 + ".data")
+	keepH, _ := os.ReadFile(sparse0)
+	if _, e, code := shears(t, "prune", testsynth.Synthetic(t, "tiny"), "-o", sparse0, "--method", "magnitude", "--sparsity", "0.6"); code != 0 {
+		t.Fatalf("re-prune: %s", e)
+	}
+	if _, e, code := shears(t, "export", run, "--ranks", "max", "-o", filepath.Join(dir, "y.onnx")); code != 1 || !strings.Contains(e, "base data (shared by the super-network) "+sparse0+".data") {
+		t.Errorf("export after the base was re-pruned: %d %s", code, e)
+	}
+	if _, e, code := shears(t, "train", "--resume", "--out", run, "--no-progress"); code != 1 || !strings.Contains(e, sparse0+".data") {
+		t.Errorf("resume after the base was re-pruned: %d %s", code, e)
+	}
+	os.WriteFile(sparse0+".data", keep, 0o644)
+	os.WriteFile(sparse0, keepH, 0o644)
 	// The super-network re-adapted with another alpha: same size, other content.
 	sparse := filepath.Join(dir, "sparse.onnx")
 	before, _ := os.Stat(super)
@@ -243,6 +267,7 @@ func TestRunInputsAreCheckedByContent(t *testing.T) {
 	for _, args := range [][]string{
 		{"train", "--resume", "--out", run, "--no-progress"},
 		{"export", run, "--ranks", "max", "-o", filepath.Join(dir, "x.onnx")},
+		{"search", run, "--data", data, "--strategy", "heuristic", "-o", filepath.Join(dir, "cfg.json")},
 	} {
 		_, e, code := shears(t, args...)
 		if code == 0 || !strings.Contains(e, "inputs changed") || !strings.Contains(e, "the super-network "+super) {
@@ -398,5 +423,183 @@ func TestTextDataIsBoundedByLimitAndMaxTokens(t *testing.T) {
 	// peak-RSS figures for 5 MB and 200 MB files are in bench/RESULTS.md).
 	if _, e, code := shears(t, "prune", model, "-o", filepath.Join(dir, "w.onnx"), "--calib", txt, "--tokenizer", tok, "--samples", "4", "--seq-len", "32"); code != 0 {
 		t.Fatalf("prune --calib text: %s", e)
+	}
+}
+
+// poisoned copies the tiny synthetic model to dir with one NaN and one Inf in a q
+// projection's weight (through a streaming Save, external data kept).
+func poisoned(t *testing.T, dir string) (path, tensor string) {
+	t.Helper()
+	src := testsynth.Synthetic(t, "tiny")
+	m, err := onnx.Load(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	for _, x := range m.Graph().GetInitializer() {
+		if strings.Contains(x.GetName(), "q_proj") && len(x.GetDims()) == 2 {
+			tensor = x.GetName()
+			break
+		}
+	}
+	path = filepath.Join(dir, "nan.onnx")
+	poison := func(name string, x *onnxpb.TensorProto, raw []byte) ([]byte, error) {
+		if name != tensor {
+			return raw, nil
+		}
+		out := append([]byte(nil), raw...)
+		binary.LittleEndian.PutUint32(out[0:], math.Float32bits(float32(math.NaN())))
+		binary.LittleEndian.PutUint32(out[4:], math.Float32bits(float32(math.Inf(1))))
+		return out, nil
+	}
+	if err := m.Save(path, onnx.SaveOptions{ExternalData: true, Transform: poison}); err != nil {
+		t.Fatal(err)
+	}
+	return path, tensor
+}
+
+// Issue 14 case 9: NaN and Inf weights are found at load and refused by prune, convert and
+// adapt, naming the tensor (prune kept them and exited 0), unless --allow-nonfinite; eval
+// --json writes null for a NaN perplexity and says so (it failed with "json: unsupported value:
+// NaN").
+func TestNonFiniteWeightsAreRefusedAndJSONSaysNull(t *testing.T) {
+	testkit.ORT(t)
+	dir := t.TempDir()
+	model, tensor := poisoned(t, dir)
+	for _, args := range [][]string{
+		{"prune", model, "-o", filepath.Join(dir, "p.onnx"), "--method", "magnitude"},
+		{"convert", model, "-o", filepath.Join(dir, "c.onnx"), "--dtype", "fp16"},
+		{"adapt", model, "-o", filepath.Join(dir, "a.onnx")},
+	} {
+		_, e, code := shears(t, args...)
+		if code != 1 || !strings.Contains(e, "non-finite weights: "+tensor+" (1 NaN, 1 Inf of") || !strings.Contains(e, "--allow-nonfinite") {
+			t.Errorf("%s: %d %s", args[0], code, e)
+		}
+		if _, e, code := shears(t, append(args, "--allow-nonfinite")...); code != 0 || !strings.Contains(e, "proceeding") {
+			t.Errorf("%s --allow-nonfinite: %d %s", args[0], code, e)
+		}
+	}
+	tok := testtok.Write(t, 400)
+	txt := filepath.Join(dir, "p.txt")
+	paragraphs(t, txt, 4)
+	o, e, code := shears(t, "eval", model, "--task", "ppl", "--data", txt, "--tokenizer", tok, "--seq-len", "32", "--json")
+	var r map[string]any
+	if err := json.Unmarshal([]byte(o), &r); err != nil {
+		t.Fatalf("eval --json of a NaN model: %v: %s", err, o)
+	}
+	if ppl, ok := r["ppl"]; code != 0 || !ok || ppl != nil || !strings.Contains(e, "written as null") {
+		t.Fatalf("eval --json of a NaN model: %d %s %s", code, o, e)
+	}
+}
+
+// Issue 14 case 9: a diverging train stops at the first non-finite loss or gradient norm,
+// naming the step and what to try, with the last good state checkpointed (it failed later,
+// writing samples.jsonl).
+func TestDivergingTrainStopsAtTheFirstNaN(t *testing.T) {
+	dir, super, data := relSetup(t, 16)
+	run := filepath.Join(dir, "run")
+	_, e, code := shears(t, trainArgs(super, data, run, "--lr", "1e30", "--max-grad-norm", "0")...)
+	m := regexp.MustCompile(`became (NaN|\+Inf|-Inf).* at step (\d+); the last good state \(step (\d+)\) is checkpointed`).FindStringSubmatch(e)
+	if code != 1 || m == nil || !strings.Contains(e, "lower --lr (now 1e+30)") {
+		t.Fatalf("diverging train: %d %s", code, e)
+	}
+	step, good := atoi(t, m[2]), atoi(t, m[3])
+	if good != step-1 || step < 2 {
+		t.Fatalf("stopped at step %d with good state %d", step, good)
+	}
+	if n := ckSteps(t, run); n != good {
+		t.Fatalf("checkpoint at step %d, want %d", n, good)
+	}
+	recs, err := nls.ReadMetrics(run)
+	if err != nil || len(recs) != good {
+		t.Fatalf("%d metric records (%v), want %d", len(recs), err, good)
+	}
+}
+
+func atoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// Issue 14 case 10: weak validation. An opset-7 model gets a word about the opset (not
+// "Expand ... shapes do not broadcast"); absurd dims are refused at load; a rank outside the
+// trained space in an export config warns, naming the group and rank; a fractional epoch count
+// in a recipe is an error (yaml made 1.7 into 1); {"ids": []} records are refused (they
+// trained with loss 0).
+func TestValidationSaysWhatHappened(t *testing.T) {
+	dir, super, _ := relSetup(t, 8)
+	sparse := filepath.Join(dir, "sparse.onnx")
+
+	old := filepath.Join(dir, "opset7.onnx")
+	m, err := onnx.Load(sparse)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, op := range m.Proto.GetOpsetImport() {
+		if op.GetDomain() == "" || op.GetDomain() == "ai.onnx" {
+			v := int64(7)
+			op.Version = &v
+		}
+	}
+	if err := m.Save(old, onnx.SaveOptions{ExternalData: true}); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	for _, args := range [][]string{
+		{"prune", old, "-o", filepath.Join(dir, "p.onnx"), "--method", "magnitude"},
+		{"adapt", old, "-o", filepath.Join(dir, "a.onnx")},
+	} {
+		if _, e, code := shears(t, args...); code != 1 || !strings.Contains(e, "uses ai.onnx opset 7") || !strings.Contains(e, "opset_version=17") {
+			t.Errorf("%s on opset 7: %d %s", args[0], code, e)
+		}
+	}
+
+	huge := filepath.Join(dir, "huge.onnx")
+	m, _ = onnx.Load(sparse)
+	m.Graph().GetInitializer()[0].Dims = []int64{1 << 62}
+	b, _ := m.Marshal()
+	m.Close()
+	os.WriteFile(huge, b, 0o644)
+	if _, e, code := shears(t, "adapt", huge, "-o", filepath.Join(dir, "h.onnx")); code != 1 || !strings.Contains(e, "more than 2^40 elements") {
+		t.Errorf("adapt with dims 2^62: %d %s", code, e)
+	}
+
+	cfg := filepath.Join(dir, "cfg.json")
+	o, e, code := shears(t, "export", "--super", super, "--ranks", "max", "-o", filepath.Join(dir, "max.onnx"), "--json")
+	if code != 0 {
+		t.Fatalf("export max: %s", e)
+	}
+	var rep struct {
+		Selection struct {
+			Ranks map[string]int `json:"ranks"`
+		} `json:"selection"`
+	}
+	if err := json.Unmarshal([]byte(o), &rep); err != nil || len(rep.Selection.Ranks) == 0 {
+		t.Fatalf("export report: %v %s", err, o)
+	}
+	for g := range rep.Selection.Ranks {
+		rep.Selection.Ranks[g] = 5
+	}
+	j, _ := json.Marshal(map[string]any{"ranks": rep.Selection.Ranks})
+	os.WriteFile(cfg, j, 0o644)
+	if _, e, code := shears(t, "export", "--super", super, "--config", cfg, "-o", filepath.Join(dir, "r5.onnx"), "--json"); code != 0 ||
+		!strings.Contains(e, "outside the trained rank space") || !strings.Contains(e, "at rank 5") {
+		t.Errorf("export with rank 5 of 8,6,4: %d %s", code, e)
+	}
+
+	recipe := filepath.Join(dir, "recipe.yaml")
+	os.WriteFile(recipe, []byte("work: w\nmodel: m.onnx\ntokenizer: t.bin\ntrain: {data: d.jsonl, epochs: 1.7}\n"), 0o644)
+	if _, e, code := shears(t, "run", recipe); code == 0 || !strings.Contains(e, "train.epochs: 1.7 is not a whole number") {
+		t.Errorf("recipe with epochs 1.7: %d %s", code, e)
+	}
+
+	empty := filepath.Join(dir, "empty.jsonl")
+	os.WriteFile(empty, []byte("{\"ids\": [1, 2, 3]}\n{\"ids\": []}\n"), 0o644)
+	if _, e, code := shears(t, trainArgs(super, empty, filepath.Join(dir, "run-empty"))...); code != 1 || !strings.Contains(e, "empty.jsonl:2: record has an empty \"ids\" array") {
+		t.Errorf("train on an empty ids record: %d %s", code, e)
 	}
 }

@@ -25,7 +25,7 @@ func TestSearchCLI(t *testing.T) {
 		"--micro-batch", "4", "--cutoff", "48", "--lr", "3e-3", "--threads", "2", "--no-progress"); code != 0 {
 		t.Fatalf("train: %s", e)
 	}
-	raw, err := os.ReadFile(testkit.Shared(t, "data/llm-adapters/ARC-Easy-train.json"))
+	raw, err := os.ReadFile(testkit.Dataset(t, "ARC-Easy-train.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func TestSearchCLI(t *testing.T) {
 	// Accuracy on 4 ARC-Easy test items, 3 evaluations: by log-likelihood of the labels (--choice),
 	// then by the default 4-beam generation on 2 items.
 	arc := filepath.Join(dir, "ARC-Easy-test.json")
-	if raw, err = os.ReadFile(testkit.Shared(t, "data/llm-adapters/ARC-Easy-test.json")); err != nil {
+	if raw, err = os.ReadFile(testkit.Dataset(t, "ARC-Easy-test.json")); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(arc, raw, 0o644); err != nil {

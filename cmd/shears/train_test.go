@@ -20,7 +20,7 @@ func trainSetup(t *testing.T) (super, dataPath, tok string) {
 	testkit.ORT(t)
 	dir := t.TempDir()
 	model := importStories(t, dir)
-	tok = testkit.Shared(t, "models/stories260K/tok512.bin")
+	tok = testkit.Tok512Shaped(t)
 	sparse := filepath.Join(dir, "sparse.onnx")
 	if _, e, code := shears(t, "prune", model, "-o", sparse, "--method", "magnitude", "--sparsity", "0.5"); code != 0 {
 		t.Fatalf("prune: %s", e)
@@ -29,7 +29,7 @@ func trainSetup(t *testing.T) (super, dataPath, tok string) {
 	if _, e, code := shears(t, "adapt", sparse, "-o", super, "--ranks", "8,6,4", "--alpha", "16"); code != 0 {
 		t.Fatalf("adapt: %s", e)
 	}
-	raw, err := os.ReadFile(testkit.Shared(t, "data/llm-adapters/ARC-Easy-train.json"))
+	raw, err := os.ReadFile(testkit.Dataset(t, "ARC-Easy-train.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,10 +4,13 @@ package testkit
 
 import (
 	"math"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/shears-ml/shears/internal/testpath"
+	"github.com/shears-ml/shears/lm"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/runtime"
 )
@@ -31,7 +34,9 @@ func ORT(t testing.TB) {
 }
 
 // RunLogits saves m to a temporary file, runs it in onnxruntime on ids ([rows, len(ids)/rows])
-// plus those extra inputs the model has, and returns the session's input names and the logits.
+// plus those extra inputs the model has (the causal-LM inputs besides the ids — attention mask,
+// position ids, an empty KV cache — come from lm), and returns the session's input names and
+// the logits.
 func RunLogits(t testing.TB, m *onnx.Model, rows int, ids []int64, extra map[string]*runtime.Tensor) ([]string, []float32) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "m.onnx")
@@ -43,19 +48,55 @@ func RunLogits(t testing.TB, m *onnx.Model, rows int, ids []int64, extra map[str
 		t.Fatal(err)
 	}
 	defer s.Close()
-	in := map[string]*runtime.Tensor{"input_ids": runtime.I64([]int64{int64(rows), int64(len(ids) / rows)}, ids)}
 	var names []string
 	for _, info := range s.Inputs() {
 		names = append(names, info.Name)
-		if x, ok := extra[info.Name]; ok {
-			in[info.Name] = x
-		}
 	}
-	out, err := s.Run(in, []string{"logits"})
+	out, err := s.Run(LMFeeds(t, s.Inputs(), rows, ids, extra), []string{"logits"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return names, out["logits"].F32
+}
+
+// LMFeeds makes a session's feeds for ids ([rows, len(ids)/rows]) with an empty past: extra's
+// tensors for the inputs it names, lm's causal-LM feeds for the others.
+func LMFeeds(t testing.TB, inputs []runtime.IOInfo, rows int, ids []int64, extra map[string]*runtime.Tensor) map[string]*runtime.Tensor {
+	t.Helper()
+	var own []runtime.IOInfo
+	in := map[string]*runtime.Tensor{}
+	for _, info := range inputs {
+		if x, ok := extra[info.Name]; ok {
+			in[info.Name] = x
+		} else {
+			own = append(own, info)
+		}
+	}
+	it, err := lm.FromIO(runtime.LMIO(own), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch := make([][]int, rows)
+	n := len(ids) / rows
+	for r := range batch {
+		for _, id := range ids[r*n : (r+1)*n] {
+			batch[r] = append(batch[r], int(id))
+		}
+	}
+	feeds, err := it.Feeds(lm.Batch{IDs: batch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, info := range own {
+		f, ok := feeds[info.Name]
+		if !ok {
+			t.Fatalf("no feed for the model input %q", info.Name)
+		}
+		if in[info.Name], err = runtime.LMTensor(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return in
 }
 
 // Vectors makes [len] float32 tensors, the shape rank masks are fed in.
@@ -80,6 +121,15 @@ func MaxDiff[T float32 | float64](a, b []T) float64 {
 	return d
 }
 
+// Feeds is LMFeeds for an id tensor [rows, T].
+func Feeds(t testing.TB, inputs []runtime.IOInfo, ids *runtime.Tensor, extra map[string]*runtime.Tensor) map[string]*runtime.Tensor {
+	t.Helper()
+	if len(ids.Shape) != 2 {
+		t.Fatalf("ids of shape %v, want [rows, T]", ids.Shape)
+	}
+	return LMFeeds(t, inputs, int(ids.Shape[0]), ids.I64, extra)
+}
+
 // Worse is the larger of two errors with NaN taken as +Inf: the one way tests accumulate a
 // worst error.
 func Worse(a, b float64) float64 {
@@ -87,4 +137,18 @@ func Worse(a, b float64) float64 {
 		return math.Inf(1)
 	}
 	return max(a, b)
+}
+
+// CheckONNX runs the official checker (onnx.checker.check_model with full_check, Debian's
+// python3-onnx) on the model file at path, skipping the test when python3-onnx is missing.
+func CheckONNX(t testing.TB, path string) {
+	t.Helper()
+	const py = "/usr/bin/python3"
+	if out, err := exec.Command(py, "-c", "import onnx").CombinedOutput(); err != nil {
+		t.Skipf("official checker unavailable: %s -c 'import onnx' failed (install python3-onnx): %v %s", py, err, strings.TrimSpace(string(out)))
+	}
+	out, err := exec.Command(py, "-c", "import sys, onnx; onnx.checker.check_model(sys.argv[1], full_check=True)", path).CombinedOutput()
+	if err != nil {
+		t.Errorf("onnx checker on %s: %v\n%s", path, err, out)
+	}
 }

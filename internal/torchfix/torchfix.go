@@ -59,7 +59,8 @@ func Need(t testing.TB) {
 func Stories260K(t testing.TB) Export {
 	t.Helper()
 	ckpt := testpath.Shared(t, "models/stories260K/stories260K.bin")
-	return run(t, ckpt, "")
+	e, _ := run(t, ckpt, "", true)
+	return e
 }
 
 // TinySpec is a two-layer random model of stories260K's shape (GQA 8/4 heads).
@@ -69,12 +70,19 @@ const TinySpec = "dim=64,hidden=172,layers=2,heads=8,kv_heads=4,vocab=512,seq=12
 // vocab=…,seq=…"), whose llama2.c checkpoint the script writes first.
 func Random(t testing.TB, spec string, seed int) Export {
 	t.Helper()
-	return run(t, "", fmt.Sprintf("%s seed=%d", spec, seed))
+	e, _ := run(t, "", fmt.Sprintf("%s seed=%d", spec, seed), true)
+	return e
 }
 
-func run(t testing.TB, ckpt, random string) Export {
+// TryRandom is Random for tests that use the fixture when they can: false (and a log line)
+// instead of a skip when torch is not installed.
+func TryRandom(t testing.TB, spec string, seed int) (Export, bool) {
 	t.Helper()
-	Need(t)
+	return run(t, "", fmt.Sprintf("%s seed=%d", spec, seed), false)
+}
+
+func run(t testing.TB, ckpt, random string, skip bool) (Export, bool) {
+	t.Helper()
 	root := testpath.RepoRoot(t)
 	script := filepath.Join(root, "testdata", "torch", "optimum_llama.py")
 	h := sha256.New()
@@ -103,7 +111,14 @@ func run(t testing.TB, ckpt, random string) Export {
 	mu.Lock()
 	defer mu.Unlock()
 	if _, err := os.Stat(e.Merged); err == nil {
-		return e
+		return e, true // cached: no need to start python
+	}
+	if err := Available(); err != nil {
+		if skip {
+			t.Skipf("torch fixtures unavailable: %v", err)
+		}
+		t.Logf("torch fixtures unavailable: %v", err)
+		return e, false
 	}
 	// Write into a fresh folder and rename it into place, so a cached folder is always whole.
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
@@ -137,7 +152,7 @@ func run(t testing.TB, ckpt, random string) Export {
 			t.Fatal(err)
 		}
 	}
-	return e
+	return e, true
 }
 
 func lastLine(b []byte) string {

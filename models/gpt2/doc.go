@@ -9,6 +9,7 @@
 //
 // Names follow Hugging Face / optimum GPT-2 exports: nodes /transformer/h.{i}/attn/c_attn/MatMul,
 // .../mlp/c_fc/MatMul, /lm_head/MatMul; weights transformer.h.{i}.attn.c_attn.weight in the
-// Conv1D layout [in, out] (which is already ONNX MatMul layout). Input "input_ids" int64
-// [batch, sequence], output "logits" float32 [batch, sequence, vocab].
+// Conv1D layout [in, out] (which is already ONNX MatMul layout). The interface is optimum's
+// with-past one (package lm): input_ids, attention_mask, position_ids and
+// past_key_values.{i}.key|value [batch, heads, past, head_dim] → logits and present.{i}.*.
 package gpt2

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/shears-ml/shears/internal/testkit"
+	"github.com/shears-ml/shears/lm"
 	"github.com/shears-ml/shears/models/gpt2"
 	"github.com/shears-ml/shears/onnx"
 )
@@ -19,7 +20,7 @@ func logits(t *testing.T, m *onnx.Model, extra map[string][]float32) []float32 {
 	t.Helper()
 	names, out := testkit.RunLogits(t, m, 2, testIDs, testkit.Vectors(extra))
 	for _, n := range names {
-		if _, ok := extra[n]; !ok && n != "input_ids" {
+		if _, ok := extra[n]; !ok && !isLM(n) {
 			t.Fatalf("model input %s has no feed", n)
 		}
 	}
@@ -83,4 +84,10 @@ func TestValidate(t *testing.T) {
 	if _, err := gpt2.Build(c, 1); err == nil {
 		t.Fatal("dim 64 with 5 heads was accepted")
 	}
+}
+
+// isLM reports whether n is a causal-LM input lm feeds.
+func isLM(n string) bool {
+	_, _, past := lm.ParsePast(n)
+	return past || n == lm.InputIDs || n == lm.AttentionMask || n == lm.PositionIDs
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/shears-ml/shears/runtime"
 	"github.com/shears-ml/shears/train/gradcheck"
 	"github.com/shears-ml/shears/transform/autodiff"
+	"github.com/shears-ml/shears/transform/decoder"
 )
 
 // The GPT-2 graph's gradients, in float64 against central differences, for a loss Σ w·logits
@@ -25,6 +26,11 @@ func TestGradientsGPT2(t *testing.T) {
 	cfg.Vocab, cfg.MaxSeq = 64, 16
 	m32, err := gpt2.Build(cfg, 5)
 	if err != nil {
+		t.Fatal(err)
+	}
+	// The train form (no KV cache; the positions gathered by an in-graph Range) is what training
+	// differentiates.
+	if m32, err = decoder.TrainForm(m32); err != nil {
 		t.Fatal(err)
 	}
 	m, err := autodiff.ToFloat64(m32)

@@ -18,7 +18,7 @@ import (
 // stage runs, and the table's parameter counts are GPT-2's.
 func TestRecipeGPT2(t *testing.T) {
 	testkit.ORT(t)
-	tok := testkit.Shared(t, "models/stories260K/tok512.bin")
+	tok := testkit.Tok512Shaped(t)
 	dir := t.TempDir()
 	m, err := gpt2.Build(gpt2.Tiny, 3)
 	if err != nil {

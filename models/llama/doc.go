@@ -2,8 +2,14 @@
 // Config and a weight Source, and writes synthetic random-weight models for benchmarks.
 //
 // Conventions of the graph (importers of other checkpoints reuse it):
-//   - input "input_ids" int64 [batch, sequence], output "logits" float32 [batch, sequence, vocab];
-//     no attention-mask or KV-cache inputs: the causal mask is a constant sliced to T×T.
+//   - the with-past interface in optimum's names, order and layout (package lm): input_ids
+//     [batch, sequence_length], attention_mask [batch, total_sequence_length], position_ids
+//     [batch, sequence_length], past_key_values.{i}.key|value [batch, kv_heads,
+//     past_sequence_length, head_dim] → logits [batch, sequence_length, vocab] and
+//     present.{i}.key|value [batch, kv_heads, total_sequence_length, head_dim]. The causal mask
+//     is a constant [MaxSeq, MaxSeq] table sliced to rows past…total−1, plus MaskValue where
+//     attention_mask is 0; the RoPE tables are gathered by position_ids. The train form
+//     (transform/decoder) folds the cache away.
 //   - Node and tensor names follow Hugging Face LLaMA / optimum exports, so one naming rule
 //     labels both: nodes /model/layers.{i}/self_attn/q_proj/MatMul, .../mlp/gate_proj/MatMul,
 //     /lm_head/MatMul; weights model.layers.{i}.self_attn.q_proj.weight and so on.
@@ -13,9 +19,15 @@
 //     embeddings are tied (pruning and LoRA treat the head separately).
 //   - RoPE rotates interleaved pairs (2i, 2i+1) as llama2.c does (Reshape to [..., hd/2, 2],
 //     Split, rotate, Concat, Reshape), never as a MatMul with a constant matrix, which would look
-//     like a linear layer. Its cos/sin tables [MaxSeq, hd/2] are sliced to the sequence length.
+//     like a linear layer. Its cos/sin tables [MaxSeq, hd/2] are gathered by position_ids.
+//     With Variant.RotateHalf (Hugging Face checkpoints) it rotates the halves (j, j + hd/2)
+//     instead (Reshape to [..., 2, hd/2]); the tables then carry llama3 rope scaling if set.
+//   - Config.Variant holds the other departures the Hugging Face families make (models/hf):
+//     q/k/v (and o, MLP) biases, fused qkv_proj / gate_up_proj split after one MatMul, an explicit
+//     head_dim, RMSNorm by (1 + w), embeddings × √Dim, tanh-GELU, and a tied head read through a
+//     Transpose of the embedding. The zero Variant is the llama2.c graph, unchanged.
 //   - Only the ops Gather, MatMul, Mul, Add, Sub, Div, Pow, Sqrt, ReduceMean, Reshape,
-//     Transpose, Softmax, Sigmoid, Slice, Concat, Split, Unsqueeze, Shape and Expand appear (and
-//     Cast in fp16/bf16 synthetic models, written through transform/convert), all of which
+//     Transpose, Softmax, Sigmoid, Slice, Concat, Split, Unsqueeze, Shape, Expand, Cast and
+//     Where appear (Cast and Where only on the mask, off the gradient path), all of which
 //     transform/autodiff differentiates; there is no If or Loop.
 package llama

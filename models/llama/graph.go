@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"math"
 	"strconv"
-	"strings"
 
+	"github.com/shears-ml/shears/lm"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
 	"google.golang.org/protobuf/proto"
@@ -153,13 +153,11 @@ func Build(cfg Config, src Source) (*onnx.Model, error) {
 		return nil, fmt.Errorf("llama: nil weight source")
 	}
 	g := &graph{b: onnx.NewBuilder("llama", Opset), cfg: cfg, src: src, consts: map[string]string{}}
-	logits := g.forward()
+	g.forward()
 	if g.err != nil {
 		return nil, g.err
 	}
-	b := g.b
-	b.Output(logits, onnxpb.TensorProto_FLOAT, "batch", "sequence", int64(cfg.Vocab))
-	m, err := b.Model()
+	m, err := g.b.Model()
 	if err != nil {
 		return nil, fmt.Errorf("llama: %w", err)
 	}
@@ -183,6 +181,9 @@ func metadata(c Config) []*onnxpb.StringStringEntryProto {
 		{"rope_theta", strconv.FormatFloat(c.RopeTheta, 'g', -1, 64)},
 		{"tie_word_embeddings", strconv.FormatBool(c.TiedEmbeddings)},
 	}
+	if c.HeadDimOverride > 0 {
+		kv = append(kv, [2]string{"head_dim", strconv.Itoa(c.HeadDim())})
+	}
 	out := make([]*onnxpb.StringStringEntryProto, len(kv))
 	for i, p := range kv {
 		out[i] = &onnxpb.StringStringEntryProto{Key: proto.String(p[0]), Value: proto.String(p[1])}
@@ -190,45 +191,74 @@ func metadata(c Config) []*onnxpb.StringStringEntryProto {
 	return out
 }
 
-func (g *graph) forward() string {
+// forward writes the with-past graph: the inputs, the layers, and the outputs logits then
+// present.{i}.key, present.{i}.value (optimum's order).
+func (g *graph) forward() {
 	b, c := g.b, g.cfg
 	d, hd, v := int64(c.Dim), int64(c.HeadDim()), int64(c.Vocab)
-	ids := b.Input("input_ids", onnxpb.TensorProto_INT64, "batch", "sequence")
+	nkv := int64(c.KVHeads)
+	ids := b.Input(lm.InputIDs, onnxpb.TensorProto_INT64, lm.DimBatch, lm.DimSequence)
+	am := b.Input(lm.AttentionMask, onnxpb.TensorProto_INT64, lm.DimBatch, lm.DimTotal)
+	pos := b.Input(lm.PositionIDs, onnxpb.TensorProto_INT64, lm.DimBatch, lm.DimSequence)
+	past := make([][2]string, c.Layers)
+	for i := range past {
+		for k, kind := range []lm.Kind{lm.Key, lm.Value} {
+			past[i][k] = b.Input(lm.Past(i, kind), onnxpb.TensorProto_FLOAT, lm.DimBatch, nkv, lm.DimPast, hd)
+		}
+	}
 
 	emb := g.weight("model.embed_tokens.weight", []int64{v, d}, nil)
-	x := b.Op("Gather", "/model/embed_tokens/Gather", []string{emb, ids})
+	x := g.embed(emb, ids)
 
-	// Sequence length T as a [1] tensor, for slicing the position tables and the mask.
-	shape := b.Op("Shape", "/model/Shape", []string{ids})
-	t := b.Op("Gather", "/model/Gather", []string{shape, g.i64("one", 1)}, onnx.AttrInt("axis", 0))
-	cosT, sinT := RopeTables(c.MaxSeq, c.HeadDim(), c.RopeTheta)
+	// RoPE angles gathered by position_ids: [B, T, hd/2] → [B, T, 1, hd/2, 1] to broadcast
+	// over the pairs [B, T, heads, hd/2, 1].
+	cosT, sinT := ropeTables(c)
 	tab := []int64{int64(c.MaxSeq), hd / 2}
 	cosW := g.weight(CosName, tab, cosT)
 	sinW := g.weight(SinName, tab, sinT)
-	zero := g.i64("zero", 0)
-	cosS := b.Op("Slice", "/model/rotary_emb/Slice", []string{cosW, zero, t, zero})
-	sinS := b.Op("Slice", "/model/rotary_emb/Slice_1", []string{sinW, zero, t, zero})
-	// [T, hd/2] → [T, 1, hd/2, 1] to broadcast over [B, T, heads, hd/2, 1].
-	ropeShape := g.i64("rope_table_shape", 0, 1, hd/2, 1)
-	cos := b.Op("Reshape", "/model/rotary_emb/Reshape", []string{cosS, ropeShape})
-	sin := b.Op("Reshape", "/model/rotary_emb/Reshape_1", []string{sinS, ropeShape})
-	maskW := g.weight(MaskName, []int64{int64(c.MaxSeq), int64(c.MaxSeq)}, CausalMask(c.MaxSeq))
-	tt := b.Op("Concat", "/model/causal_mask/Concat", []string{t, t}, onnx.AttrInt("axis", 0))
-	mask := b.Op("Slice", "/model/causal_mask/Slice", []string{maskW, g.i64("zero_zero", 0, 0), tt, g.i64("zero_one", 0, 1)})
+	_, _, axes := c.ropeSplit()
+	ropeAxes := g.i64(fmt.Sprintf("rope_axes_%d_%d", axes[0], axes[1]), axes...)
+	cos := b.Op("Gather", "/model/rotary_emb/Gather", []string{cosW, pos})
+	sin := b.Op("Gather", "/model/rotary_emb/Gather_1", []string{sinW, pos})
+	cos = b.Op("Unsqueeze", "/model/rotary_emb/Unsqueeze", []string{cos, ropeAxes})
+	sin = b.Op("Unsqueeze", "/model/rotary_emb/Unsqueeze_1", []string{sin, ropeAxes})
 
+	// The attention mask [B, 1, T, P+T]: the causal table's rows P…P+T−1 (query i sits at
+	// position P+i and sees keys 0…P+i), plus MaskValue on the keys attention_mask pads. T is
+	// input_ids' length and P+T attention_mask's, so the past's length is never read from the
+	// cache itself (the train form drops the cache).
+	one := g.i64("one", 1)
+	t := b.Op("Gather", "/model/Gather", []string{b.Op("Shape", "/model/Shape", []string{ids}), one}, onnx.AttrInt("axis", 0))
+	total := b.Op("Gather", "/model/Gather_1", []string{b.Op("Shape", "/model/Shape_1", []string{am}), one}, onnx.AttrInt("axis", 0))
+	p := b.Op("Sub", "/model/causal_mask/Sub", []string{total, t})
+	maskW := g.weight(MaskName, []int64{int64(c.MaxSeq), int64(c.MaxSeq)}, CausalMask(c.MaxSeq))
+	starts := b.Op("Concat", "/model/causal_mask/Concat", []string{p, g.i64("zero", 0)}, onnx.AttrInt("axis", 0))
+	ends := b.Op("Concat", "/model/causal_mask/Concat_1", []string{total, total}, onnx.AttrInt("axis", 0))
+	causal := b.Op("Slice", "/model/causal_mask/Slice", []string{maskW, starts, ends, g.i64("zero_one", 0, 1)})
+	keep := b.Op("Cast", "/model/attention_mask/Cast", []string{am}, onnx.AttrInt("to", int64(onnxpb.TensorProto_BOOL)))
+	pad := b.Op("Where", "/model/attention_mask/Where", []string{keep, g.f32("zero", 0), g.f32("mask_value", MaskValue)})
+	pad = b.Op("Unsqueeze", "/model/attention_mask/Unsqueeze", []string{pad, g.i64("mask_axes", 1, 2)})
+	mask := b.Op("Add", "/model/attention_mask/Add", []string{causal, pad})
+
+	presents := make([][2]string, c.Layers)
 	for i := 0; i < c.Layers && g.err == nil; i++ {
-		x = g.layer(i, x, cos, sin, mask)
+		x, presents[i] = g.layer(i, x, cos, sin, mask, past[i])
 	}
 	h := g.rmsnorm("/model/norm", "model.norm.weight", x)
-	head := g.weight("lm_head.weight", []int64{d, v}, nil)
+	head := g.head(emb)
 	if g.err != nil {
-		return ""
+		return
 	}
-	out := b.OpOut("MatMul", "/lm_head/MatMul", []string{h, head}, []string{"logits"})
+	out := b.OpOut("MatMul", "/lm_head/MatMul", []string{h, head}, []string{lm.Logits})
 	if out == nil {
-		return ""
+		return
 	}
-	return out[0]
+	b.Output(out[0], onnxpb.TensorProto_FLOAT, lm.DimBatch, lm.DimSequence, v)
+	for _, pr := range presents {
+		for _, name := range pr {
+			b.Output(name, onnxpb.TensorProto_FLOAT, lm.DimBatch, nkv, lm.DimTotal, hd)
+		}
+	}
 }
 
 // rmsnorm is y = w · x / sqrt(mean(x²) + eps), as Pow → ReduceMean → Add → Sqrt → Div(1,·)
@@ -242,15 +272,17 @@ func (g *graph) rmsnorm(prefix, weight, x string) string {
 	s := b.Op("Sqrt", prefix+"/Sqrt", []string{a})
 	r := b.Op("Div", prefix+"/Div", []string{g.f32("one", 1), s})
 	y := b.Op("Mul", prefix+"/Mul", []string{x, r})
-	return b.Op("Mul", prefix+"/Mul_1", []string{y, w})
+	return g.normScale(prefix, y, w)
 }
 
-// rope rotates the interleaved pairs of x [B, T, n, hd] by the position angles.
+// rope rotates x [B, T, n, hd] by the position angles: the interleaved pairs (2j, 2j+1) as
+// llama2.c does, or the halves (j, j + hd/2) as Hugging Face's rotate_half does (RotateHalf).
 func (g *graph) rope(prefix, x string, n int64, cos, sin string) string {
 	b := g.b
 	hd := int64(g.cfg.HeadDim())
-	r := b.Op("Reshape", prefix+"/Reshape", []string{x, g.i64(fmt.Sprintf("pairs_%d", n), 0, 0, n, hd/2, 2)})
-	xs := b.OpN("Split", prefix+"/Split", []string{r}, 2, onnx.AttrInt("axis", -1))
+	split, axis, _ := g.cfg.ropeSplit()
+	r := b.Op("Reshape", prefix+"/Reshape", []string{x, g.i64(fmt.Sprintf("rope_%d_%d_%d", n, split[0], split[1]), 0, 0, n, split[0], split[1])})
+	xs := b.OpN("Split", prefix+"/Split", []string{r}, 2, onnx.AttrInt("axis", axis))
 	if xs == nil {
 		return ""
 	}
@@ -261,7 +293,7 @@ func (g *graph) rope(prefix, x string, n int64, cos, sin string) string {
 	cc := b.Op("Mul", prefix+"/Mul_2", []string{x0, sin})
 	dd := b.Op("Mul", prefix+"/Mul_3", []string{x1, cos})
 	o1 := b.Op("Add", prefix+"/Add", []string{cc, dd})
-	o := b.Op("Concat", prefix+"/Concat", []string{o0, o1}, onnx.AttrInt("axis", -1))
+	o := b.Op("Concat", prefix+"/Concat", []string{o0, o1}, onnx.AttrInt("axis", axis))
 	return b.Op("Reshape", prefix+"/Reshape_1", []string{o, g.i64(fmt.Sprintf("heads_%d", n), 0, 0, n, hd)})
 }
 
@@ -278,22 +310,16 @@ func (g *graph) repeatKV(prefix, x string, rep int64, shape []int64) string {
 	return b.Op("Reshape", prefix+"/Reshape", []string{e, g.i64(fmt.Sprintf("repeat_shape_%d_%d_%d", shape[1], shape[2], shape[3]), shape...)})
 }
 
-func (g *graph) layer(i int, x, cos, sin, mask string) string {
+// layer appends decoder layer i and returns its output and its present key and value
+// [B, KV, P+T, hd] (the past concatenated with this run's keys and values).
+func (g *graph) layer(i int, x, cos, sin, mask string, past [2]string) (string, [2]string) {
 	b, c := g.b, g.cfg
 	p := fmt.Sprintf("/model/layers.%d", i)
-	d, hd, hid := int64(c.Dim), int64(c.HeadDim()), int64(c.HiddenDim)
+	d, hd, qd := int64(c.Dim), int64(c.HeadDim()), int64(c.QDim())
 	nh, nkv := int64(c.Heads), int64(c.KVHeads)
-	kvd := nkv * hd
-	lin := func(module string, in string, dims []int64) string {
-		w := g.weight(LayerWeight(i, module), dims, nil)
-		// self_attn.q_proj → /model/layers.i/self_attn/q_proj/MatMul
-		return b.Op("MatMul", p+"/"+strings.ReplaceAll(module, ".", "/")+"/MatMul", []string{in, w})
-	}
 
 	h := g.rmsnorm(p+"/input_layernorm", LayerWeight(i, "input_layernorm"), x)
-	q := lin("self_attn.q_proj", h, []int64{d, d})
-	k := lin("self_attn.k_proj", h, []int64{d, kvd})
-	v := lin("self_attn.v_proj", h, []int64{d, kvd})
+	q, k, v := g.attnProjections(i, h)
 	a := p + "/self_attn"
 	q = b.Op("Reshape", a+"/Reshape", []string{q, g.i64(fmt.Sprintf("heads_%d", nh), 0, 0, nh, hd)})
 	k = b.Op("Reshape", a+"/Reshape_1", []string{k, g.i64(fmt.Sprintf("heads_%d", nkv), 0, 0, nkv, hd)})
@@ -301,27 +327,35 @@ func (g *graph) layer(i int, x, cos, sin, mask string) string {
 	q = g.rope(a+"/rotary_q", q, nh, cos, sin)
 	k = g.rope(a+"/rotary_k", k, nkv, cos, sin)
 	q = b.Op("Transpose", a+"/Transpose", []string{q}, onnx.AttrInts("perm", 0, 2, 1, 3))   // [B, H, T, hd]
-	k = b.Op("Transpose", a+"/Transpose_1", []string{k}, onnx.AttrInts("perm", 0, 2, 3, 1)) // [B, KV, hd, T]
+	k = b.Op("Transpose", a+"/Transpose_1", []string{k}, onnx.AttrInts("perm", 0, 2, 1, 3)) // [B, KV, T, hd]
 	v = b.Op("Transpose", a+"/Transpose_2", []string{v}, onnx.AttrInts("perm", 0, 2, 1, 3)) // [B, KV, T, hd]
+	var present [2]string
+	for j, kind := range []lm.Kind{lm.Key, lm.Value} {
+		in := []*string{&k, &v}[j]
+		out := b.OpOut("Concat", fmt.Sprintf("%s/Concat_%s", a, kind), []string{past[j], *in}, []string{lm.Present(i, kind)}, onnx.AttrInt("axis", 2))
+		if out == nil {
+			return "", present
+		}
+		present[j], *in = out[0], out[0] // [B, KV, P+T, hd]
+	}
 	rep := nh / nkv
-	k = g.repeatKV(a+"/repeat_kv_k", k, rep, []int64{0, nh, hd, -1})
+	k = g.repeatKV(a+"/repeat_kv_k", k, rep, []int64{0, nh, -1, hd})
 	v = g.repeatKV(a+"/repeat_kv_v", v, rep, []int64{0, nh, -1, hd})
-	s := b.Op("MatMul", a+"/MatMul", []string{q, k}) // [B, H, T, T]
+	k = b.Op("Transpose", a+"/Transpose_4", []string{k}, onnx.AttrInts("perm", 0, 1, 3, 2)) // [B, H, hd, P+T]
+	s := b.Op("MatMul", a+"/MatMul", []string{q, k})                                        // [B, H, T, P+T]
 	s = b.Op("Div", a+"/Div", []string{s, g.f32("sqrt_head_dim", float32(math.Sqrt(float64(hd))))})
 	s = b.Op("Add", a+"/Add", []string{s, mask})
 	s = b.Op("Softmax", a+"/Softmax", []string{s}, onnx.AttrInt("axis", -1))
 	o := b.Op("MatMul", a+"/MatMul_1", []string{s, v})                                      // [B, H, T, hd]
 	o = b.Op("Transpose", a+"/Transpose_3", []string{o}, onnx.AttrInts("perm", 0, 2, 1, 3)) // [B, T, H, hd]
-	o = b.Op("Reshape", a+"/Reshape_3", []string{o, g.i64("model_dim", 0, 0, d)})
-	o = lin("self_attn.o_proj", o, []int64{d, d})
+	dimName := "model_dim"
+	if qd != d {
+		dimName = fmt.Sprintf("attn_dim_%d", qd)
+	}
+	o = b.Op("Reshape", a+"/Reshape_3", []string{o, g.i64(dimName, 0, 0, qd)})
+	o = g.linear(i, "self_attn.o_proj", o, qd, d, c.OBias)
 	x = b.Op("Add", p+"/Add", []string{x, o})
 
 	h = g.rmsnorm(p+"/post_attention_layernorm", LayerWeight(i, "post_attention_layernorm"), x)
-	gate := lin("mlp.gate_proj", h, []int64{d, hid})
-	sg := b.Op("Sigmoid", p+"/mlp/act_fn/Sigmoid", []string{gate})
-	act := b.Op("Mul", p+"/mlp/act_fn/Mul", []string{gate, sg})
-	up := lin("mlp.up_proj", h, []int64{d, hid})
-	m := b.Op("Mul", p+"/mlp/Mul", []string{act, up})
-	down := lin("mlp.down_proj", m, []int64{hid, d})
-	return b.Op("Add", p+"/Add_1", []string{x, down})
+	return b.Op("Add", p+"/Add_1", []string{x, g.mlp(i, h)}), present
 }

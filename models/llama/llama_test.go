@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/shears-ml/shears/internal/testkit"
 	"github.com/shears-ml/shears/onnx/onnxpb"
 	"github.com/shears-ml/shears/runtime"
 	"google.golang.org/protobuf/proto"
@@ -215,7 +216,7 @@ func TestBuildMatchesReference(t *testing.T) {
 				ids = append(ids, int64(id))
 			}
 		}
-		res, err := s.Run(map[string]*runtime.Tensor{"input_ids": runtime.I64([]int64{2, T}, ids)}, []string{"logits"})
+		res, err := s.Run(testkit.Feeds(t, s.Inputs(), runtime.I64([]int64{2, T}, ids), nil), []string{"logits"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -311,7 +312,7 @@ func TestWriteSyntheticTiny(t *testing.T) {
 	}
 	defer s.Close()
 	ids := []int64{1, 2, 3, 500, 7, 8, 9, 10, 1, 511, 0, 4}
-	res, err := s.Run(map[string]*runtime.Tensor{"input_ids": runtime.I64([]int64{2, 6}, ids)}, []string{"logits"})
+	res, err := s.Run(testkit.Feeds(t, s.Inputs(), runtime.I64([]int64{2, 6}, ids), nil), []string{"logits"})
 	if err != nil {
 		t.Fatal(err)
 	}

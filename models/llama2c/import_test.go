@@ -10,8 +10,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/shears-ml/shears/internal/testkit"
 	"github.com/shears-ml/shears/internal/testpath"
+	"github.com/shears-ml/shears/lm"
 	"github.com/shears-ml/shears/onnx"
+	"github.com/shears-ml/shears/onnx/onnxpb"
 	"github.com/shears-ml/shears/runtime"
 	"google.golang.org/protobuf/proto"
 )
@@ -46,7 +49,7 @@ func openModel(t *testing.T, m *onnx.Model) *runtime.Session {
 // logits runs ids [batch, seq] and returns the logits [batch, seq, vocab] flattened.
 func logits(t *testing.T, s *runtime.Session, batch int, ids []int64) ([]float32, []int64) {
 	t.Helper()
-	out, err := s.Run(map[string]*runtime.Tensor{"input_ids": runtime.I64([]int64{int64(batch), int64(len(ids) / batch)}, ids)}, []string{"logits"})
+	out, err := s.Run(testkit.LMFeeds(t, s.Inputs(), batch, ids, nil), []string{"logits"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +153,7 @@ func TestImportGraphShape(t *testing.T) {
 	m := importStories(t)
 	g := m.Proto.Graph
 	allowed := map[string]bool{}
-	for _, op := range strings.Fields("Gather MatMul Mul Add Sub Div Pow Sqrt ReduceMean Reshape Transpose Softmax Sigmoid Slice Concat Split Unsqueeze Neg Shape Expand Cast") {
+	for _, op := range strings.Fields("Gather MatMul Mul Add Sub Div Pow Sqrt ReduceMean Reshape Transpose Softmax Sigmoid Slice Concat Split Unsqueeze Neg Shape Expand Cast Where") {
 		allowed[op] = true
 	}
 	nodes := map[string]string{}
@@ -183,6 +186,26 @@ func TestImportGraphShape(t *testing.T) {
 		if got := dims[name]; len(got) != len(want) || (len(got) > 0 && (got[0] != want[0] || got[len(got)-1] != want[len(want)-1])) {
 			t.Errorf("initializer %s dims %v, want %v", name, got, want)
 		}
+	}
+	it, err := lm.Read(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ins, outs []string
+	for _, x := range it.Inputs {
+		ins = append(ins, x.Name)
+	}
+	for _, x := range it.Outputs {
+		outs = append(outs, x.Name)
+	}
+	if len(ins) != 13 || ins[0] != "input_ids" || ins[1] != "attention_mask" || ins[2] != "position_ids" || ins[3] != "past_key_values.0.key" || ins[12] != "past_key_values.4.value" {
+		t.Errorf("inputs %v, want optimum's with-past order", ins)
+	}
+	if len(outs) != 11 || outs[0] != "logits" || outs[1] != "present.0.key" || outs[10] != "present.4.value" {
+		t.Errorf("outputs %v, want logits then present.{i}.key|value", outs)
+	}
+	if it.Layers != 5 || it.KVHeads != 4 || it.HeadDim != 8 || it.PastType != onnxpb.TensorProto_FLOAT || it.Presents != 5 {
+		t.Errorf("interface %+v", it)
 	}
 	meta := map[string]string{}
 	for _, p := range m.Proto.MetadataProps {

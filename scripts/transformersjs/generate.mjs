@@ -1,8 +1,9 @@
 // Generates greedily with transformers.js from a local model folder, on the CPU, local files only.
-// Usage: node generate.mjs TRANSFORMERS_JS_DIR MODEL_DIR PROMPT MAX_NEW_TOKENS [ignore-eos|stop] [THREADS] > out.json
+// Usage: node generate.mjs TRANSFORMERS_JS_DIR MODEL_DIR PROMPT MAX_NEW_TOKENS [ignore-eos|stop] [THREADS] [spin|nospin] > out.json
 //   PROMPT "ids:1,403" feeds those ids as they are (no tokenizer needed); ignore-eos generates
 //   MAX_NEW_TOKENS whatever comes (the benchmark's fixed length); THREADS > 0 sets onnxruntime's
-//   intra-op threads (as shears --threads does).
+//   intra-op threads (as shears --threads does); nospin turns onnxruntime's busy-waiting of idle
+//   threads off (as shears' sessions do), spin (the default) keeps onnxruntime-node's default.
 //   out.json: {"ids": [...generated ids, prompt excluded...], "prompt_ids": [...], "text": "...",
 //              "load_ms": N, "generate_ms": N}
 // The prompt is encoded with the folder's tokenizer (BOS added as tokenizer_config.json says).
@@ -20,6 +21,7 @@ const rawIDs = prompt.startsWith('ids:');
 const tok = rawIDs ? null : await tjs.AutoTokenizer.from_pretrained(name);
 const threads = Number(process.argv[7] ?? 0);
 const session_options = threads > 0 ? { intraOpNumThreads: threads } : {};
+if (process.argv[8] === 'nospin') session_options.extra = { session: { intra_op: { allow_spinning: '0' } } };
 const model = await tjs.AutoModelForCausalLM.from_pretrained(name, { device: 'cpu', dtype: 'fp32', session_options });
 const t1 = performance.now();
 let inputs;

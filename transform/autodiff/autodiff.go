@@ -41,7 +41,7 @@ func Backward(m *onnx.Model, loss string, wrt []string, opts Options) (map[strin
 	if opset < MinOpset {
 		return nil, fmt.Errorf("autodiff: model opset %d is older than %d (convert it first)", opset, MinOpset)
 	}
-	types, err := InferShapes(m, opts.InputDims)
+	types, folded, err := inferFolded(m, opts.InputDims)
 	if err != nil {
 		return nil, fmt.Errorf("autodiff: %w", err)
 	}
@@ -75,7 +75,7 @@ func Backward(m *onnx.Model, loss string, wrt []string, opts Options) (map[strin
 	}
 
 	b := onnx.BuilderFor(m)
-	e := &emitter{m: m, b: b, types: types, ix: ix, opset: opset, consts: map[string]string{}}
+	e := &emitter{m: m, b: b, types: types, folded: folded, ix: ix, opset: opset, consts: map[string]string{}}
 	grads := map[string][]string{} // tensor → gradient contributions
 	grads[loss] = []string{e.scalar(lt.Elem, 1)}
 
@@ -227,6 +227,12 @@ func modelOpset(m *onnx.Model) int64 {
 // InferShapes is onnx.InferShapes that also knows the com.microsoft ops autodiff differentiates
 // (Gelu, presented to onnx.InferShapes as the ai.onnx Gelu of the same shape function).
 func InferShapes(m *onnx.Model, dims map[string][]int64) (map[string]onnx.TensorType, error) {
+	types, _, err := inferFolded(m, dims)
+	return types, err
+}
+
+// inferFolded is InferShapes with the integer tensors shape inference folded.
+func inferFolded(m *onnx.Model, dims map[string][]int64) (map[string]onnx.TensorType, map[string][]int64, error) {
 	var swapped []*onnxpb.NodeProto
 	for _, n := range m.Graph().GetNode() {
 		if n.GetDomain() == msDomain && n.GetOpType() == "Gelu" {
@@ -234,12 +240,12 @@ func InferShapes(m *onnx.Model, dims map[string][]int64) (map[string]onnx.Tensor
 			n.Domain = nil
 		}
 	}
-	types, err := onnx.InferShapes(m, dims)
+	types, folded, err := onnx.InferShapesFolded(m, dims)
 	for _, n := range swapped {
 		d := msDomain
 		n.Domain = &d
 	}
-	return types, err
+	return types, folded, err
 }
 
 const msDomain = "com.microsoft"

@@ -237,6 +237,7 @@ func TestStoriesGraphIsStandard(t *testing.T) {
 // TestToFloat64 runs a model and its float64 copy on the same ids: the logits agree to float32
 // precision, and the copy has no float32 tensor left.
 func TestToFloat64(t *testing.T) {
+	testkit.Shared(t, "models/stories260K/stories260K.bin") // the golden logit: the trained model
 	m := importStories(t)
 	m64, err := autodiff.ToFloat64(m)
 	if err != nil {
@@ -262,7 +263,7 @@ func TestToFloat64(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer s.Close()
-		out, err := s.Run(map[string]*runtime.Tensor{"input_ids": ids}, []string{"logits"})
+		out, err := s.Run(testkit.Feeds(t, s.Inputs(), ids, nil), []string{"logits"})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -18,6 +18,7 @@ type emitter struct {
 	m      *onnx.Model
 	b      *onnx.Builder
 	types  map[string]onnx.TensorType
+	folded map[string][]int64 // int tensors shape inference folded (shape computations)
 	ix     *onnx.Index
 	opset  int64
 	consts map[string]string
@@ -84,10 +85,14 @@ func (c *ctx) static(name string) ([]int64, error) {
 	return t.Shape, nil
 }
 
-// constInts returns the value of a constant int tensor input (initializer or Constant node).
+// constInts returns the value of a constant int tensor input (initializer or Constant node, or
+// one shape inference folded from static shapes, as torch's Shape → Gather → Div chains).
 func (c *ctx) constInts(name, what string) ([]int64, error) {
 	t := c.ix.ConstantValue(name)
 	if t == nil {
+		if v, ok := c.folded[name]; ok {
+			return v, nil
+		}
 		return nil, fmt.Errorf("%s %q is computed at run time; the rule needs a constant", what, name)
 	}
 	v, err := c.m.Int64s(t)

@@ -12,6 +12,7 @@ import (
 	"github.com/shears-ml/shears/runtime"
 	"github.com/shears-ml/shears/train/gradcheck"
 	"github.com/shears-ml/shears/transform/autodiff"
+	"github.com/shears-ml/shears/transform/decoder"
 )
 
 // Whole-model checks on stories260K with input_ids [2, 16]: loss = Σ W ⊙ logits (W fixed,
@@ -54,10 +55,14 @@ func TestStories260KTorchExportFloat64(t *testing.T) {
 }
 
 func importStories(t *testing.T) *onnx.Model {
-	path := testkit.Shared(t, "models/stories260K/stories260K.bin")
+	path := testkit.StoriesShaped(t)
 	testkit.ORT(t)
 	m, err := llama2c.Import(path)
 	if err != nil {
+		t.Fatal(err)
+	}
+	// What autodiff differentiates is the train form (no KV cache; trainstep derives it too).
+	if m, err = decoder.TrainForm(m); err != nil {
 		t.Fatal(err)
 	}
 	return m

@@ -100,6 +100,9 @@ func NewPlan(m *onnx.Model, o Options) (*Plan, error) {
 	if g == nil {
 		return nil, fmt.Errorf("convert %s: no graph", m.Path)
 	}
+	if n := onnx.SubgraphNode(g); n != nil {
+		return nil, fmt.Errorf("convert %s: node %q (%s) holds subgraphs (a merged decoder?), which this pass cannot rewrite; convert the with-past model (model.onnx) instead", m.Path, n.GetName(), n.GetOpType())
+	}
 	p := &Plan{Options: o, convert: map[string]bool{}}
 	p.Compute = o.compute()
 	ix := onnx.NewIndex(g)
@@ -139,15 +142,11 @@ func NewPlan(m *onnx.Model, o Options) (*Plan, error) {
 	for _, l := range ls {
 		role[l.Weight] = "linear"
 	}
-	for _, n := range g.GetNode() {
-		if n.GetOpType() != "Gather" || n.GetDomain() != "" || len(n.GetInput()) < 2 {
-			continue
-		}
-		if t, ok := ix.Initializers[n.GetInput()[0]]; ok && len(t.GetDims()) == 2 {
-			role[t.GetName()] = "embedding"
-			if p.Compute == ComputeFP32 && onnx.DataType(t) == onnxpb.TensorProto_FLOAT {
-				p.Gathers = append(p.Gathers, n.GetName())
-			}
+	for _, e := range layers.Embeddings(g) {
+		t := ix.Initializers[e.Table]
+		role[t.GetName()] = "embedding"
+		if p.Compute == ComputeFP32 && onnx.DataType(t) == onnxpb.TensorProto_FLOAT {
+			p.Gathers = append(p.Gathers, e.Node)
 		}
 	}
 	es := int64(onnx.ElemSize(o.DType))

@@ -1,7 +1,6 @@
 package convert_test
 
 import (
-	. "github.com/shears-ml/shears/transform/convert"
 	"math"
 	"os"
 	"path/filepath"
@@ -12,6 +11,7 @@ import (
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
 	"github.com/shears-ml/shears/runtime"
+	. "github.com/shears-ml/shears/transform/convert"
 )
 
 const (
@@ -75,7 +75,8 @@ func TestPlanStories(t *testing.T) {
 	if len(n.Tensors) != floats-1 || len(n.Kept) != 1 || n.Kept[0] != "/model/constants/two" {
 		t.Errorf("native plan: %d of %d float tensors, kept %v", len(n.Tensors), floats, n.Kept)
 	}
-	if len(n.Outputs) != 1 || n.Outputs[0] != "logits" || len(n.Inputs) != 0 {
+	// The interface keeps float32: the past is cast in, logits and presents cast out.
+	if len(n.Outputs) != 11 || n.Outputs[0] != "logits" || n.Outputs[1] != "present.0.key" || len(n.Inputs) != 10 || n.Inputs[0] != "past_key_values.0.key" {
 		t.Errorf("native casts: in %v out %v", n.Inputs, n.Outputs)
 	}
 	if _, err := NewPlan(m, Options{DType: onnxpb.TensorProto_DOUBLE}); err == nil || !strings.Contains(err.Error(), "DOUBLE") {

@@ -1,7 +1,6 @@
 package convert_test
 
 import (
-	. "github.com/shears-ml/shears/transform/convert"
 	"math"
 	"path/filepath"
 	"testing"
@@ -11,12 +10,13 @@ import (
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
 	"github.com/shears-ml/shears/runtime"
+	. "github.com/shears-ml/shears/transform/convert"
 )
 
 // storiesFP32 imports the shared stories260K checkpoint and saves it (float32) in dir.
 func storiesFP32(t *testing.T, dir string) string {
 	t.Helper()
-	ckpt := testkit.Shared(t, "models/stories260K/stories260K.bin")
+	ckpt := testkit.StoriesShaped(t)
 	m, err := llama2c.Import(ckpt)
 	if err != nil {
 		t.Fatal(err)
@@ -61,7 +61,7 @@ func runLogits(t *testing.T, path string, ids []int64, opts runtime.Options) ([]
 		return nil, err
 	}
 	defer s.Close()
-	res, err := s.Run(map[string]*runtime.Tensor{"input_ids": runtime.I64([]int64{1, int64(len(ids))}, ids)}, []string{"logits"})
+	res, err := s.Run(testkit.Feeds(t, s.Inputs(), runtime.I64([]int64{1, int64(len(ids))}, ids), nil), []string{"logits"})
 	if err != nil {
 		return nil, err
 	}

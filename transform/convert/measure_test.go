@@ -53,7 +53,7 @@ func TestMeasureSessionMemory(t *testing.T) {
 	defer s.Close()
 	opened := rssKiB()
 	ids := make([]int64, 64)
-	if _, err := s.Run(map[string]*runtime.Tensor{"input_ids": runtime.I64([]int64{1, 64}, ids)}, []string{"logits"}); err != nil {
+	if _, err := s.Run(testkit.Feeds(t, s.Inputs(), runtime.I64([]int64{1, 64}, ids), nil), []string{"logits"}); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("%s %s: session adds %.1f MiB resident, %.1f MiB after one 64-token run (weights %.1f MiB as float32)",

@@ -100,7 +100,7 @@ func logitsOf(t *testing.T, path string, ids []int64) []float32 {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	res, err := s.Run(map[string]*runtime.Tensor{"input_ids": runtime.I64([]int64{1, int64(len(ids))}, ids)}, []string{"logits"})
+	res, err := s.Run(testkit.Feeds(t, s.Inputs(), runtime.I64([]int64{1, int64(len(ids))}, ids), nil), []string{"logits"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -55,13 +55,16 @@ func runWanda(t *testing.T, path string, windows [][]int, cfg prune.Config, oneS
 // other output the masks must be identical, and the low-precision model's zeros must sit
 // exactly there, written in its own type.
 func TestWandaMasksMatchFP32(t *testing.T) {
+	// The trained model: a random stand-in's activations drift too far in fp16 for the
+	// comparison to say anything (most outputs tie at the boundary).
+	testkit.Shared(t, "models/stories260K/stories260K.bin")
 	dir := t.TempDir()
 	fp32 := storiesFP32(t, dir)
-	tok, err := tokenizer.LoadLlama2c(testkit.Shared(t, "models/stories260K/tok512.bin"))
+	tok, err := tokenizer.LoadLlama2c(testkit.Tok512Shaped(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	docs, err := data.ReadDocuments(testkit.Shared(t, "data/llm-adapters/ARC-Easy-train.json"))
+	docs, err := data.ReadDocuments(testkit.Dataset(t, "ARC-Easy-train.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -56,7 +56,7 @@ func Find(m *onnx.Model) ([]Linear, error) {
 			depth[o] = d
 		}
 	}
-	label(out)
+	label(ix, out)
 	return out, nil
 }
 
@@ -145,17 +145,21 @@ func isFloat(dt onnxpb.TensorProto_DataType) bool {
 	return false
 }
 
-// structuralRoles name the four depth levels of a decoder block when names say nothing.
-var structuralRoles = [4]string{"attn_in", "attn_out", "mlp_in", "mlp_out"}
+// structuralRoles4 name the four depth levels of a decoder block when neither names nor
+// structure say more.
+var structuralRoles4 = [4]string{"attn_in", "attn_out", "mlp_in", "mlp_out"}
 
-// label sets Block, Role and Head from names, falling back to structure (depth) per layer.
-func label(ls []Linear) {
+// label sets Block, Role and Head from names; a layer whose names say nothing gets its role
+// from the graph around it (structuralRoles) or, failing that, from its depth, and its block
+// from its depth (four levels of linears per decoder block).
+func label(ix *onnx.Index, ls []Linear) {
 	maxDepth := 0
 	for _, l := range ls {
 		if l.Depth > maxDepth {
 			maxDepth = l.Depth
 		}
 	}
+	var structural map[int]string
 	for i := range ls {
 		l := &ls[i]
 		block, role, head, ok := labelByName(l.Node, l.Weight)
@@ -165,7 +169,13 @@ func label(ls []Linear) {
 		case maxDepth%4 == 1 && l.Depth == maxDepth:
 			l.Role, l.Head = "lm_head", true
 		default:
-			l.Block, l.Role = (l.Depth-1)/4, structuralRoles[(l.Depth-1)%4]
+			if structural == nil {
+				structural = structuralRoles(ix, ls)
+			}
+			l.Block, l.Role = (l.Depth-1)/4, structuralRoles4[(l.Depth-1)%4]
+			if r, ok := structural[i]; ok {
+				l.Role = r
+			}
 			if block >= 0 {
 				l.Block = block
 			}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
+	"github.com/shears-ml/shears/transform/decoder"
 )
 
 // AddDropout turns an inference super-network into a train graph in place: each module's
@@ -27,7 +28,13 @@ func AddDropout(m *onnx.Model) error {
 	for i, mod := range meta.Modules {
 		xs[i] = mod.Input
 	}
-	shapes, err := symbolicShapes(m, xs)
+	// Probed on the train form: a with-past graph's symbolic dims are related (total = past +
+	// sequence), and probing them with independent values would make shapes that cannot meet.
+	tf, err := decoder.TrainForm(m)
+	if err != nil {
+		return fmt.Errorf("lora: add dropout: %w", err)
+	}
+	shapes, err := symbolicShapes(tf, xs)
 	if err != nil {
 		return fmt.Errorf("lora: add dropout: %w", err)
 	}

@@ -93,6 +93,9 @@ func checkQA(mod Module, r quant.Lowered, sparse bool) error {
 	if !sparse {
 		return fmt.Errorf("module %s: its base is quantized; QA-SparsePEFT needs the sparse adapter path (SparseAdapter)", mod.Name)
 	}
+	if mod.Slice != nil {
+		return fmt.Errorf("module %s: the q, k, v slice adapters of a fused linear are not supported on a quantized base (QA-SparsePEFT fake-quantizes the whole weight); adapt the float model, or target other roles", mod.Name)
+	}
 	if mod.In != int64(r.K) || mod.Out != int64(r.N) {
 		return fmt.Errorf("module %s: shape [%d, %d] differs from its quantized base's [%d, %d]", mod.Name, mod.In, mod.Out, r.K, r.N)
 	}

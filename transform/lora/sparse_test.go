@@ -9,6 +9,7 @@ import (
 	"github.com/shears-ml/shears/runtime"
 	"github.com/shears-ml/shears/train/gradcheck"
 	"github.com/shears-ml/shears/transform/autodiff"
+	"github.com/shears-ml/shears/transform/decoder"
 )
 
 // TestSparseAdapterGradients: the SparsePEFT path x·(M ⊙ (s·(A⊙m)·B)) of a half-zero tiny
@@ -53,6 +54,9 @@ func TestSparseAdapterGradients(t *testing.T) {
 		t.Errorf("train graph with keep = 1 differs from the inference graph by %g", d)
 	}
 
+	if trainG, err = decoder.TrainForm(trainG); err != nil { // what training differentiates
+		t.Fatal(err)
+	}
 	b := onnx.BuilderFor(trainG)
 	rng := rand.New(rand.NewPCG(5, 5))
 	w := make([]float32, 2*8*512)

@@ -33,6 +33,9 @@ type Target struct {
 type Plan struct {
 	Config  Config
 	Targets []Target
+	// AccuracyLevel is the nodes' accuracy_level attribute: 0 (default) computes with A as it
+	// is; 4 lets onnxruntime quantize A to int8 per block (faster CPU kernels, less exact).
+	AccuracyLevel int
 }
 
 // NewPlan checks every target (a MatMul, or a Gemm with alpha = beta = 1, on a float input) and
@@ -46,6 +49,9 @@ func NewPlan(m *onnx.Model, targets []layers.Linear, c Config) (*Plan, error) {
 	}
 	if has, node := HasQuantized(m); has {
 		return nil, fmt.Errorf("quantize %s: node %s is already a %s; quantize the float model", m.Path, node, OpType)
+	}
+	if n := onnx.SubgraphNode(m.Graph()); n != nil {
+		return nil, fmt.Errorf("quantize %s: node %q (%s) holds subgraphs (a merged decoder?), whose linears this pass cannot rewrite; quantize the with-past model (model.onnx) instead", m.Path, n.GetName(), n.GetOpType())
 	}
 	types, err := onnx.InferShapes(m, nil)
 	if err != nil {
@@ -118,39 +124,37 @@ func (p *Plan) Apply(m *onnx.Model, q map[string]*Layer) error {
 // as soon as it is ready, so only its packed bytes stay in memory.
 func (p *Plan) ApplyTarget(m *onnx.Model, t Target, l *Layer) error {
 	g := m.Graph()
-	{
-		if l == nil || l.K != t.K || l.N != t.N || l.Config != p.Config {
-			return fmt.Errorf("quantize %s: no quantized weight of the planned shape for %s", m.Path, t.Linear.Node)
-		}
-		n := nodeByName(g, t.Linear.Node)
-		if n == nil {
-			return fmt.Errorf("quantize %s: linear %s not found", m.Path, t.Linear.Node)
-		}
-		kb := int64(l.KBlocks())
-		g.Initializer = append(g.Initializer,
-			onnx.NewTensor(t.B, onnxpb.TensorProto_UINT8, []int64{int64(t.N), kb, int64(l.BlobSize())}, l.PackB()),
-			scaleTensor(t.Scales, t.ScaleType, []int64{int64(t.N), kb}, l.Scales))
-		inputs := []string{t.Linear.Input, t.B, t.Scales}
-		if t.Zeros != "" {
-			g.Initializer = append(g.Initializer, onnx.NewTensor(t.Zeros, onnxpb.TensorProto_UINT8, []int64{int64(t.N), int64(l.ZeroBytes())}, l.PackZeros()))
-			inputs = append(inputs, t.Zeros)
-		}
-		weightIn := n.GetInput()[1]
-		if t.Linear.Op == "Gemm" && len(n.GetInput()) > 2 && n.GetInput()[2] != "" {
-			for len(inputs) < 5 {
-				inputs = append(inputs, "")
-			}
-			inputs = append(inputs, n.GetInput()[2]) // bias (input 5; g_idx, input 4, is deprecated)
-		}
-		n.OpType, n.Domain = proto.String(OpType), proto.String(Domain)
-		n.Input = inputs
-		n.Attribute = []*onnxpb.AttributeProto{
-			onnx.AttrInt("K", int64(t.K)), onnx.AttrInt("N", int64(t.N)),
-			onnx.AttrInt("bits", int64(p.Config.Bits)), onnx.AttrInt("block_size", int64(p.Config.BlockSize)),
-			onnx.AttrInt("accuracy_level", 0),
-		}
-		removeDeadChain(g, weightIn)
+	if l == nil || l.K != t.K || l.N != t.N || l.Config != p.Config {
+		return fmt.Errorf("quantize %s: no quantized weight of the planned shape for %s", m.Path, t.Linear.Node)
 	}
+	n := nodeByName(g, t.Linear.Node)
+	if n == nil {
+		return fmt.Errorf("quantize %s: linear %s not found", m.Path, t.Linear.Node)
+	}
+	kb := int64(l.KBlocks())
+	g.Initializer = append(g.Initializer,
+		onnx.NewTensor(t.B, onnxpb.TensorProto_UINT8, []int64{int64(t.N), kb, int64(l.BlobSize())}, l.PackB()),
+		scaleTensor(t.Scales, t.ScaleType, []int64{int64(t.N), kb}, l.Scales))
+	inputs := []string{t.Linear.Input, t.B, t.Scales}
+	if t.Zeros != "" {
+		g.Initializer = append(g.Initializer, onnx.NewTensor(t.Zeros, onnxpb.TensorProto_UINT8, []int64{int64(t.N), int64(l.ZeroBytes())}, l.PackZeros()))
+		inputs = append(inputs, t.Zeros)
+	}
+	weightIn := n.GetInput()[1]
+	if t.Linear.Op == "Gemm" && len(n.GetInput()) > 2 && n.GetInput()[2] != "" {
+		for len(inputs) < 5 {
+			inputs = append(inputs, "")
+		}
+		inputs = append(inputs, n.GetInput()[2]) // bias (input 5; g_idx, input 4, is deprecated)
+	}
+	n.OpType, n.Domain = proto.String(OpType), proto.String(Domain)
+	n.Input = inputs
+	n.Attribute = []*onnxpb.AttributeProto{
+		onnx.AttrInt("K", int64(t.K)), onnx.AttrInt("N", int64(t.N)),
+		onnx.AttrInt("bits", int64(p.Config.Bits)), onnx.AttrInt("block_size", int64(p.Config.BlockSize)),
+		onnx.AttrInt("accuracy_level", int64(p.AccuracyLevel)),
+	}
+	removeDeadChain(g, weightIn)
 	ensureDomain(m.Proto)
 	return nil
 }

@@ -29,6 +29,8 @@ type Lowered struct {
 	BlockSize int    `json:"block_size"`
 	Symmetric bool   `json:"symmetric"`
 	Bias      string `json:"bias,omitempty"` // MatMulNBits' bias input, now an Add after the MatMul
+	// AccuracyLevel is the node's accuracy_level, written back by Raise.
+	AccuracyLevel int `json:"accuracy_level,omitempty"`
 }
 
 // Config is the layer's grid configuration.
@@ -65,6 +67,11 @@ func Lower(m *onnx.Model) (*onnx.Model, error) {
 		base := n.GetInput()[1]
 		r := Lowered{Node: n.GetName(), Weight: ix.UniqueName(base + ".dequant"), Scales: ix.UniqueName(base + ".grid_scales"),
 			Zeros: ix.UniqueName(base + ".grid_zeros"), K: l.K, N: l.N, Bits: l.Config.Bits, BlockSize: l.Config.BlockSize, Symmetric: l.Config.Symmetric}
+		for _, a := range n.GetAttribute() {
+			if a.GetName() == "accuracy_level" {
+				r.AccuracyLevel = int(a.GetI())
+			}
+		}
 		zf := make([]float32, len(l.Zeros))
 		for i, z := range l.Zeros {
 			zf[i] = float32(z)
@@ -252,7 +259,7 @@ func Raise(m, src *onnx.Model) ([]Raised, error) {
 		if !r.Symmetric {
 			t.Zeros = ix.UniqueName(r.Node + ".qzeros")
 		}
-		p := &Plan{Config: r.Config()}
+		p := &Plan{Config: r.Config(), AccuracyLevel: r.AccuracyLevel}
 		if err := p.ApplyTarget(m, t, l); err != nil {
 			return nil, err
 		}

@@ -8,6 +8,8 @@ import (
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
 	"github.com/shears-ml/shears/transform/autodiff"
+	"github.com/shears-ml/shears/transform/decoder"
+	"github.com/shears-ml/shears/transform/lower"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -84,6 +86,17 @@ func Build(m *onnx.Model, cfg Config) (*Step, error) {
 	}
 	if len(cfg.Trainable) == 0 {
 		return nil, fmt.Errorf("trainstep: build: no trainable tensors")
+	}
+	// onnxruntime's fused operators become standard ones autodiff differentiates, or the error
+	// says which cannot and what to do (first: the train form folds only a standard cache).
+	lowered := &onnx.Model{Proto: proto.Clone(m.Proto).(*onnxpb.ModelProto), Dir: m.Dir}
+	if _, err := lower.Lower(lowered); err != nil {
+		return nil, fmt.Errorf("trainstep: build: %w", err)
+	}
+	// A with-past model trains in its train form: no cache, mask and positions of fresh rows.
+	m, err := decoder.TrainForm(lowered)
+	if err != nil {
+		return nil, fmt.Errorf("trainstep: build: %w", err)
 	}
 	ids, logits := cfg.InputIDs, cfg.Logits
 	if ids == "" {
@@ -193,7 +206,6 @@ func Build(m *onnx.Model, cfg Config) (*Step, error) {
 	if cfg.LossOnly {
 		return st, nil
 	}
-	var err error
 	wrt := make([]string, len(st.Params))
 	for i, p := range st.Params {
 		wrt[i] = p.Name

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/shears-ml/shears/internal/testsynth"
+	"github.com/shears-ml/shears/lm"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
 )
@@ -21,7 +22,7 @@ func tinyModel(t *testing.T) *onnx.Model {
 		t.Fatal(err)
 	}
 	b := onnx.BuilderFor(m)
-	x := b.Input("rank_mask", onnxpb.TensorProto_FLOAT, "batch", 4)
+	x := b.Input("rank_mask", onnxpb.TensorProto_FLOAT, lm.DimBatch, 4)
 	b.Op("Identity", "/rank_mask/Identity", []string{x})
 	if err := b.Err(); err != nil {
 		t.Fatal(err)

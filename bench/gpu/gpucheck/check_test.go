@@ -47,7 +47,7 @@ func TestBundle(t *testing.T) {
 	}
 	t.Logf("%s", out)
 
-	t.Run("budget", func(t *testing.T) {
+	t.Run("payload", func(t *testing.T) {
 		m := regexp.MustCompile(`(?m)^\s+total\s+(\d+) bytes`).FindSubmatch(out)
 		if m == nil {
 			t.Fatalf("no total line:\n%s", out)
@@ -204,7 +204,7 @@ func TestBundle(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer s.Close()
-		o, err := s.Run(map[string]*runtime.Tensor{"input_ids": runtime.I64([]int64{1, int64(len(rec.IDs))}, rec.IDs)}, []string{"logits"})
+		o, err := s.Run(testkit.Feeds(t, s.Inputs(), runtime.I64([]int64{1, int64(len(rec.IDs))}, rec.IDs), nil), []string{"logits"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -224,7 +224,7 @@ func TestBundle(t *testing.T) {
 		t.Logf("peer vs onnxruntime logits: max |diff| %.3g (max |logit| %.3g)", maxd, spread)
 	})
 
-	t.Run("budget", func(t *testing.T) {
+	t.Run("time-budget", func(t *testing.T) {
 		res := filepath.Join(tmp, "budget")
 		cmd := exec.Command("bash", filepath.Join(bundle, "bench/gpu/check.sh"), "--device", "cpu", "--shapes", "tiny,25m",
 			"--out", res, "--work", filepath.Join(tmp, "work-budget"), "--budget", "1ns", "--peer=false")
@@ -275,6 +275,16 @@ func TestBundle(t *testing.T) {
 				if !strings.Contains(r.Error, want) {
 					t.Errorf("%s error %q lacks %q", r.DType, r.Error, want)
 				}
+			}
+		}
+		// Without a system Vulkan loader the bundle's own is used: it loads, and finds no driver.
+		if _, err := os.Stat(filepath.Join(bundle, "lib/vulkan/libvulkan.so.1")); err == nil &&
+			exec.Command("sh", "-c", "ldconfig -p | grep -q ' libvulkan.so.1 '").Run() != nil {
+			var m report.Machine
+			b, _ := os.ReadFile(filepath.Join(res, "machine.json"))
+			json.Unmarshal(b, &m)
+			if !strings.Contains(m.Note, "bundled libvulkan.so.1") || !strings.Contains(recs[0].Error, "Found no drivers") {
+				t.Errorf("the bundled Vulkan loader was not used: note %q, error %q", m.Note, recs[0].Error)
 			}
 		}
 		md, _ := os.ReadFile(filepath.Join(res, "results.md"))

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/shears-ml/shears/bench/gpu/report"
+	"github.com/shears-ml/shears/eval"
 	"github.com/shears-ml/shears/models/llama"
 	"github.com/shears-ml/shears/runtime"
 	"github.com/shears-ml/shears/transform/convert"
@@ -137,31 +138,18 @@ func synthModel(dir, preset, dtype, compute string) (string, error) {
 	return path, nil
 }
 
-// feeds builds the inputs of one forward pass: token ids, and the attention mask and position
-// ids when the model takes them. Any other input is an error naming it.
+// feeds builds the inputs of one forward pass through eval.Feeds (lm's causal-LM feeds): token
+// ids, the attention mask, position ids and an empty KV cache, as the model takes them.
 func feeds(s *runtime.Session, cfg llama.Config, batch, seq int) (map[string]*runtime.Tensor, error) {
-	shape := []int64{int64(batch), int64(seq)}
-	n := batch * seq
-	in := map[string]*runtime.Tensor{}
-	for _, info := range s.Inputs() {
-		v := make([]int64, n)
-		switch info.Name {
-		case "input_ids":
-			for i := range v {
-				v[i] = int64((i*7919 + 13) % cfg.Vocab)
-			}
-		case "attention_mask":
-			for i := range v {
-				v[i] = 1
-			}
-		case "position_ids":
-			for i := range v {
-				v[i] = int64(i % seq)
-			}
-		default:
-			return nil, fmt.Errorf("forward: %s: input %q is not one the check feeds (input_ids, attention_mask, position_ids)", s.Name(), info.Name)
+	rows := make([][]int, batch)
+	for r := range rows {
+		for k := 0; k < seq; k++ {
+			rows[r] = append(rows[r], ((r*seq+k)*7919+13)%cfg.Vocab)
 		}
-		in[info.Name] = runtime.I64(shape, v)
+	}
+	in, err := eval.Feeds(s.Inputs(), rows, nil)
+	if err != nil {
+		return nil, fmt.Errorf("forward: %s: %w", s.Name(), err)
 	}
 	return in, nil
 }

@@ -29,11 +29,11 @@ import (
 var defaultDims = map[string][2]int{"tiny": {1, 32}, "25m": {4, 512}, "1b": {4, 512}, "7b": {1, 512}}
 
 type checkOpts struct {
-	device, out, work, shears, peer, python, peerDevice, dtype, ortLib, command string
-	shapes                                                                      []string
-	batch, seq, steps, trainSteps                                               int
-	budget                                                                      time.Duration
-	train, runPeer, profile                                                     bool
+	device, out, work, shears, peer, python, peerDevice, dtype, ortLib, command, note string
+	shapes                                                                            []string
+	batch, seq, steps, trainSteps                                                     int
+	budget                                                                            time.Duration
+	train, runPeer, profile                                                           bool
 }
 
 // checker runs one check: the records so far, the log, and the deadline.
@@ -69,6 +69,7 @@ func runCheck(args []string) error {
 	fs.StringVar(&o.peer, "peer-script", "", "bench/peer/peer.py (default: found from gpucheck's folder or the working directory)")
 	fs.StringVar(&o.ortLib, "ort-lib", "", "libonnxruntime (default: $ONNXRUNTIME_LIB, then .ort/)")
 	fs.StringVar(&o.command, "command", "", "the command line to record (default: this one)")
+	fs.StringVar(&o.note, "note", "", "a note on the machine's setup to record (check.sh: the Vulkan libraries it supplied)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -129,11 +130,53 @@ func runCheck(args []string) error {
 	if err := os.WriteFile(filepath.Join(o.out, "results.jsonl"), nil, 0o644); err != nil {
 		return err
 	}
+	ready := c.pregenerate()
 	for i, shape := range o.shapes {
+		c.wait(shape, ready[shape])
 		c.shape(shape, i == 0 && o.profile)
 	}
 	fmt.Fprintf(c.log, "== results in %s (results.md, results.json)\n", o.out)
 	return nil
+}
+
+// pregenerate writes the shapes' synthetic models (in the first dtype tried) one after the other
+// in the background, so that generating the next shape's weights (single-threaded, minutes for
+// a 7B) overlaps the device measuring this one. Each shape's channel yields once its model is
+// there (or could not be written: its forward pass then tries again and reports the error).
+func (c *checker) pregenerate() map[string]chan error {
+	dtype := c.o.dtype
+	if dtype == "auto" {
+		dtype = "fp16"
+	}
+	ready := map[string]chan error{}
+	for _, shape := range c.o.shapes {
+		ready[shape] = make(chan error, 1)
+	}
+	go func() {
+		for _, shape := range c.o.shapes {
+			if !time.Now().Before(c.deadline) {
+				return
+			}
+			t0 := time.Now()
+			path, err := synthModel(c.o.work, shape, dtype, "native")
+			if err == nil {
+				fmt.Fprintf(c.log, "== %s ready (%.1f s)\n", path, time.Since(t0).Seconds())
+			}
+			ready[shape] <- err
+		}
+	}()
+	return ready
+}
+
+// wait waits for a shape's model until the budget is spent.
+func (c *checker) wait(shape string, ready chan error) {
+	select {
+	case err := <-ready:
+		if err != nil {
+			fmt.Fprintf(c.log, "== %s: generating the model: %v\n", shape, err)
+		}
+	case <-time.After(time.Until(c.deadline)):
+	}
 }
 
 // besideOrPath finds a tool next to the running executable, then on PATH.
@@ -151,7 +194,7 @@ func besideOrPath(self, name string) (string, error) {
 // detect fills the machine header: CPU, GPU (nvidia-smi), onnxruntime and torch versions.
 func (c *checker) detect() error {
 	m := report.Machine{Date: time.Now().UTC().Format("2006-01-02 15:04 UTC"), Cores: goruntime.NumCPU(),
-		GPU: "none", Device: c.o.device, Command: c.o.command}
+		GPU: "none", Device: c.o.device, Command: c.o.command, Note: c.o.note}
 	m.Host, _ = os.Hostname()
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for _, l := range strings.Split(string(b), "\n") {

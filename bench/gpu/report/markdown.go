@@ -26,6 +26,9 @@ func (res Results) Markdown() string {
 	if m.Torch != "" {
 		fmt.Fprintf(&b, "; PyTorch %s", m.Torch)
 	}
+	if m.Note != "" {
+		fmt.Fprintf(&b, "; %s", m.Note)
+	}
 	fmt.Fprintf(&b, ".\nCommand: `%s`\n\n", m.Command)
 
 	b.WriteString("| shape | stage | dtype | batch × seq | engine | device | tokens/s | TFLOP/s | of dense peak | peak memory | note |\n")

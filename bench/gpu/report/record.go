@@ -49,6 +49,7 @@ type Machine struct {
 	ORT       string  `json:"onnxruntime"` // library version
 	Torch     string  `json:"torch,omitempty"`
 	Command   string  `json:"command"`
+	Note      string  `json:"note,omitempty"` // setup the check supplied (the bundle's Vulkan loader, say)
 }
 
 // Results is results.json: the machine, every record, and each record's derived figures.

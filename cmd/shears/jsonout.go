@@ -1,0 +1,22 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/shears-ml/shears/internal/jsonsafe"
+)
+
+// printJSON is every verb's --json output: v as indented JSON on stdout, one document per run,
+// so scripts read any verb's report the same way. NaN and Inf values (a diverged model's loss)
+// are written as null, and stderr says so, instead of the whole report failing.
+func printJSON(env *cliEnv, v any) error {
+	b, nonFinite, err := jsonsafe.Marshal(v, "  ")
+	if err != nil {
+		return err
+	}
+	if nonFinite {
+		fmt.Fprintln(env.stderr, "shears: note: NaN or Inf values are written as null in the JSON output")
+	}
+	_, err = env.stdout.Write(b)
+	return err
+}
