@@ -32,6 +32,10 @@ type QuantizeOptions struct {
 	Runtime       runtime.Options
 	// Progress, when set, receives GPTQ's calibration progress.
 	Progress func(stage, stages, block, done, total int)
+	// AllowNonFinite quantizes a model whose weights hold NaN or Inf (refused by default);
+	// Warn then receives the warning.
+	AllowNonFinite bool
+	Warn           func(string)
 }
 
 // QuantizeReport is what the quantize stage measured, read back from the written file.
@@ -142,6 +146,12 @@ func Quantize(o QuantizeOptions) (*QuantizeReport, error) {
 	}
 	defer m.Close()
 	if err := CheckModelOutput(o.Out, m, "the model to quantize"); err != nil {
+		return nil, fmt.Errorf("quantize: %w", err)
+	}
+	if err := CheckOpset(m, o.Model, MinOpset, "quantize"); err != nil {
+		return nil, err
+	}
+	if err := CheckFinite(m, o.Model, o.AllowNonFinite, o.Warn); err != nil {
 		return nil, fmt.Errorf("quantize: %w", err)
 	}
 	if has, node := quant.HasQuantized(m); has {
