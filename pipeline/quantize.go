@@ -34,9 +34,12 @@ type QuantizeOptions struct {
 	// Output writes a model folder (serving runtimes: onnxruntime GenAI runs MatMulNBits int4
 	// models) instead of a file; Warn receives what the folder lacks.
 	Output Output
-	Warn   func(string)
 	// Progress, when set, receives GPTQ's calibration progress.
 	Progress func(stage, stages, block, done, total int)
+	// AllowNonFinite quantizes a model whose weights hold NaN or Inf (refused by default);
+	// Warn then receives the warning (and what a model folder lacks).
+	AllowNonFinite bool
+	Warn           func(string)
 }
 
 // QuantizeReport is what the quantize stage measured, read back from the written file.
@@ -160,6 +163,12 @@ func Quantize(o QuantizeOptions) (*QuantizeReport, error) {
 		return nil, err
 	}
 	if err := CheckModelOutput(o.Out, m, "the model to quantize"); err != nil {
+		return nil, fmt.Errorf("quantize: %w", err)
+	}
+	if err := CheckOpset(m, o.Model, MinOpset, "quantize"); err != nil {
+		return nil, err
+	}
+	if err := CheckFinite(m, o.Model, o.AllowNonFinite, o.Warn); err != nil {
 		return nil, fmt.Errorf("quantize: %w", err)
 	}
 	if has, node := quant.HasQuantized(m); has {

@@ -10,26 +10,27 @@ import (
 )
 
 type quantizeOpts struct {
-	rt          runtimeFlags
-	output      outputFlags
-	out         string
-	bits        int
-	blockSize   int
-	method      string
-	symmetric   bool
-	includeHead bool
-	include     string
-	exclude     string
-	calib       string
-	tokenizer   string
-	samples     int
-	seqLen      int
-	seed        uint64
-	damp        float64
-	accuracy    int
-	external    bool
-	report      string
-	json        bool
+	allowNonFinite bool
+	output         outputFlags
+	rt             runtimeFlags
+	out            string
+	bits           int
+	blockSize      int
+	method         string
+	symmetric      bool
+	includeHead    bool
+	include        string
+	exclude        string
+	calib          string
+	tokenizer      string
+	samples        int
+	seqLen         int
+	seed           uint64
+	damp           float64
+	accuracy       int
+	external       bool
+	report         string
+	json           bool
 }
 
 func init() {
@@ -80,6 +81,7 @@ Examples:
 			fs.BoolVar(&o.external, "external-data", false, "write weights to OUT.onnx.data (automatic when the input has external data)")
 			fs.StringVar(&o.report, "report", "", "write the report as JSON to this file")
 			fs.BoolVar(&o.json, "json", false, "print the report as JSON on stdout instead of the table")
+			fs.BoolVar(&o.allowNonFinite, "allow-nonfinite", false, "quantize even when weights hold NaN or Inf (refused by default, naming the tensors)")
 			o.output.add(fs, false)
 			o.rt.add(fs)
 			return o
@@ -101,7 +103,7 @@ func runQuantize(env *cliEnv, o any, args []string) error {
 		return err
 	}
 	out.Card.Base = args[0]
-	qo := pipeline.QuantizeOptions{Output: out, Warn: warner(env, "quantize"), Model: args[0], Out: opts.out, Bits: opts.bits, BlockSize: opts.blockSize, Method: opts.method,
+	qo := pipeline.QuantizeOptions{AllowNonFinite: opts.allowNonFinite, Output: out, Warn: warner(env, "quantize"), Model: args[0], Out: opts.out, Bits: opts.bits, BlockSize: opts.blockSize, Method: opts.method,
 		Symmetric: opts.symmetric, IncludeHead: opts.includeHead, Include: opts.include, Exclude: opts.exclude,
 		Calib: opts.calib, Tokenizer: opts.tokenizer, Samples: opts.samples, SeqLen: opts.seqLen, Seed: opts.seed,
 		Damp: opts.damp, AccuracyLevel: opts.accuracy, External: opts.external}
