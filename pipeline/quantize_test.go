@@ -205,3 +205,39 @@ func TestQuantizeFloat16Base(t *testing.T) {
 		t.Fatalf("float16: quantized logits differ from the dequantized model's by %g", d)
 	}
 }
+
+// TestQuantizeIncludeHead: --include-head adds the LM head (15 MatMulNBits on the tiny model)
+// and the model still computes its dequantized float twin's logits.
+func TestQuantizeIncludeHead(t *testing.T) {
+	testkit.ORT(t)
+	src := testsynth.Synthetic(t, "tiny")
+	out := filepath.Join(t.TempDir(), "q.onnx")
+	rep, err := Quantize(QuantizeOptions{Model: src, Out: out, Bits: 8, IncludeHead: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := 0
+	for _, l := range rep.Layers {
+		if l.Block < 0 {
+			head++
+		}
+	}
+	if len(rep.Layers) != 15 || head != 1 {
+		t.Fatalf("%d layers quantized (%d outside the blocks), want 15 with the head", len(rep.Layers), head)
+	}
+	qm, err := onnx.Load(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer qm.Close()
+	_, got := testkit.RunLogits(t, qm, 1, []int64{5, 6, 7}, nil)
+	dm, err := onnx.Load(dequantModel(t, src, out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dm.Close()
+	_, want := testkit.RunLogits(t, dm, 1, []int64{5, 6, 7}, nil)
+	if d := testkit.MaxDiff(got, want); !(d <= 1e-3) {
+		t.Fatalf("with the head quantized, logits differ from the dequantized model's by %g", d)
+	}
+}

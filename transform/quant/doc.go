@@ -22,4 +22,12 @@
 // Weights that were zero are also forced to the zero point by GPTQ (pruned weights are held at
 // zero during error compensation, as SparseGPT and SQFT do). A nonzero weight may still round
 // to zero; sparsity can only grow.
+//
+// Training on a quantized base (SQFT QA-SparsePEFT). MatMulNBits has no gradient rule, so Lower
+// turns each one into a MatMul by its dequantized float32 weight and keeps its grid (scales and
+// zero points) as float32 tensors beside it, recorded under MetaKey; transform/lora builds the
+// fake-quantized adapter path on those. Raise is the inverse on an export: each recorded linear's
+// weight (the base's, or a merged one) is put back on its recorded grid (Requantize) as a
+// MatMulNBits node, byte-identical when the weight was not changed. DequantReads serves an
+// unmerged export's sparse-adapter mask from the MatMulNBits tensors themselves.
 package quant
