@@ -76,6 +76,7 @@ func Scenarios() []Scenario {
 		{"generate-25m", "200 tokens from a 25M LLaMA with the KV cache vs without (--no-cache)", generate25M},
 		{"gen-gsm8k", "eval --task gen on 100 gsm8k items (stories260K) with the KV cache vs without", genGSM8K},
 		{"serve-25m", "shears generate vs transformers.js on one model folder of the 25M LLaMA, 200 tokens", serve25M},
+		{"import-hf-1b", "shears import hf of a 1B bf16 checkpoint in 3 shards vs a plain copy of its files", importHF1B},
 	}
 }
 

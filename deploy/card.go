@@ -114,8 +114,23 @@ func cardMarkdown(name string, f *Facts, c Card, adapter *adapterRecord, sp []ro
 		fmt.Fprintf(&b, "base_model: %q\n", base)
 	}
 	fmt.Fprintf(&b, "---\n\n# %s\n\n", name)
-	b.WriteString("Made with [shears](https://arxiv.org/abs/2404.10934)-style compression: Wanda sparsity on the base weights, " +
-		"elastic low-rank adapters trained as a super-network, and a searched sub-adapter.\n\n")
+	// Say what this model is, not what the toolkit can do: sparsity and adapter only when present.
+	var zeros, values int64
+	for _, r := range sp {
+		if r.Role != "lm_head" {
+			zeros, values = zeros+r.Zeros, values+r.Values
+		}
+	}
+	b.WriteString("Written by shears ([Shears](https://arxiv.org/abs/2404.10934): a sparse base with elastic low-rank adapters).")
+	if values > 0 && zeros > 0 {
+		fmt.Fprintf(&b, " %.1f%% of the decoder blocks' linear weights are zero.", 100*float64(zeros)/float64(values))
+	} else {
+		b.WriteString(" The weights are dense.")
+	}
+	if adapter != nil {
+		b.WriteString(" It carries a low-rank adapter: the merge mode and ranks are below.")
+	}
+	b.WriteString("\n\n")
 	b.WriteString("| | |\n| --- | --- |\n")
 	row := func(k, v string) { fmt.Fprintf(&b, "| %s | %s |\n", k, v) }
 	if base != "" {

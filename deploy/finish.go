@@ -8,6 +8,7 @@ import (
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
 	"github.com/shears-ml/shears/transform/layers"
+	"github.com/shears-ml/shears/transform/lora"
 )
 
 // Options are what Finish needs beyond the saved graph.
@@ -35,10 +36,15 @@ type Report struct {
 // Finish writes config.json, generation_config.json, the tokenizer, genai_config.json and
 // README.md beside the graph the stage saved at ModelPath, then moves the folder into place.
 // On error nothing appears at the destination (call Abort to remove the temporary folder).
-func (f *Folder) Finish(o Options) (*Report, error) {
+func (f *Folder) Finish(o Options) (*Report, error) { return f.finish(o, 0) }
+
+// finish completes a model folder (shardBytes 0) or, with shardBytes > 0, turns the graph into
+// a Hugging Face checkpoint (FinishHF); both then share the tokenizer, configs and card.
+func (f *Folder) finish(o Options, shardBytes int64) (*Report, error) {
 	if f.closed {
 		return nil, fmt.Errorf("deploy: folder %s already finished or aborted", f.dir)
 	}
+	hf := shardBytes > 0
 	rep := &Report{Dir: f.dir}
 	warn := func(s string) {
 		rep.Warnings = append(rep.Warnings, s)
@@ -56,12 +62,29 @@ func (f *Folder) Finish(o Options) (*Report, error) {
 		name = filepath.Base(f.dir)
 	}
 	m.Path = name // messages name the user's model, not the temporary file
+	if hf {
+		if _, err := lora.ReadConfig(m); err == nil {
+			return nil, fmt.Errorf("deploy: %s has LoRA adapters: a Hugging Face checkpoint holds merged weights (export with --merge dense or sparse; --peft DIR writes the adapter)", name)
+		}
+	}
 	facts, err := ReadFacts(m)
 	if err != nil {
 		return nil, err
 	}
 	in := readIface(m)
-	if err := in.check(name, facts); err != nil {
+	if hf {
+		ts, tied, err := hfTensors(m, facts, warn)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := writeCheckpoint(f.tmp, ts, shardBytes); err != nil {
+			return nil, fmt.Errorf("deploy: %w", err)
+		}
+		if t, ok := facts.Config["tie_word_embeddings"].(bool); ok && t != tied {
+			facts.Config["tie_word_embeddings"] = tied
+			facts.Verbatim = nil // the checkpoint's text no longer describes the weights
+		}
+	} else if err := in.check(name, facts); err != nil {
 		return nil, err
 	}
 	tok, how, err := f.placeTokenizer(o.Tokenizer, facts.SourceDir, facts.Context(), warn)
@@ -70,7 +93,7 @@ func (f *Folder) Finish(o Options) (*Report, error) {
 	}
 	rep.Tokenizer = how
 	_, err = os.Stat(filepath.Join(f.tmp, folderModelSubdir, folderDataFile))
-	rep.External = err == nil
+	rep.External = err == nil && !hf
 	dtype, err := storageDType(m)
 	if err != nil {
 		return nil, err
@@ -89,7 +112,9 @@ func (f *Folder) Finish(o Options) (*Report, error) {
 	if err := f.writeFile("generation_config.json", gen); err != nil {
 		return nil, err
 	}
-	if in.withPast(facts.Layers()) {
+	switch {
+	case hf:
+	case in.withPast(facts.Layers()):
 		g, err := genaiConfigJSON(facts, tok, in)
 		if err != nil {
 			return nil, fmt.Errorf("deploy: genai_config.json: %w", err)
@@ -98,7 +123,7 @@ func (f *Folder) Finish(o Options) (*Report, error) {
 			return nil, err
 		}
 		rep.GenAI = true
-	} else {
+	default:
 		warn(fmt.Sprintf("%s has no KV-cache interface (past_key_values.*/present.* for %d layers): genai_config.json is not written, "+
 			"and runtimes that need the cache (onnxruntime GenAI, optimum with use_cache) cannot serve it", name, facts.Layers()))
 	}
@@ -106,14 +131,19 @@ func (f *Folder) Finish(o Options) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("deploy: model card: %w", err)
 	}
-	card := cardMarkdown(filepath.Base(f.dir), facts, withHistory(o.Card, m), readAdapter(m), sp, dtype, how, rep.GenAI, false)
+	card := cardMarkdown(filepath.Base(f.dir), facts, withHistory(o.Card, m), readAdapter(m), sp, dtype, how, rep.GenAI, hf)
 	if err := f.writeFile("README.md", []byte(card)); err != nil {
 		return nil, err
 	}
-	rep.Files = f.files()
 	if err := m.Close(); err != nil {
 		return nil, fmt.Errorf("deploy: %w", err)
 	}
+	if hf { // the checkpoint replaces the graph it was made from
+		if err := os.RemoveAll(filepath.Join(f.tmp, folderModelSubdir)); err != nil {
+			return nil, fmt.Errorf("deploy: %w", err)
+		}
+	}
+	rep.Files = f.files()
 	if err := f.commit(); err != nil {
 		return nil, err
 	}

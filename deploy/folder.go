@@ -132,30 +132,10 @@ func (f *Folder) commit() error {
 	return nil
 }
 
-// writeFile writes one file of the folder atomically (temporary file, sync, rename).
+// writeFile writes one file of the folder atomically (onnx.WriteFileAtomic).
 func (f *Folder) writeFile(name string, data []byte) error {
-	path := filepath.Join(f.tmp, filepath.FromSlash(name))
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("deploy: write %s: %w", name, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("deploy: write %s: %w", name, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("deploy: write %s: %w", name, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("deploy: write %s: %w", name, err)
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return fmt.Errorf("deploy: write %s: %w", name, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("deploy: write %s: %w", name, err)
+	if err := onnx.WriteFileAtomic(filepath.Join(f.tmp, filepath.FromSlash(name)), data); err != nil {
+		return fmt.Errorf("deploy: %w", err)
 	}
 	return nil
 }

@@ -4,14 +4,11 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
 	"github.com/shears-ml/shears/transform/layers"
-	"github.com/shears-ml/shears/transform/lora"
 )
 
 // DefaultShardBytes is where a Hugging Face checkpoint is split into shards: transformers'
@@ -221,87 +218,8 @@ func headIsEmbedding(m *onnx.Model, head, embed *onnxpb.TensorProto, l *layers.L
 // place. The weights must be merged: a graph with adapters is refused (export with --merge
 // dense or sparse; the adapter alone is --peft). shardBytes 0 means DefaultShardBytes.
 func (f *Folder) FinishHF(o Options, shardBytes int64) (*Report, error) {
-	if f.closed {
-		return nil, fmt.Errorf("deploy: folder %s already finished or aborted", f.dir)
-	}
 	if shardBytes <= 0 {
 		shardBytes = DefaultShardBytes
 	}
-	rep := &Report{Dir: f.dir}
-	warn := func(s string) {
-		rep.Warnings = append(rep.Warnings, s)
-		if o.Warn != nil {
-			o.Warn(s)
-		}
-	}
-	m, err := onnx.Load(f.ModelPath())
-	if err != nil {
-		return nil, fmt.Errorf("deploy: the graph written into the folder: %w", err)
-	}
-	defer m.Close()
-	name := o.Source
-	if name == "" {
-		name = filepath.Base(f.dir)
-	}
-	m.Path = name
-	if _, err := lora.ReadConfig(m); err == nil {
-		return nil, fmt.Errorf("deploy: %s has LoRA adapters: a Hugging Face checkpoint holds merged weights (export with --merge dense or sparse; --peft DIR writes the adapter)", name)
-	}
-	facts, err := ReadFacts(m)
-	if err != nil {
-		return nil, err
-	}
-	ts, tied, err := hfTensors(m, facts, warn)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := writeCheckpoint(f.tmp, ts, shardBytes); err != nil {
-		return nil, fmt.Errorf("deploy: %w", err)
-	}
-	tok, how, err := f.placeTokenizer(o.Tokenizer, facts.SourceDir, facts.Context(), warn)
-	if err != nil {
-		return nil, err
-	}
-	rep.Tokenizer = how
-	dtype, err := storageDType(m)
-	if err != nil {
-		return nil, err
-	}
-	if t, ok := facts.Config["tie_word_embeddings"].(bool); ok && t != tied {
-		facts.Config["tie_word_embeddings"] = tied
-		facts.Verbatim = nil // the checkpoint's text no longer describes the weights
-	}
-	cfg, err := configJSON(facts, tok, dtype, false)
-	if err != nil {
-		return nil, fmt.Errorf("deploy: config.json: %w", err)
-	}
-	if err := f.writeFile("config.json", cfg); err != nil {
-		return nil, err
-	}
-	gen, err := f.generationConfig(facts, tok)
-	if err != nil {
-		return nil, err
-	}
-	if err := f.writeFile("generation_config.json", gen); err != nil {
-		return nil, err
-	}
-	sp, err := sparsityByRole(m)
-	if err != nil {
-		return nil, fmt.Errorf("deploy: model card: %w", err)
-	}
-	card := cardMarkdown(filepath.Base(f.dir), facts, withHistory(o.Card, m), readAdapter(m), sp, dtype, how, false, true)
-	if err := f.writeFile("README.md", []byte(card)); err != nil {
-		return nil, err
-	}
-	if err := m.Close(); err != nil {
-		return nil, fmt.Errorf("deploy: %w", err)
-	}
-	if err := os.RemoveAll(filepath.Join(f.tmp, folderModelSubdir)); err != nil {
-		return nil, fmt.Errorf("deploy: %w", err)
-	}
-	rep.Files = f.files()
-	if err := f.commit(); err != nil {
-		return nil, err
-	}
-	return rep, nil
+	return f.finish(o, shardBytes)
 }

@@ -1,14 +1,13 @@
 package deploy
 
 import (
-	"bufio"
-	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"sort"
+
+	"github.com/shears-ml/shears/internal/safetensors"
+	"github.com/shears-ml/shears/onnx"
 )
 
 // stTensor is one tensor to write: its header entry and a function that streams its bytes.
@@ -43,59 +42,26 @@ func planShards(ts []stTensor, maxBytes int64) [][]stTensor {
 	return shards
 }
 
-// writeSafetensors streams one safetensors file: an 8-byte header length, the JSON header
-// (tensor entries with data offsets, __metadata__), padded with spaces to 8 bytes as the
-// reference writer does, then every tensor's bytes in order.
+// writeSafetensors streams one safetensors file of ts (internal/safetensors.WriteStream: the
+// header first, then each tensor's bytes from its writer, atomically).
 func writeSafetensors(path string, ts []stTensor, meta map[string]string) error {
-	header := map[string]any{}
-	if len(meta) > 0 {
-		header["__metadata__"] = meta
+	specs := make([]safetensors.Spec, len(ts))
+	byName := make(map[string]stTensor, len(ts))
+	for i, t := range ts {
+		specs[i] = safetensors.Spec{Name: t.name, DType: t.dtype, Shape: t.shape}
+		byName[t.name] = t
 	}
-	var off int64
-	for _, t := range ts {
-		header[t.name] = map[string]any{"dtype": t.dtype, "shape": t.shape, "data_offsets": [2]int64{off, off + t.size}}
-		off += t.size
-	}
-	h, err := json.Marshal(header)
-	if err != nil {
-		return err
-	}
-	for len(h)%8 != 0 {
-		h = append(h, ' ')
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	w := bufio.NewWriterSize(f, 1<<20)
-	fail := func(e error) error {
-		f.Close()
-		return fmt.Errorf("write %s: %w", filepath.Base(path), e)
-	}
-	var n [8]byte
-	binary.LittleEndian.PutUint64(n[:], uint64(len(h)))
-	if _, err := w.Write(n[:]); err != nil {
-		return fail(err)
-	}
-	if _, err := w.Write(h); err != nil {
-		return fail(err)
-	}
-	for _, t := range ts {
+	return safetensors.WriteStream(path, specs, meta, func(s safetensors.Spec, w io.Writer) error {
+		t := byName[s.Name]
 		cw := &countWriter{w: w}
 		if err := t.write(cw); err != nil {
-			return fail(fmt.Errorf("tensor %s: %w", t.name, err))
+			return fmt.Errorf("tensor %s: %w", t.name, err)
 		}
 		if cw.n != t.size {
-			return fail(fmt.Errorf("tensor %s: wrote %d bytes, header says %d", t.name, cw.n, t.size))
+			return fmt.Errorf("tensor %s: wrote %d bytes, its shape needs %d", t.name, cw.n, t.size)
 		}
-	}
-	if err := w.Flush(); err != nil {
-		return fail(err)
-	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
-	}
-	return f.Close()
+		return nil
+	})
 }
 
 type countWriter struct {
@@ -138,7 +104,7 @@ func writeCheckpoint(dir string, ts []stTensor, maxBytes int64) ([]string, error
 	if err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "model.safetensors.index.json"), idx, 0o644); err != nil {
+	if err := onnx.WriteFileAtomic(filepath.Join(dir, "model.safetensors.index.json"), idx); err != nil {
 		return nil, err
 	}
 	sort.Strings(files)

@@ -7,6 +7,9 @@
 //     plus synthetic random-weight models (presets "tiny", "25m", "1b", "7b") for benchmarks.
 //   - models/llama2c: the legacy llama2.c checkpoint (stories260K and friends) imported into
 //     the llama graph.
+//   - models/hf: Hugging Face checkpoints (config.json + safetensors; LLaMA, Mistral, Qwen2,
+//     Phi-3, Gemma, GPT-2), one small file per family over the llama and gpt2 builders, tensors
+//     streamed from the safetensors files into the output.
 //
 // Every family writes weights in ONNX layout [in, out] (x·W), so the linear layers are plain
 // MatMuls with rank-2 constant weights that transform/layers finds by structure.

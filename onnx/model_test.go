@@ -206,19 +206,7 @@ func TestSaveTransformAndOverwriteSelf(t *testing.T) {
 	}
 	defer m.Close()
 	before, _ := m.Float32s(m.Initializer("W"))
-	double := func(name string, x *onnxpb.TensorProto, raw []byte) ([]byte, error) {
-		if DataType(x) != onnxpb.TensorProto_FLOAT {
-			return raw, nil
-		}
-		v := make([]float32, len(raw)/4)
-		tmp := &onnxpb.TensorProto{DataType: x.DataType, Dims: []int64{int64(len(v))}, RawData: raw}
-		v, _ = (&Model{}).Float32s(tmp)
-		for i := range v {
-			v[i] *= 2
-		}
-		SetFloat32s(tmp, v)
-		return tmp.RawData, nil
-	}
+	double := scale(2)
 	if err := m.Save(p, SaveOptions{ExternalData: true, Transform: double}); err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/shears-ml/shears/calibrate"
+	"github.com/shears-ml/shears/deploy"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/runtime"
 	"github.com/shears-ml/shears/transform/layers"
@@ -30,8 +31,15 @@ type QuantizeOptions struct {
 	AccuracyLevel int
 	External      bool // force external data (automatic when the input has it)
 	Runtime       runtime.Options
+	// Output writes a model folder (serving runtimes: onnxruntime GenAI runs MatMulNBits int4
+	// models) instead of a file; Warn receives what the folder lacks.
+	Output Output
 	// Progress, when set, receives GPTQ's calibration progress.
 	Progress func(stage, stages, block, done, total int)
+	// AllowNonFinite quantizes a model whose weights hold NaN or Inf (refused by default);
+	// Warn then receives the warning (and what a model folder lacks).
+	AllowNonFinite bool
+	Warn           func(string)
 }
 
 // QuantizeReport is what the quantize stage measured, read back from the written file.
@@ -59,6 +67,8 @@ type QuantizeReport struct {
 	// block is padded, which costs bytes).
 	Padded  int                `json:"padded_layers"`
 	Seconds map[string]float64 `json:"seconds"`
+	// Folder is what a model folder holds (Output.Format folder only).
+	Folder *deploy.Report `json:"folder,omitempty"`
 }
 
 // QuantizedLayer is one quantized linear as written.
@@ -134,6 +144,14 @@ func Quantize(o QuantizeOptions) (*QuantizeReport, error) {
 	if err := o.Check(); err != nil {
 		return nil, err
 	}
+	if f, _ := ParseFormat(o.Output.Format); f == FormatHF {
+		return nil, fmt.Errorf("quantize: --format hf writes float safetensors; a MatMulNBits model goes to an onnx file or a model folder")
+	}
+	sink, err := o.Output.begin(o.Out)
+	if err != nil {
+		return nil, fmt.Errorf("quantize: %w", err)
+	}
+	defer sink.abort()
 	secs := map[string]float64{}
 	t0 := time.Now()
 	m, all, targets, err := loadLinears(o.Model, o.Include, o.Exclude)
@@ -141,7 +159,16 @@ func Quantize(o QuantizeOptions) (*QuantizeReport, error) {
 		return nil, err
 	}
 	defer m.Close()
+	if err := sink.check(m); err != nil {
+		return nil, err
+	}
 	if err := CheckModelOutput(o.Out, m, "the model to quantize"); err != nil {
+		return nil, fmt.Errorf("quantize: %w", err)
+	}
+	if err := CheckOpset(m, o.Model, MinOpset, "quantize"); err != nil {
+		return nil, err
+	}
+	if err := CheckFinite(m, o.Model, o.AllowNonFinite, o.Warn); err != nil {
 		return nil, fmt.Errorf("quantize: %w", err)
 	}
 	if has, node := quant.HasQuantized(m); has {
@@ -204,11 +231,17 @@ func Quantize(o QuantizeOptions) (*QuantizeReport, error) {
 	}
 	secs["quantize"] = time.Since(t0).Seconds()
 	t0 = time.Now()
-	if err := m.Save(o.Out, onnx.SaveOptions{ExternalData: o.External || m.HasExternal()}); err != nil {
+	if err := m.Save(sink.path, sink.saveOptions(onnx.SaveOptions{ExternalData: o.External || m.HasExternal()})); err != nil {
 		return nil, err
 	}
 	secs["save"] = time.Since(t0).Seconds()
-	return rep, readBackQuantized(rep, o.Out, plan, zeroMask, baseZeros)
+	if err := readBackQuantized(rep, sink.path, plan, zeroMask, baseZeros); err != nil {
+		return nil, err
+	}
+	if rep.Folder, err = sink.finish(o.Model, o.Tokenizer, o.Warn); err != nil {
+		return nil, err
+	}
+	return rep, nil
 }
 
 // readBackQuantized fills the report from the written file: bytes, sparsity, and whether every

@@ -5,7 +5,6 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/pipeline"
 	"github.com/shears-ml/shears/transform/convert"
 )
@@ -73,48 +72,23 @@ func runConvert(env *cliEnv, o any, args []string) error {
 		return err
 	}
 	out.Card.Base = args[0]
-	dt, err := convert.ParseDType(opts.dtype)
-	if err != nil {
+	if _, err := convert.ParseDType(opts.dtype); err != nil {
 		return fmt.Errorf("%w: --dtype: %v", errUsage, err)
 	}
-	c := convert.Compute(opts.compute)
-	if c != convert.ComputeFP32 && c != convert.ComputeNative {
+	if c := convert.Compute(opts.compute); c != convert.ComputeFP32 && c != convert.ComputeNative {
 		return fmt.Errorf("%w: --compute %q: want fp32 or native", errUsage, opts.compute)
 	}
-	m, err := onnx.Load(args[0])
-	if err != nil {
-		return err
-	}
-	defer m.Close()
-	if err := pipeline.CheckModelOutput(opts.out, m, "the model to convert"); err != nil {
-		return fmt.Errorf("convert: %w", err)
-	}
-	if err := pipeline.CheckOpset(m, args[0], pipeline.MinOpset, "convert"); err != nil {
-		return err
-	}
-	if err := pipeline.CheckFinite(m, args[0], opts.allowNonFinite, func(s string) { fmt.Fprintln(env.stderr, "warning:", s) }); err != nil {
-		return fmt.Errorf("convert: %w", err)
-	}
-	p, err := convert.NewPlan(m, convert.Options{DType: dt, Compute: c})
-	if err != nil {
-		return err
-	}
-	if len(p.Tensors) == 0 {
-		return fmt.Errorf("convert %s: no float32 weights to convert (is it already %s?)", args[0], convert.DTypeName(dt))
-	}
+	co := pipeline.ConvertOptions{Model: args[0], Out: opts.out, DType: opts.dtype, Compute: opts.compute, External: opts.external,
+		AllowNonFinite: opts.allowNonFinite, Output: out, Warn: warner(env, "convert")}
 	if opts.plan {
-		fmt.Fprint(env.stdout, p.String())
+		co.Plan = func(s string) { fmt.Fprint(env.stdout, s) }
 	}
-	if err := p.Rewrite(m); err != nil {
+	rep, err := pipeline.Convert(co)
+	if err != nil {
 		return err
 	}
-	save := p.SaveOptions(onnx.SaveOptions{ExternalData: opts.external || m.HasExternal()})
-	folder, err := pipeline.SaveModel(m, opts.out, save, out, args[0], warner(env, "convert"))
-	if err != nil {
-		return fmt.Errorf("convert: %w", err)
-	}
-	fmt.Fprintf(env.stdout, "wrote %s: %d tensors in %s (%s → %s), compute %s\n", opts.out, len(p.Tensors),
-		convert.DTypeName(dt), human(p.BytesBefore)+"B", human(p.BytesAfter)+"B", c)
-	printFolder(env, folder)
+	fmt.Fprintf(env.stdout, "wrote %s: %d tensors in %s (%s → %s), compute %s\n", rep.Output, rep.Tensors,
+		rep.DType, human(rep.BytesBefore)+"B", human(rep.BytesAfter)+"B", rep.Compute)
+	printFolder(env, rep.Folder)
 	return nil
 }

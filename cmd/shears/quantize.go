@@ -10,25 +10,27 @@ import (
 )
 
 type quantizeOpts struct {
-	rt          runtimeFlags
-	out         string
-	bits        int
-	blockSize   int
-	method      string
-	symmetric   bool
-	includeHead bool
-	include     string
-	exclude     string
-	calib       string
-	tokenizer   string
-	samples     int
-	seqLen      int
-	seed        uint64
-	damp        float64
-	accuracy    int
-	external    bool
-	report      string
-	json        bool
+	allowNonFinite bool
+	output         outputFlags
+	rt             runtimeFlags
+	out            string
+	bits           int
+	blockSize      int
+	method         string
+	symmetric      bool
+	includeHead    bool
+	include        string
+	exclude        string
+	calib          string
+	tokenizer      string
+	samples        int
+	seqLen         int
+	seed           uint64
+	damp           float64
+	accuracy       int
+	external       bool
+	report         string
+	json           bool
 }
 
 func init() {
@@ -57,7 +59,8 @@ ceil(K / block_size) blocks). A float16 model is quantized from its float16 weig
 Examples:
   shears quantize model-50.onnx -o model-50-int4.onnx --bits 4
   shears quantize model-50.onnx -o model-50-gptq.onnx --bits 4 --method gptq --calib data.txt --tokenizer tok.bin
-  shears quantize model.onnx -o model-int8.onnx --bits 8 --block-size 128 --symmetric --json`,
+  shears quantize model.onnx -o model-int8.onnx --bits 8 --block-size 128 --symmetric --json
+  shears quantize model-50.onnx -o int4-folder --format folder --tokenizer tok.bin   # for onnxruntime GenAI`,
 		flags: func(fs *pflag.FlagSet) any {
 			o := &quantizeOpts{}
 			fs.StringVarP(&o.out, "output", "o", "", "output ONNX file (written atomically)")
@@ -78,6 +81,8 @@ Examples:
 			fs.BoolVar(&o.external, "external-data", false, "write weights to OUT.onnx.data (automatic when the input has external data)")
 			fs.StringVar(&o.report, "report", "", "write the report as JSON to this file")
 			fs.BoolVar(&o.json, "json", false, "print the report as JSON on stdout instead of the table")
+			fs.BoolVar(&o.allowNonFinite, "allow-nonfinite", false, "quantize even when weights hold NaN or Inf (refused by default, naming the tensors)")
+			o.output.add(fs, false)
 			o.rt.add(fs)
 			return o
 		},
@@ -93,7 +98,12 @@ func runQuantize(env *cliEnv, o any, args []string) error {
 	if opts.out == "" {
 		return fmt.Errorf("%w: -o OUT.onnx is required", errUsage)
 	}
-	qo := pipeline.QuantizeOptions{Model: args[0], Out: opts.out, Bits: opts.bits, BlockSize: opts.blockSize, Method: opts.method,
+	out, err := opts.output.output(env)
+	if err != nil {
+		return err
+	}
+	out.Card.Base = args[0]
+	qo := pipeline.QuantizeOptions{AllowNonFinite: opts.allowNonFinite, Output: out, Warn: warner(env, "quantize"), Model: args[0], Out: opts.out, Bits: opts.bits, BlockSize: opts.blockSize, Method: opts.method,
 		Symmetric: opts.symmetric, IncludeHead: opts.includeHead, Include: opts.include, Exclude: opts.exclude,
 		Calib: opts.calib, Tokenizer: opts.tokenizer, Samples: opts.samples, SeqLen: opts.seqLen, Seed: opts.seed,
 		Damp: opts.damp, AccuracyLevel: opts.accuracy, External: opts.external}
@@ -130,6 +140,7 @@ func runQuantize(env *cliEnv, o any, args []string) error {
 		return printJSON(env, rep)
 	}
 	printQuantizeSummary(env, rep)
+	printFolder(env, rep.Folder)
 	return nil
 }
 

@@ -60,6 +60,24 @@ func TestQuantizeStories(t *testing.T) {
 	if _, e, code = shears(t, "generate", q, "--tokenizer", tok, "--max-tokens", "8"); code != 0 {
 		t.Fatalf("generate with the quantized model: %s", e)
 	}
+	// A model folder for serving runtimes (onnxruntime GenAI runs MatMulNBits): eval reads it.
+	folder := filepath.Join(dir, "int4-folder")
+	if _, e, code = shears(t, "quantize", sparse, "-o", folder, "--bits", "4", "--format", "folder", "--tokenizer", tok); code != 0 {
+		t.Fatalf("quantize --format folder: %s", e)
+	}
+	for _, f := range []string{"genai_config.json", "config.json", "tokenizer.json", "onnx/model.onnx"} {
+		if _, err := os.Stat(filepath.Join(folder, f)); err != nil {
+			t.Errorf("model folder: %v", err)
+		}
+	}
+	o, e, code = shears(t, "eval", folder, "--task", "ppl", "--data", data, "--seq-len", "128", "--limit", "5", "--json", "--threads", "2")
+	var pf eval.PPL
+	if code != 0 || json.Unmarshal([]byte(o), &pf) != nil || pf.PPL != p.PPL {
+		t.Fatalf("eval of the quantized folder: ppl %v, the file's %v (%s)", pf.PPL, p.PPL, e)
+	}
+	if _, e, code = shears(t, "quantize", sparse, "-o", filepath.Join(dir, "hf"), "--bits", "4", "--format", "hf"); code == 0 || !strings.Contains(e, "format hf") {
+		t.Fatalf("--format hf: exit %d, %q", code, e)
+	}
 	if _, e, code = shears(t, "prune", q, "-o", filepath.Join(dir, "p.onnx"), "--method", "magnitude"); code == 0 || !strings.Contains(e, "prune first") {
 		t.Fatalf("pruning a quantized model: exit %d, %q", code, e)
 	}

@@ -458,7 +458,7 @@ func poisoned(t *testing.T, dir string) (path, tensor string) {
 	return path, tensor
 }
 
-// Issue 14 case 9: NaN and Inf weights are found at load and refused by prune, convert and
+// Issue 14 case 9: NaN and Inf weights are found at load and refused by prune, convert, quantize and
 // adapt, naming the tensor (prune kept them and exited 0), unless --allow-nonfinite; eval
 // --json writes null for a NaN perplexity and says so (it failed with "json: unsupported value:
 // NaN").
@@ -470,6 +470,7 @@ func TestNonFiniteWeightsAreRefusedAndJSONSaysNull(t *testing.T) {
 		{"prune", model, "-o", filepath.Join(dir, "p.onnx"), "--method", "magnitude"},
 		{"convert", model, "-o", filepath.Join(dir, "c.onnx"), "--dtype", "fp16"},
 		{"adapt", model, "-o", filepath.Join(dir, "a.onnx")},
+		{"quantize", model, "-o", filepath.Join(dir, "q.onnx"), "--bits", "4"},
 	} {
 		_, e, code := shears(t, args...)
 		if code != 1 || !strings.Contains(e, "non-finite weights: "+tensor+" (1 NaN, 1 Inf of") || !strings.Contains(e, "--allow-nonfinite") {

@@ -31,6 +31,7 @@ type File struct {
 // sizes of the dtypes this package accepts.
 var sizes = map[string]int{
 	"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
+	"U64": 8, "U32": 4, "U16": 2, "F8_E4M3": 1, "F8_E5M2": 1,
 }
 
 // maxHeader bounds the JSON header (the reference reader refuses headers over 100 MB too).

@@ -53,7 +53,9 @@ func TestStructuralRoles(t *testing.T) {
 	for _, l := range ls {
 		got = append(got, fmt.Sprintf("%d:%s", l.Block, l.Role))
 	}
-	want := []string{"0:attn_in", "0:attn_out", "0:mlp_in", "0:mlp_out", "1:attn_in", "1:attn_out", "1:mlp_in", "1:mlp_out", "-1:lm_head"}
+	// Structure names the fused attention input (it feeds the attention products) and its
+	// output (it follows them); an ungated MLP's two linears keep the generic names.
+	want := []string{"0:qkv", "0:o", "0:mlp_in", "0:mlp_out", "1:qkv", "1:o", "1:mlp_in", "1:mlp_out", "-1:lm_head"}
 	if !slices.Equal(got, want) || !ls[8].Head || !ls[8].Transposed {
 		t.Fatalf("roles %v, want %v (head %+v)", got, want, ls[8])
 	}

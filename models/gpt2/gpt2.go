@@ -5,6 +5,7 @@ import (
 	"hash/fnv"
 	"math"
 	"math/rand/v2"
+	"slices"
 
 	"github.com/shears-ml/shears/lm"
 	"github.com/shears-ml/shears/onnx"
@@ -21,6 +22,15 @@ const MaskValue = -1e9
 type Config struct {
 	Vocab, Dim, Heads, Layers, MaxSeq int
 	Eps                               float32 // LayerNormalization epsilon (GPT-2: 1e-5)
+	Inner                             int     // the MLP's width (n_inner); 0 means 4 × Dim
+}
+
+// inner is the MLP's width.
+func (c Config) inner() int64 {
+	if c.Inner > 0 {
+		return int64(c.Inner)
+	}
+	return 4 * int64(c.Dim)
 }
 
 // Tiny is a 2-layer, 64-wide model whose 512-token vocabulary fits tok512 ids.
@@ -29,7 +39,7 @@ var Tiny = Config{Vocab: 512, Dim: 64, Heads: 4, Layers: 2, MaxSeq: 128, Eps: 1e
 // Validate checks the shape.
 func (c Config) Validate() error {
 	switch {
-	case c.Vocab < 1 || c.Dim < 1 || c.Heads < 1 || c.Layers < 1 || c.MaxSeq < 1:
+	case c.Vocab < 1 || c.Dim < 1 || c.Heads < 1 || c.Layers < 1 || c.MaxSeq < 1 || c.Inner < 0:
 		return fmt.Errorf("gpt2: config %+v: every size must be positive", c)
 	case c.Dim%c.Heads != 0:
 		return fmt.Errorf("gpt2: dim %d is not a multiple of heads %d", c.Dim, c.Heads)
@@ -50,8 +60,30 @@ func Build(cfg Config, seed uint64) (*onnx.Model, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	g := &graph{b: onnx.NewBuilder("gpt2", Opset), c: cfg, seed: seed, consts: map[string]string{}}
+	return build(&graph{c: cfg, seed: seed})
+}
+
+// Source supplies a learned tensor by name in the graph's layout (Conv1D weights [in, out]),
+// for building the graph of a checkpoint (models/hf) instead of random weights.
+type Source func(name string, dims []int64) (*onnxpb.TensorProto, error)
+
+// BuildFrom returns the model of shape cfg with weights from src.
+func BuildFrom(cfg Config, src Source) (*onnx.Model, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if src == nil {
+		return nil, fmt.Errorf("gpt2: nil weight source")
+	}
+	return build(&graph{c: cfg, src: src})
+}
+
+func build(g *graph) (*onnx.Model, error) {
+	g.b, g.consts = onnx.NewBuilder("gpt2", Opset), map[string]string{}
 	g.forward()
+	if g.err != nil {
+		return nil, g.err
+	}
 	m, err := g.b.Model()
 	if err != nil {
 		return nil, fmt.Errorf("gpt2: %w", err)
@@ -63,6 +95,8 @@ type graph struct {
 	b      *onnx.Builder
 	c      Config
 	seed   uint64
+	src    Source // nil: random weights from seed
+	err    error  // the source's first error
 	consts map[string]string
 }
 
@@ -79,7 +113,21 @@ func (g *graph) rand(name string, n int64, mean, std float64) []float32 {
 }
 
 func (g *graph) param(name string, mean, std float64, dims ...int64) string {
-	return g.b.Const(name, onnx.Float32Tensor("", dims, g.rand(name, onnx.NumElements(dims), mean, std)))
+	if g.src == nil {
+		return g.b.Const(name, onnx.Float32Tensor("", dims, g.rand(name, onnx.NumElements(dims), mean, std)))
+	}
+	if g.err != nil {
+		return ""
+	}
+	t, err := g.src(name, dims)
+	if err == nil && (t == nil || !slices.Equal(t.GetDims(), dims)) {
+		err = fmt.Errorf("source gave shape %v, want %v", t.GetDims(), dims)
+	}
+	if err != nil {
+		g.err = fmt.Errorf("gpt2: weight %s: %w", name, err)
+		return ""
+	}
+	return g.b.Const(name, t)
 }
 
 func (g *graph) i64(name string, v ...int64) string {
@@ -233,9 +281,9 @@ func (g *graph) block(i int, x, mask string, past [2]string) (string, [2]string)
 	x = b.Op("Add", p+"/Add", []string{x, o})
 
 	h = g.layerNorm(p+"/ln_2", LayerWeight(i, "ln_2"), x)
-	u := g.linear(i, "mlp/c_fc", h, d, 4*d)
+	u := g.linear(i, "mlp/c_fc", h, d, c.inner())
 	u = g.gelu(p+"/mlp/act", u)
-	y := g.linear(i, "mlp/c_proj", u, 4*d, d)
+	y := g.linear(i, "mlp/c_proj", u, c.inner(), d)
 	return b.Op("Add", p+"/Add_1", []string{x, y}), present
 }
 

@@ -13,10 +13,21 @@ type Config struct {
 	// TiedEmbeddings records that the checkpoint's classifier is the embedding; the graph
 	// still stores lm_head.weight as its own [dim, vocab] initializer.
 	TiedEmbeddings bool
+	// Variant holds the Hugging Face families' departures from llama2.c's LLaMA (zero: none).
+	Variant
 }
 
-// HeadDim is Dim / Heads.
-func (c Config) HeadDim() int { return c.Dim / c.Heads }
+// HeadDim is Dim / Heads unless HeadDimOverride says otherwise.
+func (c Config) HeadDim() int {
+	if c.HeadDimOverride > 0 {
+		return c.HeadDimOverride
+	}
+	return c.Dim / c.Heads
+}
+
+// QDim is the width of the query projection and the attention output, Heads × HeadDim (Dim
+// unless the head size is overridden).
+func (c Config) QDim() int { return c.Heads * c.HeadDim() }
 
 // KVDim is the width of the key and value projections, KVHeads × HeadDim.
 func (c Config) KVDim() int { return c.KVHeads * c.HeadDim() }
@@ -26,7 +37,9 @@ func (c Config) Validate() error {
 	switch {
 	case c.Dim <= 0 || c.HiddenDim <= 0 || c.Layers <= 0 || c.Heads <= 0 || c.KVHeads <= 0 || c.Vocab <= 0 || c.MaxSeq <= 0:
 		return fmt.Errorf("llama config: sizes must be positive: %+v", c)
-	case c.Dim%c.Heads != 0:
+	case c.HeadDimOverride < 0:
+		return fmt.Errorf("llama config: head dim %d must be positive", c.HeadDimOverride)
+	case c.HeadDimOverride == 0 && c.Dim%c.Heads != 0:
 		return fmt.Errorf("llama config: dim %d is not a multiple of heads %d", c.Dim, c.Heads)
 	case c.HeadDim()%2 != 0:
 		return fmt.Errorf("llama config: head dim %d is odd (RoPE rotates pairs)", c.HeadDim())
@@ -36,14 +49,28 @@ func (c Config) Validate() error {
 		return fmt.Errorf("llama config: norm eps %v must be positive", c.NormEps)
 	case !(c.RopeTheta > 0):
 		return fmt.Errorf("llama config: rope theta %v must be positive", c.RopeTheta)
+	case c.FusedQKV && c.AttnBias:
+		return fmt.Errorf("llama config: a fused qkv projection with biases is not supported")
+	}
+	if err := c.Llama3Rope.validate(); err != nil {
+		return fmt.Errorf("llama config: %w", err)
 	}
 	return nil
 }
 
 // Params counts the learned parameters; a tied head counts once.
 func (c Config) Params() int64 {
-	d, h, kv, v := int64(c.Dim), int64(c.HiddenDim), int64(c.KVDim()), int64(c.Vocab)
-	layer := 2*d*d + 2*d*kv + 3*d*h + 2*d
+	d, h, kv, v, q := int64(c.Dim), int64(c.HiddenDim), int64(c.KVDim()), int64(c.Vocab), int64(c.QDim())
+	layer := 2*d*q + 2*d*kv + 3*d*h + 2*d
+	if c.AttnBias {
+		layer += q + 2*kv
+	}
+	if c.OBias {
+		layer += d
+	}
+	if c.MLPBias {
+		layer += 2*h + d
+	}
 	n := v*d + int64(c.Layers)*layer + d
 	if !c.TiedEmbeddings {
 		n += d * v

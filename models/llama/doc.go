@@ -20,6 +20,12 @@
 //   - RoPE rotates interleaved pairs (2i, 2i+1) as llama2.c does (Reshape to [..., hd/2, 2],
 //     Split, rotate, Concat, Reshape), never as a MatMul with a constant matrix, which would look
 //     like a linear layer. Its cos/sin tables [MaxSeq, hd/2] are gathered by position_ids.
+//     With Variant.RotateHalf (Hugging Face checkpoints) it rotates the halves (j, j + hd/2)
+//     instead (Reshape to [..., 2, hd/2]); the tables then carry llama3 rope scaling if set.
+//   - Config.Variant holds the other departures the Hugging Face families make (models/hf):
+//     q/k/v (and o, MLP) biases, fused qkv_proj / gate_up_proj split after one MatMul, an explicit
+//     head_dim, RMSNorm by (1 + w), embeddings × √Dim, tanh-GELU, and a tied head read through a
+//     Transpose of the embedding. The zero Variant is the llama2.c graph, unchanged.
 //   - Only the ops Gather, MatMul, Mul, Add, Sub, Div, Pow, Sqrt, ReduceMean, Reshape,
 //     Transpose, Softmax, Sigmoid, Slice, Concat, Split, Unsqueeze, Shape, Expand, Cast and
 //     Where appear (Cast and Where only on the mask, off the gradient path), all of which

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"strconv"
-	"strings"
 
 	"github.com/shears-ml/shears/lm"
 	"github.com/shears-ml/shears/onnx"
@@ -182,6 +181,9 @@ func metadata(c Config) []*onnxpb.StringStringEntryProto {
 		{"rope_theta", strconv.FormatFloat(c.RopeTheta, 'g', -1, 64)},
 		{"tie_word_embeddings", strconv.FormatBool(c.TiedEmbeddings)},
 	}
+	if c.HeadDimOverride > 0 {
+		kv = append(kv, [2]string{"head_dim", strconv.Itoa(c.HeadDim())})
+	}
 	out := make([]*onnxpb.StringStringEntryProto, len(kv))
 	for i, p := range kv {
 		out[i] = &onnxpb.StringStringEntryProto{Key: proto.String(p[0]), Value: proto.String(p[1])}
@@ -206,15 +208,16 @@ func (g *graph) forward() {
 	}
 
 	emb := g.weight("model.embed_tokens.weight", []int64{v, d}, nil)
-	x := b.Op("Gather", "/model/embed_tokens/Gather", []string{emb, ids})
+	x := g.embed(emb, ids)
 
 	// RoPE angles gathered by position_ids: [B, T, hd/2] → [B, T, 1, hd/2, 1] to broadcast
 	// over the pairs [B, T, heads, hd/2, 1].
-	cosT, sinT := RopeTables(c.MaxSeq, c.HeadDim(), c.RopeTheta)
+	cosT, sinT := ropeTables(c)
 	tab := []int64{int64(c.MaxSeq), hd / 2}
 	cosW := g.weight(CosName, tab, cosT)
 	sinW := g.weight(SinName, tab, sinT)
-	ropeAxes := g.i64("rope_axes", 2, 4)
+	_, _, axes := c.ropeSplit()
+	ropeAxes := g.i64(fmt.Sprintf("rope_axes_%d_%d", axes[0], axes[1]), axes...)
 	cos := b.Op("Gather", "/model/rotary_emb/Gather", []string{cosW, pos})
 	sin := b.Op("Gather", "/model/rotary_emb/Gather_1", []string{sinW, pos})
 	cos = b.Op("Unsqueeze", "/model/rotary_emb/Unsqueeze", []string{cos, ropeAxes})
@@ -242,7 +245,7 @@ func (g *graph) forward() {
 		x, presents[i] = g.layer(i, x, cos, sin, mask, past[i])
 	}
 	h := g.rmsnorm("/model/norm", "model.norm.weight", x)
-	head := g.weight("lm_head.weight", []int64{d, v}, nil)
+	head := g.head(emb)
 	if g.err != nil {
 		return
 	}
@@ -269,15 +272,17 @@ func (g *graph) rmsnorm(prefix, weight, x string) string {
 	s := b.Op("Sqrt", prefix+"/Sqrt", []string{a})
 	r := b.Op("Div", prefix+"/Div", []string{g.f32("one", 1), s})
 	y := b.Op("Mul", prefix+"/Mul", []string{x, r})
-	return b.Op("Mul", prefix+"/Mul_1", []string{y, w})
+	return g.normScale(prefix, y, w)
 }
 
-// rope rotates the interleaved pairs of x [B, T, n, hd] by the position angles.
+// rope rotates x [B, T, n, hd] by the position angles: the interleaved pairs (2j, 2j+1) as
+// llama2.c does, or the halves (j, j + hd/2) as Hugging Face's rotate_half does (RotateHalf).
 func (g *graph) rope(prefix, x string, n int64, cos, sin string) string {
 	b := g.b
 	hd := int64(g.cfg.HeadDim())
-	r := b.Op("Reshape", prefix+"/Reshape", []string{x, g.i64(fmt.Sprintf("pairs_%d", n), 0, 0, n, hd/2, 2)})
-	xs := b.OpN("Split", prefix+"/Split", []string{r}, 2, onnx.AttrInt("axis", -1))
+	split, axis, _ := g.cfg.ropeSplit()
+	r := b.Op("Reshape", prefix+"/Reshape", []string{x, g.i64(fmt.Sprintf("rope_%d_%d_%d", n, split[0], split[1]), 0, 0, n, split[0], split[1])})
+	xs := b.OpN("Split", prefix+"/Split", []string{r}, 2, onnx.AttrInt("axis", axis))
 	if xs == nil {
 		return ""
 	}
@@ -288,7 +293,7 @@ func (g *graph) rope(prefix, x string, n int64, cos, sin string) string {
 	cc := b.Op("Mul", prefix+"/Mul_2", []string{x0, sin})
 	dd := b.Op("Mul", prefix+"/Mul_3", []string{x1, cos})
 	o1 := b.Op("Add", prefix+"/Add", []string{cc, dd})
-	o := b.Op("Concat", prefix+"/Concat", []string{o0, o1}, onnx.AttrInt("axis", -1))
+	o := b.Op("Concat", prefix+"/Concat", []string{o0, o1}, onnx.AttrInt("axis", axis))
 	return b.Op("Reshape", prefix+"/Reshape_1", []string{o, g.i64(fmt.Sprintf("heads_%d", n), 0, 0, n, hd)})
 }
 
@@ -310,19 +315,11 @@ func (g *graph) repeatKV(prefix, x string, rep int64, shape []int64) string {
 func (g *graph) layer(i int, x, cos, sin, mask string, past [2]string) (string, [2]string) {
 	b, c := g.b, g.cfg
 	p := fmt.Sprintf("/model/layers.%d", i)
-	d, hd, hid := int64(c.Dim), int64(c.HeadDim()), int64(c.HiddenDim)
+	d, hd, qd := int64(c.Dim), int64(c.HeadDim()), int64(c.QDim())
 	nh, nkv := int64(c.Heads), int64(c.KVHeads)
-	kvd := nkv * hd
-	lin := func(module string, in string, dims []int64) string {
-		w := g.weight(LayerWeight(i, module), dims, nil)
-		// self_attn.q_proj → /model/layers.i/self_attn/q_proj/MatMul
-		return b.Op("MatMul", p+"/"+strings.ReplaceAll(module, ".", "/")+"/MatMul", []string{in, w})
-	}
 
 	h := g.rmsnorm(p+"/input_layernorm", LayerWeight(i, "input_layernorm"), x)
-	q := lin("self_attn.q_proj", h, []int64{d, d})
-	k := lin("self_attn.k_proj", h, []int64{d, kvd})
-	v := lin("self_attn.v_proj", h, []int64{d, kvd})
+	q, k, v := g.attnProjections(i, h)
 	a := p + "/self_attn"
 	q = b.Op("Reshape", a+"/Reshape", []string{q, g.i64(fmt.Sprintf("heads_%d", nh), 0, 0, nh, hd)})
 	k = b.Op("Reshape", a+"/Reshape_1", []string{k, g.i64(fmt.Sprintf("heads_%d", nkv), 0, 0, nkv, hd)})
@@ -351,16 +348,14 @@ func (g *graph) layer(i int, x, cos, sin, mask string, past [2]string) (string, 
 	s = b.Op("Softmax", a+"/Softmax", []string{s}, onnx.AttrInt("axis", -1))
 	o := b.Op("MatMul", a+"/MatMul_1", []string{s, v})                                      // [B, H, T, hd]
 	o = b.Op("Transpose", a+"/Transpose_3", []string{o}, onnx.AttrInts("perm", 0, 2, 1, 3)) // [B, T, H, hd]
-	o = b.Op("Reshape", a+"/Reshape_3", []string{o, g.i64("model_dim", 0, 0, d)})
-	o = lin("self_attn.o_proj", o, []int64{d, d})
+	dimName := "model_dim"
+	if qd != d {
+		dimName = fmt.Sprintf("attn_dim_%d", qd)
+	}
+	o = b.Op("Reshape", a+"/Reshape_3", []string{o, g.i64(dimName, 0, 0, qd)})
+	o = g.linear(i, "self_attn.o_proj", o, qd, d, c.OBias)
 	x = b.Op("Add", p+"/Add", []string{x, o})
 
 	h = g.rmsnorm(p+"/post_attention_layernorm", LayerWeight(i, "post_attention_layernorm"), x)
-	gate := lin("mlp.gate_proj", h, []int64{d, hid})
-	sg := b.Op("Sigmoid", p+"/mlp/act_fn/Sigmoid", []string{gate})
-	act := b.Op("Mul", p+"/mlp/act_fn/Mul", []string{gate, sg})
-	up := lin("mlp.up_proj", h, []int64{d, hid})
-	m := b.Op("Mul", p+"/mlp/Mul", []string{act, up})
-	down := lin("mlp.down_proj", m, []int64{hid, d})
-	return b.Op("Add", p+"/Add_1", []string{x, down}), present
+	return b.Op("Add", p+"/Add_1", []string{x, g.mlp(i, h)}), present
 }

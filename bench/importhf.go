@@ -1,0 +1,175 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/shears-ml/shears/internal/safetensors"
+	"github.com/shears-ml/shears/models/hf"
+)
+
+// Goals of import-hf-1b (issue 10): peak RSS at most 0.3 × the checkpoint's size, wall time at
+// most 1.5 × a plain copy of its files.
+const (
+	importRSSGoal  = 0.3
+	importTimeGoal = 1.5
+)
+
+// tinyLlamaConfig is TinyLlama-1.1B's config.json (bf16).
+const tinyLlamaConfig = `{
+  "architectures": ["LlamaForCausalLM"],
+  "model_type": "llama",
+  "hidden_size": 2048,
+  "intermediate_size": 5632,
+  "num_hidden_layers": 22,
+  "num_attention_heads": 32,
+  "num_key_value_heads": 4,
+  "vocab_size": 32000,
+  "max_position_embeddings": 2048,
+  "rms_norm_eps": 1e-05,
+  "rope_theta": 10000.0,
+  "hidden_act": "silu",
+  "tie_word_embeddings": false,
+  "bos_token_id": 1,
+  "eos_token_id": 2,
+  "torch_dtype": "bfloat16"
+}
+`
+
+// checkpoint1B writes (or reuses) a random bf16 checkpoint of TinyLlama's shape in 3 shards and
+// returns its folder and the size of its files.
+func (h *harness) checkpoint1B() (string, int64, error) {
+	dir := filepath.Join(h.Work, "tinyllama-hf-bf16")
+	size := func() (int64, error) {
+		s, err := safetensors.OpenDir(dir)
+		if err != nil {
+			return 0, err
+		}
+		defer s.Close()
+		if len(s.Files) != 3 {
+			return 0, fmt.Errorf("%d shards", len(s.Files))
+		}
+		return dirBytes(dir)
+	}
+	if n, err := size(); err == nil {
+		h.logf("reusing %s (%.2f GB)", dir, float64(n)/1e9)
+		return dir, n, nil
+	}
+	os.RemoveAll(dir)
+	h.logf("writing a random bf16 TinyLlama-shaped checkpoint (3 shards, about 2.2 GB) to %s ...", dir)
+	t0 := time.Now()
+	if err := hf.WriteRandom(dir, []byte(tinyLlamaConfig), hf.RandomOptions{Seed: 0, DType: "BF16", Shards: 3}); err != nil {
+		return "", 0, err
+	}
+	n, err := size()
+	h.logf("wrote %.2f GB in %.1fs", float64(n)/1e9, time.Since(t0).Seconds())
+	return dir, n, err
+}
+
+func dirBytes(dir string) (int64, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, e := range ents {
+		fi, err := e.Info()
+		if err != nil {
+			return 0, err
+		}
+		n += fi.Size()
+	}
+	return n, nil
+}
+
+// importHF1B imports the 1B bf16 checkpoint (shears import hf, bf16 kept, weights transposed to
+// [in, out] while streaming) and compares it with a plain copy of the checkpoint's files.
+func importHF1B(ctx context.Context, h *harness) (*Result, error) {
+	ckpt, size, err := h.checkpoint1B()
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(h.Work, "importhf")
+	copyDir, out := filepath.Join(dir, "copy"), filepath.Join(dir, "tinyllama.onnx")
+	clean := func() {
+		os.RemoveAll(copyDir)
+		os.Remove(out)
+		os.Remove(out + ".data")
+	}
+	clean()
+	defer clean()
+	r := &Result{Header: []string{"step", "wall (best of reps)", "user CPU", "sys CPU", "peak RSS", "RSS / checkpoint", "time / copy"},
+		Figures: map[string]float64{"checkpoint_bytes": float64(size)}}
+	best := func(old, new Measurement) Measurement {
+		if old.Seconds == 0 || new.Seconds < old.Seconds {
+			return new
+		}
+		return old
+	}
+	var cp, imp Measurement
+	var rep struct {
+		Params       int64   `json:"params"`
+		BytesWritten int64   `json:"bytes_written"`
+		Converted    int     `json:"converted_tensors"`
+		Seconds      float64 `json:"seconds"`
+	}
+	cpCmd := fmt.Sprintf("mkdir -p %s && cp %s/* %s/ && sync %s/*", copyDir, ckpt, copyDir, copyDir)
+	for i := 0; i < h.Reps; i++ {
+		clean()
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, err
+		}
+		// The baseline copies the same bytes and fsyncs them, as the import's Save does.
+		h.logf("$ sh -c %q", cpCmd)
+		m, err := Measure(ctx, h.Log, "sh", "-c", cpCmd)
+		if err != nil {
+			return nil, err
+		}
+		cp = best(cp, m)
+		os.RemoveAll(copyDir)
+		args := []string{"import", "hf", ckpt, "-o", out, "--json"}
+		if i > 0 {
+			h.logf("$ %s", commandLine("shears", args))
+			m, err = Measure(ctx, h.Log, h.Bin, args...)
+		} else {
+			m, err = h.shears(ctx, r, args...)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal(m.Stdout, &rep); err != nil {
+			return nil, fmt.Errorf("import --json output: %w", err)
+		}
+		imp = best(imp, m)
+	}
+	r.Commands = append([]string{"sh -c '" + cpCmd + "'"}, r.Commands...)
+	rss := float64(imp.PeakRSS) / float64(size)
+	ratio := imp.Seconds / cp.Seconds
+	r.Rows = [][]string{
+		{"copy the checkpoint's files, fsync (baseline)", secs(cp.Seconds), secs(cp.User), secs(cp.System), mb(cp.PeakRSS), "", "1.00"},
+		{"shears import hf (bf16 kept, linears transposed)", secs(imp.Seconds), secs(imp.User), secs(imp.System), mb(imp.PeakRSS), fmt.Sprintf("%.3f", rss), fmt.Sprintf("%.2f", ratio)},
+	}
+	r.Figures["copy_seconds"] = cp.Seconds
+	r.Figures["import_seconds"] = imp.Seconds
+	r.Figures["import_peak_rss_bytes"] = float64(imp.PeakRSS)
+	r.Figures["import_rss_over_checkpoint"] = rss
+	r.Figures["import_over_copy"] = ratio
+	r.Figures["written_bytes"] = float64(rep.BytesWritten)
+	r.Figures["params"] = float64(rep.Params)
+	verdict := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "NOT met"
+	}
+	r.Notes = append(r.Notes,
+		fmt.Sprintf("checkpoint: random bf16, TinyLlama-1.1B's shape (%.2fB params), 3 shards + index, %s; output %s (%d weights kept in bf16 behind Casts)", float64(rep.Params)/1e9, gb(size), gb(rep.BytesWritten), rep.Converted),
+		fmt.Sprintf("goal peak RSS ≤ %.1f × checkpoint: %s (%.3f)", importRSSGoal, verdict(rss <= importRSSGoal), rss),
+		fmt.Sprintf("goal wall ≤ %.1f × copy: %s (%.2f)", importTimeGoal, verdict(ratio <= importTimeGoal), ratio),
+		fmt.Sprintf("best of %d rep(s), baseline and import alternating; the checkpoint sits in the page cache for both", h.Reps))
+	return r, nil
+}

@@ -1,0 +1,119 @@
+package hf
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// ConfigFile is the name of a checkpoint's configuration.
+const ConfigFile = "config.json"
+
+// Config holds the config.json fields the families read. Fields a family does not use stay at
+// their zero value; Raw is the file's verbatim text (recorded in the ONNX model's metadata).
+type Config struct {
+	Architectures []string `json:"architectures"`
+	ModelType     string   `json:"model_type"`
+
+	// LLaMA-style names (LLaMA, Mistral, Qwen2, Phi-3, Gemma).
+	HiddenSize        int          `json:"hidden_size"`
+	IntermediateSize  int          `json:"intermediate_size"`
+	NumHiddenLayers   int          `json:"num_hidden_layers"`
+	NumAttentionHeads int          `json:"num_attention_heads"`
+	NumKeyValueHeads  int          `json:"num_key_value_heads"`
+	HeadDim           int          `json:"head_dim"`
+	VocabSize         int          `json:"vocab_size"`
+	MaxPositions      int          `json:"max_position_embeddings"`
+	RMSNormEps        float64      `json:"rms_norm_eps"`
+	RopeTheta         float64      `json:"rope_theta"`
+	RopeScaling       *RopeScaling `json:"rope_scaling"`
+	TieWordEmbeddings *bool        `json:"tie_word_embeddings"`
+	AttentionBias     bool         `json:"attention_bias"`
+	MLPBias           bool         `json:"mlp_bias"`
+	HiddenAct         string       `json:"hidden_act"`
+	HiddenActivation  string       `json:"hidden_activation"` // Gemma
+	SlidingWindow     *int         `json:"sliding_window"`    // Mistral, Qwen2
+	UseSlidingWindow  *bool        `json:"use_sliding_window"`
+	PartialRotary     *float64     `json:"partial_rotary_factor"`
+
+	// GPT-2 names.
+	NEmbd            int     `json:"n_embd"`
+	NLayer           int     `json:"n_layer"`
+	NHead            int     `json:"n_head"`
+	NPositions       int     `json:"n_positions"`
+	NInner           *int    `json:"n_inner"`
+	LayerNormEpsilon float64 `json:"layer_norm_epsilon"`
+	ActivationFunc   string  `json:"activation_function"`
+
+	Raw  string `json:"-"`
+	Path string `json:"-"`
+}
+
+// RopeScaling is config.json's rope_scaling. Transformers has written the kind as "type" and,
+// later, "rope_type"; Kind reads either.
+type RopeScaling struct {
+	Type                  string  `json:"type"`
+	RopeType              string  `json:"rope_type"`
+	Factor                float64 `json:"factor"`
+	LowFreqFactor         float64 `json:"low_freq_factor"`
+	HighFreqFactor        float64 `json:"high_freq_factor"`
+	OriginalMaxPositional int     `json:"original_max_position_embeddings"`
+}
+
+// Kind is the scaling's type ("llama3", "linear", ...).
+func (r *RopeScaling) Kind() string {
+	if r.RopeType != "" {
+		return r.RopeType
+	}
+	return r.Type
+}
+
+// ReadConfig reads dir/config.json.
+func ReadConfig(dir string) (*Config, error) {
+	path := filepath.Join(dir, ConfigFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("hf: %s: no %s (a Hugging Face checkpoint folder holds config.json next to its safetensors)", dir, ConfigFile)
+		}
+		return nil, fmt.Errorf("hf: %w", err)
+	}
+	return ParseConfig(path, b)
+}
+
+// ParseConfig decodes config.json's bytes; path names the file in errors.
+func ParseConfig(path string, b []byte) (*Config, error) {
+	c := &Config{Raw: string(b), Path: path}
+	if err := json.Unmarshal(b, c); err != nil {
+		return nil, fmt.Errorf("hf: %s: %w", path, err)
+	}
+	if len(c.Architectures) == 0 {
+		return nil, fmt.Errorf("hf: %s: no \"architectures\" entry (supported: %s)", path, supportedList())
+	}
+	return c, nil
+}
+
+// Tied reports tie_word_embeddings, or def when the config does not say.
+func (c *Config) Tied(def bool) bool {
+	if c.TieWordEmbeddings == nil {
+		return def
+	}
+	return *c.TieWordEmbeddings
+}
+
+// errorf prefixes a config problem with the file.
+func (c *Config) errorf(format string, a ...any) error {
+	return fmt.Errorf("hf: %s: "+format, append([]any{c.Path}, a...)...)
+}
+
+// positive checks that the named sizes are positive.
+func (c *Config) positive(kv ...any) error {
+	for i := 0; i+1 < len(kv); i += 2 {
+		if v := kv[i+1].(int); v <= 0 {
+			return c.errorf("%s = %d: must be positive", kv[i], v)
+		}
+	}
+	return nil
+}

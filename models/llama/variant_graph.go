@@ -1,0 +1,147 @@
+package llama
+
+import (
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/shears-ml/shears/onnx"
+)
+
+// The pieces of the graph that the Hugging Face families vary (see Variant). Node names follow
+// the modules of transformers' implementations, so one naming rule labels every family.
+
+// ropeTables are the cos/sin tables [MaxSeq, hd/2] of the config's rotary frequencies.
+func ropeTables(c Config) (cos, sin []float32) {
+	hd := c.HeadDim()
+	inv := InvFreq(hd, c.RopeTheta, c.Llama3Rope)
+	half := hd / 2
+	cos = make([]float32, c.MaxSeq*half)
+	sin = make([]float32, c.MaxSeq*half)
+	for p := 0; p < c.MaxSeq; p++ {
+		for j := 0; j < half; j++ {
+			a := float64(p) * inv[j]
+			cos[p*half+j] = float32(math.Cos(a))
+			sin[p*half+j] = float32(math.Sin(a))
+		}
+	}
+	return cos, sin
+}
+
+// ropeSplit is how a head [hd] splits into the two rotated parts: rotate-half reshapes it to
+// [2, hd/2] (halves), llama2.c to [hd/2, 2] (interleaved pairs). It returns the reshape's
+// trailing dims, the split axis of the [B, T, n, ·, ·] view and the axes the [B, T, hd/2] angle
+// tables are unsqueezed at to broadcast over it.
+func (c Config) ropeSplit() (shape []int64, axis int64, tableAxes []int64) {
+	hd := int64(c.HeadDim())
+	if c.RotateHalf {
+		return []int64{2, hd / 2}, 3, []int64{2, 3}
+	}
+	return []int64{hd / 2, 2}, 4, []int64{2, 4}
+}
+
+// linear is x·W (+ b) for module (e.g. "self_attn.q_proj") of layer i, W [in, out].
+func (g *graph) linear(i int, module, x string, in, out int64, bias bool) string {
+	p := fmt.Sprintf("/model/layers.%d/%s", i, strings.ReplaceAll(module, ".", "/"))
+	w := g.weight(LayerWeight(i, module), []int64{in, out}, nil)
+	y := g.b.Op("MatMul", p+"/MatMul", []string{x, w})
+	if !bias {
+		return y
+	}
+	bn := g.weight(fmt.Sprintf("model.layers.%d.%s.bias", i, module), []int64{out}, nil)
+	return g.b.Op("Add", p+"/Add", []string{y, bn})
+}
+
+// split cuts x's last axis into parts of the given sizes.
+func (g *graph) split(name, x string, sizes ...int64) []string {
+	key := "split"
+	for _, s := range sizes {
+		key += fmt.Sprintf("_%d", s)
+	}
+	out := g.b.OpN("Split", name, []string{x, g.i64(key, sizes...)}, len(sizes), onnx.AttrInt("axis", -1))
+	if out == nil && g.err == nil {
+		g.err = fmt.Errorf("llama: split %s failed", name)
+	}
+	if out == nil {
+		return make([]string, len(sizes))
+	}
+	return out
+}
+
+// normScale multiplies the normalised y by the norm's weight w, or by (1 + w) for Gemma.
+func (g *graph) normScale(prefix, y, w string) string {
+	if g.cfg.NormPlusOne {
+		w = g.b.Op("Add", prefix+"/Add_1", []string{w, g.f32("one", 1)})
+	}
+	return g.b.Op("Mul", prefix+"/Mul_1", []string{y, w})
+}
+
+// act is the gated MLP's activation: SiLU (x·σ(x)), or GELU's tanh approximation
+// 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) for Gemma.
+func (g *graph) act(p, x string) string {
+	b := g.b
+	if !g.cfg.GeluTanh {
+		s := b.Op("Sigmoid", p+"/Sigmoid", []string{x})
+		return b.Op("Mul", p+"/Mul", []string{x, s})
+	}
+	x3 := b.Op("Pow", p+"/Pow", []string{x, g.f32("three", 3)})
+	c := b.Op("Mul", p+"/Mul", []string{x3, g.f32("gelu_c", 0.044715)})
+	in := b.Op("Add", p+"/Add", []string{x, c})
+	in = b.Op("Mul", p+"/Mul_1", []string{in, g.f32("sqrt_2_over_pi", float32(math.Sqrt(2/math.Pi)))})
+	th := b.Op("Tanh", p+"/Tanh", []string{in})
+	one := b.Op("Add", p+"/Add_1", []string{th, g.f32("one", 1)})
+	hx := b.Op("Mul", p+"/Mul_2", []string{x, g.f32("half", 0.5)})
+	return b.Op("Mul", p+"/Mul_3", []string{hx, one})
+}
+
+// embed gathers the token embeddings, scaled by √Dim for Gemma.
+func (g *graph) embed(emb, ids string) string {
+	x := g.b.Op("Gather", "/model/embed_tokens/Gather", []string{emb, ids})
+	if !g.cfg.EmbedScale {
+		return x
+	}
+	return g.b.Op("Mul", "/model/Mul", []string{x, g.f32("sqrt_hidden", float32(math.Sqrt(float64(g.cfg.Dim))))})
+}
+
+// head returns the LM head's weight [Dim, Vocab]: lm_head.weight, or the embedding read
+// through a Transpose when the head is tied.
+func (g *graph) head(emb string) string {
+	c := g.cfg
+	if c.TiedHead {
+		return g.b.Op("Transpose", "/lm_head/Transpose", []string{emb}, onnx.AttrInts("perm", 1, 0))
+	}
+	return g.weight("lm_head.weight", []int64{int64(c.Dim), int64(c.Vocab)}, nil)
+}
+
+// attnProjections returns q [B, T, QDim], k and v [B, T, KVDim] from the normed input h:
+// three linears, or one fused qkv_proj split in three (Phi-3).
+func (g *graph) attnProjections(i int, h string) (q, k, v string) {
+	c := g.cfg
+	d, qd, kvd := int64(c.Dim), int64(c.QDim()), int64(c.KVDim())
+	if c.FusedQKV {
+		qkv := g.linear(i, "self_attn.qkv_proj", h, d, qd+2*kvd, false)
+		parts := g.split(fmt.Sprintf("/model/layers.%d/self_attn/Split", i), qkv, qd, kvd, kvd)
+		return parts[0], parts[1], parts[2]
+	}
+	return g.linear(i, "self_attn.q_proj", h, d, qd, c.AttnBias),
+		g.linear(i, "self_attn.k_proj", h, d, kvd, c.AttnBias),
+		g.linear(i, "self_attn.v_proj", h, d, kvd, c.AttnBias)
+}
+
+// mlp is down(act(gate(h)) · up(h)), gate and up from one fused gate_up_proj for Phi-3.
+func (g *graph) mlp(i int, h string) string {
+	c := g.cfg
+	p := fmt.Sprintf("/model/layers.%d/mlp", i)
+	d, hid := int64(c.Dim), int64(c.HiddenDim)
+	var act, up string
+	if c.FusedGateUp {
+		gu := g.linear(i, "mlp.gate_up_proj", h, d, 2*hid, false)
+		parts := g.split(p+"/Split", gu, hid, hid)
+		act, up = g.act(p+"/act_fn", parts[0]), parts[1]
+	} else {
+		act = g.act(p+"/act_fn", g.linear(i, "mlp.gate_proj", h, d, hid, c.MLPBias))
+		up = g.linear(i, "mlp.up_proj", h, d, hid, c.MLPBias)
+	}
+	m := g.b.Op("Mul", p+"/Mul", []string{act, up})
+	return g.linear(i, "mlp.down_proj", m, hid, d, c.MLPBias)
+}
