@@ -14,6 +14,7 @@ if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
 fi
 mkdir -p "$(dirname "$dest")"
 tmp=$(mktemp -d "$(dirname "$dest")/.transformers-js.tmp-XXXXXX")
+chmod 755 "$tmp"
 trap 'rm -rf "$tmp"' EXIT
 echo '{"private": true, "description": "transformers.js for the shears deploy tests"}' >"$tmp/package.json"
 echo "fetch-transformersjs: npm install --ignore-scripts @huggingface/transformers@$version" >&2
