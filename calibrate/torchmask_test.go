@@ -46,7 +46,7 @@ func TestTorchExportWandaMasksEqualImport(t *testing.T) {
 	e := torchfix.Stories260K(t)
 	cfg := prune.Config{Method: prune.Wanda, Sparsity: 0.5}
 	want := zeroMask(t, f.prune(t, cfg, false, "ours.onnx"), f.targets)
-	const hd = 8 // stories260K's head dim
+	const hd = 8                  // stories260K's head dim
 	perm := func(j int64) int64 { // our column j → the export's column
 		h, r := j/hd, j%hd
 		return h*hd + map[bool]int64{true: r / 2, false: r/2 + hd/2}[r%2 == 0]
