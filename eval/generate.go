@@ -99,12 +99,3 @@ func contains(xs []int, x int) bool {
 	}
 	return false
 }
-
-// InputNames lists a session's input names.
-func InputNames(s Model) []string {
-	var out []string
-	for _, in := range s.Inputs() {
-		out = append(out, in.Name)
-	}
-	return out
-}

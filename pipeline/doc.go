@@ -1,5 +1,6 @@
 // Package pipeline is the Shears pipeline as library calls: the stage functions that the
-// single CLI commands (prune, adapt, export) and "shears run" share, and the recipe runner
+// single CLI commands (inspect, convert, prune, quantize, adapt, export, eval) and "shears run"
+// share, each with typed Options and a Report, and the recipe runner
 // that chains them — prune → adapt → train → search → export → eval — under one work
 // directory.
 //

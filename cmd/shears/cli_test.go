@@ -111,6 +111,7 @@ func TestGenerateJSONGolden(t *testing.T) {
 	if err := json.Unmarshal([]byte(o), &r); err != nil {
 		t.Fatal(err)
 	}
+	// llama2.c's run.c greedy ids from BOS (provenance in models/llama2c/import_test.go greedyIDs).
 	want := []int{403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426, 338, 401, 396, 267, 337}
 	if len(r.IDs) != len(want) {
 		t.Fatalf("ids %v, want %v", r.IDs, want)

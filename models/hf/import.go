@@ -101,7 +101,7 @@ func (ck *Checkpoint) Build() (*Graph, error) {
 	if err != nil {
 		return nil, err
 	}
-	m.Dir = ck.Dir
+	m.Dir, m.Path = ck.Dir, ck.Dir // messages about the model name the checkpoint
 	m.Proto.ProducerName = proto.String("shears hf import")
 	m.Proto.MetadataProps = append(m.Proto.MetadataProps,
 		&onnxpb.StringStringEntryProto{Key: proto.String(MetaConfig), Value: proto.String(ck.Config.Raw)},
