@@ -118,16 +118,8 @@ func runPrune(env *cliEnv, o any, args []string) error {
 			return err
 		}
 		po.Runtime = ro
-		bar = newProgress(env.stderr, "calibrate")
+		bar, po.Progress = newStageProgress(env.stderr, "calibrate")
 		defer bar.done()
-		po.Progress = func(stage, stages, block, done, total int) {
-			label := fmt.Sprintf("block %d/%d", stage+1, stages)
-			if block < 0 {
-				label = "one-shot"
-			}
-			bar.relabel(label)
-			bar.set(stage*total+done, stages*total, "")
-		}
 	}
 	rep, err := pipeline.Prune(po)
 	if bar != nil {

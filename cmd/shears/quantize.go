@@ -117,12 +117,8 @@ func runQuantize(env *cliEnv, o any, args []string) error {
 			return err
 		}
 		qo.Runtime = ro
-		bar = newProgress(env.stderr, "gptq")
+		bar, qo.Progress = newStageProgress(env.stderr, "gptq")
 		defer bar.done()
-		qo.Progress = func(stage, stages, block, done, total int) {
-			bar.relabel(fmt.Sprintf("block %d/%d", stage+1, stages))
-			bar.set(stage*total+done, stages*total, "")
-		}
 	}
 	rep, err := pipeline.Quantize(qo)
 	if bar != nil {
