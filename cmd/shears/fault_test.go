@@ -5,7 +5,9 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,6 +21,15 @@ import (
 // names an onnx save point where the child sends itself SIGKILL.
 func TestMain(m *testing.M) {
 	if os.Getenv("SHEARS_CLI_CHILD") == "1" {
+		if lim := os.Getenv("SHEARS_FSIZE_LIMIT"); lim != "" {
+			// A file-size limit stands in for a full disk: writes past it fail (EFBIG) the
+			// way they fail with ENOSPC, instead of the default SIGXFSZ killing the process.
+			n, _ := strconv.ParseUint(lim, 10, 64)
+			signal.Ignore(syscall.SIGXFSZ)
+			if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: n, Max: n}); err != nil {
+				panic(err)
+			}
+		}
 		if at := os.Getenv("SHEARS_KILL_AT"); at != "" {
 			onnx.FaultHook = func(point string) error {
 				if point == at {
@@ -97,5 +108,41 @@ func TestConvertKilledBetweenRenamesIsRefused(t *testing.T) {
 	}
 	if r := inspectJSON(t, out); r.Dtypes["BFLOAT16"] == 0 {
 		t.Fatalf("repaired model: %+v", r.Dtypes)
+	}
+}
+
+// A write that fails part way (a full disk; here a file-size limit on the child, so the
+// failure is real and not mocked) is an error with a non-zero exit, leaves no temporaries, and
+// leaves the previous output as it was, byte for byte.
+func TestFailedWriteKeepsThePreviousOutput(t *testing.T) {
+	src := testsynth.Synthetic(t, "tiny")
+	dir := t.TempDir()
+	out := filepath.Join(dir, "c.onnx")
+	if _, e, code := shears(t, "convert", src, "-o", out, "--dtype", "fp16", "--external-data"); code != 0 {
+		t.Fatalf("convert fp16: %s", e)
+	}
+	before := map[string][]byte{}
+	for _, f := range []string{out, out + ".data"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before[f] = b
+	}
+	o, code, sig := runChild(t, []string{"SHEARS_FSIZE_LIMIT=65536"}, "convert", src, "-o", out, "--dtype", "bf16", "--external-data")
+	if code == 0 || sig != 0 || !strings.Contains(o, "file too large") {
+		t.Fatalf("convert past the size limit: exit %d, signal %v: %s", code, sig, o)
+	}
+	for f, b := range before {
+		got, err := os.ReadFile(f)
+		if err != nil || !bytes.Equal(got, b) {
+			t.Fatalf("%s changed by the failed convert (err %v)", f, err)
+		}
+	}
+	if tmps, _ := filepath.Glob(filepath.Join(dir, "*.tmp-*")); len(tmps) != 0 {
+		t.Fatalf("temporaries left by the failed convert: %v", tmps)
+	}
+	if r := inspectJSON(t, out); r.Dtypes["FLOAT16"] == 0 {
+		t.Fatalf("the previous output no longer inspects as fp16: %+v", r.Dtypes)
 	}
 }
