@@ -88,15 +88,16 @@ func run(argv []string, stdout, stderr io.Writer) int {
 }
 
 // pipelineOrder is the order the overview lists commands in: the Shears workflow.
-var pipelineOrder = []string{"run", "import", "inspect", "convert", "prune", "adapt", "train", "search", "export", "eval", "generate", "gradcheck", "bench"}
+var pipelineOrder = []string{"run", "import", "inspect", "convert", "prune", "quantize", "adapt", "train", "search", "export", "eval", "generate", "gradcheck", "bench"}
 
 func overview(w io.Writer) {
 	fmt.Fprint(w, `shears: sparse base + elastic low-rank adapters for ONNX language models (Shears, arXiv 2404.10934)
 
 Usage: shears COMMAND [ARGS] [FLAGS]
 
-The workflow: prune the base (Wanda), adapt (elastic LoRA), train (NLS), search a sub-adapter,
-export (sparse base + adapter, or merged), eval. "shears run RECIPE" runs it all.
+The workflow: prune the base (Wanda), optionally quantize it (int4/int8), adapt (elastic LoRA),
+train (NLS), search a sub-adapter, export (sparse base + adapter, or merged), eval.
+"shears run RECIPE" runs it all.
 
 Commands:
 `)
