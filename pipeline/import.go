@@ -15,6 +15,9 @@ import (
 	"github.com/shears-ml/shears/transform/convert"
 )
 
+// HFArchitectures are the Hugging Face architectures "import hf" builds (for help texts).
+func HFArchitectures() []string { return hf.Supported() }
+
 // ImportOptions are the import stage's options (the flags of "shears import").
 type ImportOptions struct {
 	Format string // "hf" or "llama2c"

@@ -6,7 +6,6 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/shears-ml/shears/models/hf"
 	"github.com/shears-ml/shears/pipeline"
 )
 
@@ -31,7 +30,7 @@ imported and optimum-exported models alike. Linear weights are stored in ONNX la
 Formats:
   hf        a Hugging Face checkpoint folder: config.json with model.safetensors, or shards
             model-0000k-of-0000n.safetensors with model.safetensors.index.json; F32, F16 or BF16
-            tensors. Architectures: ` + strings.Join(hf.Supported(), ", ") + `.
+            tensors. Architectures: ` + strings.Join(pipeline.HFArchitectures(), ", ") + `.
             Tensors stream from the safetensors files to the output one at a time (a checkpoint
             larger than memory imports); initializers keep the checkpoint's tensor names. The model
             records config.json (metadata hf:config) and the folder (shears:source_dir), where later
