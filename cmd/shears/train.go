@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/shears-ml/shears/nls"
+	"github.com/shears-ml/shears/pipeline"
 )
 
 type trainOpts struct {
@@ -121,7 +122,7 @@ func runTrain(env *cliEnv, o any, args []string) error {
 		t.Super = args[0]
 	case t.Resume:
 		// Everything comes from run.json; flags given explicitly must agree (checked by Train).
-		if err := fromRun(&t, opts.fs); err != nil {
+		if err := pipeline.ResumeTrainOptions(&t, opts.fs.Changed); err != nil {
 			return err
 		}
 	default:
@@ -186,37 +187,6 @@ func runTrain(env *cliEnv, o any, args []string) error {
 		fmt.Fprintf(tw, "plot\t%s\n", res.Plot)
 	}
 	return tw.Flush()
-}
-
-// fromRun fills the options of a resumed run from its run.json, leaving flags the user set.
-func fromRun(t *nls.TrainOptions, fs *pflag.FlagSet) error {
-	c, err := nls.ReadRunConfig(t.Out)
-	if err != nil {
-		return err
-	}
-	h := c.Hyper
-	t.Super = c.Super
-	set := func(flag string, apply func()) {
-		if !fs.Changed(flag) {
-			apply()
-		}
-	}
-	set("data", func() { t.Data = c.Data })
-	set("tokenizer", func() { t.Tokenizer = c.Tokenizer })
-	set("epochs", func() { t.Epochs = h.Epochs })
-	set("lr", func() { t.LR = h.LR })
-	set("batch", func() { t.Batch = h.Batch })
-	set("micro-batch", func() { t.MicroBatch = h.MicroBatch })
-	set("cutoff", func() { t.Cutoff = h.Cutoff })
-	set("seed", func() { t.Seed = h.Seed })
-	set("warmup", func() { t.Warmup = h.Warmup })
-	set("weight-decay", func() { t.WeightDecay = h.WeightDecay })
-	set("max-grad-norm", func() { t.MaxGradNorm = h.MaxGradNorm })
-	set("ranks", func() { t.Ranks = h.Ranks })
-	set("train-on-inputs", func() { t.TrainOnInputs = h.TrainOnInputs })
-	set("bucket", func() { t.Bucket = h.Bucket })
-	set("max-graphs", func() { t.MaxGraphs = h.MaxGraphs })
-	return nil
 }
 
 func joinInts(v []int) string {
