@@ -395,17 +395,9 @@ func NewAccuracyEvaluator(run *Run, tok tokenizer.Tokenizer, o AccuracyOptions) 
 		}
 		defer done()
 		var sum eval.Summary
-		for i, it := range o.Items {
-			var rec eval.Record
-			if o.Gen {
-				rec, err = eval.GenItem(s, tok, o.Task, it, o.GenConf)
-			} else {
-				rec, err = eval.ChoiceItem(s, tok, o.Task, it, o.Choice)
-			}
-			if err != nil {
-				return 0, fmt.Errorf("nls: accuracy evaluator: item %d: %w", i, err)
-			}
-			sum.Add(rec)
+		c := eval.ItemsConfig{Gen: o.Gen, GenConf: o.GenConf, Choice: o.Choice}
+		if err := eval.ScoreItems(s, tok, o.Task, o.Items, c, &sum, nil); err != nil {
+			return 0, fmt.Errorf("nls: accuracy evaluator: %w", err)
 		}
 		return sum.Accuracy, nil
 	}

@@ -1,20 +1,13 @@
 package main
 
 import (
-	"bufio"
-	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/spf13/pflag"
 
 	"github.com/shears-ml/shears/eval"
-	"github.com/shears-ml/shears/models"
-	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/pipeline"
-	"github.com/shears-ml/shears/runtime"
 )
 
 type evalOpts struct {
@@ -166,110 +159,31 @@ func runPPL(env *cliEnv, opts *evalOpts, model string) error {
 	return nil
 }
 
-// openEvalModel opens the model's session and reads its context length (0 when unknown).
-func openEvalModel(opts *evalOpts, model string) (*runtime.Session, int, error) {
-	m, err := onnx.Load(model)
-	if err != nil {
-		return nil, 0, err
-	}
-	ctx := models.ContextLength(m)
-	m.Close()
+func runItems(env *cliEnv, opts *evalOpts, model string) error {
 	ro, err := opts.rt.options()
 	if err != nil {
-		return nil, 0, err
-	}
-	s, err := runtime.OpenFile(model, ro)
-	return s, ctx, err
-}
-
-func runItems(env *cliEnv, opts *evalOpts, model string) error {
-	var task eval.Task
-	var err error
-	if opts.datasetType != "" {
-		task, err = eval.LookupTask(opts.datasetType)
-		err = flagErr("--dataset-type", err)
-	} else {
-		task, err = eval.DetectTask(opts.data)
-		err = flagErr("--data", err)
-	}
-	if err != nil {
 		return err
 	}
-	if opts.task == "choice" && task.Kind == eval.Numeric {
-		return fmt.Errorf("%w: --task choice does not apply to %s (%s): its answers are numbers, not labels; use --task gen", errUsage, task.Name, filepath.Base(opts.data))
-	}
-	tok, err := loadTokenizer(opts.tokenizer)
-	if err != nil {
-		return err
-	}
-	items, err := eval.ReadItems(opts.data)
-	if err != nil {
-		return fmt.Errorf("--data: %w", err)
-	}
-	if opts.limit > 0 && opts.limit < len(items) {
-		items = items[:opts.limit]
-	}
-	s, ctx, err := openEvalModel(opts, model)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-
-	var pred *predWriter
-	if opts.predictions != "" {
-		if pred, err = newPredWriter(opts.predictions); err != nil {
-			return err
-		}
-		defer pred.abort()
-	}
-	sum := eval.Summary{Task: opts.task, Dataset: task.Name, File: filepath.Base(opts.data)}
-	gc := eval.GenConfig{Beams: opts.beams, MaxNewTokens: opts.maxNew, MaxContext: ctx, LengthPenalty: opts.lengthPenalty, NoCache: opts.noCache}
-	if opts.task == "gen" {
-		sum.Decoding = gc.Decoding()
-		if sum.Caching, err = eval.Caching(s, opts.noCache); err != nil {
-			return fmt.Errorf("%s: %w", model, err)
-		}
-		sum.MaxNewTokens = opts.maxNew
-		if sum.MaxNewTokens == 0 {
-			sum.MaxNewTokens = task.MaxNew()
-		}
-	} else {
-		sum.Decoding = fmt.Sprintf("log-likelihood (sum; continuation %q + label)", opts.choicePrefix)
-	}
-	cc := eval.ChoiceConfig{Prefix: opts.choicePrefix, MaxContext: ctx}
-	bar := newProgress(env.stderr, opts.task+" "+task.Name)
-	start := time.Now()
-	for i, it := range items {
-		var rec eval.Record
-		if opts.task == "gen" {
-			rec, err = eval.GenItem(s, tok, task, it, gc)
-		} else {
-			rec, err = eval.ChoiceItem(s, tok, task, it, cc)
-		}
-		if err != nil {
-			bar.done()
-			return fmt.Errorf("item %d of %s: %w", i, opts.data, err)
-		}
-		rec.Index = i
-		if opts.withPrompt {
-			rec.Prompt = task.Prompt(it)
-		}
-		sum.Add(rec)
-		if pred != nil {
-			if err := pred.write(rec); err != nil {
-				bar.done()
-				return err
+	var bar *progress
+	rep, err := pipeline.EvalItems(pipeline.ItemsOptions{
+		Model: model, Data: opts.data, Task: opts.task, DatasetType: opts.datasetType, Tokenizer: opts.tokenizer,
+		Limit: opts.limit, Beams: opts.beams, MaxNewTokens: opts.maxNew, LengthPenalty: opts.lengthPenalty,
+		NoCache: opts.noCache, ChoicePrefix: opts.choicePrefix, Predictions: opts.predictions, WithPrompt: opts.withPrompt,
+		Runtime: ro,
+		Progress: func(label string, done, total int, acc float64) {
+			if bar == nil {
+				bar = newProgress(env.stderr, label)
 			}
-		}
-		bar.set(i+1, len(items), fmt.Sprintf("acc %.3f", sum.Accuracy))
+			bar.set(done, total, fmt.Sprintf("acc %.3f", acc))
+		},
+	})
+	if bar != nil {
+		bar.done()
 	}
-	bar.done()
-	sum.Seconds = time.Since(start).Seconds()
-	if pred != nil {
-		if err := pred.commit(); err != nil {
-			return err
-		}
+	if err != nil {
+		return err
 	}
+	sum := rep.Summary
 	if opts.json {
 		return printJSON(env, sum)
 	}
@@ -277,66 +191,13 @@ func runItems(env *cliEnv, opts *evalOpts, model string) error {
 	if sum.Caching != "" {
 		decoding += ", " + sum.Caching
 	}
-	fmt.Fprintf(env.stdout, "%s %s: accuracy %.4f (%d/%d), %s, %.1fs", opts.task, task.Name, sum.Accuracy, sum.Correct, sum.Items, decoding, sum.Seconds)
+	fmt.Fprintf(env.stdout, "%s %s: accuracy %.4f (%d/%d), %s, %.1fs", opts.task, sum.Dataset, sum.Accuracy, sum.Correct, sum.Items, decoding, sum.Seconds)
 	if sum.AccuracyMean != nil {
 		fmt.Fprintf(env.stdout, "; by mean log-prob %.4f", *sum.AccuracyMean)
 	}
 	if sum.Truncated > 0 {
-		fmt.Fprintf(env.stdout, "; %d prompts truncated to the context %d", sum.Truncated, ctx)
+		fmt.Fprintf(env.stdout, "; %d prompts truncated to the context %d", sum.Truncated, rep.Context)
 	}
 	fmt.Fprintln(env.stdout)
 	return nil
-}
-
-func flagErr(flag string, err error) error {
-	if err != nil {
-		return fmt.Errorf("%s: %w", flag, err)
-	}
-	return nil
-}
-
-// predWriter writes JSONL records to a temporary file renamed into place by commit, so a
-// failed run leaves no half-written predictions.
-type predWriter struct {
-	path string
-	f    *onnx.PendingFile
-	w    *bufio.Writer
-	enc  *json.Encoder
-}
-
-func newPredWriter(path string) (*predWriter, error) {
-	f, err := onnx.CreatePending(path)
-	if err != nil {
-		return nil, fmt.Errorf("--predictions: %w", err)
-	}
-	w := bufio.NewWriter(f)
-	return &predWriter{path: path, f: f, w: w, enc: json.NewEncoder(w)}, nil
-}
-
-func (p *predWriter) write(r eval.Record) error {
-	if err := p.enc.Encode(r); err != nil {
-		return fmt.Errorf("--predictions %s: %w", p.path, err)
-	}
-	return nil
-}
-
-func (p *predWriter) commit() error {
-	err := p.w.Flush()
-	if err == nil {
-		err = p.f.Commit()
-	}
-	p.f.Abort()
-	p.f = nil
-	if err != nil {
-		return fmt.Errorf("--predictions %s: %w", p.path, err)
-	}
-	return nil
-}
-
-// abort removes the temporary file unless commit ran.
-func (p *predWriter) abort() {
-	if p.f != nil {
-		p.f.Abort()
-		p.f = nil
-	}
 }

@@ -39,7 +39,7 @@ type cliEnv struct {
 }
 
 // errUsage marks errors where the right reaction is to show the command's usage.
-var errUsage = errors.New("usage")
+var errUsage = pipeline.ErrUsage
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))

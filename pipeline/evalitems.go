@@ -1,0 +1,202 @@
+package pipeline
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/shears-ml/shears/eval"
+	"github.com/shears-ml/shears/onnx"
+	"github.com/shears-ml/shears/runtime"
+	"github.com/shears-ml/shears/tokenizer"
+)
+
+// ErrUsage marks errors whose right reaction is to show the command's usage (a flag that does
+// not apply, a missing one); the CLI tests for it with errors.Is.
+var ErrUsage = errors.New("usage")
+
+// ItemsOptions configure EvalItems ("shears eval --task gen|choice").
+type ItemsOptions struct {
+	Model string
+	Data  string // an LLM-Adapters test .json
+	Task  string // gen or choice
+	// DatasetType names the task (eval.TaskNames), overriding the one Data's file name gives.
+	DatasetType   string
+	Tokenizer     string // tokenizer file; required
+	Limit         int    // the first Limit items (0 = all)
+	Beams         int    // gen
+	MaxNewTokens  int    // gen: 0 = the task's budget
+	LengthPenalty float64
+	NoCache       bool   // gen: rerun the whole prefix every token
+	ChoicePrefix  string // choice: text between the prompt and each label
+	// Predictions, when set, receives one JSON record per item, written to a temporary file
+	// renamed into place at the end (a failed run leaves none); WithPrompt adds the prompt.
+	Predictions string
+	WithPrompt  bool
+	Runtime     runtime.Options
+	// Progress (may be nil) is called after every item with the label of the run (task and
+	// dataset), the items done and the accuracy so far.
+	Progress func(label string, done, total int, accuracy float64)
+}
+
+// ItemsReport is EvalItems' result: the summary ("shears eval --json" prints it) and the
+// model's context length (0 when unknown), which truncated prompts were cut to.
+type ItemsReport struct {
+	Summary eval.Summary
+	Context int
+}
+
+// EvalItems scores the items of an LLM-Adapters test file by generation (Task "gen") or by
+// log-likelihood over the candidate labels (Task "choice"), with eval.ScoreItems.
+func EvalItems(o ItemsOptions) (ItemsReport, error) {
+	var task eval.Task
+	var err error
+	if o.DatasetType != "" {
+		task, err = eval.LookupTask(o.DatasetType)
+		err = flagErr("--dataset-type", err)
+	} else {
+		task, err = eval.DetectTask(o.Data)
+		err = flagErr("--data", err)
+	}
+	if err != nil {
+		return ItemsReport{}, err
+	}
+	if o.Task == "choice" && task.Kind == eval.Numeric {
+		return ItemsReport{}, fmt.Errorf("%w: --task choice does not apply to %s (%s): its answers are numbers, not labels; use --task gen", ErrUsage, task.Name, filepath.Base(o.Data))
+	}
+	if o.Tokenizer == "" {
+		return ItemsReport{}, fmt.Errorf("%w: --tokenizer is required", ErrUsage)
+	}
+	tok, err := tokenizer.Load(o.Tokenizer)
+	if err != nil {
+		return ItemsReport{}, err
+	}
+	items, err := eval.ReadItems(o.Data)
+	if err != nil {
+		return ItemsReport{}, fmt.Errorf("--data: %w", err)
+	}
+	if o.Limit > 0 && o.Limit < len(items) {
+		items = items[:o.Limit]
+	}
+	ctx, err := contextOf(o.Model)
+	if err != nil {
+		return ItemsReport{}, err
+	}
+	s, err := runtime.OpenFile(o.Model, o.Runtime)
+	if err != nil {
+		return ItemsReport{}, err
+	}
+	defer s.Close()
+
+	var pred *predWriter
+	if o.Predictions != "" {
+		if pred, err = newPredWriter(o.Predictions); err != nil {
+			return ItemsReport{}, err
+		}
+		defer pred.abort()
+	}
+	sum := eval.Summary{Task: o.Task, Dataset: task.Name, File: filepath.Base(o.Data)}
+	c := eval.ItemsConfig{
+		Gen:     o.Task == "gen",
+		GenConf: eval.GenConfig{Beams: o.Beams, MaxNewTokens: o.MaxNewTokens, MaxContext: ctx, LengthPenalty: o.LengthPenalty, NoCache: o.NoCache},
+		Choice:  eval.ChoiceConfig{Prefix: o.ChoicePrefix, MaxContext: ctx},
+	}
+	if c.Gen {
+		sum.Decoding = c.GenConf.Decoding()
+		if sum.Caching, err = eval.Caching(s, o.NoCache); err != nil {
+			return ItemsReport{}, fmt.Errorf("%s: %w", o.Model, err)
+		}
+		sum.MaxNewTokens = o.MaxNewTokens
+		if sum.MaxNewTokens == 0 {
+			sum.MaxNewTokens = task.MaxNew()
+		}
+	} else {
+		sum.Decoding = fmt.Sprintf("log-likelihood (sum; continuation %q + label)", o.ChoicePrefix)
+	}
+	label := o.Task + " " + task.Name
+	start := time.Now()
+	err = eval.ScoreItems(s, tok, task, items, c, &sum, func(rec eval.Record) error {
+		if pred != nil {
+			if o.WithPrompt {
+				rec.Prompt = task.Prompt(items[rec.Index])
+			}
+			if err := pred.write(rec); err != nil {
+				return err
+			}
+		}
+		if o.Progress != nil {
+			o.Progress(label, rec.Index+1, len(items), sum.Accuracy)
+		}
+		return nil
+	})
+	var ie *eval.ItemError
+	if errors.As(err, &ie) {
+		return ItemsReport{}, fmt.Errorf("item %d of %s: %w", ie.Index, o.Data, ie.Err)
+	}
+	if err != nil {
+		return ItemsReport{}, err
+	}
+	sum.Seconds = time.Since(start).Seconds()
+	if pred != nil {
+		if err := pred.commit(); err != nil {
+			return ItemsReport{}, err
+		}
+	}
+	return ItemsReport{Summary: sum, Context: ctx}, nil
+}
+
+func flagErr(flag string, err error) error {
+	if err != nil {
+		return fmt.Errorf("%s: %w", flag, err)
+	}
+	return nil
+}
+
+// predWriter writes JSONL records to a temporary file renamed into place by commit, so a
+// failed run leaves no half-written predictions.
+type predWriter struct {
+	path string
+	f    *onnx.PendingFile
+	w    *bufio.Writer
+	enc  *json.Encoder
+}
+
+func newPredWriter(path string) (*predWriter, error) {
+	f, err := onnx.CreatePending(path)
+	if err != nil {
+		return nil, fmt.Errorf("--predictions: %w", err)
+	}
+	w := bufio.NewWriter(f)
+	return &predWriter{path: path, f: f, w: w, enc: json.NewEncoder(w)}, nil
+}
+
+func (p *predWriter) write(r eval.Record) error {
+	if err := p.enc.Encode(r); err != nil {
+		return fmt.Errorf("--predictions %s: %w", p.path, err)
+	}
+	return nil
+}
+
+func (p *predWriter) commit() error {
+	err := p.w.Flush()
+	if err == nil {
+		err = p.f.Commit()
+	}
+	p.f.Abort()
+	p.f = nil
+	if err != nil {
+		return fmt.Errorf("--predictions %s: %w", p.path, err)
+	}
+	return nil
+}
+
+// abort removes the temporary file unless commit ran.
+func (p *predWriter) abort() {
+	if p.f != nil {
+		p.f.Abort()
+		p.f = nil
+	}
+}
