@@ -50,13 +50,13 @@ func (m Metric) cost(v float64) float64 {
 
 // Evaluation is one scored configuration: a line of search.jsonl.
 type Evaluation struct {
-	Index   int            `json:"index"` // 0-based order of first evaluation
-	Ranks   []int          `json:"-"`     // per group, in Space.Groups order
-	RankMap map[string]int `json:"ranks"`
-	Metric  string         `json:"metric"`
-	Value   float64        `json:"value"`
-	Params  int64          `json:"adapter_params"`
-	Seconds float64        `json:"seconds"`
+	Index   int        `json:"index"` // 0-based order of first evaluation
+	Ranks   []int      `json:"-"`     // per group, in Space.Groups order
+	RankMap lora.Ranks `json:"ranks"`
+	Metric  string     `json:"metric"`
+	Value   float64    `json:"value"`
+	Params  int64      `json:"adapter_params"`
+	Seconds float64    `json:"seconds"`
 	// Phase says why the search asked for it ("heuristic", "max", "neighbour", "generation 3", ...).
 	Phase string `json:"phase,omitempty"`
 }
@@ -87,7 +87,7 @@ type Evaluator struct {
 	OnEval func(Evaluation)
 
 	meta   *lora.Meta
-	score  func(ranks map[string]int) (float64, error)
+	score  func(ranks lora.Ranks) (float64, error)
 	cache  map[string]int // key → index into log
 	log    []Evaluation
 	closer func() error
@@ -95,13 +95,13 @@ type Evaluator struct {
 
 // NewEvaluator wraps a scoring function (the metric of a configuration given as rank per group)
 // with the cache and the log. NewLossEvaluator and NewAccuracyEvaluator are the two built in.
-func NewEvaluator(space *Space, meta *lora.Meta, metric Metric, score func(ranks map[string]int) (float64, error)) *Evaluator {
+func NewEvaluator(space *Space, meta *lora.Meta, metric Metric, score func(ranks lora.Ranks) (float64, error)) *Evaluator {
 	return &Evaluator{Space: space, Metric: metric, meta: meta, score: score, cache: map[string]int{}}
 }
 
 // Map turns ranks in group order into the rank per group name.
-func (s *Space) Map(ranks []int) map[string]int {
-	out := make(map[string]int, len(ranks))
+func (s *Space) Map(ranks []int) lora.Ranks {
+	out := make(lora.Ranks, len(ranks))
 	for i, g := range s.Groups {
 		out[g] = ranks[i]
 	}
@@ -109,7 +109,7 @@ func (s *Space) Map(ranks []int) map[string]int {
 }
 
 // Slice turns a rank per group name into ranks in group order; every group must be present.
-func (s *Space) Slice(ranks map[string]int) ([]int, error) {
+func (s *Space) Slice(ranks lora.Ranks) ([]int, error) {
 	out := make([]int, len(s.Groups))
 	for i, g := range s.Groups {
 		r, ok := ranks[g]
@@ -134,7 +134,7 @@ func (s *Space) Uniform(r int) []int {
 }
 
 // Params is the active adapter parameter count of a configuration (merge.Params).
-func (e *Evaluator) Params(ranks []int) int64 { return merge.Params(e.meta, e.Space.Map(ranks)) }
+func (e *Evaluator) Params(ranks []int) int64 { return e.meta.Params(e.Space.Map(ranks)) }
 
 // Evaluate scores ranks (group order), from the cache when it was scored before.
 func (e *Evaluator) Evaluate(ranks []int) (Evaluation, error) {
@@ -242,7 +242,7 @@ func NewLossEvaluator(run *Run, seqs []data.Sequence, o EvalOptions) (*Evaluator
 			dropIn[mod.Dropout] = mod.In
 		}
 	}
-	score := func(ranks map[string]int) (float64, error) {
+	score := func(ranks lora.Ranks) (float64, error) {
 		masks, err := run.Meta.Masks(ranks)
 		if err != nil {
 			return 0, fmt.Errorf("nls: loss evaluator: %w", err)
@@ -361,7 +361,7 @@ func NewAccuracyEvaluator(run *Run, tok tokenizer.Tokenizer, o AccuracyOptions) 
 			return nil, fmt.Errorf("nls: accuracy evaluator: %w", err)
 		}
 	}
-	model := func(ranks map[string]int) (eval.Model, func(), error) {
+	model := func(ranks lora.Ranks) (eval.Model, func(), error) {
 		if super != nil {
 			masks, err := run.Meta.Masks(ranks)
 			if err != nil {
@@ -388,7 +388,7 @@ func NewAccuracyEvaluator(run *Run, tok tokenizer.Tokenizer, o AccuracyOptions) 
 		}
 		return s, func() { s.Close() }, nil
 	}
-	score := func(ranks map[string]int) (float64, error) {
+	score := func(ranks lora.Ranks) (float64, error) {
 		s, done, err := model(ranks)
 		if err != nil {
 			return 0, fmt.Errorf("nls: accuracy evaluator: %w", err)

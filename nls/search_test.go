@@ -152,7 +152,7 @@ func TestSearchOnStories(t *testing.T) {
 		e := lossEvaluator(t, r, seqs, tok)
 		calls := 0
 		inner := e.score
-		e.score = func(m map[string]int) (float64, error) { calls++; return inner(m) }
+		e.score = func(m lora.Ranks) (float64, error) { calls++; return inner(m) }
 		a, err := e.Evaluate(mixed)
 		if err != nil {
 			t.Fatal(err)
@@ -168,7 +168,7 @@ func TestSearchOnStories(t *testing.T) {
 		if calls != 2 || e.Runs != 2 || a.Value != b.Value || a.Index != b.Index || c.Index != 1 || len(e.Evaluations()) != 2 {
 			t.Fatalf("session passes %d, runs %d, values %v %v, indices %d %d %d", calls, e.Runs, a.Value, b.Value, a.Index, b.Index, c.Index)
 		}
-		if want := merge.Params(r.Meta, sp.Map(sp.Uniform(4))); c.Params != want || want == 0 {
+		if want := r.Meta.Params(sp.Map(sp.Uniform(4))); c.Params != want || want == 0 {
 			t.Fatalf("params %d, want %d", c.Params, want)
 		}
 		if _, err := e.Evaluate(sp.Uniform(5)); err == nil {
@@ -320,7 +320,7 @@ func TestHeuristicStrategy(t *testing.T) {
 	for _, c := range []struct{ ranks []int }{{[]int{32, 24, 16}}, {[]int{8, 6, 4}}, {[]int{16, 12, 8, 4}}} {
 		sp, meta := fakeSpace(t, 4, c.ranks)
 		calls := 0
-		e := NewEvaluator(sp, meta, MetricLoss, func(m map[string]int) (float64, error) { calls++; return 1, nil })
+		e := NewEvaluator(sp, meta, MetricLoss, func(m lora.Ranks) (float64, error) { calls++; return 1, nil })
 		res, err := Search(e, SearchOptions{Strategy: StrategyHeuristic})
 		if err != nil {
 			t.Fatal(err)
@@ -341,7 +341,7 @@ func TestHeuristicStrategy(t *testing.T) {
 func TestHillClimbSeparable(t *testing.T) {
 	sp, meta := fakeSpace(t, 6, []int{32, 24, 16})
 	target := []int{32, 16, 16, 24, 32, 16}
-	score := func(m map[string]int) (float64, error) {
+	score := func(m lora.Ranks) (float64, error) {
 		var s float64
 		for i, g := range sp.Groups {
 			d := float64(m[g]-target[i]) / 8
@@ -367,7 +367,7 @@ func TestHillClimbSeparable(t *testing.T) {
 		t.Fatalf("budget 4: %d runs, stop %q, %.1f vs %.1f", e.Runs, res.Stop, res.Best.Value, res.Heuristic.Value)
 	}
 	// Accuracy (higher is better) climbs the other way.
-	e = NewEvaluator(sp, meta, MetricAccuracy, func(m map[string]int) (float64, error) { v, _ := score(m); return -v, nil })
+	e = NewEvaluator(sp, meta, MetricAccuracy, func(m lora.Ranks) (float64, error) { v, _ := score(m); return -v, nil })
 	if res, err = Search(e, SearchOptions{Strategy: StrategyHillClimb, Budget: 100, Seed: 4}); err != nil || !slices.Equal(res.Best.Ranks, target) {
 		t.Fatalf("accuracy: %v, %v", res.Best.Ranks, err)
 	}
@@ -410,7 +410,7 @@ func TestParetoByHand(t *testing.T) {
 // --max-params picks within the limit.
 func TestEvolutionFake(t *testing.T) {
 	sp, meta := fakeSpace(t, 5, []int{32, 24, 16})
-	score := func(m map[string]int) (float64, error) { // more rank, lower loss, diminishing
+	score := func(m lora.Ranks) (float64, error) { // more rank, lower loss, diminishing
 		var s float64
 		for i, g := range sp.Groups {
 			s += float64(i+1) / float64(m[g])

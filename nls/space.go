@@ -72,9 +72,9 @@ func (s *Space) Sample(seed uint64, t int) []int {
 
 // Heuristic is the zero-cost sub-adapter of METHOD §5: index (n−1)/2 of the descending rank
 // list for every group.
-func (s *Space) Heuristic() map[string]int {
+func (s *Space) Heuristic() lora.Ranks {
 	r := lora.HeuristicRank(s.Ranks)
-	out := map[string]int{}
+	out := lora.Ranks{}
 	for _, g := range s.Groups {
 		out[g] = r
 	}

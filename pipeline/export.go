@@ -177,7 +177,7 @@ func Export(o ExportOptions) (*ExportResult, error) {
 		return nil, err
 	}
 	if sel.Params == 0 {
-		sel.Params = merge.Params(meta, sel.Ranks)
+		sel.Params = meta.Params(sel.Ranks)
 	}
 	res.Selection = sel
 	if meta.QuantAware {

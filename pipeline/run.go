@@ -360,9 +360,9 @@ func (rn *runner) export(stage, runDir, runID string, sel *merge.Selection) (mod
 func (rn *runner) exportAs(stage, runDir, runID string, sel *merge.Selection, e RecipeExport) (model, error) {
 	out := rn.path(stage, "model.onnx")
 	var res struct {
-		Adapter  int64          `json:"adapter_params"`
-		Ranks    map[string]int `json:"ranks"`
-		Sparsity [2]float64     `json:"sparsity_before_after"`
+		Adapter  int64      `json:"adapter_params"`
+		Ranks    lora.Ranks `json:"ranks"`
+		Sparsity [2]float64 `json:"sparsity_before_after"`
 	}
 	opts := struct {
 		RecipeExport

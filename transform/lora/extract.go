@@ -13,7 +13,7 @@ import (
 // alpha / r_max, and each rank-mask input becomes a constant of r ones, so the graph has the
 // base model's inputs only. Groups not in ranks keep r_max. super is not modified; the result's
 // metadata records the ranks in Fixed.
-func Extract(super *onnx.Model, ranks map[string]int) (*onnx.Model, error) {
+func Extract(super *onnx.Model, ranks Ranks) (*onnx.Model, error) {
 	meta, err := ReadConfig(super)
 	if err != nil {
 		return nil, err

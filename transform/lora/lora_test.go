@@ -699,3 +699,24 @@ func TestMetaMasks(t *testing.T) {
 		t.Errorf("uniform %v", u)
 	}
 }
+
+// TestRanksParams checks Meta.Params against Σ r·(in + out) worked by hand over the modules, and
+// Heuristic against HeuristicRank.
+func TestRanksParams(t *testing.T) {
+	meta := &Meta{Ranks: []int{32, 24, 16}, RMax: 32,
+		Groups:  []Group{{Name: "layers.0.qkv"}, {Name: "layers.0.down"}},
+		Modules: []Module{{Group: "layers.0.qkv", In: 8, Out: 24}, {Group: "layers.0.down", In: 16, Out: 8}}}
+	h := meta.Heuristic()
+	if len(h) != 2 || h["layers.0.qkv"] != 24 || h["layers.0.down"] != 24 {
+		t.Fatalf("heuristic %v", h)
+	}
+	r := Ranks{"layers.0.qkv": 16, "layers.0.down": 32}
+	if got, want := meta.Params(r), int64(16*(8+24)+32*(16+8)); got != want {
+		t.Errorf("params %d, want %d", got, want)
+	}
+	c := r.Clone()
+	c["layers.0.qkv"] = 1
+	if r["layers.0.qkv"] != 16 || Ranks(nil).Clone() == nil {
+		t.Errorf("clone shares storage or is nil: %v", r)
+	}
+}

@@ -116,7 +116,7 @@ func writeMeta(m *onnx.Model, meta *Meta) error {
 // Masks returns the rank-mask feeds for the given rank per group name; groups not in ranks
 // get r_max. A rank outside the rank space is an error (the super-network was trained on it
 // only if it is in Ranks).
-func (meta *Meta) Masks(ranks map[string]int) (map[string][]float32, error) {
+func (meta *Meta) Masks(ranks Ranks) (map[string][]float32, error) {
 	known := map[string]bool{}
 	out := map[string][]float32{}
 	for _, g := range meta.Groups {
@@ -136,13 +136,4 @@ func (meta *Meta) Masks(ranks map[string]int) (map[string][]float32, error) {
 		}
 	}
 	return out, nil
-}
-
-// Uniform maps every group to rank r.
-func (meta *Meta) Uniform(r int) map[string]int {
-	out := map[string]int{}
-	for _, g := range meta.Groups {
-		out[g.Name] = r
-	}
-	return out
 }

@@ -65,13 +65,13 @@ type Report struct {
 	Mode Mode `json:"mode"`
 	// SparseAdapter is true when the super-network was trained with masked deltas; then dense
 	// and sparse merges are the same (ΔW is masked in the function that was trained).
-	SparseAdapter bool           `json:"sparse_adapter"`
-	Ranks         map[string]int `json:"ranks"`
-	Scale         float64        `json:"scale"`
-	Layers        []Layer        `json:"layers"`
-	Total         int64          `json:"total"`
-	ZerosBefore   int64          `json:"zeros_before"`
-	ZerosAfter    int64          `json:"zeros_after"`
+	SparseAdapter bool       `json:"sparse_adapter"`
+	Ranks         lora.Ranks `json:"ranks"`
+	Scale         float64    `json:"scale"`
+	Layers        []Layer    `json:"layers"`
+	Total         int64      `json:"total"`
+	ZerosBefore   int64      `json:"zeros_before"`
+	ZerosAfter    int64      `json:"zeros_after"`
 	// Exact is true when the export computes what the super-network computes at Ranks (up to
 	// float rounding): false only for a sparse merge of an adapter trained without the mask
 	// whose update touches the zeros.
@@ -97,7 +97,7 @@ func frac(a, b int64) float64 {
 // delegates to lora.Extract; Dense and Sparse write the merged weights in the weight's stored
 // layout (Transposed [out, in] weights get ΔWᵀ), remove every adapter node, tensor and input,
 // and replace the "shears.lora" metadata by MetaKey.
-func Export(super *onnx.Model, ranks map[string]int, mode Mode) (*onnx.Model, *Report, error) {
+func Export(super *onnx.Model, ranks lora.Ranks, mode Mode) (*onnx.Model, *Report, error) {
 	meta, err := lora.ReadConfig(super)
 	if err != nil {
 		return nil, nil, fmt.Errorf("merge: %w", err)
@@ -114,7 +114,7 @@ func Export(super *onnx.Model, ranks map[string]int, mode Mode) (*onnx.Model, *R
 	if _, err := Check(meta, ranks); err != nil {
 		return nil, nil, err
 	}
-	rep := &Report{Mode: mode, SparseAdapter: meta.SparseAdapter, Ranks: maps(ranks), Scale: meta.Scale, Exact: true}
+	rep := &Report{Mode: mode, SparseAdapter: meta.SparseAdapter, Ranks: ranks.Clone(), Scale: meta.Scale, Exact: true}
 	if mode == None {
 		out, err := lora.Extract(super, ranks)
 		if err != nil {
@@ -267,14 +267,6 @@ func (r *Report) add(l Layer) {
 	r.Total += l.Total
 	r.ZerosBefore += l.ZerosBefore
 	r.ZerosAfter += l.ZerosAfter
-}
-
-func maps(m map[string]int) map[string]int {
-	out := make(map[string]int, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }
 
 func zeros(v []float32) int64 {

@@ -257,3 +257,35 @@ func TestSelection(t *testing.T) {
 		t.Errorf("base model: %v", err)
 	}
 }
+
+// TestSelectionFormat reads a CONFIG.json in the format searches wrote before lora.Ranks
+// existed (testdata/search-config.json: nls.SearchConfig's fields, ranks as a plain JSON object)
+// and checks that writing the selection back gives the same bytes for the fields it owns.
+func TestSelectionFormat(t *testing.T) {
+	sel, err := ReadSelection(filepath.Join("testdata", "search-config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := lora.Ranks{"layers.0.down": 16, "layers.0.qkv": 24, "layers.0.up_gate": 32}
+	if len(sel.Ranks) != len(want) || sel.Strategy != "hill-climb" || sel.Params != 95040 || sel.Metric == nil || sel.Metric.Value != 1.93 {
+		t.Fatalf("read %+v", sel)
+	}
+	for g, r := range want {
+		if sel.Ranks[g] != r {
+			t.Errorf("group %s: rank %d, want %d", g, sel.Ranks[g], r)
+		}
+	}
+	b, err := json.Marshal(sel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const golden = `{"ranks":{"layers.0.down":16,"layers.0.qkv":24,"layers.0.up_gate":32},"strategy":"hill-climb","metric":{"name":"val_loss","value":1.93},"adapter_params":95040}`
+	if string(b) != golden {
+		t.Errorf("re-encoded\n%s\nwant\n%s", b, golden)
+	}
+	// A plain map[string]int (the type before lora.Ranks) encodes the ranks the same way.
+	old, _ := json.Marshal(map[string]map[string]int{"ranks": {"layers.0.down": 16, "layers.0.qkv": 24, "layers.0.up_gate": 32}})
+	if !strings.HasPrefix(string(b), strings.TrimSuffix(string(old), "}")) {
+		t.Errorf("ranks encode as %s, the old map type as %s", b, old)
+	}
+}

@@ -63,7 +63,7 @@ type slicePart struct {
 // Shears metadata (scale, ranks, r_max, sparse_adapter) is in the safetensors __metadata__. A
 // SparseAdapter network's delta is masked by the base's zeros, which stock PEFT does not do:
 // merge with --merge sparse to reproduce it.
-func WritePEFT(dir string, super *onnx.Model, ranks map[string]int, baseModel string) (*PEFTConfig, error) {
+func WritePEFT(dir string, super *onnx.Model, ranks lora.Ranks, baseModel string) (*PEFTConfig, error) {
 	meta, err := lora.ReadConfig(super)
 	if err != nil {
 		return nil, fmt.Errorf("merge: peft: %w", err)

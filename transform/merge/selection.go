@@ -16,7 +16,7 @@ import (
 type Selection struct {
 	// Ranks maps every group of the super-network ("layers.0.qkv", "layers.0.up", ...) to its
 	// active rank.
-	Ranks map[string]int `json:"ranks"`
+	Ranks lora.Ranks `json:"ranks"`
 	// Strategy is how the ranks were chosen: "heuristic", "hill-climb", "evolution", "max",
 	// "min", "manual", ...
 	Strategy string `json:"strategy,omitempty"`
@@ -52,7 +52,7 @@ func ReadSelection(path string) (*Selection, error) {
 // Check validates ranks against the super-network: every group present, no unknown group,
 // each rank in 1..r_max. It returns the groups whose rank is outside the trained rank space
 // (valid, but the super-network never trained them), sorted.
-func Check(meta *lora.Meta, ranks map[string]int) (untrained []string, err error) {
+func Check(meta *lora.Meta, ranks lora.Ranks) (untrained []string, err error) {
 	known := map[string]bool{}
 	var missing []string
 	for _, g := range meta.Groups {
@@ -108,15 +108,6 @@ func Preset(meta *lora.Meta, which string) (*Selection, error) {
 		return nil, fmt.Errorf("merge: rank preset %q: want heuristic, max or min", which)
 	}
 	s := &Selection{Ranks: meta.Uniform(r), Strategy: which}
-	s.Params = Params(meta, s.Ranks)
+	s.Params = meta.Params(s.Ranks)
 	return s, nil
-}
-
-// Params is the active adapter parameter count Σ r·(in + out) at ranks.
-func Params(meta *lora.Meta, ranks map[string]int) int64 {
-	var n int64
-	for _, m := range meta.Modules {
-		n += m.Params(ranks[m.Group])
-	}
-	return n
 }
