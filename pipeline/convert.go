@@ -90,3 +90,15 @@ func Convert(o ConvertOptions) (*ConvertReport, error) {
 	return &ConvertReport{Model: o.Model, Output: o.Out, Tensors: len(p.Tensors), DType: convert.DTypeName(dt), Compute: string(c),
 		BytesBefore: p.BytesBefore, BytesAfter: p.BytesAfter, Folder: folder}, nil
 }
+
+// CheckConvertFlags checks "shears convert"'s --dtype and --compute before any work; a bad
+// value is a usage error (ErrUsage).
+func CheckConvertFlags(dtype, compute string) error {
+	if _, err := convert.ParseDType(dtype); err != nil {
+		return fmt.Errorf("%w: --dtype: %v", ErrUsage, err)
+	}
+	if c := convert.Compute(compute); c != convert.ComputeFP32 && c != convert.ComputeNative {
+		return fmt.Errorf("%w: --compute %q: want fp32 or native", ErrUsage, compute)
+	}
+	return nil
+}

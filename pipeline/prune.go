@@ -254,3 +254,18 @@ func calibrationWindows(m *onnx.Model, stage, calib, tokPath string, samples, se
 	}
 	return windows, seqLen, nil
 }
+
+// MethodWanda is the prune method that calibrates on data (the --method default).
+const MethodWanda = string(prune.Wanda)
+
+// CheckPruneFlags checks "shears prune"'s --pattern and --method/--calib before any work; a
+// wanda run without calibration data is a usage error (ErrUsage).
+func CheckPruneFlags(method, pattern, calib string) error {
+	if _, err := prune.ParsePattern(pattern); err != nil {
+		return fmt.Errorf("--pattern: %w", err)
+	}
+	if method == MethodWanda && calib == "" {
+		return fmt.Errorf("%w: wanda needs --calib FILE (with --tokenizer TOK unless the file is pre-tokenized {\"ids\": [...]} .jsonl), or use --method magnitude", ErrUsage)
+	}
+	return nil
+}

@@ -6,7 +6,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/shears-ml/shears/pipeline"
-	"github.com/shears-ml/shears/transform/convert"
 )
 
 type convertOpts struct {
@@ -72,11 +71,8 @@ func runConvert(env *cliEnv, o any, args []string) error {
 		return err
 	}
 	out.Card.Base = args[0]
-	if _, err := convert.ParseDType(opts.dtype); err != nil {
-		return fmt.Errorf("%w: --dtype: %v", errUsage, err)
-	}
-	if c := convert.Compute(opts.compute); c != convert.ComputeFP32 && c != convert.ComputeNative {
-		return fmt.Errorf("%w: --compute %q: want fp32 or native", errUsage, opts.compute)
+	if err := pipeline.CheckConvertFlags(opts.dtype, opts.compute); err != nil {
+		return err
 	}
 	co := pipeline.ConvertOptions{Model: args[0], Out: opts.out, DType: opts.dtype, Compute: opts.compute, External: opts.external,
 		AllowNonFinite: opts.allowNonFinite, Output: out, Warn: warner(env, "convert")}

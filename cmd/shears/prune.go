@@ -10,7 +10,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/shears-ml/shears/pipeline"
-	"github.com/shears-ml/shears/transform/prune"
 )
 
 type pruneOpts struct {
@@ -97,11 +96,8 @@ func runPrune(env *cliEnv, o any, args []string) error {
 	if opts.out == "" {
 		return fmt.Errorf("%w: -o OUT.onnx is required", errUsage)
 	}
-	if _, err := prune.ParsePattern(opts.pattern); err != nil {
-		return fmt.Errorf("--pattern: %w", err)
-	}
-	if prune.Method(opts.method) == prune.Wanda && opts.calib == "" {
-		return fmt.Errorf("%w: wanda needs --calib FILE (with --tokenizer TOK unless the file is pre-tokenized {\"ids\": [...]} .jsonl), or use --method magnitude", errUsage)
+	if err := pipeline.CheckPruneFlags(opts.method, opts.pattern, opts.calib); err != nil {
+		return err
 	}
 	out, err := opts.output.output(env)
 	if err != nil {
@@ -112,7 +108,7 @@ func runPrune(env *cliEnv, o any, args []string) error {
 		Calib: opts.calib, Tokenizer: opts.tokenizer, Samples: opts.samples, SeqLen: opts.seqLen, Seed: opts.seed,
 		OneShot: opts.oneShot, Include: opts.include, Exclude: opts.exclude, External: opts.external}
 	var bar *progress
-	if po.Method == string(prune.Wanda) {
+	if po.Method == pipeline.MethodWanda {
 		ro, err := opts.rt.options()
 		if err != nil {
 			return err
