@@ -96,33 +96,18 @@ func Prune(o PruneOptions) (*PruneReport, error) {
 	if cfg.Method == prune.Wanda && o.Calib == "" {
 		return nil, fmt.Errorf("prune: wanda needs calibration data (and a tokenizer unless it is pre-tokenized {\"ids\": [...]} .jsonl), or use the magnitude method")
 	}
-	sink, err := o.Output.begin(o.Out)
-	if err != nil {
-		return nil, fmt.Errorf("prune: %w", err)
-	}
-	defer sink.abort()
 	secs := map[string]float64{}
 	t0 := time.Now()
-	m, all, targets, err := loadLinears(o.Model, o.Include, o.Exclude)
+	sink, m, all, targets, err := openWeightStage(weightStage{
+		verb: "prune", model: o.Model, out: o.Out, output: o.Output, include: o.Include, exclude: o.Exclude,
+		allowNonFinite: o.AllowNonFinite, warn: o.Warn,
+		quantized: "the model is quantized (node %s is a MatMulNBits); prune first, then quantize (prune the float model and run shears quantize on the result)",
+	})
 	if err != nil {
 		return nil, err
 	}
+	defer sink.abort()
 	defer m.Close()
-	if err := sink.check(m); err != nil {
-		return nil, err
-	}
-	if err := CheckModelOutput(o.Out, m, "the model to prune"); err != nil {
-		return nil, fmt.Errorf("prune: %w", err)
-	}
-	if err := CheckOpset(m, o.Model, MinOpset, "prune"); err != nil {
-		return nil, err
-	}
-	if err := CheckFinite(m, o.Model, o.AllowNonFinite, o.Warn); err != nil {
-		return nil, fmt.Errorf("prune: %w", err)
-	}
-	if has, node := quant.HasQuantized(m); has {
-		return nil, fmt.Errorf("prune %s: the model is quantized (node %s is a MatMulNBits); prune first, then quantize (prune the float model and run shears quantize on the result)", o.Model, node)
-	}
 	if len(targets) == 0 {
 		return nil, fmt.Errorf("%s: no linear layers to prune (found %d linears, none inside decoder blocks or matching the include pattern)", o.Model, len(all))
 	}
@@ -266,6 +251,57 @@ func CheckPruneFlags(method, pattern, calib string) error {
 	}
 	if method == MethodWanda && calib == "" {
 		return fmt.Errorf("%w: wanda needs --calib FILE (with --tokenizer TOK unless the file is pre-tokenized {\"ids\": [...]} .jsonl), or use --method magnitude", ErrUsage)
+	}
+	return nil
+}
+
+// weightStage names what prune and quantize share before their own work: the input model,
+// its linears, the output, and the checks that must pass before any calibration starts.
+type weightStage struct {
+	verb, model, out, include, exclude string
+	output                             Output
+	allowNonFinite                     bool
+	warn                               func(string)
+	quantized                          string // the refusal of a MatMulNBits model, with %s for the node
+}
+
+// openWeightStage begins the output, loads the model and its linears, and checks that the
+// output aliases no input, the opset, the weights' finiteness and that the model is not
+// already quantized. On success the caller owns (and must abort / close) the sink and model.
+func openWeightStage(w weightStage) (*sink, *onnx.Model, []layers.Linear, []layers.Linear, error) {
+	sink, err := w.output.begin(w.out)
+	if err != nil {
+		return nil, nil, nil, nil, fmt.Errorf("%s: %w", w.verb, err)
+	}
+	m, all, targets, err := loadLinears(w.model, w.include, w.exclude)
+	if err == nil {
+		err = checkWeightStage(w, sink, m)
+	}
+	if err != nil {
+		if m != nil {
+			m.Close()
+		}
+		sink.abort()
+		return nil, nil, nil, nil, err
+	}
+	return sink, m, all, targets, nil
+}
+
+func checkWeightStage(w weightStage, sink *sink, m *onnx.Model) error {
+	if err := sink.check(m); err != nil {
+		return err
+	}
+	if err := CheckModelOutput(w.out, m, "the model to "+w.verb); err != nil {
+		return fmt.Errorf("%s: %w", w.verb, err)
+	}
+	if err := CheckOpset(m, w.model, MinOpset, w.verb); err != nil {
+		return err
+	}
+	if err := CheckFinite(m, w.model, w.allowNonFinite, w.warn); err != nil {
+		return fmt.Errorf("%s: %w", w.verb, err)
+	}
+	if has, node := quant.HasQuantized(m); has {
+		return fmt.Errorf("%s %s: "+w.quantized, w.verb, w.model, node)
 	}
 	return nil
 }

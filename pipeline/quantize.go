@@ -147,33 +147,18 @@ func Quantize(o QuantizeOptions) (*QuantizeReport, error) {
 	if f, _ := ParseFormat(o.Output.Format); f == FormatHF {
 		return nil, fmt.Errorf("quantize: --format hf writes float safetensors; a MatMulNBits model goes to an onnx file or a model folder")
 	}
-	sink, err := o.Output.begin(o.Out)
-	if err != nil {
-		return nil, fmt.Errorf("quantize: %w", err)
-	}
-	defer sink.abort()
 	secs := map[string]float64{}
 	t0 := time.Now()
-	m, all, targets, err := loadLinears(o.Model, o.Include, o.Exclude)
+	sink, m, all, targets, err := openWeightStage(weightStage{
+		verb: "quantize", model: o.Model, out: o.Out, output: o.Output, include: o.Include, exclude: o.Exclude,
+		allowNonFinite: o.AllowNonFinite, warn: o.Warn,
+		quantized: "already quantized (node %s is a MatMulNBits); quantize the float model",
+	})
 	if err != nil {
 		return nil, err
 	}
+	defer sink.abort()
 	defer m.Close()
-	if err := sink.check(m); err != nil {
-		return nil, err
-	}
-	if err := CheckModelOutput(o.Out, m, "the model to quantize"); err != nil {
-		return nil, fmt.Errorf("quantize: %w", err)
-	}
-	if err := CheckOpset(m, o.Model, MinOpset, "quantize"); err != nil {
-		return nil, err
-	}
-	if err := CheckFinite(m, o.Model, o.AllowNonFinite, o.Warn); err != nil {
-		return nil, fmt.Errorf("quantize: %w", err)
-	}
-	if has, node := quant.HasQuantized(m); has {
-		return nil, fmt.Errorf("quantize %s: already quantized (node %s is a MatMulNBits); quantize the float model", o.Model, node)
-	}
 	if o.IncludeHead {
 		for _, l := range all {
 			if l.Head && !containsLinear(targets, l) {

@@ -20,3 +20,18 @@ func printJSON(env *cliEnv, v any) error {
 	_, err = env.stdout.Write(b)
 	return err
 }
+
+// renderReport ends a stage that writes a model: the report as a JSON file when --report names
+// one, then either the report as JSON on stdout (--json) or the text summary.
+func renderReport(env *cliEnv, rep any, reportPath string, asJSON bool, summary func()) error {
+	if reportPath != "" {
+		if err := writeJSONFile(reportPath, rep); err != nil {
+			return err
+		}
+	}
+	if asJSON {
+		return printJSON(env, rep)
+	}
+	summary()
+	return nil
+}

@@ -124,17 +124,10 @@ func runPrune(env *cliEnv, o any, args []string) error {
 	if err != nil {
 		return err
 	}
-	if opts.report != "" {
-		if err := writeJSONFile(opts.report, rep); err != nil {
-			return err
-		}
-	}
-	if opts.json {
-		return printJSON(env, rep)
-	}
-	printPruneSummary(env, *rep)
-	printFolder(env, rep.Folder)
-	return nil
+	return renderReport(env, rep, opts.report, opts.json, func() {
+		printPruneSummary(env, *rep)
+		printFolder(env, rep.Folder)
+	})
 }
 
 // printPruneSummary prints sparsity per block × role, then the overall figure and timing.

@@ -127,17 +127,10 @@ func runQuantize(env *cliEnv, o any, args []string) error {
 	if err != nil {
 		return err
 	}
-	if opts.report != "" {
-		if err := writeJSONFile(opts.report, rep); err != nil {
-			return err
-		}
-	}
-	if opts.json {
-		return printJSON(env, rep)
-	}
-	printQuantizeSummary(env, rep)
-	printFolder(env, rep.Folder)
-	return nil
+	return renderReport(env, rep, opts.report, opts.json, func() {
+		printQuantizeSummary(env, rep)
+		printFolder(env, rep.Folder)
+	})
 }
 
 // printQuantizeSummary prints sparsity per block × role, then sizes, zeros and timing.
