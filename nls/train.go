@@ -12,6 +12,7 @@ import (
 
 	"github.com/shears-ml/shears/data"
 	"github.com/shears-ml/shears/internal/dirlock"
+	"github.com/shears-ml/shears/internal/progress"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/tokenizer"
 	"github.com/shears-ml/shears/train"
@@ -380,10 +381,8 @@ func Train(o TrainOptions) (res *Result, err error) {
 			}
 			saved = s + 1
 		}
-		if o.Progress != nil {
-			o.Progress(Progress{Step: s + 1, Steps: lay.steps(), Epoch: epoch + 1, Loss: rec.Loss, LR: rec.LR, GradNorm: rec.GradNorm,
-				TokensPerS: rec.TokensPerS, Elapsed: elapsed, Checkpointed: save})
-		}
+		o.Progress.Report(progress.Event{Stage: "train", Done: s + 1, Total: lay.steps(), Saved: save,
+			Detail: fmt.Sprintf("epoch %d · loss %.4f · lr %.2e · %.0f tok/s", epoch+1, rec.Loss, rec.LR, rec.TokensPerS)})
 	}
 	res.Elapsed = time.Since(start)
 	if s := res.Elapsed.Seconds(); s > 0 {
