@@ -111,7 +111,7 @@ func Train(o TrainOptions) (res *Result, err error) {
 			return nil, fmt.Errorf("nls: train: %w", err)
 		}
 	}
-	space, err := NewSpace(meta, o.Ranks)
+	space, err := meta.Space(o.Ranks)
 	if err != nil {
 		return nil, fmt.Errorf("nls: train: %s: %w", o.Super, err)
 	}
@@ -329,7 +329,7 @@ func Train(o TrainOptions) (res *Result, err error) {
 			if err != nil {
 				return res, fmt.Errorf("nls: micro-batch %d: %w", t, err)
 			}
-			ranks := space.Sample(o.Seed, t)
+			ranks := Sample(space, o.Seed, t)
 			loss, err := eng.microBatch(b, ranks, space, o.Seed, t, scale)
 			if err != nil {
 				return res, fmt.Errorf("nls: step %d, micro-batch %d: %w", s+1, t, err)

@@ -203,7 +203,7 @@ func heldOutLoss(t *testing.T, super *onnx.Model, seqs []data.Sequence) float64 
 	if err != nil {
 		t.Fatal(err)
 	}
-	sp, err := NewSpace(meta, nil)
+	sp, err := meta.Space(nil)
 	if err != nil {
 		t.Fatal(err)
 	}

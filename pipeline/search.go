@@ -14,7 +14,6 @@ import (
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/runtime"
 	"github.com/shears-ml/shears/tokenizer"
-	"github.com/shears-ml/shears/transform/lora"
 	"github.com/shears-ml/shears/transform/merge"
 )
 
@@ -215,7 +214,7 @@ func Search(o SearchOptions) (*SearchReport, error) {
 	rep.Metric, rep.Evaluations, rep.Budget, rep.Stop = res.Metric.Name, len(res.Evaluations), res.Budget, res.Stop
 	rep.Best, rep.Generations, rep.Front = res.Best, res.Generations, res.Front
 	rep.Params = map[string]int64{"max": e.Params(sp.Uniform(sp.Ranks[0])),
-		"heuristic": e.Params(sp.Uniform(lora.HeuristicRank(sp.Ranks))), "min": e.Params(sp.Uniform(sp.Ranks[len(sp.Ranks)-1]))}
+		"heuristic": e.Params(sp.Uniform(sp.HeuristicRank())), "min": e.Params(sp.Uniform(sp.Ranks[len(sp.Ranks)-1]))}
 	if res.Heuristic.RankMap != nil {
 		h := res.Heuristic
 		rep.Heuristic = &h

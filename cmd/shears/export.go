@@ -85,7 +85,7 @@ func runExport(env *cliEnv, o any, args []string) error {
 	if len(args) == 1 {
 		runDir = args[0]
 	}
-	out, err := opts.output.output(env)
+	out, err := opts.output.output()
 	if err != nil {
 		return err
 	}
