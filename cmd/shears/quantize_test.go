@@ -184,13 +184,13 @@ func TestQASparsePEFTStories(t *testing.T) {
 		t.Fatalf("export of the searched sub-adapter: %s", e)
 	}
 	merged, unmerged := filepath.Join(dir, "merged.onnx"), filepath.Join(dir, "unmerged.onnx")
-	var rep exportReport
+	var rep pipeline.ExportResult
 	for _, c := range []struct{ out, mode string }{{merged, "sparse"}, {unmerged, "none"}} {
 		o, e, code := shears(t, "export", run, "-o", c.out, "--merge", c.mode, "--ranks", "heuristic", "--json")
 		if code != 0 {
 			t.Fatalf("export --merge %s: %s", c.mode, e)
 		}
-		var r exportReport
+		var r pipeline.ExportResult
 		if err := json.Unmarshal([]byte(o), &r); err != nil || r.Quantized == nil || !r.Quantized.ZerosKept || len(r.Quantized.Layers) != 35 {
 			t.Fatalf("export --merge %s: %s (%v)", c.mode, o, err)
 		}
