@@ -21,9 +21,10 @@ type convertOpts struct {
 
 func init() {
 	register(&command{
-		name:    "convert",
-		args:    "MODEL.onnx -o OUT.onnx --dtype fp16|bf16 [--compute fp32|native]",
-		summary: "store a float32 model's weights in fp16 or bf16",
+		name:       "convert",
+		args:       "MODEL.onnx -o OUT.onnx --dtype fp16|bf16 [--compute fp32|native]",
+		positional: "MODEL.onnx",
+		summary:    "store a float32 model's weights in fp16 or bf16",
 		long: `Streams the model's weights, one tensor at a time, into OUT in the chosen type.
 
 --compute fp32 (default, for the CPU, which lacks most fp16/bf16 kernels): only the weights
@@ -60,17 +61,10 @@ Examples:
 
 func runConvert(env *cliEnv, o any, args []string) error {
 	opts := o.(*convertOpts)
-	if err := needArgs(args, 1, "MODEL.onnx"); err != nil {
-		return err
-	}
-	if opts.out == "" {
-		return fmt.Errorf("%w: -o OUT.onnx is required", errUsage)
-	}
-	out, err := opts.output.output(env)
+	out, err := opts.output.modelOutput(args, opts.out)
 	if err != nil {
 		return err
 	}
-	out.Card.Base = args[0]
 	if err := pipeline.CheckConvertFlags(opts.dtype, opts.compute); err != nil {
 		return err
 	}
