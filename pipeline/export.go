@@ -77,17 +77,20 @@ type QuantizedExport struct {
 	// ZerosKept: every zero of the merged float weights (the base's zeros; a sparse merge adds
 	// none) dequantizes to exactly 0.
 	ZerosKept bool `json:"zeros_kept"`
-	// MaxSteps is the largest |W' − dequant(Q(W'))| / scale over the weights inside their
-	// block's range (≤ 0.5), W' the merged float weight the unmerged export computes with;
-	// Clamped of Weights fell outside the range (Q clamps them), at most MaxClampedSteps away.
-	MaxSteps        float64 `json:"max_steps"`
-	Clamped         int64   `json:"clamped"`
-	Weights         int64   `json:"weights"`
-	MaxClampedSteps float64 `json:"max_clamped_steps"`
+	// MaxSteps is the largest |W' − dequant(Q(W'))| / scale over all weights (≤ 0.5), W' the
+	// merged float weight the unmerged export computes with. RefitBlocks of Blocks got a grid
+	// of their own because W' left the base's range there (quant.Requantize; the QA train graph
+	// used the same grids), their scale at most MaxScaleRatio × the base's.
+	MaxSteps      float64 `json:"max_steps"`
+	Weights       int64   `json:"weights"`
+	RefitBlocks   int64   `json:"refit_blocks"`
+	Blocks        int64   `json:"blocks"`
+	MaxScaleRatio float64 `json:"max_scale_ratio,omitempty"`
 }
 
 // quantizedExport puts a QA-SparsePEFT export back into MatMulNBits form: with a sparse merge
-// every lowered linear (adapted or not) is requantized on the base's own grid; with none the
+// every lowered linear (adapted or not) is requantized on the base's own grid (a block whose
+// merged weights left it refit, as the train graph did); with none the
 // base is requantized and each adapter becomes x·(M ⊙ s·A_r·B_r) with M read from the
 // quantized base itself (quant.DequantReads), so the export holds no float base weights.
 func quantizedExport(out, sup *onnx.Model, mode merge.Mode) (*QuantizedExport, error) {
@@ -109,8 +112,9 @@ func quantizedExport(out, sup *onnx.Model, mode merge.Mode) (*QuantizedExport, e
 	for _, r := range raised {
 		q.ZerosKept = q.ZerosKept && r.ZerosKept
 		q.MaxSteps = max(q.MaxSteps, r.MaxSteps)
-		q.MaxClampedSteps = max(q.MaxClampedSteps, r.MaxClampedSteps)
-		q.Clamped += r.Clamped
+		q.MaxScaleRatio = max(q.MaxScaleRatio, r.MaxScaleRatio)
+		q.RefitBlocks += r.RefitBlocks
+		q.Blocks += r.Blocks
 		q.Weights += r.Weights
 	}
 	return q, nil

@@ -85,7 +85,7 @@ func runExport(env *cliEnv, o any, args []string) error {
 	if len(args) == 1 {
 		runDir = args[0]
 	}
-	out, err := opts.output.output(env)
+	out, err := opts.output.output()
 	if err != nil {
 		return err
 	}
@@ -163,8 +163,8 @@ func printExportSummary(env *cliEnv, r *pipeline.ExportResult, perLayer bool) {
 		if r.Mode == pipeline.MergeNone {
 			how = "base requantized, float sparse adapters beside it"
 		}
-		fmt.Fprintf(env.stdout, "quantized base (QA-SparsePEFT): %d linears back on the base's MatMulNBits grid, %s; %s; |W' − Q(W')| ≤ %.2f steps inside the grid, %d of %d weights clamped (≤ %.2f steps)\n",
-			len(q.Layers), how, kept, q.MaxSteps, q.Clamped, q.Weights, q.MaxClampedSteps)
+		fmt.Fprintf(env.stdout, "quantized base (QA-SparsePEFT): %d linears back on the base's MatMulNBits grid, %s; %s; |W' − Q(W')| ≤ %.2f steps; %d of %d blocks refit (merged weights left the base's range; scale ≤ %.2f× the base's)\n",
+			len(q.Layers), how, kept, q.MaxSteps, q.RefitBlocks, q.Blocks, max(1, q.MaxScaleRatio))
 	}
 	fmt.Fprintf(env.stdout, "wrote %s (%s, inputs as the base model's)", r.Output, r.DType)
 	if r.PEFT != "" {
