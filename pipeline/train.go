@@ -138,7 +138,7 @@ func Train(o TrainOptions) (rep *TrainReport, err error) {
 			o.CheckpointEvery = old.CheckpointEvery
 		}
 	}
-	tok, err := loadTokenizer(o.Tokenizer, o.Data)
+	tok, err := trainTokenizer(o.Tokenizer, o.Data)
 	if err != nil {
 		return nil, fmt.Errorf("train: %w", err)
 	}
@@ -265,10 +265,10 @@ func finishRun(o TrainOptions, cfg *RunConfig, res *nls.Result, tr *nls.Trainer,
 	return rep, nil
 }
 
-// loadTokenizer loads path, or with no path checks that every record of the training data is
+// trainTokenizer loads path, or with no path checks that every record of the training data is
 // pre-tokenized ({"ids": [...]} lines of a .jsonl file) and returns a tokenizer that only pads
 // (id 0; padded positions are masked from the loss, so the id does not matter).
-func loadTokenizer(path, dataPath string) (tokenizer.Tokenizer, error) {
+func trainTokenizer(path, dataPath string) (tokenizer.Tokenizer, error) {
 	if path != "" {
 		return tokenizer.Load(path)
 	}
