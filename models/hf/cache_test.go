@@ -1,4 +1,4 @@
-package hf
+package hf_test
 
 import (
 	"path/filepath"
@@ -6,6 +6,7 @@ import (
 
 	"github.com/shears-ml/shears/internal/testkit"
 	"github.com/shears-ml/shears/lm"
+	"github.com/shears-ml/shears/models/hf"
 	"github.com/shears-ml/shears/runtime"
 )
 
@@ -17,7 +18,7 @@ func TestFamiliesCachedContinuation(t *testing.T) {
 	for _, name := range []string{"llama", "mistral", "qwen2", "phi3", "gemma", "gpt2"} {
 		t.Run(name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), name)
-			if err := WriteRandom(dir, []byte(familyConfigs[name]), RandomOptions{Seed: 11}); err != nil {
+			if err := hf.WriteRandom(dir, []byte(familyConfigs[name]), hf.RandomOptions{Seed: 11}); err != nil {
 				t.Fatal(err)
 			}
 			out := filepath.Join(t.TempDir(), name+".onnx")

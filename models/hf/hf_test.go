@@ -1,4 +1,4 @@
-package hf
+package hf_test
 
 import (
 	"math/rand/v2"
@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/shears-ml/shears/internal/testkit"
+	"github.com/shears-ml/shears/models/hf"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
 )
@@ -43,9 +44,9 @@ var familyConfigs = map[string]string{
 
 // importTo imports the checkpoint in dir to out with every tensor in its checkpoint type
 // widened to float32 (target FLOAT), the form a test can run without Casts.
-func importTo(t *testing.T, dir, out string) *Graph {
+func importTo(t *testing.T, dir, out string) *hf.Graph {
 	t.Helper()
-	ck, err := Open(dir)
+	ck, err := hf.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +55,7 @@ func importTo(t *testing.T, dir, out string) *Graph {
 	if err != nil {
 		t.Fatal(err)
 	}
-	so := g.Bind(BindOptions{Target: func(string) onnxpb.TensorProto_DataType { return onnxpb.TensorProto_FLOAT }})
+	so := g.Bind(hf.BindOptions{Target: func(string) onnxpb.TensorProto_DataType { return onnxpb.TensorProto_FLOAT }})
 	if err := g.Model.Save(out, so); err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +71,7 @@ func TestFamiliesMatchReference(t *testing.T) {
 		for _, dt := range []string{"F32", "BF16"} {
 			t.Run(name+"/"+dt, func(t *testing.T) {
 				dir := filepath.Join(t.TempDir(), name)
-				if err := WriteRandom(dir, []byte(familyConfigs[name]), RandomOptions{Seed: 7, DType: dt, Shards: 2}); err != nil {
+				if err := hf.WriteRandom(dir, []byte(familyConfigs[name]), hf.RandomOptions{Seed: 7, DType: dt, Shards: 2}); err != nil {
 					t.Fatal(err)
 				}
 				out := filepath.Join(t.TempDir(), name+".onnx")
@@ -82,7 +83,7 @@ func TestFamiliesMatchReference(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				c, _ := ReadConfig(dir)
+				c, _ := hf.ReadConfig(dir)
 				r := rand.New(rand.NewPCG(1, 2))
 				ids := make([]int64, 11)
 				for i := range ids {
@@ -104,7 +105,7 @@ func TestFamiliesMatchReference(t *testing.T) {
 // module scopes, and the metadata carries config.json verbatim and the source folder.
 func TestNamesAndMetadata(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "phi3")
-	if err := WriteRandom(dir, []byte(familyConfigs["phi3"]), RandomOptions{Seed: 1}); err != nil {
+	if err := hf.WriteRandom(dir, []byte(familyConfigs["phi3"]), hf.RandomOptions{Seed: 1}); err != nil {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "phi3.onnx")
@@ -128,8 +129,8 @@ func TestNamesAndMetadata(t *testing.T) {
 		meta[p.GetKey()] = p.GetValue()
 	}
 	abs, _ := filepath.Abs(dir)
-	if meta[MetaConfig] != familyConfigs["phi3"] || meta[MetaSourceDir] != abs {
-		t.Fatalf("metadata %q = %.40q..., %q = %q", MetaConfig, meta[MetaConfig], MetaSourceDir, meta[MetaSourceDir])
+	if meta[hf.MetaConfig] != familyConfigs["phi3"] || meta[hf.MetaSourceDir] != abs {
+		t.Fatalf("metadata %q = %.40q..., %q = %q", hf.MetaConfig, meta[hf.MetaConfig], hf.MetaSourceDir, meta[hf.MetaSourceDir])
 	}
 	// Phi-3's sliding window (63) caps the context.
 	if meta["max_position_embeddings"] != "63" {
@@ -139,7 +140,7 @@ func TestNamesAndMetadata(t *testing.T) {
 
 func TestUnknownArchitecture(t *testing.T) {
 	dir := t.TempDir()
-	err := WriteRandom(dir, []byte(`{"architectures": ["FalconForCausalLM"]}`), RandomOptions{})
+	err := hf.WriteRandom(dir, []byte(`{"architectures": ["FalconForCausalLM"]}`), hf.RandomOptions{})
 	if err == nil || !strings.Contains(err.Error(), `architecture "FalconForCausalLM" is not supported (supported: GPT2LMHeadModel, GemmaForCausalLM, LlamaForCausalLM, MistralForCausalLM, Phi3ForCausalLM, Qwen2ForCausalLM)`) {
 		t.Fatalf("error %v", err)
 	}

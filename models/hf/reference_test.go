@@ -1,4 +1,4 @@
-package hf
+package hf_test
 
 import (
 	"fmt"
@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/shears-ml/shears/internal/safetensors"
+	"github.com/shears-ml/shears/models/hf"
 )
 
 // This file is the independent truth the imported graphs are checked against: each family's
@@ -36,7 +37,7 @@ func loadRef(t *testing.T, dir string) map[string]mat {
 		if err != nil {
 			t.Fatal(err)
 		}
-		f, err := decode(info.DType, b)
+		f, err := hf.Decode(info.DType, b)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -139,7 +140,7 @@ func geluTanh(x float64) float64 {
 
 // invFreq is HF's rotary inverse frequencies, with rope_scaling of type llama3 applied as
 // _compute_llama3_parameters does.
-func invFreq(c *Config, hd int) []float64 {
+func invFreq(c *hf.Config, hd int) []float64 {
 	theta := c.RopeTheta
 	if theta == 0 {
 		theta = 10000
@@ -216,7 +217,7 @@ func attend(q, k, v [][]float64, nh, nkv, hd int) [][]float64 {
 }
 
 // refForward returns the logits [T][vocab] of ids under the checkpoint's architecture.
-func refForward(t *testing.T, c *Config, w map[string]mat, ids []int64) [][]float64 {
+func refForward(t *testing.T, c *hf.Config, w map[string]mat, ids []int64) [][]float64 {
 	r := refNet{t, w}
 	if c.Architectures[0] == "GPT2LMHeadModel" {
 		return r.gpt2(c, ids)
@@ -306,7 +307,7 @@ func refForward(t *testing.T, c *Config, w map[string]mat, ids []int64) [][]floa
 	return out
 }
 
-func (r refNet) gpt2(c *Config, ids []int64) [][]float64 {
+func (r refNet) gpt2(c *hf.Config, ids []int64) [][]float64 {
 	d, nh := c.NEmbd, c.NHead
 	eps := c.LayerNormEpsilon
 	wte, wpe := r.get("transformer.wte.weight"), r.get("transformer.wpe.weight")
