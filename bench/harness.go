@@ -309,6 +309,12 @@ func LoadSave(in, out string) error {
 	return m.Save(out, onnx.SaveOptions{ExternalData: true})
 }
 
+// WriteMarkdown writes Markdown(results) to path atomically (a temporary file renamed into
+// place), for "shears bench --markdown-out".
+func WriteMarkdown(path string, results []*Result) error {
+	return onnx.WriteFileAtomic(path, []byte(Markdown(results)))
+}
+
 // Markdown renders results as one markdown section per scenario: a table, then the notes.
 func Markdown(results []*Result) string {
 	var b strings.Builder

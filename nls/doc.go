@@ -48,6 +48,6 @@
 // configuration (eval.WithInputs); only a train graph (dropout inputs) is exported per
 // configuration instead. Search runs the heuristic
 // (middle rank), first-improvement hill-climbing from it, or NSGA-II over (metric, adapter
-// parameters); RunSearch wraps data loading, the evaluator and the outputs (CONFIG.json in
-// merge.Selection's format, search.jsonl, a plot) for the CLI and the pipeline.
+// parameters); pipeline.Search wraps data loading, the evaluator and the outputs (CONFIG.json in
+// merge.Selection's format, search.jsonl, a plot) for the CLI and the recipe runner.
 package nls

@@ -174,7 +174,7 @@ func (e *engine) runnerFor(l int) (*runner, error) {
 
 // microBatch runs one micro-batch with the given ranks (per group, Space order) and dropout
 // position t, adds scale × its gradients to the accumulators, and returns its loss.
-func (e *engine) microBatch(b data.Batch, ranks []int, space *Space, seed uint64, t int, scale float64) (float64, error) {
+func (e *engine) microBatch(b data.Batch, ranks []int, space *lora.Space, seed uint64, t int, scale float64) (float64, error) {
 	r, err := e.runnerFor(b.Len)
 	if err != nil {
 		return 0, err

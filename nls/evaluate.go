@@ -77,7 +77,7 @@ func ConfigKey(ranks []int) string {
 // returns the stored Evaluation without running anything (a search revisits configurations
 // often, and the budget counts only new ones).
 type Evaluator struct {
-	Space  *Space
+	Space  *lora.Space
 	Metric Metric
 	// Runs counts the configurations actually scored (cache misses).
 	Runs int
@@ -95,42 +95,8 @@ type Evaluator struct {
 
 // NewEvaluator wraps a scoring function (the metric of a configuration given as rank per group)
 // with the cache and the log. NewLossEvaluator and NewAccuracyEvaluator are the two built in.
-func NewEvaluator(space *Space, meta *lora.Meta, metric Metric, score func(ranks lora.Ranks) (float64, error)) *Evaluator {
+func NewEvaluator(space *lora.Space, meta *lora.Meta, metric Metric, score func(ranks lora.Ranks) (float64, error)) *Evaluator {
 	return &Evaluator{Space: space, Metric: metric, meta: meta, score: score, cache: map[string]int{}}
-}
-
-// Map turns ranks in group order into the rank per group name.
-func (s *Space) Map(ranks []int) lora.Ranks {
-	out := make(lora.Ranks, len(ranks))
-	for i, g := range s.Groups {
-		out[g] = ranks[i]
-	}
-	return out
-}
-
-// Slice turns a rank per group name into ranks in group order; every group must be present.
-func (s *Space) Slice(ranks lora.Ranks) ([]int, error) {
-	out := make([]int, len(s.Groups))
-	for i, g := range s.Groups {
-		r, ok := ranks[g]
-		if !ok {
-			return nil, fmt.Errorf("nls: configuration has no rank for group %s", g)
-		}
-		out[i] = r
-	}
-	if len(ranks) != len(s.Groups) {
-		return nil, fmt.Errorf("nls: configuration names %d groups, the space has %d", len(ranks), len(s.Groups))
-	}
-	return out, nil
-}
-
-// Uniform is rank r for every group, in group order.
-func (s *Space) Uniform(r int) []int {
-	out := make([]int, len(s.Groups))
-	for i := range out {
-		out[i] = r
-	}
-	return out
 }
 
 // Params is the active adapter parameter count of a configuration (merge.Params).

@@ -25,7 +25,7 @@ type Run struct {
 	Model *onnx.Model
 	Meta  *lora.Meta
 	// Space is the rank space the run sampled (Config.Hyper.Ranks over the super-network's groups).
-	Space *Space
+	Space *lora.Space
 	// Steps is the number of optimizer steps in the loaded weights; Final is true when they come
 	// from adapter.safetensors (a finished run) and false when from the latest checkpoint.
 	Steps int
@@ -78,7 +78,7 @@ func LoadRun(dir string) (*Run, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nls: load run %s: %w", dir, err)
 	}
-	space, err := NewSpace(meta, cfg.Hyper.Ranks)
+	space, err := meta.Space(cfg.Hyper.Ranks)
 	if err != nil {
 		return nil, fmt.Errorf("nls: load run %s: %w", dir, err)
 	}

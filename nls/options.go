@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/shears-ml/shears/internal/progress"
 	"github.com/shears-ml/shears/runtime"
 )
 
@@ -55,8 +56,9 @@ type TrainOptions struct {
 	// Context, when cancelled, stops the run before its next step, writing a checkpoint of the
 	// steps done (resume continues from there).
 	Context context.Context
-	// Progress, when set, is called after every optimizer step.
-	Progress func(Progress)
+	// Progress, when set, is told of every optimizer step (Stage "train"; Saved when the
+	// step was checkpointed).
+	Progress progress.Func
 }
 
 // DefaultTrainOptions are the reference's NLS settings (METHOD §3): 3 epochs, lr 3e-4, batch 16
@@ -112,17 +114,6 @@ func (o TrainOptions) check() error {
 		return fmt.Errorf("nls: train: max-graphs %d: need at least 1 (or 0 for auto)", o.MaxGraphs)
 	}
 	return o.Runtime.Validate()
-}
-
-// Progress reports one optimizer step.
-type Progress struct {
-	Step, Steps  int // steps done, of the run
-	Epoch        int // 1-based
-	Loss, LR     float64
-	GradNorm     float64
-	TokensPerS   float64 // over this step
-	Elapsed      time.Duration
-	Checkpointed bool
 }
 
 // Result summarises a finished (or stopped) run.

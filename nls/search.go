@@ -8,7 +8,6 @@ import (
 	"slices"
 
 	"github.com/shears-ml/shears/onnx"
-	"github.com/shears-ml/shears/transform/lora"
 	"github.com/shears-ml/shears/transform/merge"
 )
 
@@ -137,7 +136,7 @@ func (s *searcher) spent() int { return s.e.Runs - s.runs0 }
 // canEvaluate: a cached configuration is free; a new one needs budget left.
 func (s *searcher) canEvaluate(ranks []int) bool { return s.e.Cached(ranks) || s.spent() < s.budget }
 
-func (s *searcher) heuristic() []int { return s.e.Space.Uniform(lora.HeuristicRank(s.e.Space.Ranks)) }
+func (s *searcher) heuristic() []int { return s.e.Space.Uniform(s.e.Space.HeuristicRank()) }
 
 // improves: strictly better metric, or the same metric with fewer parameters.
 func (s *searcher) improves(a, b Evaluation) bool {

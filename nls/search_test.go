@@ -52,7 +52,7 @@ func searchRun(t *testing.T) (*Run, []data.Sequence, tokenizer.Tokenizer) {
 			t.Fatal(err)
 		}
 	}
-	sp, err := NewSpace(meta, nil)
+	sp, err := meta.Space(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,7 +299,7 @@ func checkFront(t *testing.T, m Metric, front, all []Evaluation) {
 
 // fakeSpace is a space of g groups over ranks, with a Meta whose modules make a group of rank r
 // cost r·(in+out) = r·100 parameters.
-func fakeSpace(t *testing.T, g int, ranks []int) (*Space, *lora.Meta) {
+func fakeSpace(t *testing.T, g int, ranks []int) (*lora.Space, *lora.Meta) {
 	t.Helper()
 	meta := &lora.Meta{Ranks: ranks, RMax: ranks[0]}
 	for i := 0; i < g; i++ {
@@ -307,7 +307,7 @@ func fakeSpace(t *testing.T, g int, ranks []int) (*Space, *lora.Meta) {
 		meta.Groups = append(meta.Groups, lora.Group{Name: name, Mask: "mask." + name})
 		meta.Modules = append(meta.Modules, lora.Module{Name: name, Group: name, In: 60, Out: 40})
 	}
-	sp, err := NewSpace(meta, nil)
+	sp, err := meta.Space(nil)
 	if err != nil {
 		t.Fatal(err)
 	}

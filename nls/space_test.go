@@ -22,7 +22,7 @@ func testMeta(groups int) *lora.Meta {
 // Sample draws each group's rank by hand: PCG(seed ^ "ranks", t), one IntN(3) per group in
 // order. Pinned values guard resume compatibility across versions.
 func TestSampleByHand(t *testing.T) {
-	sp, err := NewSpace(testMeta(6), nil)
+	sp, err := testMeta(6).Space(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,11 +32,11 @@ func TestSampleByHand(t *testing.T) {
 		for range 6 {
 			want = append(want, []int{32, 24, 16}[rng.IntN(3)])
 		}
-		if got := sp.Sample(42, tt); !slices.Equal(got, want) {
+		if got := Sample(sp, 42, tt); !slices.Equal(got, want) {
 			t.Fatalf("t=%d: %v, want %v", tt, got, want)
 		}
 	}
-	if a, b := sp.Sample(42, 5), sp.Sample(42, 5); !slices.Equal(a, b) {
+	if a, b := Sample(sp, 42, 5), Sample(sp, 42, 5); !slices.Equal(a, b) {
 		t.Fatal("Sample is not a function of (seed, t)")
 	}
 	if got := sp.Heuristic()["layers.1.down"]; got != 24 {
@@ -47,7 +47,7 @@ func TestSampleByHand(t *testing.T) {
 // Over many micro-batches each group's rank is uniform (chi-square, 2 dof), pairs of groups are
 // independent (chi-square on the 3×3 table, 4 dof), and consecutive micro-batches differ.
 func TestSampleUniformIndependent(t *testing.T) {
-	sp, err := NewSpace(testMeta(15), nil)
+	sp, err := testMeta(15).Space(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +58,7 @@ func TestSampleUniformIndependent(t *testing.T) {
 	same := 0
 	var prev []int
 	for tt := 0; tt < n; tt++ {
-		rs := sp.Sample(7, tt)
+		rs := Sample(sp, 7, tt)
 		for g, r := range rs {
 			counts[g][idx[r]]++
 		}
@@ -93,21 +93,21 @@ func TestSampleUniformIndependent(t *testing.T) {
 }
 
 func TestSingleRankAndBadRanks(t *testing.T) {
-	sp, err := NewSpace(testMeta(4), []int{32})
+	sp, err := testMeta(4).Space([]int{32})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for tt := 0; tt < 10; tt++ {
-		if got := sp.Sample(1, tt); !slices.Equal(got, []int{32, 32, 32, 32}) {
+		if got := Sample(sp, 1, tt); !slices.Equal(got, []int{32, 32, 32, 32}) {
 			t.Fatalf("single rank: %v", got)
 		}
 	}
-	sp, err = NewSpace(testMeta(1), []int{8, 16})
+	sp, err = testMeta(1).Space([]int{8, 16})
 	if err != nil || !slices.Equal(sp.Ranks, []int{16, 8}) {
 		t.Fatalf("ranks %v sorted descending: %v", sp.Ranks, err)
 	}
 	for _, bad := range [][]int{{40}, {0}, {16, 16}} {
-		if _, err := NewSpace(testMeta(1), bad); err == nil || !strings.Contains(err.Error(), "rank") {
+		if _, err := testMeta(1).Space(bad); err == nil || !strings.Contains(err.Error(), "rank") {
 			t.Errorf("ranks %v: %v", bad, err)
 		}
 	}

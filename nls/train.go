@@ -12,6 +12,7 @@ import (
 
 	"github.com/shears-ml/shears/data"
 	"github.com/shears-ml/shears/internal/dirlock"
+	"github.com/shears-ml/shears/internal/progress"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/tokenizer"
 	"github.com/shears-ml/shears/train"
@@ -110,7 +111,7 @@ func Train(o TrainOptions) (res *Result, err error) {
 			return nil, fmt.Errorf("nls: train: %w", err)
 		}
 	}
-	space, err := NewSpace(meta, o.Ranks)
+	space, err := meta.Space(o.Ranks)
 	if err != nil {
 		return nil, fmt.Errorf("nls: train: %s: %w", o.Super, err)
 	}
@@ -328,7 +329,7 @@ func Train(o TrainOptions) (res *Result, err error) {
 			if err != nil {
 				return res, fmt.Errorf("nls: micro-batch %d: %w", t, err)
 			}
-			ranks := space.Sample(o.Seed, t)
+			ranks := Sample(space, o.Seed, t)
 			loss, err := eng.microBatch(b, ranks, space, o.Seed, t, scale)
 			if err != nil {
 				return res, fmt.Errorf("nls: step %d, micro-batch %d: %w", s+1, t, err)
@@ -380,10 +381,8 @@ func Train(o TrainOptions) (res *Result, err error) {
 			}
 			saved = s + 1
 		}
-		if o.Progress != nil {
-			o.Progress(Progress{Step: s + 1, Steps: lay.steps(), Epoch: epoch + 1, Loss: rec.Loss, LR: rec.LR, GradNorm: rec.GradNorm,
-				TokensPerS: rec.TokensPerS, Elapsed: elapsed, Checkpointed: save})
-		}
+		o.Progress.Report(progress.Event{Stage: "train", Done: s + 1, Total: lay.steps(), Saved: save,
+			Detail: fmt.Sprintf("epoch %d · loss %.4f · lr %.2e · %.0f tok/s", epoch+1, rec.Loss, rec.LR, rec.TokensPerS)})
 	}
 	res.Elapsed = time.Since(start)
 	if s := res.Elapsed.Seconds(); s > 0 {

@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/shears-ml/shears/data"
+	"github.com/shears-ml/shears/internal/progress"
 	"github.com/shears-ml/shears/internal/safetensors"
 	"github.com/shears-ml/shears/internal/testkit"
 	"github.com/shears-ml/shears/onnx"
@@ -202,7 +203,7 @@ func heldOutLoss(t *testing.T, super *onnx.Model, seqs []data.Sequence) float64 
 	if err != nil {
 		t.Fatal(err)
 	}
-	sp, err := NewSpace(meta, nil)
+	sp, err := meta.Space(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,13 +281,13 @@ func TestNLSLowersHeldOutLossKeepsSparsity(t *testing.T) {
 	o.Super, o.Data, o.Tokenizer, o.Out = super, trainPath, tokp, run
 	o.Epochs, o.Batch, o.MicroBatch, o.Cutoff, o.LR = 2, 8, 4, 256, 3e-3
 	o.Runtime = runtime.Options{Threads: 2}
-	var seen []Progress
-	o.Progress = func(p Progress) { seen = append(seen, p) }
+	var seen []progress.Event
+	o.Progress = func(p progress.Event) { seen = append(seen, p) }
 	res, err := Train(o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Steps != 12 || len(seen) != 12 || seen[11].Step != 12 || !seen[5].Checkpointed || seen[4].Checkpointed {
+	if res.Steps != 12 || len(seen) != 12 || seen[11].Done != 12 || seen[11].Total != 12 || !seen[5].Saved || seen[4].Saved {
 		t.Fatalf("result %+v, %d progress calls", res, len(seen))
 	}
 
@@ -422,8 +423,8 @@ func TestCancelCheckpointsAndLoadRun(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	o.Context = ctx
-	o.Progress = func(p Progress) {
-		if p.Step == 1 {
+	o.Progress = func(p progress.Event) {
+		if p.Done == 1 {
 			cancel()
 		}
 	}

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/transform/decoder"
@@ -10,10 +11,29 @@ import (
 	"github.com/shears-ml/shears/transform/quant"
 )
 
+// LoRAConfig is the adapters' configuration (targets, rank space, alpha, groups, dropout,
+// seed, SparsePEFT, adapter dtype); its zero fields take the defaults below.
+type LoRAConfig = lora.Config
+
+// The adapters' defaults (the reference's): targets, rank space (the first is r_max), alpha,
+// groups of a layer sharing one rank, and the adapter dtype on a float16 base.
+var (
+	DefaultTargets = lora.DefaultTargets
+	DefaultRanks   = lora.DefaultRanks
+)
+
+const (
+	DefaultAlpha     = lora.DefaultAlpha
+	DefaultGroups    = lora.DefaultGroups
+	AdapterDTypeFP32 = lora.AdapterFP32
+	DefaultDropout   = 0.1 // the reference's lora_dropout
+	AdapterDTypeBase = lora.AdapterBase
+)
+
 // AdaptOptions are the adapt stage's options (the flags of "shears adapt").
 type AdaptOptions struct {
 	Model, Out string // Out "" plans only (a dry run)
-	LoRA       lora.Config
+	LoRA       LoRAConfig
 	Include    string // regexps over node, weight or role
 	Exclude    string
 	Train      bool // also add the dropout keep-mask inputs
@@ -27,9 +47,89 @@ type AdaptOptions struct {
 	AllowNonFinite bool
 }
 
+// AdaptReport summarises the adapters inserted (or planned, in a dry run); its JSON is the
+// "shears adapt --json" document.
+type AdaptReport struct {
+	Model      string           `json:"model"`
+	Output     string           `json:"output,omitempty"`
+	Targets    []string         `json:"targets"`
+	Ranks      []int            `json:"ranks"`
+	Alpha      float64          `json:"alpha"`
+	Scale      float64          `json:"scale"`
+	Dropout    float64          `json:"dropout"`
+	Train      bool             `json:"train_graph"` // dropout keep-mask inputs were added
+	Modules    int              `json:"modules"`
+	Kinds      []AdaptKind      `json:"groups"`
+	MaskInputs []string         `json:"mask_inputs"`
+	Params     map[string]int64 `json:"params"` // by rank, every group at that rank
+	// QuantAware: the base was quantized (MatMulNBits); the adapters train QA-SparsePEFT.
+	QuantAware bool `json:"quant_aware,omitempty"`
+	// Shown are the ranks a summary shows: r_max, the heuristic middle and the smallest.
+	Shown []int `json:"-"`
+	// Plan is the full plan (modules, shapes, tensor names); Plan.String() prints it.
+	Plan *lora.Plan `json:"-"`
+}
+
+// AdaptKind summarises one group kind (qkv, up, down, ...) over the layers.
+type AdaptKind struct {
+	Kind    string           `json:"kind"`
+	Roles   []string         `json:"roles"`
+	Layers  int              `json:"layers"`
+	Modules int              `json:"modules"`
+	Params  map[string]int64 `json:"params"` // at the Shown ranks
+}
+
 // Adapt inserts the elastic LoRA super-adapters into o.Model and writes o.Out atomically; with
-// no Out it only returns the plan.
-func Adapt(o AdaptOptions) (*lora.Plan, error) {
+// no Out it only plans (a dry run).
+func Adapt(o AdaptOptions) (*AdaptReport, error) {
+	plan, err := adapt(o)
+	if err != nil {
+		return nil, err
+	}
+	rep := adaptReport(plan)
+	rep.Model, rep.Output, rep.Train = o.Model, o.Out, o.Train && o.LoRA.Dropout > 0
+	return rep, nil
+}
+
+// adaptReport groups the plan by group kind.
+func adaptReport(p *lora.Plan) *AdaptReport {
+	ranks := p.Config.Ranks
+	rep := &AdaptReport{QuantAware: p.QuantAware, Targets: p.Config.Targets, Ranks: ranks, Alpha: p.Config.Alpha, Scale: p.Scale,
+		Dropout: p.Config.Dropout, Modules: len(p.Modules), Params: map[string]int64{}, Plan: p,
+		Shown: []int{ranks[0], lora.HeuristicRank(ranks), ranks[len(ranks)-1]}}
+	for _, r := range ranks {
+		rep.Params[fmt.Sprint(r)] = p.Params(r)
+	}
+	idx := map[string]int{}
+	mods := map[string]lora.Module{}
+	for _, m := range p.Modules {
+		mods[m.Name] = m
+	}
+	for _, g := range p.Groups {
+		rep.MaskInputs = append(rep.MaskInputs, g.Mask)
+		i, ok := idx[g.Kind]
+		if !ok {
+			i = len(rep.Kinds)
+			idx[g.Kind] = i
+			rep.Kinds = append(rep.Kinds, AdaptKind{Kind: g.Kind, Params: map[string]int64{}})
+		}
+		k := &rep.Kinds[i]
+		k.Layers++
+		for _, name := range g.Modules {
+			m := mods[name]
+			k.Modules++
+			if !slices.Contains(k.Roles, m.Role) {
+				k.Roles = append(k.Roles, m.Role)
+			}
+			for _, r := range rep.Shown {
+				k.Params[fmt.Sprint(r)] += m.Params(r)
+			}
+		}
+	}
+	return rep
+}
+
+func adapt(o AdaptOptions) (*lora.Plan, error) {
 	m, _, cands, err := loadLinears(o.Model, o.Include, o.Exclude)
 	if err != nil {
 		return nil, err

@@ -1,8 +1,10 @@
 // Package pipeline is the Shears pipeline as library calls: the stage functions that the
-// single CLI commands (inspect, convert, prune, quantize, adapt, export, eval) and "shears run"
-// share, each with typed Options and a Report, and the recipe runner
-// that chains them — prune → adapt → train → search → export → eval — under one work
-// directory.
+// single CLI commands (import, inspect, convert, prune, quantize, adapt, train, search, export,
+// eval, generate, gradcheck) and "shears run" share, each with typed Options (a Check that names
+// the flag a bad value came from, as an ErrUsage error) and a Report, the session options
+// (RuntimeOptions, DeviceList), the one JSON form of reports (MarshalJSON, WriteJSON), and the
+// recipe runner that chains them — prune → adapt → train → search → export → eval — under one
+// work directory.
 //
 // Why a package of its own. A recipe run and the single commands must do the same thing for
 // the same options; keeping each stage's body here (and only flag parsing and printing in
@@ -14,5 +16,8 @@
 // inputs (external files by content, upstream stages by their own hash). A later run skips a
 // stage whose manifest hash matches and whose outputs exist, so editing one stage's options
 // reruns that stage and those downstream of it only. An interrupted training stage resumes
-// from its last checkpoint (nls.TrainOptions.Resume) when its hash is unchanged.
+// from its last checkpoint (TrainOptions.Resume) when its hash is unchanged.
+//
+// Progress. Long stages report through one callback shape, ProgressFunc (an Event per
+// training step or search evaluation); the CLI draws every stage's Events with one bar.
 package pipeline

@@ -11,24 +11,30 @@ import (
 	"github.com/shears-ml/shears/eval"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/runtime"
-	"github.com/shears-ml/shears/tokenizer"
 )
 
 // ErrUsage marks errors whose right reaction is to show the command's usage (a flag that does
 // not apply, a missing one); the CLI tests for it with errors.Is.
 var ErrUsage = errors.New("usage")
 
-// ItemsOptions configure EvalItems ("shears eval --task gen|choice").
-type ItemsOptions struct {
-	Model string
-	Data  string // an LLM-Adapters test .json
-	Task  string // gen or choice
+// EvalOptions configure Eval ("shears eval").
+type EvalOptions struct {
+	// Model is a .onnx file or a model folder (its onnx/model.onnx, and its tokenizer.json
+	// when Tokenizer is empty).
+	Model     string
+	Task      string // ppl, gen or choice
+	Data      string // ppl: .txt, .json or .jsonl documents; gen/choice: an LLM-Adapters test .json
+	Tokenizer string // tokenizer file; required
+	Limit     int    // the first Limit documents (ppl) or items (0 = all)
+	// ppl: windows of SeqLen tokens (capped to the model's context), Batch windows per run,
+	// the first MaxTokens tokens of the data at most (0 = all).
+	SeqLen    int
+	Batch     int
+	MaxTokens int
 	// DatasetType names the task (eval.TaskNames), overriding the one Data's file name gives.
 	DatasetType   string
-	Tokenizer     string // tokenizer file; required
-	Limit         int    // the first Limit items (0 = all)
-	Beams         int    // gen
-	MaxNewTokens  int    // gen: 0 = the task's budget
+	Beams         int
+	MaxNewTokens  int // gen: 0 = the task's budget
 	LengthPenalty float64
 	NoCache       bool   // gen: rerun the whole prefix every token
 	ChoicePrefix  string // choice: text between the prompt and each label
@@ -36,22 +42,74 @@ type ItemsOptions struct {
 	// renamed into place at the end (a failed run leaves none); WithPrompt adds the prompt.
 	Predictions string
 	WithPrompt  bool
-	Runtime     runtime.Options
+	Runtime     RuntimeOptions
 	// Progress (may be nil) is called after every item with the label of the run (task and
 	// dataset), the items done and the accuracy so far.
 	Progress func(label string, done, total int, accuracy float64)
 }
 
-// ItemsReport is EvalItems' result: the summary ("shears eval --json" prints it) and the
-// model's context length (0 when unknown), which truncated prompts were cut to.
-type ItemsReport struct {
-	Summary eval.Summary
+// EvalReport is Eval's result: PPL for --task ppl; for gen and choice the summary ("shears
+// eval --json" prints it) and the model's context length (0 when unknown), which truncated
+// prompts were cut to.
+type EvalReport struct {
+	PPL     *EvalResult
+	Summary *eval.Summary
 	Context int
 }
 
-// EvalItems scores the items of an LLM-Adapters test file by generation (Task "gen") or by
-// log-likelihood over the candidate labels (Task "choice"), with eval.ScoreItems.
-func EvalItems(o ItemsOptions) (ItemsReport, error) {
+// DatasetTypes are the LLM-Adapters tasks EvalOptions.DatasetType accepts.
+func DatasetTypes() []string { return eval.TaskNames() }
+
+// Check refuses options that do not apply to the task, naming the flags (ErrUsage).
+func (o EvalOptions) Check() error {
+	switch o.Task {
+	case "ppl", "gen", "choice":
+	default:
+		return fmt.Errorf("%w: --task %q is not supported (supported: ppl, gen, choice)", ErrUsage, o.Task)
+	}
+	switch {
+	case o.Data == "":
+		return fmt.Errorf("%w: --data FILE is required", ErrUsage)
+	case o.Limit < 0:
+		return fmt.Errorf("%w: --limit must be >= 0, got %d", ErrUsage, o.Limit)
+	case o.MaxTokens < 0:
+		return fmt.Errorf("%w: --max-tokens must be >= 0, got %d", ErrUsage, o.MaxTokens)
+	case o.Beams < 1:
+		return fmt.Errorf("%w: --beams must be >= 1, got %d", ErrUsage, o.Beams)
+	case o.MaxNewTokens < 0:
+		return fmt.Errorf("%w: --max-new-tokens must be >= 0, got %d", ErrUsage, o.MaxNewTokens)
+	case o.NoCache && o.Task != "gen":
+		return fmt.Errorf("%w: --no-cache applies to --task gen", ErrUsage)
+	case o.Predictions != "" && o.Task == "ppl":
+		return fmt.Errorf("%w: --predictions applies to --task gen and choice, not ppl", ErrUsage)
+	}
+	return nil
+}
+
+// Eval measures a model: perplexity (Task "ppl", Perplexity) or the accuracy on an
+// LLM-Adapters test file by generation ("gen") or by log-likelihood over the candidate labels
+// ("choice"), with eval.ScoreItems.
+func Eval(o EvalOptions) (*EvalReport, error) {
+	if err := o.Check(); err != nil {
+		return nil, err
+	}
+	o.Model, o.Tokenizer = resolveModel(o.Model, o.Tokenizer)
+	if o.Task == "ppl" {
+		tok, err := loadTokenizer(o.Tokenizer)
+		if err != nil {
+			return nil, err
+		}
+		res, err := Perplexity(o.Model, o.Data, tok, o.SeqLen, o.Batch, o.Limit, o.MaxTokens, o.Runtime)
+		if err != nil {
+			return nil, err
+		}
+		return &EvalReport{PPL: &res}, nil
+	}
+	return evalItems(o)
+}
+
+// evalItems is Eval for gen and choice.
+func evalItems(o EvalOptions) (*EvalReport, error) {
 	var task eval.Task
 	var err error
 	if o.DatasetType != "" {
@@ -62,39 +120,36 @@ func EvalItems(o ItemsOptions) (ItemsReport, error) {
 		err = flagErr("--data", err)
 	}
 	if err != nil {
-		return ItemsReport{}, err
+		return nil, err
 	}
 	if o.Task == "choice" && task.Kind == eval.Numeric {
-		return ItemsReport{}, fmt.Errorf("%w: --task choice does not apply to %s (%s): its answers are numbers, not labels; use --task gen", ErrUsage, task.Name, filepath.Base(o.Data))
+		return nil, fmt.Errorf("%w: --task choice does not apply to %s (%s): its answers are numbers, not labels; use --task gen", ErrUsage, task.Name, filepath.Base(o.Data))
 	}
-	if o.Tokenizer == "" {
-		return ItemsReport{}, fmt.Errorf("%w: --tokenizer is required", ErrUsage)
-	}
-	tok, err := tokenizer.Load(o.Tokenizer)
+	tok, err := loadTokenizer(o.Tokenizer)
 	if err != nil {
-		return ItemsReport{}, err
+		return nil, err
 	}
 	items, err := eval.ReadItems(o.Data)
 	if err != nil {
-		return ItemsReport{}, fmt.Errorf("--data: %w", err)
+		return nil, fmt.Errorf("--data: %w", err)
 	}
 	if o.Limit > 0 && o.Limit < len(items) {
 		items = items[:o.Limit]
 	}
 	ctx, err := contextOf(o.Model)
 	if err != nil {
-		return ItemsReport{}, err
+		return nil, err
 	}
 	s, err := runtime.OpenFile(o.Model, o.Runtime)
 	if err != nil {
-		return ItemsReport{}, err
+		return nil, err
 	}
 	defer s.Close()
 
 	var pred *predWriter
 	if o.Predictions != "" {
 		if pred, err = newPredWriter(o.Predictions); err != nil {
-			return ItemsReport{}, err
+			return nil, err
 		}
 		defer pred.abort()
 	}
@@ -107,7 +162,7 @@ func EvalItems(o ItemsOptions) (ItemsReport, error) {
 	if c.Gen {
 		sum.Decoding = c.GenConf.Decoding()
 		if sum.Caching, err = eval.Caching(s, o.NoCache); err != nil {
-			return ItemsReport{}, fmt.Errorf("%s: %w", o.Model, err)
+			return nil, fmt.Errorf("%s: %w", o.Model, err)
 		}
 		sum.MaxNewTokens = o.MaxNewTokens
 		if sum.MaxNewTokens == 0 {
@@ -134,18 +189,18 @@ func EvalItems(o ItemsOptions) (ItemsReport, error) {
 	})
 	var ie *eval.ItemError
 	if errors.As(err, &ie) {
-		return ItemsReport{}, fmt.Errorf("item %d of %s: %w", ie.Index, o.Data, ie.Err)
+		return nil, fmt.Errorf("item %d of %s: %w", ie.Index, o.Data, ie.Err)
 	}
 	if err != nil {
-		return ItemsReport{}, err
+		return nil, err
 	}
 	sum.Seconds = time.Since(start).Seconds()
 	if pred != nil {
 		if err := pred.commit(); err != nil {
-			return ItemsReport{}, err
+			return nil, err
 		}
 	}
-	return ItemsReport{Summary: sum, Context: ctx}, nil
+	return &EvalReport{Summary: &sum, Context: ctx}, nil
 }
 
 func flagErr(flag string, err error) error {

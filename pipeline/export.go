@@ -37,15 +37,33 @@ type ExportOptions struct {
 	Output Output
 }
 
-// ExportResult is what an export wrote.
+// MergeMode is how an export treats the adapter: kept beside the base (MergeNone), merged
+// densely (MergeDense) or merged keeping the base's zeros (MergeSparse).
+type MergeMode = merge.Mode
+
+// The merge modes of Export.
+const (
+	MergeNone   = merge.None
+	MergeDense  = merge.Dense
+	MergeSparse = merge.Sparse
+)
+
+// Selection is one chosen sub-adapter (CONFIG.json): the rank of every group, with the
+// strategy and score that chose it.
+type Selection = merge.Selection
+
+// ExportResult is what an export wrote; its JSON is the "shears export --json" document.
 type ExportResult struct {
-	Source    string
-	Selection *merge.Selection
+	Source    string     `json:"super"` // the run directory or super-network exported
+	Output    string     `json:"output"`
+	DType     string     `json:"dtype"`
+	PEFT      string     `json:"peft,omitempty"`
+	Selection *Selection `json:"selection"`
 	// Untrained lists groups whose rank lies outside the trained rank space.
-	Untrained []string
+	Untrained []string `json:"untrained_groups,omitempty"`
 	// Final is false when a run directory had not finished (its latest checkpoint was used).
-	Final bool
-	Steps int
+	Final bool `json:"-"`
+	Steps int  `json:"-"`
 	*merge.Report
 	// Folder is what a model folder holds (Output.Format folder only).
 	Folder *deploy.Report `json:"folder,omitempty"`
@@ -60,17 +78,20 @@ type QuantizedExport struct {
 	// ZerosKept: every zero of the merged float weights (the base's zeros; a sparse merge adds
 	// none) dequantizes to exactly 0.
 	ZerosKept bool `json:"zeros_kept"`
-	// MaxSteps is the largest |W' − dequant(Q(W'))| / scale over the weights inside their
-	// block's range (≤ 0.5), W' the merged float weight the unmerged export computes with;
-	// Clamped of Weights fell outside the range (Q clamps them), at most MaxClampedSteps away.
-	MaxSteps        float64 `json:"max_steps"`
-	Clamped         int64   `json:"clamped"`
-	Weights         int64   `json:"weights"`
-	MaxClampedSteps float64 `json:"max_clamped_steps"`
+	// MaxSteps is the largest |W' − dequant(Q(W'))| / scale over all weights (≤ 0.5), W' the
+	// merged float weight the unmerged export computes with. RefitBlocks of Blocks got a grid
+	// of their own because W' left the base's range there (quant.Requantize; the QA train graph
+	// used the same grids), their scale at most MaxScaleRatio × the base's.
+	MaxSteps      float64 `json:"max_steps"`
+	Weights       int64   `json:"weights"`
+	RefitBlocks   int64   `json:"refit_blocks"`
+	Blocks        int64   `json:"blocks"`
+	MaxScaleRatio float64 `json:"max_scale_ratio,omitempty"`
 }
 
 // quantizedExport puts a QA-SparsePEFT export back into MatMulNBits form: with a sparse merge
-// every lowered linear (adapted or not) is requantized on the base's own grid; with none the
+// every lowered linear (adapted or not) is requantized on the base's own grid (a block whose
+// merged weights left it refit, as the train graph did); with none the
 // base is requantized and each adapter becomes x·(M ⊙ s·A_r·B_r) with M read from the
 // quantized base itself (quant.DequantReads), so the export holds no float base weights.
 func quantizedExport(out, sup *onnx.Model, mode merge.Mode) (*QuantizedExport, error) {
@@ -92,44 +113,54 @@ func quantizedExport(out, sup *onnx.Model, mode merge.Mode) (*QuantizedExport, e
 	for _, r := range raised {
 		q.ZerosKept = q.ZerosKept && r.ZerosKept
 		q.MaxSteps = max(q.MaxSteps, r.MaxSteps)
-		q.MaxClampedSteps = max(q.MaxClampedSteps, r.MaxClampedSteps)
-		q.Clamped += r.Clamped
+		q.MaxScaleRatio = max(q.MaxScaleRatio, r.MaxScaleRatio)
+		q.RefitBlocks += r.RefitBlocks
+		q.Blocks += r.Blocks
 		q.Weights += r.Weights
 	}
 	return q, nil
 }
 
-// Export writes one sub-adapter of a trained super-network as a graph with the model's own
-// inputs only: unmerged, dense-merged or sparsity-keeping merged (transform/merge).
-func Export(o ExportOptions) (*ExportResult, error) {
+// check validates the options (usage errors name the flag) and fills the defaults.
+func (o *ExportOptions) check() (merge.Mode, error) {
 	if (o.RunDir == "") == (o.Super == "") {
-		return nil, fmt.Errorf("export: give a run directory or a super-network file (one of them)")
+		return "", fmt.Errorf("%w: give the run directory RUN_DIR or --super SUPER.onnx (one of them)", ErrUsage)
 	}
 	if o.Out == "" {
-		return nil, fmt.Errorf("export: no output file given")
+		return "", fmt.Errorf("%w: -o OUT.onnx is required", ErrUsage)
 	}
 	if o.Selection == nil && (o.Config == "") == (o.Ranks == "") {
-		return nil, fmt.Errorf("export: give exactly one of a CONFIG.json and a rank preset (heuristic, max, min)")
+		return "", fmt.Errorf("%w: give exactly one of --config CONFIG.json and --ranks heuristic|max|min", ErrUsage)
 	}
 	if o.Merge == "" {
 		o.Merge = string(merge.None)
 	}
 	mode, err := merge.ParseMode(o.Merge)
 	if err != nil {
-		return nil, fmt.Errorf("export: merge: %w", err)
+		return "", fmt.Errorf("%w: --merge: %v", ErrUsage, err)
 	}
 	if o.DType == "" {
 		o.DType = "fp32"
 	}
 	if o.DType != "fp32" && o.DType != "fp16" {
-		return nil, fmt.Errorf("export: dtype %q: want fp32 or fp16", o.DType)
+		return "", fmt.Errorf("%w: --dtype %q: want fp32 or fp16", ErrUsage, o.DType)
+	}
+	return mode, nil
+}
+
+// Export writes one sub-adapter of a trained super-network as a graph with the model's own
+// inputs only: unmerged, dense-merged or sparsity-keeping merged (transform/merge).
+func Export(o ExportOptions) (*ExportResult, error) {
+	mode, err := o.check()
+	if err != nil {
+		return nil, err
 	}
 	sink, err := o.Output.begin(o.Out)
 	if err != nil {
 		return nil, fmt.Errorf("export: %w", err)
 	}
 	defer sink.abort()
-	res := &ExportResult{Source: o.Super, Final: true}
+	res := &ExportResult{Source: o.Super, Final: true, Output: o.Out, DType: o.DType, PEFT: o.PEFT}
 	var sup *onnx.Model
 	if o.RunDir != "" {
 		run, err := nls.LoadRun(o.RunDir)

@@ -24,12 +24,17 @@ func SetCommandLine(s string) {
 	commandMu.Unlock()
 }
 
+// currentCommand is the command SetCommandLine recorded ("" when none).
+func currentCommand() string {
+	commandMu.Lock()
+	defer commandMu.Unlock()
+	return commandLine
+}
+
 // recordHistory appends the current command to m's history metadata (nothing when unset or
 // when it is already the last entry).
 func recordHistory(m *onnx.Model) {
-	commandMu.Lock()
-	cmd := commandLine
-	commandMu.Unlock()
+	cmd := currentCommand()
 	if cmd == "" || m == nil || m.Proto == nil {
 		return
 	}

@@ -10,8 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"time"
-
-	"github.com/shears-ml/shears/onnx"
 )
 
 // manifestVersion changes when what a stage writes changes, so old work folders rerun.
@@ -91,13 +89,4 @@ func readManifest(dir string) (*Manifest, error) {
 		return nil, fmt.Errorf("%s: %w (delete it to rerun the stage)", filepath.Join(dir, manifestFile), err)
 	}
 	return &m, nil
-}
-
-// WriteJSON writes v as indented JSON atomically.
-func WriteJSON(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return onnx.WriteFileAtomic(path, append(b, '\n'))
 }

@@ -31,6 +31,22 @@ type Output struct {
 	ShardBytes int64
 }
 
+// FolderReport is what writing a model folder or checkpoint made (its files, tokenizer,
+// warnings); a stage's Report holds it as Folder, nil for a plain file.
+type FolderReport = deploy.Report
+
+// Check refuses, naming the flags (ErrUsage), an unknown format and --force on a plain file.
+func (o Output) Check() error {
+	f, err := ParseFormat(o.Format)
+	if err != nil {
+		return fmt.Errorf("%w: --format: %v", ErrUsage, err)
+	}
+	if o.Force && f == FormatONNX {
+		return fmt.Errorf("%w: --force applies to --format folder or hf only", ErrUsage)
+	}
+	return nil
+}
+
 // ParseFormat checks a --format value.
 func ParseFormat(s string) (string, error) {
 	switch s {
@@ -58,6 +74,11 @@ func (o Output) begin(path string) (*sink, error) {
 		return nil, err
 	}
 	o.Format = f
+	if len(o.Card.Commands) == 0 {
+		if c := currentCommand(); c != "" { // the card lists the command that wrote the folder
+			o.Card.Commands = []string{c}
+		}
+	}
 	s := &sink{out: o, path: path}
 	if f == FormatFolder || f == FormatHF {
 		if s.folder, err = deploy.Begin(path, o.Force); err != nil {

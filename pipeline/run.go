@@ -23,8 +23,9 @@ import (
 type Options struct {
 	// Log receives one line per stage (started, skipped, done); nil discards.
 	Log io.Writer
-	// TrainProgress, when set, is called after every optimizer step of a training stage.
-	TrainProgress func(stage string, p nls.Progress)
+	// Progress, when set, is told of every optimizer step of a training stage (Event.Stage
+	// names the recipe's stage: "train", "train-lora-dense", ...).
+	Progress ProgressFunc
 	// StageDone, when set, is called after every stage (run or skipped).
 	StageDone func(StageTime)
 	// Context, when cancelled, stops a training stage after its current step with a
@@ -225,14 +226,11 @@ func (rn *runner) adapt(stage string, base model) (string, string, error) {
 		Params  map[string]int64 `json:"params"`
 	}
 	id, err := rn.do(stage, a, map[string]string{"base": base.ID}, []string{out}, &res, func(bool) (any, error) {
-		plan, err := Adapt(AdaptOptions{Model: base.Path, Out: out, LoRA: cfg, Include: a.Include, Exclude: a.Exclude})
+		rep, err := Adapt(AdaptOptions{Model: base.Path, Out: out, LoRA: cfg, Include: a.Include, Exclude: a.Exclude})
 		if err != nil {
 			return nil, err
 		}
-		res.Modules, res.Groups, res.Params = len(plan.Modules), len(plan.Groups), map[string]int64{}
-		for _, r := range plan.Config.Ranks {
-			res.Params[fmt.Sprint(r)] = plan.Params(r)
-		}
+		res.Modules, res.Groups, res.Params = rep.Modules, len(rep.MaskInputs), rep.Params
 		return res, nil
 	})
 	return out, id, err
@@ -261,7 +259,7 @@ func (rn *runner) train(stage, super, superID string, ranks []int) (string, stri
 	}{t, ranks}
 	var res trainResult
 	id, err := rn.do(stage, opts, in, []string{filepath.Join(dir, nls.AdapterFile)}, &res, func(resume bool) (any, error) {
-		to := nls.DefaultTrainOptions()
+		to := DefaultTrainOptions()
 		to.Super, to.Data, to.Tokenizer, to.Out = super, t.Data, rn.r.Tokenizer, dir
 		to.Epochs, to.LR, to.Batch, to.MicroBatch, to.Cutoff = t.Epochs, t.LR, t.Batch, t.MicroBatch, t.Cutoff
 		to.Seed, to.Warmup, to.WeightDecay, to.MaxGradNorm, to.TrainOnInputs = *t.Seed, t.Warmup, t.WeightDecay, *t.MaxGradNorm, *t.TrainOnInputs
@@ -276,24 +274,20 @@ func (rn *runner) train(stage, super, superID string, ranks []int) (string, stri
 		} else {
 			fmt.Fprintf(rn.o.Log, "  %s: resuming %s from its checkpoint\n", stage, dir)
 		}
-		if rn.o.TrainProgress != nil {
-			to.Progress = func(p nls.Progress) { rn.o.TrainProgress(stage, p) }
+		if rn.o.Progress != nil {
+			to.Progress = func(e Event) {
+				e.Stage = stage
+				rn.o.Progress(e)
+			}
 		}
-		out, err := nls.Train(to)
+		out, err := Train(to)
 		if err != nil {
 			return nil, err
 		}
 		if out.Stopped {
 			return nil, fmt.Errorf("%s: stopped after step %d of %d; run the recipe again to resume", stage, out.Steps, out.Total)
 		}
-		recs, err := nls.ReadMetrics(dir)
-		if err != nil {
-			return nil, err
-		}
-		res = trainResult{Steps: out.Steps, FirstLoss: out.FirstLoss, LastLoss: out.LastLoss, TokensPerS: out.TokensPerS}
-		if len(recs) > 0 {
-			res.TrainS = recs[len(recs)-1].ElapsedS
-		}
+		res = trainResult{Steps: out.Steps, FirstLoss: out.FirstLoss, LastLoss: out.LastLoss, TokensPerS: out.TokensPerS, TrainS: out.TrainS}
 		return res, nil
 	})
 	return dir, id, res.TrainS, err

@@ -197,8 +197,8 @@ func TestRunTrainResume(t *testing.T) {
 	r.Train.CheckpointEvery = 1
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	_, err := Run(r, Options{Context: ctx, TrainProgress: func(stage string, p nls.Progress) {
-		if p.Step == 1 {
+	_, err := Run(r, Options{Context: ctx, Progress: func(e Event) {
+		if e.Done == 1 {
 			cancel()
 		}
 	}})

@@ -2,14 +2,12 @@ package main
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/pflag"
 
 	"github.com/shears-ml/shears/pipeline"
-	"github.com/shears-ml/shears/transform/lora"
 )
 
 type adaptOpts struct {
@@ -74,11 +72,11 @@ Examples:
 		flags: func(fs *pflag.FlagSet) any {
 			o := &adaptOpts{}
 			fs.StringVarP(&o.out, "output", "o", "", "output ONNX file (written atomically)")
-			fs.StringSliceVar(&o.targets, "targets", lora.DefaultTargets, "roles of the adapted linears (q k v o gate up down; see \"shears inspect\")")
-			fs.IntSliceVar(&o.ranks, "ranks", lora.DefaultRanks, "elastic rank space, strictly descending; the first is r_max")
-			fs.Float64Var(&o.alpha, "alpha", lora.DefaultAlpha, "LoRA alpha; scale = alpha / r_max for every rank")
-			fs.StringVar(&o.groups, "groups", "", "modules of a layer sharing one rank: groups joined by ',', roles by '+' (default "+lora.DefaultGroups+", minus roles not targeted)")
-			fs.Float64Var(&o.dropout, "dropout", 0.1, "adapter-input dropout probability during training, in [0, 1)")
+			fs.StringSliceVar(&o.targets, "targets", pipeline.DefaultTargets, "roles of the adapted linears (q k v o gate up down; see \"shears inspect\")")
+			fs.IntSliceVar(&o.ranks, "ranks", pipeline.DefaultRanks, "elastic rank space, strictly descending; the first is r_max")
+			fs.Float64Var(&o.alpha, "alpha", pipeline.DefaultAlpha, "LoRA alpha; scale = alpha / r_max for every rank")
+			fs.StringVar(&o.groups, "groups", "", "modules of a layer sharing one rank: groups joined by ',', roles by '+' (default "+pipeline.DefaultGroups+", minus roles not targeted)")
+			fs.Float64Var(&o.dropout, "dropout", pipeline.DefaultDropout, "adapter-input dropout probability during training, in [0, 1)")
 			fs.Uint64Var(&o.seed, "seed", 0, "seed of A's initialisation")
 			fs.StringVar(&o.include, "include", "", "regexp: consider only linears whose node, weight or role matches")
 			fs.StringVar(&o.exclude, "exclude", "", "regexp: skip linears whose node, weight or role matches")
@@ -88,39 +86,12 @@ Examples:
 			fs.BoolVar(&o.external, "external-data", false, "write weights to SUPER.onnx.data (automatic when the input has external data)")
 			fs.BoolVar(&o.allowNonFinite, "allow-nonfinite", false, "adapt even when weights hold NaN or Inf (refused by default, naming the tensors)")
 			fs.BoolVar(&o.copyBase, "copy-base", false, "copy the base's external data into SUPER.onnx.data instead of referring to the base's data file")
-			fs.StringVar(&o.adapterDT, "adapter-dtype", lora.AdapterFP32, "type of A and B on a float16/bfloat16 base: fp32 (x cast up once per shared input, the delta cast down) or base (the base's type, no casts)")
+			fs.StringVar(&o.adapterDT, "adapter-dtype", pipeline.AdapterDTypeFP32, "type of A and B on a float16/bfloat16 base: fp32 (x cast up once per shared input, the delta cast down) or base (the base's type, no casts)")
 			fs.BoolVar(&o.json, "json", false, "print the summary as JSON")
 			return o
 		},
 		run: runAdapt,
 	})
-}
-
-// adaptReport is the --json document.
-type adaptReport struct {
-	Model      string           `json:"model"`
-	Output     string           `json:"output,omitempty"`
-	Targets    []string         `json:"targets"`
-	Ranks      []int            `json:"ranks"`
-	Alpha      float64          `json:"alpha"`
-	Scale      float64          `json:"scale"`
-	Dropout    float64          `json:"dropout"`
-	Train      bool             `json:"train_graph"`
-	Modules    int              `json:"modules"`
-	Kinds      []adaptKind      `json:"groups"`
-	MaskInputs []string         `json:"mask_inputs"`
-	Params     map[string]int64 `json:"params"` // by rank, every group at that rank
-	// QuantAware: the base was quantized (MatMulNBits); the adapters train QA-SparsePEFT.
-	QuantAware bool `json:"quant_aware,omitempty"`
-}
-
-// adaptKind summarises one group kind over the layers.
-type adaptKind struct {
-	Kind    string           `json:"kind"`
-	Roles   []string         `json:"roles"`
-	Layers  int              `json:"layers"`
-	Modules int              `json:"modules"`
-	Params  map[string]int64 `json:"params"`
 }
 
 func runAdapt(env *cliEnv, o any, args []string) error {
@@ -131,74 +102,29 @@ func runAdapt(env *cliEnv, o any, args []string) error {
 	if opts.out == "" && !opts.dryRun {
 		return fmt.Errorf("%w: -o SUPER.onnx is required", errUsage)
 	}
-	cfg := lora.Config{Targets: opts.targets, Ranks: opts.ranks, Alpha: opts.alpha, Groups: opts.groups, Dropout: opts.dropout, Seed: opts.seed, SparseAdapter: opts.sparse, AdapterDType: opts.adapterDT}
+	cfg := pipeline.LoRAConfig{Targets: opts.targets, Ranks: opts.ranks, Alpha: opts.alpha, Groups: opts.groups, Dropout: opts.dropout, Seed: opts.seed, SparseAdapter: opts.sparse, AdapterDType: opts.adapterDT}
 	ao := pipeline.AdaptOptions{AllowNonFinite: opts.allowNonFinite, Model: args[0], Out: opts.out, LoRA: cfg, Include: opts.include, Exclude: opts.exclude, Train: opts.train, External: opts.external, CopyBase: opts.copyBase,
-		Warn: func(msg string) { fmt.Fprintf(env.stderr, "shears adapt: warning: %s\n", msg) }}
+		Warn: warner(env, "adapt")}
 	if opts.dryRun {
 		ao.Out = ""
 	}
-	plan, err := pipeline.Adapt(ao)
+	rep, err := pipeline.Adapt(ao)
 	if err != nil {
 		return err
 	}
-	rep := adaptSummary(plan)
-	rep.Model, rep.Train = args[0], opts.train && opts.dropout > 0
-	if opts.dryRun {
-		if opts.json {
-			return printJSON(env, rep)
-		}
-		fmt.Fprint(env.stdout, plan.String())
-		return nil
-	}
-	rep.Output = opts.out
 	if opts.json {
 		return printJSON(env, rep)
+	}
+	if opts.dryRun {
+		fmt.Fprint(env.stdout, rep.Plan.String())
+		return nil
 	}
 	printAdaptSummary(env, rep)
 	return nil
 }
 
-// adaptSummary groups the plan by group kind; ranks shown are r_max, the heuristic middle
-// and the smallest.
-func adaptSummary(p *lora.Plan) adaptReport {
-	ranks := p.Config.Ranks
-	shown := []int{ranks[0], lora.HeuristicRank(ranks), ranks[len(ranks)-1]}
-	rep := adaptReport{QuantAware: p.QuantAware, Targets: p.Config.Targets, Ranks: ranks, Alpha: p.Config.Alpha, Scale: p.Scale,
-		Dropout: p.Config.Dropout, Modules: len(p.Modules), Params: map[string]int64{}}
-	for _, r := range ranks {
-		rep.Params[fmt.Sprint(r)] = p.Params(r)
-	}
-	idx := map[string]int{}
-	mods := map[string]lora.Module{}
-	for _, m := range p.Modules {
-		mods[m.Name] = m
-	}
-	for _, g := range p.Groups {
-		rep.MaskInputs = append(rep.MaskInputs, g.Mask)
-		i, ok := idx[g.Kind]
-		if !ok {
-			i = len(rep.Kinds)
-			idx[g.Kind] = i
-			rep.Kinds = append(rep.Kinds, adaptKind{Kind: g.Kind, Params: map[string]int64{}})
-		}
-		k := &rep.Kinds[i]
-		k.Layers++
-		for _, name := range g.Modules {
-			m := mods[name]
-			k.Modules++
-			if !slices.Contains(k.Roles, m.Role) {
-				k.Roles = append(k.Roles, m.Role)
-			}
-			for _, r := range shown {
-				k.Params[fmt.Sprint(r)] += m.Params(r)
-			}
-		}
-	}
-	return rep
-}
-
-func printAdaptSummary(env *cliEnv, r adaptReport) {
-	ranks := []int{r.Ranks[0], lora.HeuristicRank(r.Ranks), r.Ranks[len(r.Ranks)-1]}
+func printAdaptSummary(env *cliEnv, r *pipeline.AdaptReport) {
+	ranks := r.Shown
 	labels := []string{"r_max", "middle", "min"}
 	tw := tabwriter.NewWriter(env.stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprint(tw, "group\troles\tlayers\tmodules\t")

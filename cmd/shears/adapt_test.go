@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/shears-ml/shears/onnx"
+	"github.com/shears-ml/shears/pipeline"
 	"github.com/shears-ml/shears/transform/lora"
 )
 
@@ -45,7 +46,7 @@ func TestAdaptStories(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("adapt --json: %s", e)
 	}
-	var rep adaptReport
+	var rep pipeline.AdaptReport
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatal(err)
 	}

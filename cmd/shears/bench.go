@@ -10,7 +10,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/shears-ml/shears/bench"
-	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/pipeline"
 )
 
@@ -84,7 +83,7 @@ func runBench(env *cliEnv, o any, args []string) error {
 		return bench.LoadSave(args[0], args[1])
 	}
 	if opts.forward != "" {
-		ro, err := pipeline.Runtime(opts.ortLib, "cpu", opts.threads)
+		ro, err := pipeline.Runtime(opts.ortLib, pipeline.DefaultDevice, opts.threads)
 		if err != nil {
 			return err
 		}
@@ -116,9 +115,8 @@ func runBench(env *cliEnv, o any, args []string) error {
 		Reps: opts.reps, PruneSamples: opts.samples, PruneSeqLen: opts.seqLen, OneShot: opts.oneShot, Log: env.stderr}
 	results, err := bench.Run(context.Background(), cfg, args)
 	if len(results) > 0 {
-		md := bench.Markdown(results)
 		if opts.resultsMD != "" {
-			if werr := onnx.WriteFileAtomic(opts.resultsMD, []byte(md)); werr != nil {
+			if werr := bench.WriteMarkdown(opts.resultsMD, results); werr != nil {
 				return fmt.Errorf("--markdown-out: %w", werr)
 			}
 		}
@@ -129,7 +127,7 @@ func runBench(env *cliEnv, o any, args []string) error {
 			}
 			fmt.Fprintf(env.stdout, "%s\n", b)
 		} else {
-			fmt.Fprint(env.stdout, md)
+			fmt.Fprint(env.stdout, bench.Markdown(results))
 		}
 	}
 	return err

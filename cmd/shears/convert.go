@@ -60,17 +60,10 @@ Examples:
 
 func runConvert(env *cliEnv, o any, args []string) error {
 	opts := o.(*convertOpts)
-	if err := needArgs(args, 1, "MODEL.onnx"); err != nil {
-		return err
-	}
-	if opts.out == "" {
-		return fmt.Errorf("%w: -o OUT.onnx is required", errUsage)
-	}
-	out, err := opts.output.output(env)
+	out, err := opts.output.modelOutput(args, opts.out)
 	if err != nil {
 		return err
 	}
-	out.Card.Base = args[0]
 	if err := pipeline.CheckConvertFlags(opts.dtype, opts.compute); err != nil {
 		return err
 	}

@@ -6,7 +6,6 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/shears-ml/shears/eval"
 	"github.com/shears-ml/shears/pipeline"
 )
 
@@ -83,7 +82,7 @@ Examples:
 			fs.BoolVar(&o.json, "json", false, "print the result as JSON")
 			fs.IntVar(&o.limit, "limit", 0, "evaluate the first N items (ppl: documents; a .txt file has one per paragraph); 0 = all")
 			fs.IntVar(&o.maxTokens, "max-tokens", 0, "ppl: score the first N tokens of the data at most; 0 = all (read lazily either way)")
-			fs.StringVar(&o.datasetType, "dataset-type", "", "gen/choice: the task, overriding the file name ("+strings.Join(eval.TaskNames(), ", ")+")")
+			fs.StringVar(&o.datasetType, "dataset-type", "", "gen/choice: the task, overriding the file name ("+strings.Join(pipeline.DatasetTypes(), ", ")+")")
 			fs.IntVar(&o.beams, "beams", 4, "gen: beams; 4 = the reference's (default), 1 = greedy (faster)")
 			fs.IntVar(&o.maxNew, "max-new-tokens", 0, "gen: new tokens at most (0 = 256 math, 32 commonsense)")
 			fs.Float64Var(&o.lengthPenalty, "length-penalty", 1, "gen: beam search length penalty exponent")
@@ -103,85 +102,39 @@ func runEval(env *cliEnv, o any, args []string) error {
 	if err := needArgs(args, 1, "MODEL.onnx"); err != nil {
 		return err
 	}
-	switch opts.task {
-	case "ppl", "gen", "choice":
-	default:
-		return fmt.Errorf("%w: --task %q is not supported (supported: ppl, gen, choice)", errUsage, opts.task)
-	}
-	if opts.data == "" {
-		return fmt.Errorf("%w: --data FILE is required", errUsage)
-	}
-	if opts.limit < 0 {
-		return fmt.Errorf("%w: --limit must be >= 0, got %d", errUsage, opts.limit)
-	}
-	if opts.maxTokens < 0 {
-		return fmt.Errorf("%w: --max-tokens must be >= 0, got %d", errUsage, opts.maxTokens)
-	}
-	if opts.beams < 1 {
-		return fmt.Errorf("%w: --beams must be >= 1, got %d", errUsage, opts.beams)
-	}
-	if opts.maxNew < 0 {
-		return fmt.Errorf("%w: --max-new-tokens must be >= 0, got %d", errUsage, opts.maxNew)
-	}
-	if opts.noCache && opts.task != "gen" {
-		return fmt.Errorf("%w: --no-cache applies to --task gen", errUsage)
-	}
-	model, folderTok := pipeline.ResolveModel(args[0]) // a model folder: its graph and tokenizer
-	if opts.tokenizer == "" {
-		opts.tokenizer = folderTok
-	}
-	if opts.task == "ppl" {
-		if opts.predictions != "" {
-			return fmt.Errorf("%w: --predictions applies to --task gen and choice, not ppl", errUsage)
-		}
-		return runPPL(env, opts, model)
-	}
-	return runItems(env, opts, model)
-}
-
-func runPPL(env *cliEnv, opts *evalOpts, model string) error {
-	tok, err := loadTokenizer(opts.tokenizer)
-	if err != nil {
-		return err
-	}
-	ro, err := opts.rt.options()
-	if err != nil {
-		return err
-	}
-	res, err := pipeline.Perplexity(model, opts.data, tok, opts.seqLen, opts.batch, opts.limit, opts.maxTokens, ro)
-	if err != nil {
-		return err
-	}
-	if opts.json {
-		return printJSON(env, res)
-	}
-	fmt.Fprintf(env.stdout, "perplexity %.4f (nll %.4f over %d tokens, %d windows of ≤ %d)\n", res.PPL, res.Loss, res.Tokens, res.Windows, res.SeqLen)
-	return nil
-}
-
-func runItems(env *cliEnv, opts *evalOpts, model string) error {
-	ro, err := opts.rt.options()
-	if err != nil {
-		return err
-	}
 	var bar *progress
-	rep, err := pipeline.EvalItems(pipeline.ItemsOptions{
-		Model: model, Data: opts.data, Task: opts.task, DatasetType: opts.datasetType, Tokenizer: opts.tokenizer,
-		Limit: opts.limit, Beams: opts.beams, MaxNewTokens: opts.maxNew, LengthPenalty: opts.lengthPenalty,
+	eo := pipeline.EvalOptions{
+		Model: args[0], Task: opts.task, Data: opts.data, Tokenizer: opts.tokenizer, Limit: opts.limit,
+		SeqLen: opts.seqLen, Batch: opts.batch, MaxTokens: opts.maxTokens,
+		DatasetType: opts.datasetType, Beams: opts.beams, MaxNewTokens: opts.maxNew, LengthPenalty: opts.lengthPenalty,
 		NoCache: opts.noCache, ChoicePrefix: opts.choicePrefix, Predictions: opts.predictions, WithPrompt: opts.withPrompt,
-		Runtime: ro,
 		Progress: func(label string, done, total int, acc float64) {
 			if bar == nil {
 				bar = newProgress(env.stderr, label)
 			}
 			bar.set(done, total, fmt.Sprintf("acc %.3f", acc))
 		},
-	})
+	}
+	if err := eo.Check(); err != nil {
+		return err
+	}
+	var err error
+	if eo.Runtime, err = opts.rt.options(); err != nil {
+		return err
+	}
+	rep, err := pipeline.Eval(eo)
 	if bar != nil {
 		bar.done()
 	}
 	if err != nil {
 		return err
+	}
+	if res := rep.PPL; res != nil {
+		if opts.json {
+			return printJSON(env, res)
+		}
+		fmt.Fprintf(env.stdout, "perplexity %.4f (nll %.4f over %d tokens, %d windows of ≤ %d)\n", res.PPL, res.Loss, res.Tokens, res.Windows, res.SeqLen)
+		return nil
 	}
 	sum := rep.Summary
 	if opts.json {

@@ -8,9 +8,7 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/shears-ml/shears/deploy"
 	"github.com/shears-ml/shears/pipeline"
-	"github.com/shears-ml/shears/transform/merge"
 )
 
 type exportOpts struct {
@@ -78,43 +76,16 @@ Examples:
 	})
 }
 
-// exportReport is the --json document.
-type exportReport struct {
-	Super     string           `json:"super"`
-	Output    string           `json:"output"`
-	DType     string           `json:"dtype"`
-	PEFT      string           `json:"peft,omitempty"`
-	Selection *merge.Selection `json:"selection"`
-	Untrained []string         `json:"untrained_groups,omitempty"`
-	*merge.Report
-	Folder *deploy.Report `json:"folder,omitempty"`
-	// Quantized: a QA-SparsePEFT run's export, back on the base's MatMulNBits grid.
-	Quantized *pipeline.QuantizedExport `json:"quantized,omitempty"`
-}
-
 func runExport(env *cliEnv, o any, args []string) error {
 	opts := o.(*exportOpts)
-	if len(args) > 1 || (len(args) == 1) == (opts.super != "") {
+	if len(args) > 1 {
 		return fmt.Errorf("%w: give the run directory RUN_DIR or --super SUPER.onnx (one of them)", errUsage)
-	}
-	if opts.out == "" {
-		return fmt.Errorf("%w: -o OUT.onnx is required", errUsage)
-	}
-	if (opts.config == "") == (opts.ranks == "") {
-		return fmt.Errorf("%w: give exactly one of --config CONFIG.json and --ranks heuristic|max|min", errUsage)
-	}
-	mode, err := merge.ParseMode(opts.mode)
-	if err != nil {
-		return fmt.Errorf("%w: --merge: %v", errUsage, err)
-	}
-	if opts.dtype != "fp32" && opts.dtype != "fp16" {
-		return fmt.Errorf("%w: --dtype %q: want fp32 or fp16", errUsage, opts.dtype)
 	}
 	runDir := ""
 	if len(args) == 1 {
 		runDir = args[0]
 	}
-	out, err := opts.output.output(env)
+	out, err := opts.output.output()
 	if err != nil {
 		return err
 	}
@@ -122,16 +93,15 @@ func runExport(env *cliEnv, o any, args []string) error {
 	if runDir != "" {
 		out.Card.Base = runDir
 	}
-	res, err := pipeline.Export(pipeline.ExportOptions{RunDir: runDir, Super: opts.super, Config: opts.config, Ranks: opts.ranks,
-		Out: opts.out, Merge: string(mode), DType: opts.dtype, PEFT: opts.peft, BaseModel: opts.baseModel, External: opts.external,
+	r, err := pipeline.Export(pipeline.ExportOptions{RunDir: runDir, Super: opts.super, Config: opts.config, Ranks: opts.ranks,
+		Out: opts.out, Merge: opts.mode, DType: opts.dtype, PEFT: opts.peft, BaseModel: opts.baseModel, External: opts.external,
 		Warn: warner(env, "export"), Output: out})
 	if err != nil {
 		return err
 	}
-	if !res.Final {
-		fmt.Fprintf(env.stderr, "warning: %s had not finished; exported its latest checkpoint (step %d)\n", runDir, res.Steps)
+	if !r.Final {
+		fmt.Fprintf(env.stderr, "warning: %s had not finished; exported its latest checkpoint (step %d)\n", runDir, r.Steps)
 	}
-	r := exportReport{Super: res.Source, Output: opts.out, DType: opts.dtype, PEFT: opts.peft, Selection: res.Selection, Untrained: res.Untrained, Report: res.Report, Folder: res.Folder, Quantized: res.Quantized}
 	if len(r.Untrained) > 0 {
 		// Issue 14: a rank outside the space (5 or 1 in 8,6,4) was taken silently.
 		g := r.Untrained[0]
@@ -142,11 +112,11 @@ func runExport(env *cliEnv, o any, args []string) error {
 		return printJSON(env, r)
 	}
 	printExportSummary(env, r, opts.perLayer)
-	printFolder(env, res.Folder)
+	printFolder(env, r.Folder)
 	return nil
 }
 
-func printExportSummary(env *cliEnv, r exportReport, perLayer bool) {
+func printExportSummary(env *cliEnv, r *pipeline.ExportResult, perLayer bool) {
 	// Ranks: how many groups at each rank.
 	count := map[int]int{}
 	for _, v := range r.Selection.Ranks {
@@ -166,7 +136,7 @@ func printExportSummary(env *cliEnv, r exportReport, perLayer bool) {
 		strategy = "config"
 	}
 	fmt.Fprintf(env.stdout, "sub-adapter (%s): %s; %d adapter parameters; scale %g\n", strategy, strings.Join(parts, ", "), r.Selection.Params, r.Scale)
-	if r.Mode != merge.None && perLayer {
+	if r.Mode != pipeline.MergeNone && perLayer {
 		tw := tabwriter.NewWriter(env.stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprint(tw, "weight\trank\tsparsity before\tafter\tΔW dropped\t\n")
 		for _, l := range r.Layers {
@@ -177,7 +147,7 @@ func printExportSummary(env *cliEnv, r exportReport, perLayer bool) {
 	}
 	fmt.Fprintf(env.stdout, "merge %s: adapted weights' sparsity %.2f%% → %.2f%%", r.Mode, 100*r.SparsityBefore(), 100*r.SparsityAfter())
 	switch {
-	case r.Mode == merge.Dense && r.ZerosAfter < r.ZerosBefore:
+	case r.Mode == pipeline.MergeDense && r.ZerosAfter < r.ZerosBefore:
 		fmt.Fprintf(env.stdout, " (%d zeros filled: the dense merge loses the sparsity)\n", r.ZerosBefore-r.ZerosAfter)
 	case !r.Exact:
 		fmt.Fprintln(env.stdout, " (kept; the adapter was trained without the mask, so the export differs from the super-network: see ΔW dropped)")
@@ -190,11 +160,11 @@ func printExportSummary(env *cliEnv, r exportReport, perLayer bool) {
 			kept = "WARNING: some zeros did not stay zero"
 		}
 		how := "merged weights requantized"
-		if r.Mode == merge.None {
+		if r.Mode == pipeline.MergeNone {
 			how = "base requantized, float sparse adapters beside it"
 		}
-		fmt.Fprintf(env.stdout, "quantized base (QA-SparsePEFT): %d linears back on the base's MatMulNBits grid, %s; %s; |W' − Q(W')| ≤ %.2f steps inside the grid, %d of %d weights clamped (≤ %.2f steps)\n",
-			len(q.Layers), how, kept, q.MaxSteps, q.Clamped, q.Weights, q.MaxClampedSteps)
+		fmt.Fprintf(env.stdout, "quantized base (QA-SparsePEFT): %d linears back on the base's MatMulNBits grid, %s; %s; |W' − Q(W')| ≤ %.2f steps; %d of %d blocks refit (merged weights left the base's range; scale ≤ %.2f× the base's)\n",
+			len(q.Layers), how, kept, q.MaxSteps, q.RefitBlocks, q.Blocks, max(1, q.MaxScaleRatio))
 	}
 	fmt.Fprintf(env.stdout, "wrote %s (%s, inputs as the base model's)", r.Output, r.DType)
 	if r.PEFT != "" {

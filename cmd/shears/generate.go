@@ -4,14 +4,10 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/spf13/pflag"
 
-	"github.com/shears-ml/shears/eval"
 	"github.com/shears-ml/shears/pipeline"
-	"github.com/shears-ml/shears/runtime"
-	"github.com/shears-ml/shears/tokenizer"
 )
 
 type generateOpts struct {
@@ -77,128 +73,40 @@ Examples:
 	})
 }
 
-// generateResult is what --json prints.
-type generateResult struct {
-	IDs          []int   `json:"ids"`
-	Text         string  `json:"text,omitempty"`
-	PromptTokens int     `json:"prompt_tokens"`
-	Caching      string  `json:"caching"` // "kv cache" or "recompute"
-	Decoding     string  `json:"decoding"`
-	Seconds      float64 `json:"seconds"` // generation only, the model's load excluded
-	TokensPerSec float64 `json:"tokens_per_second"`
-}
-
 func runGenerate(env *cliEnv, o any, args []string) error {
 	opts := o.(*generateOpts)
 	if err := needArgs(args, 1, "MODEL.onnx"); err != nil {
 		return err
 	}
-	if opts.maxTokens < 0 {
-		return fmt.Errorf("%w: --max-tokens must be >= 0, got %d", errUsage, opts.maxTokens)
-	}
-	if opts.temperature < 0 {
-		return fmt.Errorf("%w: --temperature must be >= 0, got %g", errUsage, opts.temperature)
-	}
-	if opts.beams < 1 {
-		return fmt.Errorf("%w: --beams must be >= 1, got %d", errUsage, opts.beams)
-	}
-	if opts.beams > 1 && opts.temperature > 0 {
-		return fmt.Errorf("%w: --beams and --temperature exclude each other (beam search is deterministic)", errUsage)
-	}
-	if opts.promptIDs != "" && opts.prompt != "" {
-		return fmt.Errorf("%w: give --prompt or --prompt-ids, not both", errUsage)
-	}
-	model, folderTok := pipeline.ResolveModel(args[0]) // a model folder: its graph and tokenizer
-	if opts.tokenizer == "" {
-		opts.tokenizer = folderTok
-	}
-	var tok tokenizer.Tokenizer
-	var err error
-	if opts.tokenizer != "" || opts.promptIDs == "" || !opts.json {
-		if tok, err = loadTokenizer(opts.tokenizer); err != nil {
-			return err
-		}
-	}
-	var prompt []int
+	g := pipeline.GenerateOptions{Model: args[0], Tokenizer: opts.tokenizer, Prompt: opts.prompt, MaxTokens: opts.maxTokens,
+		Temperature: opts.temperature, TopK: opts.topK, Seed: opts.seed, Beams: opts.beams, NoCache: opts.noCache, IgnoreEOS: opts.ignoreEOS}
 	if opts.promptIDs != "" {
-		if prompt, err = parseIDs(opts.promptIDs); err != nil {
+		ids, err := parseIDs(opts.promptIDs)
+		if err != nil {
 			return fmt.Errorf("%w: --prompt-ids: %v", errUsage, err)
 		}
-	} else {
-		prompt = append([]int{tok.BOS()}, tok.Encode(opts.prompt)...)
+		g.PromptIDs = ids
 	}
-	var stop []int
-	if tok != nil && !opts.ignoreEOS {
-		stop = []int{tok.EOS()}
-	}
-	ro, err := opts.rt.options()
-	if err != nil {
-		return err
-	}
-	ro.Prepack = opts.prepack
-	s, err := runtime.OpenFile(model, ro)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	res := generateResult{PromptTokens: len(prompt), Decoding: "greedy"}
-	if res.Caching, err = eval.Caching(s, opts.noCache); err != nil {
-		return fmt.Errorf("%s: %w", model, err)
-	}
-	var onToken func(int)
 	if !opts.json {
-		fmt.Fprint(env.stdout, tok.Decode(prompt))
-		prev := prompt
-		onToken = func(id int) {
-			// Decode the whole text so far and print what is new: tokenizers that strip a
-			// leading space or join byte tokens need the context.
-			before := tok.Decode(prev)
-			prev = append(prev, id)
-			after := tok.Decode(prev)
-			if len(after) >= len(before) {
-				fmt.Fprint(env.stdout, after[len(before):])
-			}
-		}
+		g.Text = func(s string) { fmt.Fprint(env.stdout, s) } // the text streams as it is made
 	}
-	start := time.Now()
-	var ids []int
-	if opts.beams > 1 {
-		res.Decoding = fmt.Sprintf("beam search (%d beams)", opts.beams)
-		h, err := eval.BeamSearch(s, prompt, eval.BeamOptions{Beams: opts.beams, MaxTokens: opts.maxTokens, Stop: stop, LengthPenalty: 1, NoCache: opts.noCache})
-		if err != nil {
-			return err
-		}
-		ids = h.IDs
-		if onToken != nil {
-			for _, id := range ids {
-				onToken(id)
-			}
-		}
-	} else {
-		if opts.temperature > 0 {
-			res.Decoding = fmt.Sprintf("sampling (temperature %g, top-k %d, seed %d)", opts.temperature, opts.topK, opts.seed)
-		}
-		gen := eval.GenOptions{MaxTokens: opts.maxTokens, Temperature: opts.temperature, TopK: opts.topK, Seed: opts.seed, Stop: stop, NoCache: opts.noCache}
-		if ids, err = eval.Generate(s, prompt, gen, onToken); err != nil {
-			return err
-		}
+	if err := g.Check(); err != nil {
+		return err
 	}
-	res.Seconds = time.Since(start).Seconds()
-	res.IDs = ids
-	if res.IDs == nil {
-		res.IDs = []int{}
+	var err error
+	if g.Runtime, err = opts.rt.options(); err != nil {
+		return err
 	}
-	if res.Seconds > 0 {
-		res.TokensPerSec = float64(len(ids)) / res.Seconds
+	g.Runtime.Prepack = opts.prepack
+	rep, err := pipeline.Generate(g)
+	if err != nil {
+		return err
 	}
 	if opts.json {
-		if tok != nil {
-			res.Text = tok.Decode(ids)
-		}
-		return printJSON(env, res)
+		return printJSON(env, rep)
 	}
 	fmt.Fprintln(env.stdout)
-	fmt.Fprintf(env.stderr, "%d tokens in %.2fs (%.1f tokens/s; %s, %s)\n", len(ids), res.Seconds, res.TokensPerSec, res.Decoding, res.Caching)
+	fmt.Fprintf(env.stderr, "%d tokens in %.2fs (%.1f tokens/s; %s, %s)\n", len(rep.IDs), rep.Seconds, rep.TokensPerSec, rep.Decoding, rep.Caching)
 	return nil
 }
 

@@ -2,14 +2,10 @@ package main
 
 import (
 	"fmt"
-	"regexp"
-	"sort"
 
 	"github.com/spf13/pflag"
 
-	"github.com/shears-ml/shears/data"
-	"github.com/shears-ml/shears/onnx"
-	"github.com/shears-ml/shears/train"
+	"github.com/shears-ml/shears/pipeline"
 )
 
 type gradcheckOpts struct {
@@ -56,7 +52,7 @@ Example:
 			fs.Float64Var(&o.eps, "eps", 0, "finite-difference step (0: 1e-6, or 1e-2 with --float32)")
 			fs.Float64Var(&o.tol, "tol", 0, "largest relative error that passes (0: 1e-4, or 5e-2 with --float32)")
 			fs.BoolVar(&o.float32, "float32", false, "check the float32 graph instead of a float64 copy")
-			fs.BoolVar(&o.json, "json", false, `print {"tensors":[{"name","max_rel_err"}],"max_rel_err":x}`)
+			fs.BoolVar(&o.json, "json", false, `print the report as JSON: {"tensors": [{"name", "max_rel_err", "checked"}], "max_rel_err", "dtype", "tolerance", "pass"}`)
 			fs.StringVar(&o.saveGraph, "save-graph", "", "also save the float32 train-step graph to this file")
 			o.rt.add(fs)
 			return o
@@ -70,66 +66,18 @@ func runGradcheck(env *cliEnv, o any, args []string) error {
 	if err := needArgs(args, 1, "MODEL.onnx"); err != nil {
 		return err
 	}
-	if opts.wrt == "" {
-		return fmt.Errorf("%w: --wrt REGEX is required", errUsage)
-	}
-	re, err := regexp.Compile(opts.wrt)
-	if err != nil {
-		return fmt.Errorf("%w: --wrt: %v", errUsage, err)
-	}
-	if opts.batch < 1 || opts.seqLen < 2 || opts.samples < 1 {
-		return fmt.Errorf("%w: need --batch ≥ 1, --seq-len ≥ 2 and --samples ≥ 1", errUsage)
-	}
-	m, err := onnx.Load(args[0])
-	if err != nil {
+	g := pipeline.GradcheckOptions{Model: args[0], Wrt: opts.wrt, Batch: opts.batch, Seq: opts.seqLen, Samples: opts.samples,
+		Seed: opts.seed, Eps: opts.eps, Tol: opts.tol, Float32: opts.float32, Data: opts.data, Tokenizer: opts.tokenizer,
+		SaveGraph: opts.saveGraph}
+	if err := g.Check(); err != nil {
 		return err
 	}
-	defer m.Close()
-	var names []string
-	for _, t := range m.Graph().GetInitializer() {
-		if re.MatchString(t.GetName()) {
-			names = append(names, t.GetName())
-		}
-	}
-	if len(names) == 0 {
-		return fmt.Errorf("--wrt %q matches no initializer of %s", opts.wrt, args[0])
-	}
-	sort.Strings(names)
-	gopts := train.GradCheckOptions{Batch: opts.batch, Seq: opts.seqLen, Samples: opts.samples, Seed: opts.seed,
-		Eps: opts.eps, Float32: opts.float32}
-	if opts.data != "" {
-		tok, err := loadTokenizer(opts.tokenizer)
-		if err != nil {
-			return err
-		}
-		docs, err := data.ReadDocuments(opts.data)
-		if err != nil {
-			return fmt.Errorf("--data: %w", err)
-		}
-		ids := data.Stream(docs, tok)
-		n := opts.batch * opts.seqLen
-		if len(ids) < n {
-			return fmt.Errorf("--data %s: %d tokens, the batch needs %d", opts.data, len(ids), n)
-		}
-		for _, id := range ids[:n] {
-			gopts.IDs = append(gopts.IDs, int64(id))
-		}
-	}
-	if _, err = opts.rt.options(); err != nil { // loads onnxruntime; the check itself runs on the CPU
+	if _, err := opts.rt.options(); err != nil { // loads onnxruntime; the check itself runs on the CPU
 		return err
 	}
-	rep, st, err := train.GradCheck(m, names, gopts)
+	rep, err := pipeline.Gradcheck(g)
 	if err != nil {
 		return err
-	}
-	if opts.saveGraph != "" {
-		if err := st.Model.Save(opts.saveGraph, onnx.SaveOptions{}); err != nil {
-			return fmt.Errorf("--save-graph: %w", err)
-		}
-	}
-	tol := opts.tol
-	if tol == 0 {
-		tol = train.GradCheckTolerance(opts.float32)
 	}
 	if opts.json {
 		if err := printJSON(env, rep); err != nil {
@@ -140,10 +88,10 @@ func runGradcheck(env *cliEnv, o any, args []string) error {
 		for _, t := range rep.Tensors {
 			fmt.Fprintf(env.stdout, "%-50s %12.3g %8d\n", t.Name, t.MaxRelErr, t.Checked)
 		}
-		fmt.Fprintf(env.stdout, "max rel err %.3g (%s, tolerance %.g)\n", rep.MaxRelErr, rep.DType, tol)
+		fmt.Fprintf(env.stdout, "max rel err %.3g (%s, tolerance %.g)\n", rep.MaxRelErr, rep.DType, rep.Tolerance)
 	}
-	if !(rep.MaxRelErr <= tol) {
-		return fmt.Errorf("max relative error %.3g is above the tolerance %.g", rep.MaxRelErr, tol)
+	if !rep.Pass {
+		return fmt.Errorf("max relative error %.3g is above the tolerance %.g", rep.MaxRelErr, rep.Tolerance)
 	}
 	return nil
 }

@@ -74,7 +74,7 @@ func runImport(env *cliEnv, o any, args []string) error {
 	if args[0] != "hf" && args[0] != "llama2c" {
 		return fmt.Errorf("%w: unknown format %q (supported: hf, llama2c)", errUsage, args[0])
 	}
-	out, err := opts.output.output(env)
+	out, err := opts.output.output()
 	if err != nil {
 		return err
 	}

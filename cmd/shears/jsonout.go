@@ -3,14 +3,14 @@ package main
 import (
 	"fmt"
 
-	"github.com/shears-ml/shears/internal/jsonsafe"
+	"github.com/shears-ml/shears/pipeline"
 )
 
-// printJSON is every verb's --json output: v as indented JSON on stdout, one document per run,
-// so scripts read any verb's report the same way. NaN and Inf values (a diverged model's loss)
-// are written as null, and stderr says so, instead of the whole report failing.
+// printJSON is every verb's --json output: v as pipeline.MarshalJSON writes it, on stdout, one
+// document per run, so scripts read any verb's report the same way. NaN and Inf values (a
+// diverged model's loss) are written as null, and stderr says so.
 func printJSON(env *cliEnv, v any) error {
-	b, nonFinite, err := jsonsafe.Marshal(v, "  ")
+	b, nonFinite, err := pipeline.MarshalJSON(v)
 	if err != nil {
 		return err
 	}
@@ -25,7 +25,7 @@ func printJSON(env *cliEnv, v any) error {
 // one, then either the report as JSON on stdout (--json) or the text summary.
 func renderReport(env *cliEnv, rep any, reportPath string, asJSON bool, summary func()) error {
 	if reportPath != "" {
-		if err := writeJSONFile(reportPath, rep); err != nil {
+		if err := pipeline.WriteJSON(reportPath, rep); err != nil {
 			return err
 		}
 	}

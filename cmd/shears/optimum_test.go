@@ -9,19 +9,20 @@ import (
 
 	"github.com/shears-ml/shears/internal/testkit"
 	"github.com/shears-ml/shears/onnx"
+	"github.com/shears-ml/shears/pipeline"
 	"github.com/shears-ml/shears/transform/layers"
 )
 
 // storiesGreedy are stories260K's 20 greedy ids after BOS (llama2.c's run.c).
 var storiesGreedy = []int{403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426, 338, 401, 396, 267, 337}
 
-func generateJSON(t *testing.T, args ...string) generateResult {
+func generateJSON(t *testing.T, args ...string) pipeline.GenerateReport {
 	t.Helper()
 	o, e, code := shears(t, append([]string{"generate"}, args...)...)
 	if code != 0 {
 		t.Fatalf("generate %v: %s", args, e)
 	}
-	var r generateResult
+	var r pipeline.GenerateReport
 	if err := json.Unmarshal([]byte(o), &r); err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,6 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/shears-ml/shears/deploy"
 	"github.com/shears-ml/shears/pipeline"
 )
 
@@ -36,16 +35,32 @@ func (o *outputFlags) add(fs *pflag.FlagSet, tokenizerFlag bool) {
 	}
 }
 
-// output turns the flags into the pipeline's Output, the card recording this command line.
-func (o *outputFlags) output(env *cliEnv) (pipeline.Output, error) {
-	f, err := pipeline.ParseFormat(o.format)
+// output turns the flags into the pipeline's Output (its model card lists the command line
+// main gave pipeline.SetCommandLine).
+func (o *outputFlags) output() (pipeline.Output, error) {
+	out := pipeline.Output{Format: o.format, Force: o.force, Tokenizer: o.tokenizer}
+	if err := out.Check(); err != nil {
+		return pipeline.Output{}, err
+	}
+	out.Format, _ = pipeline.ParseFormat(o.format)
+	return out, nil
+}
+
+// modelOutput is the start of every command that reads MODEL and writes a model to -o: the
+// argument and flag checks, then the Output, its card naming MODEL as the base.
+func (o *outputFlags) modelOutput(args []string, out string) (pipeline.Output, error) {
+	if err := needArgs(args, 1, "MODEL.onnx"); err != nil {
+		return pipeline.Output{}, err
+	}
+	if out == "" {
+		return pipeline.Output{}, fmt.Errorf("%w: -o OUT.onnx is required", errUsage)
+	}
+	po, err := o.output()
 	if err != nil {
-		return pipeline.Output{}, fmt.Errorf("%w: --format: %v", errUsage, err)
+		return pipeline.Output{}, err
 	}
-	if o.force && f == pipeline.FormatONNX {
-		return pipeline.Output{}, fmt.Errorf("%w: --force applies to --format folder or hf only", errUsage)
-	}
-	return pipeline.Output{Format: f, Force: o.force, Tokenizer: o.tokenizer, Card: deploy.Card{Commands: []string{commandLine(env.argv)}}}, nil
+	po.Card.Base = args[0]
+	return po, nil
 }
 
 // commandLine renders argv as the shell command that ran, quoting what needs it.
@@ -61,7 +76,7 @@ func commandLine(argv []string) string {
 }
 
 // printFolder summarises a written folder on stdout (warnings already went to stderr).
-func printFolder(env *cliEnv, r *deploy.Report) {
+func printFolder(env *cliEnv, r *pipeline.FolderReport) {
 	if r == nil {
 		return
 	}

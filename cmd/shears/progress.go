@@ -6,6 +6,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/shears-ml/shears/pipeline"
 )
 
 // progress draws a one-line progress bar on stderr; it redraws at most ten times a second.
@@ -85,5 +87,48 @@ func newStageProgress(w io.Writer, label string) (*progress, func(stage, stages,
 		}
 		bar.relabel(l)
 		bar.set(stage*total+done, stages*total, "")
+	}
+}
+
+// stageBar draws the progress Events of pipeline stages with one bar on stderr: the label is
+// the Event's stage, and a stage's bar ends its line when its last unit is done (a recipe's
+// next stage starts a fresh bar). A nil *stageBar (--no-progress) draws nothing.
+type stageBar struct {
+	w   io.Writer
+	bar *progress
+}
+
+// progressBar is the stage bar of a command, nil when on is false.
+func (env *cliEnv) progressBar(on bool) *stageBar {
+	if !on {
+		return nil
+	}
+	return &stageBar{w: env.stderr}
+}
+
+// fn is the callback to hand a stage (nil for a nil bar, so the stage skips its reports).
+func (b *stageBar) fn() pipeline.ProgressFunc {
+	if b == nil {
+		return nil
+	}
+	return b.report
+}
+
+func (b *stageBar) report(e pipeline.Event) {
+	if b.bar == nil {
+		b.bar = newProgress(b.w, e.Stage)
+	}
+	b.bar.relabel(e.Stage)
+	b.bar.set(e.Done, e.Total, e.Detail)
+	if e.Total > 0 && e.Done >= e.Total {
+		b.done()
+	}
+}
+
+// done ends the current bar's line.
+func (b *stageBar) done() {
+	if b != nil && b.bar != nil {
+		b.bar.done()
+		b.bar = nil
 	}
 }

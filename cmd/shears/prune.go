@@ -90,20 +90,13 @@ type pruneReport = pipeline.PruneReport
 
 func runPrune(env *cliEnv, o any, args []string) error {
 	opts := o.(*pruneOpts)
-	if err := needArgs(args, 1, "MODEL.onnx"); err != nil {
+	out, err := opts.output.modelOutput(args, opts.out)
+	if err != nil {
 		return err
-	}
-	if opts.out == "" {
-		return fmt.Errorf("%w: -o OUT.onnx is required", errUsage)
 	}
 	if err := pipeline.CheckPruneFlags(opts.method, opts.pattern, opts.calib); err != nil {
 		return err
 	}
-	out, err := opts.output.output(env)
-	if err != nil {
-		return err
-	}
-	out.Card.Base = args[0]
 	po := pipeline.PruneOptions{AllowNonFinite: opts.allowNonFinite, Output: out, Warn: warner(env, "prune"), Model: args[0], Out: opts.out, Method: opts.method, Sparsity: opts.sparsity, Pattern: opts.pattern,
 		Calib: opts.calib, Tokenizer: opts.tokenizer, Samples: opts.samples, SeqLen: opts.seqLen, Seed: opts.seed,
 		OneShot: opts.oneShot, Include: opts.include, Exclude: opts.exclude, External: opts.external}
@@ -155,9 +148,6 @@ func printPruneSummary(env *cliEnv, r pruneReport) {
 	}
 	fmt.Fprintf(env.stdout, "time: %s\n", strings.Join(parts, ", "))
 }
-
-// writeJSONFile writes v as indented JSON atomically.
-func writeJSONFile(path string, v any) error { return pipeline.WriteJSON(path, v) }
 
 // gridCell is one linear's figure in the block × role table.
 type gridCell struct {

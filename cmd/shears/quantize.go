@@ -92,17 +92,10 @@ Examples:
 
 func runQuantize(env *cliEnv, o any, args []string) error {
 	opts := o.(*quantizeOpts)
-	if err := needArgs(args, 1, "MODEL.onnx"); err != nil {
-		return err
-	}
-	if opts.out == "" {
-		return fmt.Errorf("%w: -o OUT.onnx is required", errUsage)
-	}
-	out, err := opts.output.output(env)
+	out, err := opts.output.modelOutput(args, opts.out)
 	if err != nil {
 		return err
 	}
-	out.Card.Base = args[0]
 	qo := pipeline.QuantizeOptions{AllowNonFinite: opts.allowNonFinite, Output: out, Warn: warner(env, "quantize"), Model: args[0], Out: opts.out, Bits: opts.bits, BlockSize: opts.blockSize, Method: opts.method,
 		Symmetric: opts.symmetric, IncludeHead: opts.includeHead, Include: opts.include, Exclude: opts.exclude,
 		Calib: opts.calib, Tokenizer: opts.tokenizer, Samples: opts.samples, SeqLen: opts.seqLen, Seed: opts.seed,

@@ -6,7 +6,6 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/shears-ml/shears/nls"
 	"github.com/shears-ml/shears/pipeline"
 )
 
@@ -90,30 +89,13 @@ func runRun(env *cliEnv, o any, args []string) error {
 	ctx, stop := interruptContext(env.stderr)
 	defer stop()
 	po := pipeline.Options{Log: env.stderr, Context: ctx}
-	var bar *progress
-	if !opts.noProgress {
-		po.TrainProgress = func(stage string, p nls.Progress) {
-			if bar == nil {
-				bar = newProgress(env.stderr, stage)
-			}
-			bar.relabel(stage)
-			bar.set(p.Step, p.Steps, fmt.Sprintf("epoch %d · loss %.4f · %.0f tok/s", p.Epoch, p.Loss, p.TokensPerS))
-			if p.Step == p.Steps {
-				bar.done()
-				bar = nil
-			}
-		}
-		po.StageDone = func(pipeline.StageTime) {
-			if bar != nil {
-				bar.done()
-				bar = nil
-			}
-		}
+	bar := env.progressBar(!opts.noProgress)
+	po.Progress = bar.fn()
+	if bar != nil {
+		po.StageDone = func(pipeline.StageTime) { bar.done() }
 	}
 	sum, err := pipeline.Run(r, po)
-	if bar != nil {
-		bar.done()
-	}
+	bar.done()
 	if err != nil {
 		return err
 	}

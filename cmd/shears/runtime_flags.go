@@ -4,7 +4,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/shears-ml/shears/pipeline"
-	"github.com/shears-ml/shears/runtime"
 )
 
 // runtimeFlags are the onnxruntime flags shared by every command that runs a model.
@@ -16,11 +15,11 @@ type runtimeFlags struct {
 
 func (r *runtimeFlags) add(fs *pflag.FlagSet) {
 	fs.StringVar(&r.ortLib, "ort-lib", "", "path to libonnxruntime (default: $ONNXRUNTIME_LIB, then .ort/)")
-	fs.StringVar(&r.device, "device", "cpu", "execution provider: cpu, cuda, tensorrt or webgpu")
+	fs.StringVar(&r.device, "device", pipeline.DefaultDevice, "execution provider: "+pipeline.DeviceList())
 	fs.IntVar(&r.threads, "threads", 0, "intra-op threads (0 = onnxruntime's default)")
 }
 
 // options loads the library and returns the session options the flags describe.
-func (r *runtimeFlags) options() (runtime.Options, error) {
+func (r *runtimeFlags) options() (pipeline.RuntimeOptions, error) {
 	return pipeline.Runtime(r.ortLib, r.device, r.threads)
 }

@@ -7,11 +7,11 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/shears-ml/shears/nls"
+	"github.com/shears-ml/shears/pipeline"
 )
 
 type searchOpts struct {
-	job        nls.SearchJob
+	job        pipeline.SearchOptions
 	rt         runtimeFlags
 	json       bool
 	noProgress bool
@@ -57,19 +57,19 @@ Examples:
 			o := &searchOpts{}
 			fs.StringVar(&o.job.Data, "data", "", "validation data (held out from training)")
 			fs.StringVar(&o.job.Tokenizer, "tokenizer", "", "tokenizer (default: the run's)")
-			fs.StringVar(&o.job.Search.Strategy, "strategy", nls.StrategyHeuristic, "heuristic, hill-climb or evolution")
-			fs.IntVar(&o.job.Search.Budget, "budget", 0, "new configurations to evaluate at most (default: 1, 100 hill-climb, 200 evolution)")
-			fs.StringVar(&o.job.Metric, "metric", "loss", "loss or accuracy")
+			fs.StringVar(&o.job.Strategy, "strategy", pipeline.StrategyHeuristic, "heuristic, hill-climb or evolution")
+			fs.IntVar(&o.job.Budget, "budget", 0, "new configurations to evaluate at most (default: 1, 100 hill-climb, 200 evolution)")
+			fs.StringVar(&o.job.Metric, "metric", pipeline.MetricLoss, "loss or accuracy")
 			fs.StringVar(&o.job.Task, "dataset-type", "", "accuracy: the task (default: from the --data file name)")
-			fs.IntVar(&o.job.Beams, "beams", nls.DefaultBeams, "accuracy: generation beams (4 = the reference's; 1 = greedy, faster)")
+			fs.IntVar(&o.job.Beams, "beams", pipeline.DefaultBeams, "accuracy: generation beams (4 = the reference's; 1 = greedy, faster)")
 			fs.BoolVar(&o.job.Choice, "choice", false, "accuracy on label tasks: score the labels by log-likelihood instead of generating (faster; not the reference's measure)")
 			fs.StringVar(&o.job.ChoicePrefix, "choice-prefix", "the correct answer is ", "accuracy on label tasks: text between the prompt and each label")
 			fs.IntVar(&o.job.Limit, "limit", 0, "use the first N validation sequences or items (0 = all)")
 			fs.IntVar(&o.job.Cutoff, "cutoff", 0, "loss: tokens per sequence (default: the run's)")
 			fs.IntVar(&o.job.Batch, "batch", 8, "loss: sequences per forward pass")
-			fs.Uint64Var(&o.job.Search.Seed, "seed", 42, "seed of the neighbour order (hill-climb) and the evolution")
-			fs.IntVar(&o.job.Search.Population, "population", 0, "evolution: population size (default: budget/20 within 4..16)")
-			fs.Int64Var(&o.job.Search.MaxParams, "max-params", 0, "evolution: pick the best metric among configurations with at most this many adapter parameters")
+			fs.Uint64Var(&o.job.Seed, "seed", 42, "seed of the neighbour order (hill-climb) and the evolution")
+			fs.IntVar(&o.job.Population, "population", 0, "evolution: population size (default: budget/20 within 4..16)")
+			fs.Int64Var(&o.job.MaxParams, "max-params", 0, "evolution: pick the best metric among configurations with at most this many adapter parameters")
 			fs.StringVarP(&o.job.Config, "output", "o", "", "CONFIG.json to write (the chosen ranks)")
 			fs.StringVar(&o.job.Log, "log", "", "evaluation log (default: search.jsonl next to CONFIG.json)")
 			fs.StringVar(&o.job.Plot, "plot", "", "plot PNG (default: search.png next to CONFIG.json; - for none)")
@@ -82,98 +82,33 @@ Examples:
 	})
 }
 
-// searchReport is the --json document.
-type searchReport struct {
-	Strategy    string           `json:"strategy"`
-	Metric      string           `json:"metric"`
-	Evaluations int              `json:"evaluations"`
-	Budget      int              `json:"budget"`
-	Stop        string           `json:"stop"`
-	Units       int              `json:"validation_units"`
-	Best        nls.Evaluation   `json:"best"`
-	Heuristic   *nls.Evaluation  `json:"heuristic,omitempty"`
-	Moves       int              `json:"moves,omitempty"`
-	Generations int              `json:"generations,omitempty"`
-	Front       []nls.Evaluation `json:"pareto_front,omitempty"`
-	Params      map[string]int64 `json:"uniform_params"` // max, heuristic, min
-	Config      string           `json:"config"`
-	Log         string           `json:"log"`
-	Plot        string           `json:"plot,omitempty"`
-	Notes       []string         `json:"notes,omitempty"`
-}
-
 func runSearch(env *cliEnv, o any, args []string) error {
 	opts := o.(*searchOpts)
 	if len(args) != 1 {
 		return fmt.Errorf("%w: give the run directory RUN_DIR of \"shears train\"", errUsage)
 	}
-	if opts.job.Data == "" {
-		return fmt.Errorf("%w: --data VAL is required (validation data held out from training)", errUsage)
-	}
-	if opts.job.Config == "" {
-		return fmt.Errorf("%w: -o CONFIG.json is required", errUsage)
-	}
-	if !slices.Contains(nls.Strategies(), opts.job.Search.Strategy) {
-		return fmt.Errorf("%w: --strategy %q: want heuristic, hill-climb or evolution", errUsage, opts.job.Search.Strategy)
-	}
-	if opts.job.Metric != "loss" && opts.job.Metric != "accuracy" {
-		return fmt.Errorf("%w: --metric %q: want loss or accuracy", errUsage, opts.job.Metric)
-	}
-	if opts.job.Search.Budget < 0 || opts.job.Limit < 0 || opts.job.Batch < 1 {
-		return fmt.Errorf("%w: --budget and --limit must not be negative, --batch at least 1", errUsage)
-	}
 	ro, err := opts.rt.options()
 	if err != nil {
 		return err
 	}
-	opts.job.Runtime = ro
-	run, err := nls.LoadRun(args[0])
+	j := opts.job
+	j.RunDir, j.Runtime = args[0], ro
+	j.Warn = func(msg string) { fmt.Fprintf(env.stderr, "warning: %s\n", msg) }
+	bar := env.progressBar(!opts.noProgress)
+	j.Progress = bar.fn()
+	rep, err := pipeline.Search(j)
+	bar.done()
 	if err != nil {
 		return err
-	}
-	defer run.Model.Close()
-	if !run.Final {
-		fmt.Fprintf(env.stderr, "warning: %s has not finished; searching its latest checkpoint (step %d)\n", args[0], run.Steps)
-	}
-	opts.job.Run = run
-	if !opts.noProgress {
-		bar := newProgress(env.stderr, "search "+opts.job.Search.Strategy)
-		defer bar.done()
-		var best *nls.Evaluation
-		metric := nls.MetricLoss
-		if opts.job.Metric == "accuracy" {
-			metric = nls.MetricAccuracy
-		}
-		opts.job.Progress = func(ev nls.Evaluation, done, budget int) {
-			if best == nil || metric.Better(ev.Value, best.Value) {
-				best = &ev
-			}
-			bar.set(done, budget, fmt.Sprintf("best %s %.4f", metric.Name, best.Value))
-		}
-	}
-	rep, err := nls.RunSearch(opts.job)
-	if err != nil {
-		return err
-	}
-	r := searchReport{Strategy: rep.Strategy, Metric: rep.Metric.Name, Evaluations: len(rep.Evaluations), Budget: rep.Budget,
-		Stop: rep.Stop, Units: rep.Units, Best: rep.Best, Generations: rep.Generations, Front: rep.Front,
-		Params: map[string]int64{"max": rep.MaxParams, "heuristic": rep.HeuristicParams, "min": rep.MinParams},
-		Config: rep.Config, Log: rep.Log, Plot: rep.Plot, Notes: rep.Notes}
-	if rep.Heuristic.RankMap != nil {
-		h := rep.Heuristic
-		r.Heuristic = &h
-	}
-	if len(rep.Path) > 0 {
-		r.Moves = len(rep.Path) - 1
 	}
 	if opts.json {
-		return printJSON(env, r)
+		return printJSON(env, rep)
 	}
-	printSearchSummary(env, r)
+	printSearchSummary(env, rep)
 	return nil
 }
 
-func printSearchSummary(env *cliEnv, r searchReport) {
+func printSearchSummary(env *cliEnv, r *pipeline.SearchReport) {
 	tw := tabwriter.NewWriter(env.stdout, 0, 0, 2, ' ', 0)
 	pct := func(p int64) string {
 		return fmt.Sprintf("%d (%.0f%% of max)", p, 100*float64(p)/float64(r.Params["max"]))

@@ -11,6 +11,7 @@ import (
 	"github.com/shears-ml/shears/data"
 	"github.com/shears-ml/shears/internal/testkit"
 	"github.com/shears-ml/shears/nls"
+	"github.com/shears-ml/shears/pipeline"
 	"github.com/shears-ml/shears/transform/merge"
 )
 
@@ -58,7 +59,7 @@ func TestSearchCLI(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("search hill-climb: %s", e)
 	}
-	var rep searchReport
+	var rep pipeline.SearchReport
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
@@ -72,7 +73,7 @@ func TestSearchCLI(t *testing.T) {
 	if sel.Strategy != "hill-climb" || sel.Metric.Name != "val_loss" || sel.Metric.Value != rep.Best.Value || sel.Params != rep.Best.Params || len(sel.Ranks) != 15 {
 		t.Fatalf("CONFIG.json %+v vs best %+v", sel, rep.Best)
 	}
-	var cfg nls.SearchConfig
+	var cfg pipeline.SearchConfig
 	raw, _ = os.ReadFile(cfgPath)
 	if err := json.Unmarshal(raw, &cfg); err != nil || cfg.Evaluations != 6 || cfg.Heuristic == nil || cfg.Heuristic.Value != rep.Heuristic.Value {
 		t.Fatalf("CONFIG.json extras %+v: %v", cfg, err)
@@ -114,7 +115,7 @@ func TestSearchCLI(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("search --metric accuracy: %s", e)
 	}
-	rep = searchReport{}
+	rep = pipeline.SearchReport{}
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
@@ -127,7 +128,7 @@ func TestSearchCLI(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("search --metric accuracy (4-beam generation): %s", e)
 	}
-	rep = searchReport{}
+	rep = pipeline.SearchReport{}
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}

@@ -8,12 +8,11 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/shears-ml/shears/nls"
 	"github.com/shears-ml/shears/pipeline"
 )
 
 type trainOpts struct {
-	o         nls.TrainOptions
+	o         pipeline.TrainOptions
 	ranks     []int
 	maxSteps  int
 	rt        runtimeFlags
@@ -65,7 +64,7 @@ Examples:
   shears train super.onnx --data d.json --tokenizer t.json --out runs/lora32 --ranks 32     # LoRA baseline
   shears train --resume --out runs/math`,
 		flags: func(fs *pflag.FlagSet) any {
-			d := nls.DefaultTrainOptions()
+			d := pipeline.DefaultTrainOptions()
 			o := &trainOpts{fs: fs}
 			fs.StringVar(&o.o.Data, "data", "", "training data: LLM-Adapters .json, .jsonl ({\"text\"} or {\"ids\"}) or plain text")
 			fs.StringVar(&o.o.Tokenizer, "tokenizer", "", "tokenizer: tokenizer.json (Hugging Face) or llama2.c tokenizer.bin (not needed for {\"ids\"} .jsonl data)")
@@ -93,17 +92,6 @@ Examples:
 		},
 		run: runTrain,
 	})
-}
-
-// trainReport is the --json document.
-type trainReport struct {
-	*nls.Result
-	ElapsedS  float64 `json:"elapsed_s"`
-	Config    string  `json:"config"`
-	Metrics   string  `json:"metrics"`
-	Epochs    int     `json:"epochs"`
-	Ranks     []int   `json:"ranks"`
-	Sequences int     `json:"sequences"`
 }
 
 func runTrain(env *cliEnv, o any, args []string) error {
@@ -140,32 +128,20 @@ func runTrain(env *cliEnv, o any, args []string) error {
 	ctx, stop := interruptContext(env.stderr)
 	defer stop()
 	t.Context = ctx
-	var bar *progress
-	if !opts.noProgres {
-		bar = newProgress(env.stderr, "train")
-		defer bar.done()
-		t.Progress = func(p nls.Progress) {
-			bar.set(p.Step, p.Steps, fmt.Sprintf("epoch %d · loss %.4f · lr %.2e · %.0f tok/s", p.Epoch, p.Loss, p.LR, p.TokensPerS))
-		}
-	}
-	res, err := nls.Train(t)
-	if bar != nil {
-		bar.done()
-	}
+	bar := env.progressBar(!opts.noProgres)
+	t.Progress = bar.fn()
+	res, err := pipeline.Train(t)
+	bar.done()
 	if err != nil {
 		return err
 	}
 	if res.Interrupted {
 		return fmt.Errorf("interrupted after step %d of %d (checkpoint written); resume with: shears train --resume --out %s", res.Steps, res.Total, res.Dir)
 	}
-	cfg, err := nls.ReadRunConfig(t.Out)
-	if err != nil {
-		return err
-	}
 	if opts.json {
-		return printJSON(env, trainReport{Result: res, ElapsedS: res.Elapsed.Seconds(), Config: cfg.Super, Metrics: res.Dir + "/" + nls.MetricsFile,
-			Epochs: cfg.Hyper.Epochs, Ranks: cfg.Hyper.Ranks, Sequences: cfg.Sequences})
+		return printJSON(env, res)
 	}
+	cfg := res.Run
 	tw := tabwriter.NewWriter(env.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "run\t%s\n", res.Dir)
 	fmt.Fprintf(tw, "steps\t%d of %d (%d epochs × %d steps of %d × %d sequences; %d sequences)\n", res.Steps, res.Total,

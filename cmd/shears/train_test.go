@@ -10,6 +10,7 @@ import (
 	"github.com/shears-ml/shears/data"
 	"github.com/shears-ml/shears/internal/testkit"
 	"github.com/shears-ml/shears/nls"
+	"github.com/shears-ml/shears/pipeline"
 )
 
 // trainSetup prunes stories260K by magnitude, adapts it with ranks 8,6,4 (the reference's
@@ -66,7 +67,7 @@ func TestTrainCLI(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("train --resume: %s", e)
 	}
-	var rep trainReport
+	var rep pipeline.TrainReport
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}

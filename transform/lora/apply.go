@@ -58,6 +58,7 @@ func Apply(m *onnx.Model, p *Plan, opts ApplyOptions) (*onnx.Model, error) {
 		return nil, fmt.Errorf("lora: apply: %w", err)
 	}
 	b := onnx.BuilderFor(out)
+	opset, _ := out.Opset("")
 	meta := p.meta()
 	meta.QuantAware = len(qa) > 0
 	scale := b.Const("lora_scale", onnx.Float32Tensor("", nil, []float32{float32(p.Scale)}))
@@ -118,7 +119,7 @@ func Apply(m *onnx.Model, p *Plan, opts ApplyOptions) (*onnx.Model, error) {
 			if _, ok := zeros[cdt]; !ok {
 				zeros[cdt] = b.Const("lora_zero", typedTensor(cdt, nil, []float32{0}))
 			}
-			d = qaDelta(b, ix.Producer[mod.Output], mod, x, a, bb, sm, zeros[cdt], r)
+			d = qaDelta(b, opset, ix.Producer[mod.Output], mod, x, a, bb, sm, zeros[cdt], r)
 			xa = d
 		} else if p.Config.SparseAdapter {
 			if _, ok := zeros[cdt]; !ok {

@@ -38,7 +38,8 @@
 //
 // Quantized bases (SQFT QA-SparsePEFT): on a model lowered by quant.Lower (MatMulNBits turned
 // into MatMuls by the dequantized weight W, the grids kept beside it), each module's path is
-// d = x·(FQ(W + M ⊙ s·(A⊙m)·B) − W), FQ fake-quantizing on the base's own grid with a
+// d = x·(FQ(W + M ⊙ s·(A⊙m)·B) − W), FQ fake-quantizing on the base's own grid (refit per
+// block where the merged weights leave it, as the merge does: quant.Requantize) with a
 // straight-through gradient built from integer (stop-gradient) tensors (see qaDelta), so the
 // base plus d computes what the quantized merge writes. Meta.QuantAware records it; UnfakeQA
 // turns an extracted sub-adapter back into plain sparse adapters for the unmerged export.

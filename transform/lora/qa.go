@@ -18,16 +18,24 @@ const steShift = 40
 // quantized linear (quant.Lower: W = dequant(W_q), with its grid S, Z kept beside it):
 //
 //	W' = W + M ⊙ ((A ⊙ s·m)·B)          M = (W ≠ 0)
-//	FQ = W' + sg(Q(W') − W')            Q(w) = (clip(round(w/S) + Z, 0, 2^bits−1) − Z)·S
+//	FQ = W' + sg(Q(W') − W')            Q(w) = (clip(round(w/S') + Z', 0, 2^bits−1) − Z')·S'
 //	d  = x · (FQ − W)
 //
 // so the base plus d computes x·Q(W'), exactly what the quantized merge writes, and the
-// gradient reaches W' straight through the rounding (straight-through estimator). sg is built
-// from what autodiff does not differentiate: integer tensors. Round's result is cast to int32
-// before anything reads it (so Round needs no rule), Q(W') is rebuilt from those integers, and
-// the detached copy of W' comes back through int64 (W'·2^40, see steShift). It returns d (the
-// output of MatMul(x, ·), the module's ANode).
-func qaDelta(b *onnx.Builder, base *onnxpb.NodeProto, mod Module, x, a, bb, scaledMask, zero string, r quant.Lowered) string {
+// gradient reaches W' straight through the rounding (straight-through estimator). S', Z' is
+// the merged block's grid, computed from sg(W') by the merge's own rule (quant.Requantize):
+// the base's S, Z where every value of the block rounds within half a step of it, a grid
+// refit to the block (0 kept exact) where W' left the base's range — so Q never clamps a
+// weight more than half a step and the merged export stays within half a step of W' (the
+// unmerged export's weight). SQFT's reference keeps the base grid and clamps (up to 1.6 steps
+// here on stories260K); the refit is our deviation, see quant/refit.go.
+//
+// sg is built from what autodiff does not differentiate: integer tensors. Round's result is
+// cast to int32 before anything reads it (so Round needs no rule), Q(W') is rebuilt from those
+// integers, and the detached copy of W' comes back through int64 (W'·2^40, see steShift); the
+// refit grid is computed from that copy. It returns d (the output of MatMul(x, ·), the
+// module's ANode).
+func qaDelta(b *onnx.Builder, opset int64, base *onnxpb.NodeProto, mod Module, x, a, bb, scaledMask, zero string, r quant.Lowered) string {
 	pre := nodePrefix(mod) + "/lora_qa"
 	w := base.GetInput()[1]
 	f := func(name string, v float32) string {
@@ -36,19 +44,19 @@ func qaDelta(b *onnx.Builder, base *onnxpb.NodeProto, mod Module, x, a, bb, scal
 	i64 := func(name string, v ...int64) string {
 		return b.Const(name, onnx.Int64Tensor("", []int64{int64(len(v))}, v))
 	}
-	// The grid per weight: scales [N, kb] → [K, N] (block b covers inputs b·bs … b·bs+bs−1).
 	kb, bs := int64((r.K+r.BlockSize-1)/r.BlockSize), int64(r.BlockSize)
-	expand := func(t, tag string) string {
+	c := r.Config()
+	// blocks reshapes a grid tensor [N, kb] to [kb, 1, N]; full expands [kb, 1, N] to the
+	// weight's [K, N] (block b covers inputs b·bs … b·bs+bs−1).
+	blocks := func(t, tag string) string {
 		tr := b.Op("Transpose", pre+"/"+tag+"/Transpose", []string{t}, onnx.AttrInts("perm", 1, 0))
-		rs := b.Op("Reshape", pre+"/"+tag+"/Reshape", []string{tr, i64(pre+"/"+tag+"/shape3", kb, 1, int64(r.N))})
-		ex := b.Op("Expand", pre+"/"+tag+"/Expand", []string{rs, i64(pre+"/"+tag+"/expand", kb, bs, int64(r.N))})
+		return b.Op("Reshape", pre+"/"+tag+"/Reshape", []string{tr, i64(pre+"/"+tag+"/shape3", kb, 1, int64(r.N))})
+	}
+	full := func(t, tag string) string {
+		ex := b.Op("Expand", pre+"/"+tag+"/Expand", []string{t, i64(pre+"/"+tag+"/expand", kb, bs, int64(r.N))})
 		fl := b.Op("Reshape", pre+"/"+tag+"/Flat", []string{ex, i64(pre+"/"+tag+"/shape2", kb*bs, int64(r.N))})
 		return b.Op("Slice", pre+"/"+tag+"/Slice", []string{fl, i64(pre+"/"+tag+"/start", 0), i64(pre+"/"+tag+"/end", int64(r.K)), i64(pre+"/"+tag+"/axes", 0)})
 	}
-	s, z := expand(r.Scales, "scale"), expand(r.Zeros, "zero")
-	// An all-zero block has scale 0 and W' = 0 there (M = 0): divide by 1 instead.
-	s0 := b.Op("Equal", pre+"/scale/IsZero", []string{s, f(pre+"/f0", 0)})
-	safe := b.Op("Where", pre+"/scale/Safe", []string{s0, f(pre+"/f1", 1), s})
 
 	isZero := b.Op("Equal", pre+"/Equal", []string{w, zero})
 	nonzero := b.Op("Not", pre+"/Not", []string{isZero})
@@ -57,6 +65,43 @@ func qaDelta(b *onnx.Builder, base *onnxpb.NodeProto, mod Module, x, a, bb, scal
 	dw := b.Op("MatMul", pre+"/delta/MatMul", []string{am, bb})
 	dwm := b.Op("Mul", pre+"/delta_mask/Mul", []string{dw, mask})
 	wp := b.Op("Add", pre+"/merged/Add", []string{w, dwm})
+	// W' detached: (int64)(W'·2^40)·2^-40.
+	up := b.Op("Mul", pre+"/ste/Up", []string{wp, f(pre+"/ste/2^40", float32(math.Ldexp(1, steShift)))})
+	wi := b.Op("Cast", pre+"/ste/ToInt", []string{up}, onnx.AttrInt("to", int64(onnxpb.TensorProto_INT64)))
+	wf := b.Op("Cast", pre+"/ste/ToFloat", []string{wi}, onnx.AttrInt("to", int64(onnxpb.TensorProto_FLOAT)))
+	wsg := b.Op("Mul", pre+"/ste/Down", []string{wf, f(pre+"/ste/2^-40", float32(math.Ldexp(1, -steShift)))})
+
+	// The merged block's grid, from the detached W' (no gradient through it): the base's where
+	// every value rounds within half a step of it, a refit one elsewhere — quant.Grid.Fits and
+	// quant.Refit, the rule Requantize applies at export, in the same float32 operations.
+	wb := wsg
+	if pad := kb*bs - int64(r.K); pad > 0 { // zeros: inside every grid's range, and Refit's
+		wb = b.Op("Pad", pre+"/refit/Pad", []string{wsg, i64(pre+"/refit/pads", 0, 0, pad, 0)})
+	}
+	w3 := b.Op("Reshape", pre+"/refit/Reshape", []string{wb, i64(pre+"/refit/shape3", kb, bs, int64(r.N))})
+	hi := reduceAxis1(b, opset, "ReduceMax", pre+"/refit/ReduceMax", w3, i64)
+	lo := reduceAxis1(b, opset, "ReduceMin", pre+"/refit/ReduceMin", w3, i64)
+	s3, z3 := blocks(r.Scales, "scale"), blocks(r.Zeros, "zero")
+	hiT := b.Op("Mul", pre+"/refit/HiT", []string{b.Op("Sub", pre+"/refit/HiCodes", []string{f(pre+"/refit/max+0.5", float32(c.MaxCode())+0.5), z3}), s3})
+	loT := b.Op("Mul", pre+"/refit/LoT", []string{b.Op("Sub", pre+"/refit/LoCodes", []string{f(pre+"/refit/-0.5", -0.5), z3}), s3})
+	out := b.Op("Or", pre+"/refit/Out", []string{b.Op("Greater", pre+"/refit/AboveHi", []string{hi, hiT}), b.Op("Less", pre+"/refit/BelowLo", []string{lo, loT})})
+	var sr, zr string
+	if c.Symmetric {
+		amax := b.Op("Max", pre+"/refit/AbsMax", []string{hi, b.Op("Neg", pre+"/refit/NegLo", []string{lo})})
+		sr, zr = b.Op("Div", pre+"/refit/Scale", []string{amax, f(pre+"/refit/qmax", float32(c.DefaultZero()-1))}), z3
+	} else {
+		f0 := f(pre+"/refit/0", 0)
+		lo0 := b.Op("Min", pre+"/refit/Lo0", []string{lo, f0})
+		hi0 := b.Op("Max", pre+"/refit/Hi0", []string{hi, f0})
+		sr = b.Op("Div", pre+"/refit/Scale", []string{b.Op("Sub", pre+"/refit/Range", []string{hi0, lo0}), f(pre+"/refit/codes", float32(c.MaxCode()))})
+		zq := b.Op("Round", pre+"/refit/ZeroRound", []string{b.Op("Div", pre+"/refit/ZeroDiv", []string{b.Op("Neg", pre+"/refit/NegLo", []string{lo0}), sr})})
+		zr = b.Op("Clip", pre+"/refit/Zero", []string{zq, f0, f(pre+"/refit/hi", float32(c.MaxCode()))})
+	}
+	s := full(b.Op("Where", pre+"/refit/WhereScale", []string{out, sr, s3}), "scale")
+	z := full(b.Op("Where", pre+"/refit/WhereZero", []string{out, zr, z3}), "zero")
+	// An all-zero block has scale 0 and W' = 0 there (M = 0): divide by 1 instead.
+	s0 := b.Op("Equal", pre+"/scale/IsZero", []string{s, f(pre+"/f0", 0)})
+	safe := b.Op("Where", pre+"/scale/Safe", []string{s0, f(pre+"/f1", 1), s})
 
 	// Q(W') from integers (no gradient).
 	t := b.Op("Div", pre+"/fq/Div", []string{wp, safe})
@@ -65,14 +110,18 @@ func qaDelta(b *onnx.Builder, base *onnxpb.NodeProto, mod Module, x, a, bb, scal
 	nf := b.Op("Cast", pre+"/fq/ToFloat", []string{n}, onnx.AttrInt("to", int64(onnxpb.TensorProto_FLOAT)))
 	code := b.Op("Clip", pre+"/fq/Clip", []string{b.Op("Add", pre+"/fq/AddZero", []string{nf, z}), f(pre+"/fq/lo", 0), f(pre+"/fq/hi", float32(int(1)<<r.Bits-1))})
 	q := b.Op("Mul", pre+"/fq/Scale", []string{b.Op("Sub", pre+"/fq/SubZero", []string{code, z}), s})
-	// W' detached: (int64)(W'·2^40)·2^-40.
-	up := b.Op("Mul", pre+"/ste/Up", []string{wp, f(pre+"/ste/2^40", float32(math.Ldexp(1, steShift)))})
-	wi := b.Op("Cast", pre+"/ste/ToInt", []string{up}, onnx.AttrInt("to", int64(onnxpb.TensorProto_INT64)))
-	wf := b.Op("Cast", pre+"/ste/ToFloat", []string{wi}, onnx.AttrInt("to", int64(onnxpb.TensorProto_FLOAT)))
-	wsg := b.Op("Mul", pre+"/ste/Down", []string{wf, f(pre+"/ste/2^-40", float32(math.Ldexp(1, -steShift)))})
 	fq := b.Op("Add", pre+"/ste/Add", []string{wp, b.Op("Sub", pre+"/ste/Residual", []string{q, wsg})})
 	d := b.Op("Sub", pre+"/delta/Sub", []string{fq, w})
 	return b.Op("MatMul", pre+"/MatMul", []string{x, d})
+}
+
+// reduceAxis1 reduces x [kb, bs, N] over axis 1, keeping it ([kb, 1, N]), in the opset's form
+// (axes an attribute before opset 18, an input from 18).
+func reduceAxis1(b *onnx.Builder, opset int64, op, name, x string, i64 func(string, ...int64) string) string {
+	if opset >= 18 {
+		return b.Op(op, name, []string{x, i64(name+"/axes", 1)}, onnx.AttrInt("keepdims", 1))
+	}
+	return b.Op(op, name, []string{x}, onnx.AttrInts("axes", 1), onnx.AttrInt("keepdims", 1))
 }
 
 // lowered maps the nodes of m's lowered quantized linears to their records.

@@ -28,6 +28,10 @@
 // zero points) as float32 tensors beside it, recorded under MetaKey; transform/lora builds the
 // fake-quantized adapter path on those. Raise is the inverse on an export: each recorded linear's
 // weight (the base's, or a merged one) is put back on its recorded grid (Requantize) as a
-// MatMulNBits node, byte-identical when the weight was not changed. DequantReads serves an
-// unmerged export's sparse-adapter mask from the MatMulNBits tensors themselves.
+// MatMulNBits node, byte-identical when the weight was not changed. A block whose merged
+// weights left the base's range (by more than half a step: they would be clamped) gets a grid
+// refit to it instead, 0 kept exact (refit.go); the QA train graph applies the same rule, so the
+// merged export is what was trained and every merged weight is within half a step of the
+// unmerged W'. DequantReads serves an unmerged export's sparse-adapter mask from the
+// MatMulNBits tensors themselves.
 package quant

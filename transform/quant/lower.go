@@ -183,38 +183,48 @@ func (r Lowered) Grid(src *onnx.Model) (*Layer, error) {
 	return l, nil
 }
 
-// Requantize puts w [K, N] on the fixed grid g (each weight to its block's nearest code); the
-// base's zeros and anything else that rounds to the zero point dequantize to exactly 0.
-func Requantize(w []float32, g *Layer) (*Layer, error) {
+// Requantize puts w [K, N] on g's grid, block by block, each weight to its block's nearest
+// code. A block whose values leave g's range by more than half a step (a merged weight past
+// the block's extremes) gets its own grid instead (Refit; see refit.go), so every weight is
+// within half a step of its dequantized value; refit counts those blocks. The base's zeros
+// and anything else that rounds to the zero point dequantize to exactly 0 either way.
+func Requantize(w []float32, g *Layer) (l *Layer, refit int, err error) {
 	if len(w) != g.K*g.N {
-		return nil, fmt.Errorf("requantize: %d values, want %d×%d", len(w), g.K, g.N)
+		return nil, 0, fmt.Errorf("requantize: %d values, want %d×%d", len(w), g.K, g.N)
 	}
-	l, err := NewLayer(g.K, g.N, g.Config) // padding codes: the default zero point, as RTN's
+	l, err = NewLayer(g.K, g.N, g.Config) // padding codes: the default zero point, as RTN's
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	copy(l.Scales, g.Scales)
-	copy(l.Zeros, g.Zeros)
 	bs := g.Config.BlockSize
 	for j := 0; j < g.N; j++ {
-		for i := 0; i < g.K; i++ {
-			gr := g.GridAt(j, i/bs)
-			l.SetCode(i, j, gr.Code(w[i*g.N+j], g.Config))
+		for b := 0; b < g.KBlocks(); b++ {
+			gr := g.GridAt(j, b)
+			if lo, hi := blockRange(w, g.K, g.N, j, b, bs); !gr.Fits(lo, hi, g.Config) {
+				gr = Refit(lo, hi, g.Config)
+				refit++
+			}
+			l.Set(j, b, gr)
+			for i := b * bs; i < min(g.K, (b+1)*bs); i++ {
+				l.SetCode(i, j, gr.Code(w[i*g.N+j], g.Config))
+			}
 		}
 	}
-	return l, nil
+	return l, refit, nil
 }
 
 // Raised is one linear Raise put back on its grid.
 type Raised struct {
 	Lowered
-	// MaxSteps is max |w − dequant(code)| / scale over the weights inside their block's range
-	// (≤ 0.5: rounding to nearest); Clamped counts the weights outside it, which Q clamps to the
-	// range's end, and MaxClampedSteps is their largest distance in steps.
-	MaxSteps        float64 `json:"max_steps"`
-	Clamped         int64   `json:"clamped"`
-	MaxClampedSteps float64 `json:"max_clamped_steps"`
-	Weights         int64   `json:"weights"`
+	// MaxSteps is max |w − dequant(code)| / scale over all weights (≤ 0.5: every block's
+	// weights round to nearest on a grid that covers them); RefitBlocks of Blocks got a grid of
+	// their own because w left the base's (Requantize), the largest by MaxScaleRatio × the
+	// base's scale.
+	MaxSteps      float64 `json:"max_steps"`
+	RefitBlocks   int64   `json:"refit_blocks"`
+	Blocks        int64   `json:"blocks"`
+	MaxScaleRatio float64 `json:"max_scale_ratio,omitempty"`
+	Weights       int64   `json:"weights"`
 	// ZerosIn counts exact zeros of the float weight; ZerosKept is true when each of them
 	// dequantizes to exactly 0.
 	ZerosIn   int64 `json:"zeros_in"`
@@ -249,7 +259,7 @@ func Raise(m, src *onnx.Model) ([]Raised, error) {
 		if err != nil {
 			return nil, err
 		}
-		l, err := Requantize(w, grid)
+		l, refit, err := Requantize(w, grid)
 		if err != nil {
 			return nil, fmt.Errorf("raise %s: %s: %w", m.Path, r.Node, err)
 		}
@@ -263,23 +273,22 @@ func Raise(m, src *onnx.Model) ([]Raised, error) {
 		if err := p.ApplyTarget(m, t, l); err != nil {
 			return nil, err
 		}
-		st := Raised{Lowered: r, ZerosKept: true, Weights: int64(len(w))}
+		st := Raised{Lowered: r, ZerosKept: true, Weights: int64(len(w)), RefitBlocks: int64(refit), Blocks: int64(len(l.Scales))}
+		for i, s := range l.Scales {
+			if grid.Scales[i] != 0 && s != grid.Scales[i] {
+				st.MaxScaleRatio = math.Max(st.MaxScaleRatio, float64(s)/float64(grid.Scales[i]))
+			}
+		}
 		deq := l.Dequant()
 		for i, v := range w {
 			if v == 0 {
 				st.ZerosIn++
 				st.ZerosKept = st.ZerosKept && deq[i] == 0
 			}
-			gr := l.GridAt(i%r.N, i/r.N/r.BlockSize)
-			if gr.Scale == 0 {
-				continue
-			}
-			d := math.Abs(float64(v-deq[i])) / float64(gr.Scale)
-			if v < gr.Value(0) || v > gr.Value(uint8(r.Config().MaxCode())) {
-				st.Clamped++
-				st.MaxClampedSteps = math.Max(st.MaxClampedSteps, d)
-			} else {
-				st.MaxSteps = math.Max(st.MaxSteps, d)
+			if gr := l.GridAt(i%r.N, i/r.N/r.BlockSize); gr.Scale != 0 {
+				st.MaxSteps = math.Max(st.MaxSteps, math.Abs(float64(v-deq[i]))/float64(gr.Scale))
+			} else if v != 0 {
+				st.MaxSteps = math.Inf(1) // cannot happen: a zero scale is refit unless the block is all zero
 			}
 		}
 		raised = append(raised, st)
