@@ -295,7 +295,7 @@ func TestWriteSyntheticTiny(t *testing.T) {
 			t.Errorf("%s: external %v (elements %d, previous end %d)", init.GetName(), kv, elems, end)
 		}
 		end = off + n
-		if !strings.HasPrefix(init.GetName(), "model.rotary") && init.GetName() != llama.MaskName {
+		if !strings.HasPrefix(init.GetName(), "model.rotary") {
 			params += elems
 		}
 	}
