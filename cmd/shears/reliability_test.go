@@ -23,7 +23,6 @@ import (
 	"github.com/shears-ml/shears/internal/dirlock"
 	"github.com/shears-ml/shears/internal/safetensors"
 	"github.com/shears-ml/shears/internal/testkit"
-	"github.com/shears-ml/shears/nls"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
 	"github.com/shears-ml/shears/pipeline"
@@ -117,7 +116,7 @@ func TestOutputNeverAliasesAnInput(t *testing.T) {
 // ckSteps is the step counter of the run's checkpoint (-1 when there is none).
 func ckSteps(t *testing.T, run string) int {
 	t.Helper()
-	f, err := safetensors.Read(filepath.Join(run, nls.CheckpointFile))
+	f, err := safetensors.Read(filepath.Join(run, pipeline.CheckpointFile))
 	if os.IsNotExist(errors.Unwrap(err)) || (err != nil && strings.Contains(err.Error(), "no such file")) {
 		return -1
 	}
@@ -152,7 +151,7 @@ func TestMaxStepsCheckpointsAndCheckpointEverySurvivesResume(t *testing.T) {
 	if n := ckSteps(t, run); n != 1 {
 		t.Fatalf("--max-steps 1 left a checkpoint at step %d, want 1", n)
 	}
-	cfg, err := nls.ReadRunConfig(run)
+	cfg, err := pipeline.ReadRunConfig(run)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +163,7 @@ func TestMaxStepsCheckpointsAndCheckpointEverySurvivesResume(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, cmd, func() bool { recs, _ := nls.ReadMetrics(run); return len(recs) >= 3 })
+	waitFor(t, cmd, func() bool { recs, _ := pipeline.ReadMetrics(run); return len(recs) >= 3 })
 	cmd.Process.Kill()
 	cmd.Wait()
 	if n := ckSteps(t, run); n < 2 {
@@ -213,7 +212,7 @@ func TestRunInputsAreCheckedByContent(t *testing.T) {
 	if _, e, code := shears(t, trainArgs(super, data, run, "--max-steps", "1")...); code != 0 {
 		t.Fatalf("train: %s", e)
 	}
-	cfg, err := nls.ReadRunConfig(run)
+	cfg, err := pipeline.ReadRunConfig(run)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,7 +287,7 @@ func TestSignalsCheckpointAndExitNonZero(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, cmd, func() bool { recs, _ := nls.ReadMetrics(run); return len(recs) >= 1 })
+		waitFor(t, cmd, func() bool { recs, _ := pipeline.ReadMetrics(run); return len(recs) >= 1 })
 		cmd.Process.Signal(sig)
 		err := cmd.Wait()
 		out := cmd.Stdout.(*bytes.Buffer).String()
@@ -297,7 +296,7 @@ func TestSignalsCheckpointAndExitNonZero(t *testing.T) {
 			!strings.Contains(out, "resume with: shears train --resume --out "+run) {
 			t.Fatalf("%v: %v, %s", sig, err, out)
 		}
-		recs, _ := nls.ReadMetrics(run)
+		recs, _ := pipeline.ReadMetrics(run)
 		if n := ckSteps(t, run); n < 1 || n != len(recs) {
 			t.Fatalf("%v: checkpoint at step %d, %d steps recorded", sig, n, len(recs))
 		}
@@ -315,7 +314,7 @@ func TestSignalsCheckpointAndExitNonZero(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, cmd, func() bool { recs, _ := nls.ReadMetrics(run); return len(recs) >= 1 })
+	waitFor(t, cmd, func() bool { recs, _ := pipeline.ReadMetrics(run); return len(recs) >= 1 })
 	cmd.Process.Signal(syscall.SIGTERM)
 	time.Sleep(time.Millisecond)
 	cmd.Process.Signal(syscall.SIGTERM)
@@ -346,7 +345,7 @@ func TestSecondTrainOnALiveRunIsRefused(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("the first train: %v %s", err, cmd.Stdout.(*bytes.Buffer).String())
 	}
-	recs, err := nls.ReadMetrics(run)
+	recs, err := pipeline.ReadMetrics(run)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -509,7 +508,7 @@ func TestDivergingTrainStopsAtTheFirstNaN(t *testing.T) {
 	if n := ckSteps(t, run); n != good {
 		t.Fatalf("checkpoint at step %d, want %d", n, good)
 	}
-	recs, err := nls.ReadMetrics(run)
+	recs, err := pipeline.ReadMetrics(run)
 	if err != nil || len(recs) != good {
 		t.Fatalf("%d metric records (%v), want %d", len(recs), err, good)
 	}
