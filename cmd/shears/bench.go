@@ -83,7 +83,7 @@ func runBench(env *cliEnv, o any, args []string) error {
 		return bench.LoadSave(args[0], args[1])
 	}
 	if opts.forward != "" {
-		ro, err := pipeline.Runtime(opts.ortLib, pipeline.DefaultDevice, opts.threads)
+		ro, err := pipeline.RuntimeConfig{ORTLib: opts.ortLib, Threads: opts.threads}.Load()
 		if err != nil {
 			return err
 		}
