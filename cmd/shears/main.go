@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
-	"sort"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -20,12 +18,15 @@ import (
 // command is one verb of the CLI. Each subcommand file registers itself in init, so the
 // dispatcher, the help text and the docs share one registry.
 type command struct {
-	name    string
-	args    string // usage after the verb, e.g. "MODEL [flags]"
-	summary string // one line for the command list
-	long    string // a paragraph that teaches: what it does, typical use
-	flags   func(fs *pflag.FlagSet) any
-	run     func(env *cliEnv, opts any, args []string) error
+	name string
+	args string // usage after the verb, e.g. "MODEL [flags]"
+	// positional, when set, names the exact positional arguments ("MODEL.onnx", "FORMAT
+	// CHECKPOINT"): the dispatcher checks their count before run, with a usage error.
+	positional string
+	summary    string // one line for the command list
+	long       string // a paragraph that teaches: what it does, typical use
+	flags      func(fs *pflag.FlagSet) any
+	run        func(env *cliEnv, opts any, args []string) error
 }
 
 var registry = map[string]*command{}
@@ -75,7 +76,11 @@ func run(argv []string, stdout, stderr io.Writer) int {
 	}
 	env := &cliEnv{stdout: stdout, stderr: stderr, argv: argv}
 	pipeline.SetCommandLine(commandLine(argv))
-	if err := c.run(env, opts, fs.Args()); err != nil {
+	err := c.checkArgs(fs.Args())
+	if err == nil {
+		err = c.run(env, opts, fs.Args())
+	}
+	if err != nil {
 		if errors.Is(err, errUsage) {
 			fmt.Fprintf(stderr, "shears %s: %v\n", c.name, err)
 			usage(c, stderr)
@@ -87,8 +92,9 @@ func run(argv []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// pipelineOrder is the order the overview lists commands in: the Shears workflow.
-var pipelineOrder = []string{"run", "import", "inspect", "convert", "prune", "quantize", "adapt", "train", "search", "export", "eval", "generate", "gradcheck", "bench"}
+// commandOrder is the one ordered list of the CLI's verbs: the Shears workflow, as the
+// overview lists them. Every registered command is in it (TestCommandOrderListsEveryCommand).
+var commandOrder = []string{"run", "import", "inspect", "convert", "prune", "quantize", "adapt", "train", "search", "export", "eval", "generate", "gradcheck", "bench"}
 
 func overview(w io.Writer) {
 	fmt.Fprint(w, `shears: sparse base + elastic low-rank adapters for ONNX language models (Shears, arXiv 2404.10934)
@@ -101,22 +107,10 @@ train (NLS), search a sub-adapter, export (sparse base + adapter, or merged), ev
 
 Commands:
 `)
-	names := make([]string, 0, len(registry))
-	for n := range registry {
-		names = append(names, n)
-	}
-	// The pipeline's order first (a user reads the list as the workflow), then the rest.
-	rank := func(n string) int {
-		if i := slices.Index(pipelineOrder, n); i >= 0 {
-			return i
+	for _, n := range commandOrder {
+		if registry[n] == nil {
+			continue
 		}
-		return len(pipelineOrder)
-	}
-	sort.Slice(names, func(i, j int) bool {
-		ri, rj := rank(names[i]), rank(names[j])
-		return ri < rj || ri == rj && names[i] < names[j]
-	})
-	for _, n := range names {
 		fmt.Fprintf(w, "  %-10s %s\n", n, registry[n].summary)
 	}
 	fmt.Fprint(w, `
@@ -133,6 +127,14 @@ func usage(c *command, w io.Writer) {
 	if fs.HasFlags() {
 		fmt.Fprintf(w, "\nFlags:\n%s", fs.FlagUsages())
 	}
+}
+
+// checkArgs checks the positional argument count the command declares (none declared: any).
+func (c *command) checkArgs(args []string) error {
+	if c.positional == "" {
+		return nil
+	}
+	return needArgs(args, len(strings.Fields(c.positional)), c.positional)
 }
 
 // needArgs checks the positional argument count.

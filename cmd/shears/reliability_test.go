@@ -23,9 +23,6 @@ import (
 	"github.com/shears-ml/shears/internal/dirlock"
 	"github.com/shears-ml/shears/internal/safetensors"
 	"github.com/shears-ml/shears/internal/testkit"
-	"github.com/shears-ml/shears/internal/testsynth"
-	"github.com/shears-ml/shears/internal/testtok"
-	"github.com/shears-ml/shears/nls"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
 	"github.com/shears-ml/shears/pipeline"
@@ -40,7 +37,7 @@ func relSetup(t *testing.T, n int) (dir, super, dataPath string) {
 	t.Helper()
 	testkit.ORT(t)
 	dir = t.TempDir()
-	model := testsynth.Synthetic(t, "tiny")
+	model := testkit.Synthetic(t, "tiny")
 	sparse := filepath.Join(dir, "sparse.onnx")
 	if _, e, code := shears(t, "prune", model, "-o", sparse, "--method", "magnitude", "--sparsity", "0.5"); code != 0 {
 		t.Fatalf("prune: %s", e)
@@ -119,7 +116,7 @@ func TestOutputNeverAliasesAnInput(t *testing.T) {
 // ckSteps is the step counter of the run's checkpoint (-1 when there is none).
 func ckSteps(t *testing.T, run string) int {
 	t.Helper()
-	f, err := safetensors.Read(filepath.Join(run, nls.CheckpointFile))
+	f, err := safetensors.Read(filepath.Join(run, pipeline.CheckpointFile))
 	if os.IsNotExist(errors.Unwrap(err)) || (err != nil && strings.Contains(err.Error(), "no such file")) {
 		return -1
 	}
@@ -154,7 +151,7 @@ func TestMaxStepsCheckpointsAndCheckpointEverySurvivesResume(t *testing.T) {
 	if n := ckSteps(t, run); n != 1 {
 		t.Fatalf("--max-steps 1 left a checkpoint at step %d, want 1", n)
 	}
-	cfg, err := nls.ReadRunConfig(run)
+	cfg, err := pipeline.ReadRunConfig(run)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +163,7 @@ func TestMaxStepsCheckpointsAndCheckpointEverySurvivesResume(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, cmd, func() bool { recs, _ := nls.ReadMetrics(run); return len(recs) >= 3 })
+	waitFor(t, cmd, func() bool { recs, _ := pipeline.ReadMetrics(run); return len(recs) >= 3 })
 	cmd.Process.Kill()
 	cmd.Wait()
 	if n := ckSteps(t, run); n < 2 {
@@ -215,7 +212,7 @@ func TestRunInputsAreCheckedByContent(t *testing.T) {
 	if _, e, code := shears(t, trainArgs(super, data, run, "--max-steps", "1")...); code != 0 {
 		t.Fatalf("train: %s", e)
 	}
-	cfg, err := nls.ReadRunConfig(run)
+	cfg, err := pipeline.ReadRunConfig(run)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +241,7 @@ func TestRunInputsAreCheckedByContent(t *testing.T) {
 	sparse0 := filepath.Join(dir, "sparse.onnx")
 	keep, _ := os.ReadFile(sparse0 + ".data")
 	keepH, _ := os.ReadFile(sparse0)
-	if _, e, code := shears(t, "prune", testsynth.Synthetic(t, "tiny"), "-o", sparse0, "--method", "magnitude", "--sparsity", "0.6"); code != 0 {
+	if _, e, code := shears(t, "prune", testkit.Synthetic(t, "tiny"), "-o", sparse0, "--method", "magnitude", "--sparsity", "0.6"); code != 0 {
 		t.Fatalf("re-prune: %s", e)
 	}
 	if _, e, code := shears(t, "export", run, "--ranks", "max", "-o", filepath.Join(dir, "y.onnx")); code != 1 || !strings.Contains(e, "base data (shared by the super-network) "+sparse0+".data") {
@@ -290,7 +287,7 @@ func TestSignalsCheckpointAndExitNonZero(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, cmd, func() bool { recs, _ := nls.ReadMetrics(run); return len(recs) >= 1 })
+		waitFor(t, cmd, func() bool { recs, _ := pipeline.ReadMetrics(run); return len(recs) >= 1 })
 		cmd.Process.Signal(sig)
 		err := cmd.Wait()
 		out := cmd.Stdout.(*bytes.Buffer).String()
@@ -299,7 +296,7 @@ func TestSignalsCheckpointAndExitNonZero(t *testing.T) {
 			!strings.Contains(out, "resume with: shears train --resume --out "+run) {
 			t.Fatalf("%v: %v, %s", sig, err, out)
 		}
-		recs, _ := nls.ReadMetrics(run)
+		recs, _ := pipeline.ReadMetrics(run)
 		if n := ckSteps(t, run); n < 1 || n != len(recs) {
 			t.Fatalf("%v: checkpoint at step %d, %d steps recorded", sig, n, len(recs))
 		}
@@ -317,7 +314,7 @@ func TestSignalsCheckpointAndExitNonZero(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, cmd, func() bool { recs, _ := nls.ReadMetrics(run); return len(recs) >= 1 })
+	waitFor(t, cmd, func() bool { recs, _ := pipeline.ReadMetrics(run); return len(recs) >= 1 })
 	cmd.Process.Signal(syscall.SIGTERM)
 	time.Sleep(time.Millisecond)
 	cmd.Process.Signal(syscall.SIGTERM)
@@ -348,7 +345,7 @@ func TestSecondTrainOnALiveRunIsRefused(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("the first train: %v %s", err, cmd.Stdout.(*bytes.Buffer).String())
 	}
-	recs, err := nls.ReadMetrics(run)
+	recs, err := pipeline.ReadMetrics(run)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -361,7 +358,7 @@ func TestSecondTrainOnALiveRunIsRefused(t *testing.T) {
 func paragraphs(t *testing.T, path string, n int) {
 	t.Helper()
 	var b strings.Builder
-	lines := strings.Split(testtok.Corpus, "\n")
+	lines := strings.Split(testkit.TokCorpus, "\n")
 	for i := 0; i < n; i++ {
 		fmt.Fprintf(&b, "%s\n%s\n\n", lines[i%len(lines)], lines[(i+1)%len(lines)])
 	}
@@ -375,8 +372,8 @@ func paragraphs(t *testing.T, path string, n int) {
 // 5 MB file), and the streaming scorer equals the whole-stream one bit for bit.
 func TestTextDataIsBoundedByLimitAndMaxTokens(t *testing.T) {
 	testkit.ORT(t)
-	model := testsynth.Synthetic(t, "tiny")
-	tok := testtok.Write(t, 400)
+	model := testkit.Synthetic(t, "tiny")
+	tok := testkit.Tokenizer(t, 400)
 	dir := t.TempDir()
 	txt := filepath.Join(dir, "p.txt")
 	paragraphs(t, txt, 200)
@@ -430,7 +427,7 @@ func TestTextDataIsBoundedByLimitAndMaxTokens(t *testing.T) {
 // projection's weight (through a streaming Save, external data kept).
 func poisoned(t *testing.T, dir string) (path, tensor string) {
 	t.Helper()
-	src := testsynth.Synthetic(t, "tiny")
+	src := testkit.Synthetic(t, "tiny")
 	m, err := onnx.Load(src)
 	if err != nil {
 		t.Fatal(err)
@@ -480,7 +477,7 @@ func TestNonFiniteWeightsAreRefusedAndJSONSaysNull(t *testing.T) {
 			t.Errorf("%s --allow-nonfinite: %d %s", args[0], code, e)
 		}
 	}
-	tok := testtok.Write(t, 400)
+	tok := testkit.Tokenizer(t, 400)
 	txt := filepath.Join(dir, "p.txt")
 	paragraphs(t, txt, 4)
 	o, e, code := shears(t, "eval", model, "--task", "ppl", "--data", txt, "--tokenizer", tok, "--seq-len", "32", "--json")
@@ -511,7 +508,7 @@ func TestDivergingTrainStopsAtTheFirstNaN(t *testing.T) {
 	if n := ckSteps(t, run); n != good {
 		t.Fatalf("checkpoint at step %d, want %d", n, good)
 	}
-	recs, err := nls.ReadMetrics(run)
+	recs, err := pipeline.ReadMetrics(run)
 	if err != nil || len(recs) != good {
 		t.Fatalf("%d metric records (%v), want %d", len(recs), err, good)
 	}

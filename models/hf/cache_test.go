@@ -1,4 +1,4 @@
-package hf
+package hf_test
 
 import (
 	"path/filepath"
@@ -6,77 +6,78 @@ import (
 
 	"github.com/shears-ml/shears/internal/testkit"
 	"github.com/shears-ml/shears/lm"
+	"github.com/shears-ml/shears/models/hf"
 	"github.com/shears-ml/shears/runtime"
 )
 
-// The KV cache: a prefix, then the rest of the sequence fed with the prefix's presents as the
-// past, gives the whole sequence's logits (positions, the past's layout and the rotary tables
-// agree), for every family.
+// cached runs an imported model on one sequence, a chunk at a time, carrying the KV cache.
+type cached struct {
+	t        *testing.T
+	s        *runtime.Session
+	presents []string
+	past     map[string]*runtime.Tensor
+	at       int // the cache's length
+}
+
+// openCached writes hf.FamilyConfigs[name]'s random checkpoint (seed), imports it and opens it.
+func openCached(t *testing.T, name string, seed uint64) (*cached, *hf.Config, string) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), name)
+	if err := hf.WriteRandom(dir, []byte(hf.FamilyConfigs[name]), hf.RandomOptions{Seed: seed}); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), name+".onnx")
+	importTo(t, dir, out)
+	s, err := runtime.OpenFile(out, runtime.Options{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	r := &cached{t: t, s: s}
+	for _, o := range s.Outputs() {
+		if _, _, ok := lm.ParsePresent(o.Name); ok {
+			r.presents = append(r.presents, o.Name)
+		}
+	}
+	c, err := hf.ReadConfig(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, c, dir
+}
+
+// next feeds ids after the cache and returns their logits [len(ids)·vocab]; the presents become
+// the cache.
+func (r *cached) next(ids []int) []float32 {
+	t := r.t
+	t.Helper()
+	res, err := r.s.Run(testkit.PastFeeds(t, r.s.Inputs(), [][]int{ids}, r.past, r.at), append([]string{lm.Logits}, r.presents...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.past = testkit.NextPast(res)
+	r.at += len(ids)
+	return res[lm.Logits].F32
+}
+
+// The KV cache: a prefix of 5, then 2 tokens and then 1 (a decode step), each fed the presents
+// so far as the past, give the whole sequence's logits (positions, the past's layout, the
+// rotary tables and the sliding windows, which the prefix already exceeds, agree), for every
+// family.
 func TestFamiliesCachedContinuation(t *testing.T) {
 	testkit.ORT(t)
-	for _, name := range []string{"llama", "mistral", "qwen2", "phi3", "gemma", "gpt2"} {
+	for _, name := range familyNames() {
 		t.Run(name, func(t *testing.T) {
-			dir := filepath.Join(t.TempDir(), name)
-			if err := WriteRandom(dir, []byte(familyConfigs[name]), RandomOptions{Seed: 11}); err != nil {
-				t.Fatal(err)
-			}
-			out := filepath.Join(t.TempDir(), name+".onnx")
-			importTo(t, dir, out)
-			s, err := runtime.OpenFile(out, runtime.Options{Threads: 1})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
-			pastOf := map[string]string{}
-			it, err := lm.FromIO(runtime.LMIO(s.Inputs()), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var presents []string
-			for _, o := range s.Outputs() {
-				if i, k, ok := lm.ParsePresent(o.Name); ok {
-					presents = append(presents, o.Name)
-					pastOf[o.Name] = lm.Past(i, k)
-				}
-			}
-			run := func(ids []int, past map[string]*runtime.Tensor, pastLen int) map[string]*runtime.Tensor {
-				b := lm.Batch{IDs: [][]int{ids}}
-				if pastLen > 0 {
-					b.PastMask = [][]int64{make([]int64, pastLen)}
-					for i := range b.PastMask[0] {
-						b.PastMask[0][i] = 1
-					}
-				}
-				feeds, err := it.Feeds(b)
-				if err != nil {
-					t.Fatal(err)
-				}
-				in := map[string]*runtime.Tensor{}
-				for k, v := range feeds {
-					if in[k], err = runtime.LMTensor(v); err != nil {
-						t.Fatal(err)
-					}
-				}
-				for k, v := range past {
-					in[k] = v
-				}
-				res, err := s.Run(in, append([]string{lm.Logits}, presents...))
-				if err != nil {
-					t.Fatal(err)
-				}
-				return res
-			}
 			ids := []int{5, 77, 3, 120, 64, 9, 31, 100}
-			full := run(ids, nil, 0)[lm.Logits].F32
-			head := run(ids[:5], nil, 0)
-			past := map[string]*runtime.Tensor{}
-			for _, p := range presents {
-				past[pastOf[p]] = head[p]
-			}
-			tail := run(ids[5:], past, 5)[lm.Logits].F32
-			want := full[5*128:]
-			if d := testkit.MaxDiff(tail, want); !(d <= 1e-4) {
-				t.Fatalf("cached continuation differs from the full sequence by %.3g", d)
+			whole, _, _ := openCached(t, name, 11)
+			full := whole.next(ids)
+			r, _, _ := openCached(t, name, 11)
+			for _, n := range []int{5, 2, 1} {
+				at := r.at
+				got := r.next(ids[at : at+n])
+				if d := testkit.MaxDiff(got, full[at*128:(at+n)*128]); !(d <= 1e-4) {
+					t.Fatalf("tokens %d..%d fed with a cache of %d differ from the full sequence by %.3g", at, at+n, at, d)
+				}
 			}
 		})
 	}

@@ -29,14 +29,20 @@ type Config struct {
 	RMSNormEps        float64      `json:"rms_norm_eps"`
 	RopeTheta         float64      `json:"rope_theta"`
 	RopeScaling       *RopeScaling `json:"rope_scaling"`
-	TieWordEmbeddings *bool        `json:"tie_word_embeddings"`
-	AttentionBias     bool         `json:"attention_bias"`
-	MLPBias           bool         `json:"mlp_bias"`
-	HiddenAct         string       `json:"hidden_act"`
-	HiddenActivation  string       `json:"hidden_activation"` // Gemma
-	SlidingWindow     *int         `json:"sliding_window"`    // Mistral, Qwen2
-	UseSlidingWindow  *bool        `json:"use_sliding_window"`
-	PartialRotary     *float64     `json:"partial_rotary_factor"`
+	// RopeParameters is transformers v5's form: rope_theta, the scaling and
+	// partial_rotary_factor in one object (rope.go reads either form).
+	RopeParameters       *RopeScaling `json:"rope_parameters"`
+	OriginalMaxPositions int          `json:"original_max_position_embeddings"` // Phi-3's LongRoPE
+	TieWordEmbeddings    *bool        `json:"tie_word_embeddings"`
+	AttentionBias        bool         `json:"attention_bias"`
+	MLPBias              bool         `json:"mlp_bias"`
+	HiddenAct            string       `json:"hidden_act"`
+	HiddenActivation     string       `json:"hidden_activation"` // Gemma
+	SlidingWindow        *int         `json:"sliding_window"`    // Mistral, Qwen2, Phi-3
+	UseSlidingWindow     *bool        `json:"use_sliding_window"`
+	MaxWindowLayers      *int         `json:"max_window_layers"` // Qwen2
+	LayerTypes           []string     `json:"layer_types"`       // Qwen2 (transformers ≥ 4.53)
+	PartialRotary        *float64     `json:"partial_rotary_factor"`
 
 	// GPT-2 names.
 	NEmbd            int     `json:"n_embd"`
@@ -46,20 +52,46 @@ type Config struct {
 	NInner           *int    `json:"n_inner"`
 	LayerNormEpsilon float64 `json:"layer_norm_epsilon"`
 	ActivationFunc   string  `json:"activation_function"`
+	ScaleAttnWeights *bool   `json:"scale_attn_weights"`
+	ScaleAttnByLayer bool    `json:"scale_attn_by_inverse_layer_idx"`
 
 	Raw  string `json:"-"`
 	Path string `json:"-"`
 }
 
-// RopeScaling is config.json's rope_scaling. Transformers has written the kind as "type" and,
-// later, "rope_type"; Kind reads either.
+// RopeScaling is config.json's rope_scaling (or transformers v5's rope_parameters, which also
+// holds rope_theta and partial_rotary_factor). Transformers has written the kind as "type"
+// and, later, "rope_type"; Kind reads either.
 type RopeScaling struct {
-	Type                  string  `json:"type"`
-	RopeType              string  `json:"rope_type"`
-	Factor                float64 `json:"factor"`
-	LowFreqFactor         float64 `json:"low_freq_factor"`
-	HighFreqFactor        float64 `json:"high_freq_factor"`
-	OriginalMaxPositional int     `json:"original_max_position_embeddings"`
+	Type                  string    `json:"type"`
+	RopeType              string    `json:"rope_type"`
+	Factor                float64   `json:"factor"`
+	LowFreqFactor         float64   `json:"low_freq_factor"`
+	HighFreqFactor        float64   `json:"high_freq_factor"`
+	OriginalMaxPositional int       `json:"original_max_position_embeddings"`
+	ShortFactor           []float64 `json:"short_factor"`
+	LongFactor            []float64 `json:"long_factor"`
+	AttentionFactor       *float64  `json:"attention_factor"`
+	RopeTheta             float64   `json:"rope_theta"`            // rope_parameters only
+	PartialRotary         *float64  `json:"partial_rotary_factor"` // rope_parameters only
+	// PerLayerType is set when rope_parameters is keyed by layer type (not supported).
+	PerLayerType bool `json:"-"`
+}
+
+// UnmarshalJSON notes rope_parameters keyed by layer type ({"full_attention": {...}, ...}).
+func (r *RopeScaling) UnmarshalJSON(b []byte) error {
+	type plain RopeScaling
+	var keys map[string]json.RawMessage
+	if err := json.Unmarshal(b, &keys); err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, (*plain)(r)); err != nil {
+		return err
+	}
+	_, full := keys["full_attention"]
+	_, sliding := keys["sliding_attention"]
+	r.PerLayerType = full || sliding
+	return nil
 }
 
 // Kind is the scaling's type ("llama3", "linear", ...).

@@ -5,8 +5,11 @@
 // One file per family (llama.go, mistral.go, qwen2.go, phi3.go, gemma.go, gpt2.go), the shape
 // of ollama's convert/: each registers a Family that reads its config.json fields into the
 // builder's config and says which tensors are nn.Linear weights. decoder.go holds what the
-// LLaMA-style families share (sizes, head_dim, num_key_value_heads, rope_theta, rms_norm_eps,
-// tie_word_embeddings, rope_scaling "llama3"); an architecture not registered is an error that
+// LLaMA-style families share (sizes, head_dim, num_key_value_heads, rms_norm_eps,
+// tie_word_embeddings, sliding_window); rope.go the rotary embedding (rope_theta, one registry
+// of rope_scaling types: linear, dynamic, llama3, longrope/su; partial_rotary_factor; v5's
+// rope_parameters). A field that would change the math and that the graph does not compute is
+// refused, naming config.json and the field; an architecture not registered is an error that
 // lists the supported ones.
 //
 // Conventions:

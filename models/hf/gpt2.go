@@ -7,7 +7,8 @@ import (
 )
 
 // GPT-2: LayerNorm, learned positions, Conv1D weights (already [in, out]: nothing is
-// transposed), q/k/v fused in c_attn, tanh-GELU ("gelu_new") and a head tied to wte.
+// transposed), q/k/v fused in c_attn, tanh-GELU ("gelu_new"), scores scaled by 1/√head_dim and
+// a head tied to wte; configs that change those are refused.
 func init() {
 	register(&Family{Arch: "GPT2LMHeadModel", Linear: func(string) bool { return false },
 		Build: func(c *Config, src Source) (*onnx.Model, error) {
@@ -16,6 +17,14 @@ func init() {
 			}
 			if err := activation(c, "activation_function", c.ActivationFunc, "gelu_new", "gelu_pytorch_tanh"); err != nil {
 				return nil, err
+			}
+			switch {
+			case c.ScaleAttnWeights != nil && !*c.ScaleAttnWeights:
+				return nil, c.errorf("scale_attn_weights false is not supported (the graph scales attention scores by 1/√head_dim)")
+			case c.ScaleAttnByLayer:
+				return nil, c.errorf("scale_attn_by_inverse_layer_idx true is not supported (the graph scales attention scores by 1/√head_dim only)")
+			case !c.Tied(true):
+				return nil, c.errorf("tie_word_embeddings false is not supported for GPT2LMHeadModel (its head is transformer.wte)")
 			}
 			g := gpt2.Config{Vocab: c.VocabSize, Dim: c.NEmbd, Heads: c.NHead, Layers: c.NLayer, MaxSeq: c.NPositions, Eps: float32(c.LayerNormEpsilon)}
 			if c.NInner != nil {

@@ -2,13 +2,13 @@ package hf
 
 import "github.com/shears-ml/shears/models/llama"
 
-// Mistral: LLaMA's graph. Its sliding window only matters past sliding_window tokens, so the
-// graph's context is capped there (attention within it is exact).
+// Mistral: LLaMA's graph; a sliding_window that is not null limits every layer's attention to
+// that many most recent positions.
 func init() {
 	register(&Family{Arch: "MistralForCausalLM", Linear: nnLinear,
-		Build: buildDecoder(1e-6, false, func(c *Config, d *llama.Config) error {
-			if w := c.SlidingWindow; w != nil && *w > 0 && *w < d.MaxSeq {
-				d.MaxSeq = *w
+		Build: buildDecoder(defaults{eps: 1e-6}, func(c *Config, d *llama.Config) error {
+			if err := slidingWindow(c, d); err != nil {
+				return err
 			}
 			return activation(c, "hidden_act", c.HiddenAct, "silu")
 		})})

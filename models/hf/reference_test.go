@@ -1,4 +1,4 @@
-package hf
+package hf_test
 
 import (
 	"fmt"
@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/shears-ml/shears/internal/safetensors"
+	"github.com/shears-ml/shears/models/hf"
 )
 
 // This file is the independent truth the imported graphs are checked against: each family's
@@ -36,7 +37,7 @@ func loadRef(t *testing.T, dir string) map[string]mat {
 		if err != nil {
 			t.Fatal(err)
 		}
-		f, err := decode(info.DType, b)
+		f, err := hf.Decode(info.DType, b)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -137,21 +138,46 @@ func geluTanh(x float64) float64 {
 	return 0.5 * x * (1 + math.Tanh(math.Sqrt(2/math.Pi)*(x+0.044715*x*x*x)))
 }
 
-// invFreq is HF's rotary inverse frequencies, with rope_scaling of type llama3 applied as
-// _compute_llama3_parameters does.
-func invFreq(c *Config, hd int) []float64 {
-	theta := c.RopeTheta
+// refRope is HF's rotary embedding for a forward whose largest position id is maxPos: the
+// inverse frequencies of the rotated width (partial_rotary_factor · head_dim) and the scale
+// on cos and sin, with rope_scaling applied as modeling_rope_utils does (linear, llama3,
+// longrope/su; dynamic changes nothing within max_position_embeddings). It reads rope_theta,
+// rope_scaling and partial_rotary_factor, or v5's rope_parameters holding them.
+func refRope(c *hf.Config, hd, maxPos int) (inv []float64, scale float64) {
+	theta, s, prf := c.RopeTheta, c.RopeScaling, 1.0
+	if c.PartialRotary != nil {
+		prf = *c.PartialRotary
+	}
+	if p := c.RopeParameters; p != nil {
+		s = p
+		if p.RopeTheta != 0 {
+			theta = p.RopeTheta
+		}
+		if p.PartialRotary != nil {
+			prf = *p.PartialRotary
+		}
+	}
 	if theta == 0 {
 		theta = 10000
 	}
-	f := make([]float64, hd/2)
-	for j := range f {
-		f[j] = 1 / math.Pow(theta, float64(2*j)/float64(hd))
+	dim := int(float64(hd) * prf)
+	inv = make([]float64, dim/2)
+	for j := range inv {
+		inv[j] = 1 / math.Pow(theta, float64(2*j)/float64(dim))
 	}
-	if s := c.RopeScaling; s != nil && s.Kind() == "llama3" {
+	scale = 1
+	if s == nil {
+		return inv, scale
+	}
+	switch s.Kind() {
+	case "linear":
+		for j := range inv {
+			inv[j] /= s.Factor
+		}
+	case "llama3":
 		old := float64(s.OriginalMaxPositional)
 		lowWave, highWave := old/s.LowFreqFactor, old/s.HighFreqFactor
-		for j, x := range f {
+		for j, x := range inv {
 			wave := 2 * math.Pi / x
 			v := x
 			if wave > lowWave {
@@ -161,19 +187,72 @@ func invFreq(c *Config, hd int) []float64 {
 				sm := (old/wave - s.LowFreqFactor) / (s.HighFreqFactor - s.LowFreqFactor)
 				v = (1-sm)*v/s.Factor + sm*v
 			}
-			f[j] = v
+			inv[j] = v
+		}
+	case "longrope", "su":
+		orig := c.OriginalMaxPositions
+		if orig == 0 {
+			orig = s.OriginalMaxPositional
+		}
+		factor := s.Factor
+		if factor == 0 {
+			factor = float64(c.MaxPositions) / float64(orig)
+		}
+		if s.AttentionFactor != nil {
+			scale = *s.AttentionFactor
+		} else if factor > 1 {
+			scale = math.Sqrt(1 + math.Log(factor)/math.Log(float64(orig)))
+		}
+		ext := s.ShortFactor
+		if maxPos+1 > orig {
+			ext = s.LongFactor
+		}
+		for j := range inv {
+			inv[j] = 1 / (ext[j] * math.Pow(theta, float64(2*j)/float64(dim)))
 		}
 	}
-	return f
+	return inv, scale
 }
 
-// rotateHalf applies HF's RoPE to one head x [hd] at position pos: x·cos + rotate_half(x)·sin
-// with emb = cat(freqs, freqs) and rotate_half(x) = cat(−x₂, x₁).
-func rotateHalf(x []float64, pos int, inv []float64) {
-	h := len(x) / 2
+// refWindow is the sliding window of layer l (0: full attention): Mistral and Phi-3 use
+// sliding_window in every layer when it is set; Qwen2 only with use_sliding_window, in the
+// layers layer_types marks, by default those from max_window_layers (28) on.
+func refWindow(c *hf.Config, l int) int {
+	if c.SlidingWindow == nil {
+		return 0
+	}
+	switch c.Architectures[0] {
+	case "MistralForCausalLM", "Phi3ForCausalLM":
+		return *c.SlidingWindow
+	case "Qwen2ForCausalLM":
+		if c.UseSlidingWindow == nil || !*c.UseSlidingWindow {
+			return 0
+		}
+		if c.LayerTypes != nil {
+			if c.LayerTypes[l] == "sliding_attention" {
+				return *c.SlidingWindow
+			}
+			return 0
+		}
+		first := 28
+		if c.MaxWindowLayers != nil {
+			first = *c.MaxWindowLayers
+		}
+		if l >= first {
+			return *c.SlidingWindow
+		}
+	}
+	return 0
+}
+
+// rotateHalf applies HF's RoPE to the first 2·len(inv) entries of one head x at position pos:
+// x·cos + rotate_half(x)·sin with emb = cat(freqs, freqs), rotate_half(x) = cat(−x₂, x₁), cos
+// and sin scaled by scale; the rest of the head passes through.
+func rotateHalf(x []float64, pos int, inv []float64, scale float64) {
+	h := len(inv)
 	for j := 0; j < h; j++ {
 		a := float64(pos) * inv[j]
-		c, s := math.Cos(a), math.Sin(a)
+		c, s := math.Cos(a)*scale, math.Sin(a)*scale
 		x0, x1 := x[j], x[j+h]
 		x[j] = x0*c - x1*s
 		x[j+h] = x1*c + x0*s
@@ -181,18 +260,23 @@ func rotateHalf(x []float64, pos int, inv []float64) {
 }
 
 // attend is causal multi-head attention over q [T][nh·hd], k, v [T][nkv·hd] (GQA: query head h
-// reads kv head h / (nh/nkv)), scaled by 1/√hd.
-func attend(q, k, v [][]float64, nh, nkv, hd int) [][]float64 {
+// reads kv head h / (nh/nkv)), scaled by 1/√hd; with a window w > 0 the query t sees only the
+// keys t − w < s ≤ t (transformers' sliding_window_overlay: kv_idx > q_idx − sliding_window).
+func attend(q, k, v [][]float64, nh, nkv, hd, w int) [][]float64 {
 	T := len(q)
 	out := make([][]float64, T)
 	rep := nh / nkv
 	for t := 0; t < T; t++ {
 		out[t] = make([]float64, nh*hd)
+		first := 0
+		if w > 0 {
+			first = max(0, t-w+1)
+		}
 		for h := 0; h < nh; h++ {
 			kh := h / rep
 			sc := make([]float64, t+1)
 			mx := math.Inf(-1)
-			for s := 0; s <= t; s++ {
+			for s := first; s <= t; s++ {
 				d := 0.0
 				for i := 0; i < hd; i++ {
 					d += q[t][h*hd+i] * k[s][kh*hd+i]
@@ -201,11 +285,11 @@ func attend(q, k, v [][]float64, nh, nkv, hd int) [][]float64 {
 				mx = math.Max(mx, sc[s])
 			}
 			z := 0.0
-			for s := range sc {
+			for s := first; s <= t; s++ {
 				sc[s] = math.Exp(sc[s] - mx)
 				z += sc[s]
 			}
-			for s := range sc {
+			for s := first; s <= t; s++ {
 				for i := 0; i < hd; i++ {
 					out[t][h*hd+i] += sc[s] / z * v[s][kh*hd+i]
 				}
@@ -216,14 +300,18 @@ func attend(q, k, v [][]float64, nh, nkv, hd int) [][]float64 {
 }
 
 // refForward returns the logits [T][vocab] of ids under the checkpoint's architecture.
-func refForward(t *testing.T, c *Config, w map[string]mat, ids []int64) [][]float64 {
+func refForward(t *testing.T, c *hf.Config, w map[string]mat, ids []int64) [][]float64 {
 	r := refNet{t, w}
 	if c.Architectures[0] == "GPT2LMHeadModel" {
 		return r.gpt2(c, ids)
 	}
 	arch := c.Architectures[0]
 	gemma, phi3 := arch == "GemmaForCausalLM", arch == "Phi3ForCausalLM"
-	bias := arch == "Qwen2ForCausalLM" || c.AttentionBias
+	// attention_bias gives q, k, v and o biases in LLaMA and Gemma (Mistral and Phi-3 have none);
+	// Qwen2 always has q, k and v biases and no o bias.
+	oBias := c.AttentionBias && (arch == "LlamaForCausalLM" || gemma)
+	bias := arch == "Qwen2ForCausalLM" || oBias
+	mlpBias := c.MLPBias && arch == "LlamaForCausalLM" // only LlamaConfig has mlp_bias
 	d, nh := c.HiddenSize, c.NumAttentionHeads
 	nkv := c.NumKeyValueHeads
 	if nkv == 0 {
@@ -234,7 +322,7 @@ func refForward(t *testing.T, c *Config, w map[string]mat, ids []int64) [][]floa
 		hd = d / nh
 	}
 	eps := c.RMSNormEps
-	inv := invFreq(c, hd)
+	inv, scale := refRope(c, hd, len(ids)-1)
 	emb := r.get("model.embed_tokens.weight")
 	T := len(ids)
 	x := make([][]float64, T)
@@ -260,15 +348,15 @@ func refForward(t *testing.T, c *Config, w map[string]mat, ids []int64) [][]floa
 				v[i] = r.linear(h, p+"self_attn.v_proj", bias)
 			}
 			for hh := 0; hh < nh; hh++ {
-				rotateHalf(q[i][hh*hd:(hh+1)*hd], i, inv)
+				rotateHalf(q[i][hh*hd:(hh+1)*hd], i, inv, scale)
 			}
 			for hh := 0; hh < nkv; hh++ {
-				rotateHalf(k[i][hh*hd:(hh+1)*hd], i, inv)
+				rotateHalf(k[i][hh*hd:(hh+1)*hd], i, inv, scale)
 			}
 		}
-		o := attend(q, k, v, nh, nkv, hd)
+		o := attend(q, k, v, nh, nkv, hd, refWindow(c, l))
 		for i := range x {
-			a := r.linear(o[i], p+"self_attn.o_proj", false)
+			a := r.linear(o[i], p+"self_attn.o_proj", oBias)
 			for j := range x[i] {
 				x[i][j] += a[j]
 			}
@@ -278,8 +366,8 @@ func refForward(t *testing.T, c *Config, w map[string]mat, ids []int64) [][]floa
 				gu := r.linear(h, p+"mlp.gate_up_proj", false)
 				gate, up = gu[:len(gu)/2], gu[len(gu)/2:]
 			} else {
-				gate = r.linear(h, p+"mlp.gate_proj", c.MLPBias)
-				up = r.linear(h, p+"mlp.up_proj", c.MLPBias)
+				gate = r.linear(h, p+"mlp.gate_proj", mlpBias)
+				up = r.linear(h, p+"mlp.up_proj", mlpBias)
 			}
 			for j := range gate {
 				if gemma {
@@ -288,7 +376,7 @@ func refForward(t *testing.T, c *Config, w map[string]mat, ids []int64) [][]floa
 					gate[j] = silu(gate[j]) * up[j]
 				}
 			}
-			m := r.linear(gate, p+"mlp.down_proj", c.MLPBias)
+			m := r.linear(gate, p+"mlp.down_proj", mlpBias)
 			for j := range x[i] {
 				x[i][j] += m[j]
 			}
@@ -306,7 +394,7 @@ func refForward(t *testing.T, c *Config, w map[string]mat, ids []int64) [][]floa
 	return out
 }
 
-func (r refNet) gpt2(c *Config, ids []int64) [][]float64 {
+func (r refNet) gpt2(c *hf.Config, ids []int64) [][]float64 {
 	d, nh := c.NEmbd, c.NHead
 	eps := c.LayerNormEpsilon
 	wte, wpe := r.get("transformer.wte.weight"), r.get("transformer.wpe.weight")
@@ -328,7 +416,7 @@ func (r refNet) gpt2(c *Config, ids []int64) [][]float64 {
 			qkv := r.conv1d(ln(x[i], p+"ln_1"), p+"attn.c_attn")
 			q[i], k[i], v[i] = qkv[:d], qkv[d:2*d], qkv[2*d:]
 		}
-		o := attend(q, k, v, nh, nh, d/nh)
+		o := attend(q, k, v, nh, nh, d/nh, 0)
 		for i := range x {
 			a := r.conv1d(o[i], p+"attn.c_proj")
 			for j := range x[i] {

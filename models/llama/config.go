@@ -52,8 +52,11 @@ func (c Config) Validate() error {
 	case c.FusedQKV && c.AttnBias:
 		return fmt.Errorf("llama config: a fused qkv projection with biases is not supported")
 	}
-	if err := c.Llama3Rope.validate(); err != nil {
+	if err := c.Rope.validate(c.HeadDim(), c.RotateHalf); err != nil {
 		return fmt.Errorf("llama config: %w", err)
+	}
+	if c.SlidingWindow < 0 || (c.SlidingLayers != nil && len(c.SlidingLayers) != c.Layers) {
+		return fmt.Errorf("llama config: sliding window %d over %d of %d layers: want a window >= 0 and one flag per layer", c.SlidingWindow, len(c.SlidingLayers), c.Layers)
 	}
 	return nil
 }

@@ -7,9 +7,10 @@
 //     [batch, sequence_length], past_key_values.{i}.key|value [batch, kv_heads,
 //     past_sequence_length, head_dim] → logits [batch, sequence_length, vocab] and
 //     present.{i}.key|value [batch, kv_heads, total_sequence_length, head_dim]. The causal mask
-//     is a constant [MaxSeq, MaxSeq] table sliced to rows past…total−1, plus MaskValue where
-//     attention_mask is 0; the RoPE tables are gathered by position_ids. The train form
-//     (transform/decoder) folds the cache away.
+//     is computed from the two lengths (Range over key and query positions, LessOrEqual) and
+//     hides the keys attention_mask pads; a sliding window adds a Greater on the oldest visible
+//     position. No [MaxSeq, MaxSeq] table is stored. The RoPE tables are gathered by
+//     position_ids. The train form (transform/decoder) folds the cache away.
 //   - Node and tensor names follow Hugging Face LLaMA / optimum exports, so one naming rule
 //     labels both: nodes /model/layers.{i}/self_attn/q_proj/MatMul, .../mlp/gate_proj/MatMul,
 //     /lm_head/MatMul; weights model.layers.{i}.self_attn.q_proj.weight and so on.
@@ -21,13 +22,17 @@
 //     Split, rotate, Concat, Reshape), never as a MatMul with a constant matrix, which would look
 //     like a linear layer. Its cos/sin tables [MaxSeq, hd/2] are gathered by position_ids.
 //     With Variant.RotateHalf (Hugging Face checkpoints) it rotates the halves (j, j + hd/2)
-//     instead (Reshape to [..., 2, hd/2]); the tables then carry llama3 rope scaling if set.
+//     instead (Reshape to [..., 2, hd/2]). Variant.Rope carries scaled frequencies (rope_scaling,
+//     computed in models/hf), a partial rotary width and LongRoPE's second pair of tables,
+//     chosen per run by a Where on the largest position id.
 //   - Config.Variant holds the other departures the Hugging Face families make (models/hf):
 //     q/k/v (and o, MLP) biases, fused qkv_proj / gate_up_proj split after one MatMul, an explicit
-//     head_dim, RMSNorm by (1 + w), embeddings × √Dim, tanh-GELU, and a tied head read through a
-//     Transpose of the embedding. The zero Variant is the llama2.c graph, unchanged.
-//   - Only the ops Gather, MatMul, Mul, Add, Sub, Div, Pow, Sqrt, ReduceMean, Reshape,
-//     Transpose, Softmax, Sigmoid, Slice, Concat, Split, Unsqueeze, Shape, Expand, Cast and
-//     Where appear (Cast and Where only on the mask, off the gradient path), all of which
-//     transform/autodiff differentiates; there is no If or Loop.
+//     head_dim, RMSNorm by (1 + w), embeddings × √Dim, tanh-GELU, sliding-window layers, and a
+//     tied head read through a Transpose of the embedding. The zero Variant is the llama2.c
+//     graph, unchanged.
+//   - On the gradient path only Gather, MatMul, Mul, Add, Sub, Div, Pow, Sqrt, ReduceMean,
+//     Reshape, Transpose, Softmax, Sigmoid, Tanh, Concat, Split, Unsqueeze, Expand and Where
+//     appear, all of which transform/autodiff differentiates; the mask and the LongRoPE switch
+//     (Shape, Range, comparisons, And, Cast, ReduceMax, Where) only read positions and lengths.
+//     There is no If or Loop.
 package llama

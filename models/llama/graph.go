@@ -51,9 +51,11 @@ func Weights(w map[string][]float32) Source {
 
 // Tensor names of the tables Build computes.
 const (
-	CosName  = "model.rotary_emb.cos_cached"
-	SinName  = "model.rotary_emb.sin_cached"
-	MaskName = "model.causal_mask"
+	CosName = "model.rotary_emb.cos_cached"
+	SinName = "model.rotary_emb.sin_cached"
+	// LongCosName and LongSinName are LongRoPE's tables for long inputs.
+	LongCosName = "model.rotary_emb.long_cos_cached"
+	LongSinName = "model.rotary_emb.long_sin_cached"
 )
 
 // LayerWeight returns the name of layer i's weight, e.g. LayerWeight(0, "self_attn.q_proj").
@@ -74,17 +76,6 @@ func RopeTables(maxSeq, headDim int, theta float64) (cos, sin []float32) {
 		}
 	}
 	return cos, sin
-}
-
-// CausalMask returns the [n, n] mask: 0 on and below the diagonal, MaskValue above.
-func CausalMask(n int) []float32 {
-	m := make([]float32, n*n)
-	for i := 0; i < n; i++ {
-		for j := i + 1; j < n; j++ {
-			m[i*n+j] = MaskValue
-		}
-	}
-	return m
 }
 
 // graph carries the builder and the shared constants while Build walks the layers.
@@ -210,38 +201,15 @@ func (g *graph) forward() {
 	emb := g.weight("model.embed_tokens.weight", []int64{v, d}, nil)
 	x := g.embed(emb, ids)
 
-	// RoPE angles gathered by position_ids: [B, T, hd/2] → [B, T, 1, hd/2, 1] to broadcast
-	// over the pairs [B, T, heads, hd/2, 1].
-	cosT, sinT := ropeTables(c)
-	tab := []int64{int64(c.MaxSeq), hd / 2}
-	cosW := g.weight(CosName, tab, cosT)
-	sinW := g.weight(SinName, tab, sinT)
-	_, _, axes := c.ropeSplit()
-	ropeAxes := g.i64(fmt.Sprintf("rope_axes_%d_%d", axes[0], axes[1]), axes...)
-	cos := b.Op("Gather", "/model/rotary_emb/Gather", []string{cosW, pos})
-	sin := b.Op("Gather", "/model/rotary_emb/Gather_1", []string{sinW, pos})
-	cos = b.Op("Unsqueeze", "/model/rotary_emb/Unsqueeze", []string{cos, ropeAxes})
-	sin = b.Op("Unsqueeze", "/model/rotary_emb/Unsqueeze_1", []string{sin, ropeAxes})
-
-	// The attention mask [B, 1, T, P+T]: the causal table's rows P…P+T−1 (query i sits at
-	// position P+i and sees keys 0…P+i), plus MaskValue on the keys attention_mask pads. T is
-	// input_ids' length and P+T attention_mask's, so the past's length is never read from the
-	// cache itself (the train form drops the cache).
-	one := g.i64("one", 1)
-	t := b.Op("Gather", "/model/Gather", []string{b.Op("Shape", "/model/Shape", []string{ids}), one}, onnx.AttrInt("axis", 0))
-	total := b.Op("Gather", "/model/Gather_1", []string{b.Op("Shape", "/model/Shape_1", []string{am}), one}, onnx.AttrInt("axis", 0))
-	p := b.Op("Sub", "/model/causal_mask/Sub", []string{total, t})
-	maskW := g.weight(MaskName, []int64{int64(c.MaxSeq), int64(c.MaxSeq)}, CausalMask(c.MaxSeq))
-	starts := b.Op("Concat", "/model/causal_mask/Concat", []string{p, g.i64("zero", 0)}, onnx.AttrInt("axis", 0))
-	ends := b.Op("Concat", "/model/causal_mask/Concat_1", []string{total, total}, onnx.AttrInt("axis", 0))
-	causal := b.Op("Slice", "/model/causal_mask/Slice", []string{maskW, starts, ends, g.i64("zero_one", 0, 1)})
-	keep := b.Op("Cast", "/model/attention_mask/Cast", []string{am}, onnx.AttrInt("to", int64(onnxpb.TensorProto_BOOL)))
-	pad := b.Op("Where", "/model/attention_mask/Where", []string{keep, g.f32("zero", 0), g.f32("mask_value", MaskValue)})
-	pad = b.Op("Unsqueeze", "/model/attention_mask/Unsqueeze", []string{pad, g.i64("mask_axes", 1, 2)})
-	mask := b.Op("Add", "/model/attention_mask/Add", []string{causal, pad})
+	cos, sin := g.rotary(pos)
+	full, sliding := g.masks(ids, am)
 
 	presents := make([][2]string, c.Layers)
 	for i := 0; i < c.Layers && g.err == nil; i++ {
+		mask := full
+		if sliding != "" && (c.SlidingLayers == nil || c.SlidingLayers[i]) {
+			mask = sliding
+		}
 		x, presents[i] = g.layer(i, x, cos, sin, mask, past[i])
 	}
 	h := g.rmsnorm("/model/norm", "model.norm.weight", x)
@@ -276,10 +244,22 @@ func (g *graph) rmsnorm(prefix, weight, x string) string {
 }
 
 // rope rotates x [B, T, n, hd] by the position angles: the interleaved pairs (2j, 2j+1) as
-// llama2.c does, or the halves (j, j + hd/2) as Hugging Face's rotate_half does (RotateHalf).
+// llama2.c does, or the halves (j, j + rd/2) as Hugging Face's rotate_half does (RotateHalf).
+// A partial rotary embedding rotates the first rd entries of each head and passes the rest.
 func (g *graph) rope(prefix, x string, n int64, cos, sin string) string {
 	b := g.b
-	hd := int64(g.cfg.HeadDim())
+	hd, rd := int64(g.cfg.HeadDim()), int64(g.cfg.rotaryDim())
+	if rd == hd {
+		return g.rotate(prefix, x, n, cos, sin, g.i64(fmt.Sprintf("heads_%d", n), 0, 0, n, hd))
+	}
+	parts := g.split(prefix+"/Split_1", x, rd, hd-rd)
+	r := g.rotate(prefix, parts[0], n, cos, sin, g.i64(fmt.Sprintf("rotary_%d_%d", n, rd), 0, 0, n, rd))
+	return b.Op("Concat", prefix+"/Concat_1", []string{r, parts[1]}, onnx.AttrInt("axis", -1))
+}
+
+// rotate is rope's rotation of x [B, T, n, rd], reshaped back by shape.
+func (g *graph) rotate(prefix, x string, n int64, cos, sin, shape string) string {
+	b := g.b
 	split, axis, _ := g.cfg.ropeSplit()
 	r := b.Op("Reshape", prefix+"/Reshape", []string{x, g.i64(fmt.Sprintf("rope_%d_%d_%d", n, split[0], split[1]), 0, 0, n, split[0], split[1])})
 	xs := b.OpN("Split", prefix+"/Split", []string{r}, 2, onnx.AttrInt("axis", axis))
@@ -294,7 +274,47 @@ func (g *graph) rope(prefix, x string, n int64, cos, sin string) string {
 	dd := b.Op("Mul", prefix+"/Mul_3", []string{x1, cos})
 	o1 := b.Op("Add", prefix+"/Add", []string{cc, dd})
 	o := b.Op("Concat", prefix+"/Concat", []string{o0, o1}, onnx.AttrInt("axis", axis))
-	return b.Op("Reshape", prefix+"/Reshape_1", []string{o, g.i64(fmt.Sprintf("heads_%d", n), 0, 0, n, hd)})
+	return b.Op("Reshape", prefix+"/Reshape_1", []string{o, shape})
+}
+
+// masks returns the additive attention masks [B, 1, T, P+T]: 0 where a query may attend,
+// MaskValue elsewhere. The query i of this run sits at position P+i and sees the keys j ≤ P+i
+// that attention_mask does not pad; the sliding mask (only when the config has a window W that
+// the context can exceed; "" otherwise) also hides the keys j ≤ P+i−W. Positions come from T
+// (input_ids' length) and P+T (attention_mask's): the past's length is never read from the
+// cache itself (the train form drops the cache), and no [MaxSeq, MaxSeq] table is stored.
+func (g *graph) masks(ids, am string) (full, sliding string) {
+	b, c := g.b, g.cfg
+	p := "/model/causal_mask"
+	scalar := func(name string, v int64) string {
+		key := "s64/" + name
+		if n, ok := g.consts[key]; ok {
+			return n
+		}
+		n := b.Const("/model/constants/"+name, onnx.Int64Tensor("", nil, []int64{v}))
+		g.consts[key] = n
+		return n
+	}
+	t := b.Op("Gather", "/model/Gather", []string{b.Op("Shape", "/model/Shape", []string{ids}), scalar("one_scalar", 1)}, onnx.AttrInt("axis", 0))
+	total := b.Op("Gather", "/model/Gather_1", []string{b.Op("Shape", "/model/Shape_1", []string{am}), scalar("one_scalar", 1)}, onnx.AttrInt("axis", 0))
+	past := b.Op("Sub", p+"/Sub", []string{total, t})
+	keys := b.Op("Range", p+"/Range", []string{scalar("zero_scalar", 0), total, scalar("one_scalar", 1)}) // [P+T]
+	queries := b.Op("Range", p+"/Range_1", []string{past, total, scalar("one_scalar", 1)})                // [T]
+	queries = b.Op("Unsqueeze", p+"/Unsqueeze", []string{queries, g.i64("one", 1)})                       // [T, 1]
+	causal := b.Op("LessOrEqual", p+"/LessOrEqual", []string{keys, queries})                              // [T, P+T]
+	keep := b.Op("Cast", "/model/attention_mask/Cast", []string{am}, onnx.AttrInt("to", int64(onnxpb.TensorProto_BOOL)))
+	keep = b.Op("Unsqueeze", "/model/attention_mask/Unsqueeze", []string{keep, g.i64("mask_axes", 1, 2)}) // [B, 1, 1, P+T]
+	visible := b.Op("And", p+"/And", []string{causal, keep})                                              // [B, 1, T, P+T]
+	full = b.Op("Where", p+"/Where", []string{visible, g.f32("zero", 0), g.f32("mask_value", MaskValue)})
+	if c.SlidingWindow <= 0 || c.SlidingWindow >= c.MaxSeq {
+		return full, ""
+	}
+	p = "/model/sliding_window_mask"
+	oldest := b.Op("Sub", p+"/Sub", []string{queries, scalar("sliding_window", int64(c.SlidingWindow))}) // [T, 1]
+	recent := b.Op("Greater", p+"/Greater", []string{keys, oldest})                                      // [T, P+T]
+	visible = b.Op("And", p+"/And", []string{visible, recent})
+	sliding = b.Op("Where", p+"/Where", []string{visible, g.f32("zero", 0), g.f32("mask_value", MaskValue)})
+	return full, sliding
 }
 
 // repeatKV repeats each of the kvh heads of x [B, kvh, a, b] rep times along the head

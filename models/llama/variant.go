@@ -16,8 +16,14 @@ type Variant struct {
 	// rotate_half does on checkpoints whose q and k rows are stored in that order; otherwise RoPE
 	// rotates interleaved pairs (2j, 2j+1), as llama2.c does.
 	RotateHalf bool
-	// Llama3Rope rescales the rotary frequencies (rope_scaling of type "llama3").
-	Llama3Rope *Llama3Rope
+	// Rope replaces the rotary embedding's default frequencies θ^(−2j/hd) (rope_scaling, a
+	// partial rotary dimension); nil keeps them.
+	Rope *Rope
+	// SlidingWindow, when positive, limits the attention of the layers SlidingLayers marks (all
+	// of them when SlidingLayers is nil) to the SlidingWindow most recent positions: the query
+	// at position i sees the keys i − SlidingWindow < j ≤ i (Mistral, Qwen2, Phi-3).
+	SlidingWindow int
+	SlidingLayers []bool
 	// AttnBias adds biases to q, k and v (Qwen2; attention_bias also gives o one); MLPBias to
 	// the MLP's linears.
 	AttnBias, OBias, MLPBias bool
@@ -36,45 +42,65 @@ type Variant struct {
 	TiedHead bool
 }
 
-// Llama3Rope is rope_scaling of type "llama3" (Llama 3.1+): low frequencies divided by
-// Factor, high ones kept, a smooth blend between.
-type Llama3Rope struct {
-	Factor, LowFreqFactor, HighFreqFactor float64
-	OriginalMaxPositions                  int
+// Rope is a rotary embedding other than the default: its inverse frequencies, possibly over
+// the first Dim entries of each head only, possibly switched to a second set for long inputs,
+// and a scale on cos and sin. models/hf computes them from rope_scaling.
+type Rope struct {
+	// Dim is the rotated part of each head (partial_rotary_factor · head_dim); the rest passes
+	// through unrotated. 0 means the whole head.
+	Dim int
+	// InvFreq holds the Dim/2 inverse frequencies; nil means θ^(−2j/Dim).
+	InvFreq []float64
+	// LongInvFreq, when set, replaces InvFreq in a run whose largest position id reaches
+	// LongFrom (LongRoPE: long_factor once the sequence is longer than
+	// original_max_position_embeddings = LongFrom). The choice is made per run, as
+	// transformers makes it per forward call: a cache keeps the keys as they were rotated.
+	LongInvFreq []float64
+	LongFrom    int
+	// Scale multiplies cos and sin (LongRoPE's attention factor); 0 means 1.
+	Scale float64
 }
 
-func (r *Llama3Rope) validate() error {
+// rotaryDim is the rotated width of a head of size hd.
+func (r *Rope) rotaryDim(hd int) int {
+	if r == nil || r.Dim == 0 {
+		return hd
+	}
+	return r.Dim
+}
+
+func (r *Rope) validate(hd int, rotateHalf bool) error {
 	if r == nil {
 		return nil
 	}
-	if !(r.Factor > 0) || !(r.LowFreqFactor > 0) || !(r.HighFreqFactor > r.LowFreqFactor) || r.OriginalMaxPositions <= 0 {
-		return fmt.Errorf("llama3 rope scaling %+v: want factor > 0, 0 < low_freq_factor < high_freq_factor, original_max_position_embeddings > 0", *r)
+	rd := r.rotaryDim(hd)
+	switch {
+	case rd <= 0 || rd > hd || rd%2 != 0:
+		return fmt.Errorf("rotary dim %d: want an even number in (0, %d]", rd, hd)
+	case rd != hd && !rotateHalf:
+		return fmt.Errorf("a partial rotary dim %d needs rotate-half RoPE", rd)
+	case r.InvFreq != nil && len(r.InvFreq) != rd/2:
+		return fmt.Errorf("%d rotary inverse frequencies for rotary dim %d (want %d)", len(r.InvFreq), rd, rd/2)
+	case r.LongInvFreq != nil && len(r.LongInvFreq) != rd/2:
+		return fmt.Errorf("%d long rotary inverse frequencies for rotary dim %d (want %d)", len(r.LongInvFreq), rd, rd/2)
+	case r.LongInvFreq != nil && r.LongFrom <= 0:
+		return fmt.Errorf("long rotary frequencies need a positive switch position, have %d", r.LongFrom)
+	case r.Scale < 0 || math.IsNaN(r.Scale) || math.IsInf(r.Scale, 0):
+		return fmt.Errorf("rotary scale %v must be finite and non-negative", r.Scale)
+	}
+	for _, f := range append(append([]float64(nil), r.InvFreq...), r.LongInvFreq...) {
+		if !(f >= 0) || math.IsInf(f, 0) {
+			return fmt.Errorf("rotary inverse frequency %v must be finite and non-negative", f)
+		}
 	}
 	return nil
 }
 
-// InvFreq returns the rotary inverse frequencies θ^(−2j/hd), j < hd/2, rescaled when r is set
-// (transformers' _compute_llama3_parameters).
-func InvFreq(headDim int, theta float64, r *Llama3Rope) []float64 {
-	f := make([]float64, headDim/2)
+// InvFreq returns the default rotary inverse frequencies θ^(−2j/dim), j < dim/2.
+func InvFreq(dim int, theta float64) []float64 {
+	f := make([]float64, dim/2)
 	for j := range f {
-		f[j] = math.Pow(theta, -float64(2*j)/float64(headDim))
-	}
-	if r == nil {
-		return f
-	}
-	old := float64(r.OriginalMaxPositions)
-	lowWave, highWave := old/r.LowFreqFactor, old/r.HighFreqFactor
-	for j, x := range f {
-		wave := 2 * math.Pi / x
-		switch {
-		case wave < highWave: // high frequency: kept
-		case wave > lowWave: // low frequency: divided
-			f[j] = x / r.Factor
-		default:
-			s := (old/wave - r.LowFreqFactor) / (r.HighFreqFactor - r.LowFreqFactor)
-			f[j] = (1-s)*x/r.Factor + s*x
-		}
+		f[j] = math.Pow(theta, -float64(2*j)/float64(dim))
 	}
 	return f
 }

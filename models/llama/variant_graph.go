@@ -11,33 +11,74 @@ import (
 // The pieces of the graph that the Hugging Face families vary (see Variant). Node names follow
 // the modules of transformers' implementations, so one naming rule labels every family.
 
-// ropeTables are the cos/sin tables [MaxSeq, hd/2] of the config's rotary frequencies.
-func ropeTables(c Config) (cos, sin []float32) {
-	hd := c.HeadDim()
-	inv := InvFreq(hd, c.RopeTheta, c.Llama3Rope)
-	half := hd / 2
+// rotaryDim is the rotated width of each head (HeadDim unless the rotary embedding is partial).
+func (c Config) rotaryDim() int { return c.Rope.rotaryDim(c.HeadDim()) }
+
+// invFreq is the rotary inverse frequencies of the config (short ones, for LongRoPE).
+func (c Config) invFreq() []float64 {
+	if c.Rope != nil && c.Rope.InvFreq != nil {
+		return c.Rope.InvFreq
+	}
+	return InvFreq(c.rotaryDim(), c.RopeTheta)
+}
+
+// ropeTables are the cos/sin tables [MaxSeq, len(inv)] of the inverse frequencies inv, scaled
+// by the rotary embedding's Scale.
+func ropeTables(c Config, inv []float64) (cos, sin []float32) {
+	scale := 1.0
+	if c.Rope != nil && c.Rope.Scale != 0 {
+		scale = c.Rope.Scale
+	}
+	half := len(inv)
 	cos = make([]float32, c.MaxSeq*half)
 	sin = make([]float32, c.MaxSeq*half)
 	for p := 0; p < c.MaxSeq; p++ {
 		for j := 0; j < half; j++ {
 			a := float64(p) * inv[j]
-			cos[p*half+j] = float32(math.Cos(a))
-			sin[p*half+j] = float32(math.Sin(a))
+			cos[p*half+j] = float32(math.Cos(a) * scale)
+			sin[p*half+j] = float32(math.Sin(a) * scale)
 		}
 	}
 	return cos, sin
 }
 
-// ropeSplit is how a head [hd] splits into the two rotated parts: rotate-half reshapes it to
-// [2, hd/2] (halves), llama2.c to [hd/2, 2] (interleaved pairs). It returns the reshape's
-// trailing dims, the split axis of the [B, T, n, ·, ·] view and the axes the [B, T, hd/2] angle
-// tables are unsqueezed at to broadcast over it.
+// ropeSplit is how the rotated part of a head [rd] splits into the two rotated parts:
+// rotate-half reshapes it to [2, rd/2] (halves), llama2.c to [rd/2, 2] (interleaved pairs). It
+// returns the reshape's trailing dims, the split axis of the [B, T, n, ·, ·] view and the axes
+// the [B, T, rd/2] angle tables are unsqueezed at to broadcast over it.
 func (c Config) ropeSplit() (shape []int64, axis int64, tableAxes []int64) {
-	hd := int64(c.HeadDim())
+	rd := int64(c.rotaryDim())
 	if c.RotateHalf {
-		return []int64{2, hd / 2}, 3, []int64{2, 3}
+		return []int64{2, rd / 2}, 3, []int64{2, 3}
 	}
-	return []int64{hd / 2, 2}, 4, []int64{2, 4}
+	return []int64{rd / 2, 2}, 4, []int64{2, 4}
+}
+
+// rotary returns the cos and sin of the position ids, [B, T, 1, ·, ·] to broadcast over the
+// rotated pairs of every head: rows of the [MaxSeq, rd/2] tables gathered by position_ids.
+// With LongRoPE the long tables are read instead when the run's largest position id reaches
+// Rope.LongFrom, as transformers switches per forward call.
+func (g *graph) rotary(pos string) (cos, sin string) {
+	b, c := g.b, g.cfg
+	tab := []int64{int64(c.MaxSeq), int64(c.rotaryDim() / 2)}
+	cosT, sinT := ropeTables(c, c.invFreq())
+	cos = b.Op("Gather", "/model/rotary_emb/Gather", []string{g.weight(CosName, tab, cosT), pos})
+	sin = b.Op("Gather", "/model/rotary_emb/Gather_1", []string{g.weight(SinName, tab, sinT), pos})
+	if r := c.Rope; r != nil && r.LongInvFreq != nil {
+		lcT, lsT := ropeTables(c, r.LongInvFreq)
+		lcos := b.Op("Gather", "/model/rotary_emb/Gather_2", []string{g.weight(LongCosName, tab, lcT), pos})
+		lsin := b.Op("Gather", "/model/rotary_emb/Gather_3", []string{g.weight(LongSinName, tab, lsT), pos})
+		last := b.Op("ReduceMax", "/model/rotary_emb/ReduceMax", []string{pos}, onnx.AttrInt("keepdims", 0))
+		from := b.Const("/model/constants/rope_long_from", onnx.Int64Tensor("", nil, []int64{int64(r.LongFrom)}))
+		long := b.Op("GreaterOrEqual", "/model/rotary_emb/GreaterOrEqual", []string{last, from})
+		cos = b.Op("Where", "/model/rotary_emb/Where", []string{long, lcos, cos})
+		sin = b.Op("Where", "/model/rotary_emb/Where_1", []string{long, lsin, sin})
+	}
+	_, _, axes := c.ropeSplit()
+	ropeAxes := g.i64(fmt.Sprintf("rope_axes_%d_%d", axes[0], axes[1]), axes...)
+	cos = b.Op("Unsqueeze", "/model/rotary_emb/Unsqueeze", []string{cos, ropeAxes})
+	sin = b.Op("Unsqueeze", "/model/rotary_emb/Unsqueeze_1", []string{sin, ropeAxes})
+	return cos, sin
 }
 
 // linear is x·W (+ b) for module (e.g. "self_attn.q_proj") of layer i, W [in, out].

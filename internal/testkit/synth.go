@@ -1,0 +1,26 @@
+package testkit
+
+// Synthetic models: small random-weight LLaMA graphs written for a test.
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/shears-ml/shears/models/llama"
+	"github.com/shears-ml/shears/onnx/onnxpb"
+)
+
+// Synthetic writes a random-weight LLaMA of a models/llama preset ("tiny" for tests) with
+// external data into a temporary folder and returns its path.
+func Synthetic(t testing.TB, preset string) string {
+	t.Helper()
+	cfg, err := llama.Preset(preset)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), preset+".onnx")
+	if err := llama.WriteSynthetic(path, cfg, 1, onnxpb.TensorProto_FLOAT); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}

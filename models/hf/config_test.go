@@ -1,0 +1,170 @@
+package hf
+
+import (
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/shears-ml/shears/models/llama"
+)
+
+// withFields returns FamilyConfigs[name] with fields set (a nil value deletes the field).
+func withFields(t *testing.T, name string, fields map[string]any) []byte {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal([]byte(FamilyConfigs[name]), &m); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range fields {
+		if v == nil {
+			delete(m, k)
+		} else {
+			m[k] = v
+		}
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// Every config.json field that would change the math and that the graph does not compute is
+// refused with an error naming config.json, the field and its value, and nothing is written.
+func TestUnsupportedFieldsRefused(t *testing.T) {
+	for _, tc := range []struct {
+		family string
+		fields map[string]any
+		want   string
+	}{
+		{"llama", map[string]any{"rope_scaling": map[string]any{"rope_type": "yarn", "factor": 4.0}}, `rope_scaling of type "yarn" is not supported (supported: dynamic, linear, llama3, longrope, su, or none)`},
+		{"llama", map[string]any{"rope_scaling": map[string]any{"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "original_max_position_embeddings": 16}}, "rope_scaling llama3: factor 8, low_freq_factor 1, high_freq_factor 0"},
+		{"llama", map[string]any{"rope_scaling": map[string]any{"type": "linear"}}, "rope_scaling linear: factor 0 must be positive"},
+		{"llama", map[string]any{"partial_rotary_factor": 0.5}, "partial_rotary_factor 0.5 is not supported for LlamaForCausalLM"},
+		{"llama", map[string]any{"rope_parameters": map[string]any{"full_attention": map[string]any{"rope_type": "default"}}}, "rope_parameters per layer type is not supported"},
+		{"llama", map[string]any{"hidden_act": "gelu"}, `hidden_act "gelu" is not supported for LlamaForCausalLM`},
+		{"mistral", map[string]any{"sliding_window": 0}, "sliding_window 0 must be positive or null"},
+		{"mistral", map[string]any{"hidden_act": "relu"}, `hidden_act "relu" is not supported for MistralForCausalLM`},
+		{"qwen2", map[string]any{"layer_types": []string{"full_attention", "chunked_attention"}}, `layer_types[1] = "chunked_attention" is not supported`},
+		{"qwen2", map[string]any{"layer_types": []string{"full_attention"}}, "layer_types has 1 entries for 2 layers"},
+		{"qwen2", map[string]any{"use_sliding_window": false, "layer_types": []string{"full_attention", "sliding_attention"}}, `layer_types[1] is "sliding_attention" but there is no window`},
+		{"phi3-longrope", map[string]any{"partial_rotary_factor": 0.7}, "partial_rotary_factor 0.7 gives a rotary dim of 11 for head_dim 16"},
+		{"phi3-longrope", map[string]any{"rope_scaling": map[string]any{"type": "longrope", "short_factor": []float64{1, 1, 1, 1, 1}, "long_factor": []float64{1, 1, 1, 1, 1, 1}}}, "short_factor has 5 values and long_factor 6; the rotary dim 12 needs 6 each"},
+		{"phi3-longrope", map[string]any{"rope_scaling": map[string]any{"type": "longrope", "short_factor": []float64{1, 1, 1, 0, 1, 1}, "long_factor": []float64{1, 1, 1, 1, 1, 1}}}, "short_factor[3] = 0 must be positive"},
+		{"gemma", map[string]any{"hidden_activation": "gelu"}, `hidden_activation "gelu" is not supported for GemmaForCausalLM`},
+		{"gpt2", map[string]any{"activation_function": "relu"}, `activation_function "relu" is not supported`},
+		{"gpt2", map[string]any{"scale_attn_weights": false}, "scale_attn_weights false is not supported"},
+		{"gpt2", map[string]any{"scale_attn_by_inverse_layer_idx": true}, "scale_attn_by_inverse_layer_idx true is not supported"},
+		{"gpt2", map[string]any{"tie_word_embeddings": false}, "tie_word_embeddings false is not supported for GPT2LMHeadModel"},
+	} {
+		dir := t.TempDir()
+		err := WriteRandom(dir, withFields(t, tc.family, tc.fields), RandomOptions{})
+		if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, ConfigFile)+": ") || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s %v: error %v, want %q naming %s", tc.family, tc.fields, err, tc.want, ConfigFile)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "model.safetensors")); err == nil {
+			t.Errorf("%s %v: a checkpoint was written", tc.family, tc.fields)
+		}
+	}
+}
+
+// decoderOf is the llama config the family of FamilyConfigs[name], with fields set, makes
+// (the shared decoder fields, and Qwen2's sliding layers).
+func decoderOf(t *testing.T, name string, fields map[string]any) llama.Config {
+	t.Helper()
+	c, err := ParseConfig(ConfigFile, withFields(t, name, fields))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := decoder(c, defaults{eps: 1e-6, partialRotary: c.Architectures[0] == "Phi3ForCausalLM"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Architectures[0] == "Qwen2ForCausalLM" {
+		if err := qwen2Sliding(c, &d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return d
+}
+
+// Qwen2's window applies only with use_sliding_window, to the layers from max_window_layers on
+// (28 when the config omits it) or to those layer_types marks.
+func TestQwen2SlidingLayers(t *testing.T) {
+	for _, tc := range []struct {
+		fields map[string]any
+		window int
+		layers []bool
+	}{
+		{map[string]any{}, 3, []bool{false, true}},
+		{map[string]any{"max_window_layers": 0}, 3, []bool{true, true}},
+		{map[string]any{"max_window_layers": 2}, 0, nil},
+		{map[string]any{"max_window_layers": nil}, 0, nil}, // 28 ≥ 2 layers
+		{map[string]any{"use_sliding_window": false}, 0, nil},
+		{map[string]any{"use_sliding_window": nil}, 0, nil},
+		{map[string]any{"sliding_window": nil}, 0, nil},
+		{map[string]any{"layer_types": []string{"sliding_attention", "full_attention"}}, 3, []bool{true, false}},
+	} {
+		d := decoderOf(t, "qwen2", tc.fields)
+		if d.SlidingWindow != tc.window || !reflect.DeepEqual(d.SlidingLayers, tc.layers) {
+			t.Errorf("%v: window %d over %v, want %d over %v", tc.fields, d.SlidingWindow, d.SlidingLayers, tc.window, tc.layers)
+		}
+	}
+}
+
+// transformers v5 writes rope_theta, rope_scaling and partial_rotary_factor as one
+// rope_parameters object: it means what the v4 fields mean (not the default θ = 10000).
+func TestRopeParametersForm(t *testing.T) {
+	v4 := decoderOf(t, "llama", nil)
+	v5 := decoderOf(t, "llama", map[string]any{"rope_theta": nil, "rope_scaling": nil, "rope_parameters": map[string]any{
+		"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+		"original_max_position_embeddings": 16}})
+	if v5.RopeTheta != 500000 || v5.Rope == nil || !reflect.DeepEqual(v4.Rope, v5.Rope) {
+		t.Errorf("rope_parameters: theta %v, rope %+v; rope_scaling: %+v", v5.RopeTheta, v5.Rope, v4.Rope)
+	}
+	d := decoderOf(t, "mistral", map[string]any{"rope_theta": nil, "rope_parameters": map[string]any{"rope_type": "default", "rope_theta": 1e6}})
+	if d.RopeTheta != 1e6 || d.Rope != nil {
+		t.Errorf("default rope_parameters: theta %v, rope %+v", d.RopeTheta, d.Rope)
+	}
+	// dynamic NTK changes nothing within max_position_embeddings (the graph's context).
+	d = decoderOf(t, "llama", map[string]any{"rope_scaling": map[string]any{"type": "dynamic", "factor": 2.0}})
+	if d.Rope != nil || d.RopeTheta != 500000 {
+		t.Errorf("dynamic: theta %v, rope %+v", d.RopeTheta, d.Rope)
+	}
+	// linear: every frequency divided by the factor.
+	d = decoderOf(t, "llama-linear", nil)
+	want := llama.InvFreq(16, 10000)
+	for j := range want {
+		if got := d.Rope.InvFreq[j]; !(math.Abs(got-want[j]/4) <= 1e-15) {
+			t.Fatalf("linear inv_freq[%d] = %v, want %v", j, got, want[j]/4)
+		}
+	}
+}
+
+// LongRoPE's attention factor: √(1 + ln(64/8) / ln 8) = √2 by default; attention_factor in
+// rope_scaling overrides it; the long frequencies switch in at original_max_position_embeddings.
+func TestLongRopeParameters(t *testing.T) {
+	d := decoderOf(t, "phi3-longrope", nil)
+	r := d.Rope
+	if r == nil || r.Dim != 12 || r.LongFrom != 8 || !(math.Abs(r.Scale-math.Sqrt2) <= 1e-15) || len(r.InvFreq) != 6 || len(r.LongInvFreq) != 6 {
+		t.Fatalf("longrope %+v", r)
+	}
+	if want := 1 / (13.0 * math.Pow(10000, 10.0/12)); !(math.Abs(r.LongInvFreq[5]-want) <= 1e-18) {
+		t.Errorf("long inv_freq[5] = %v, want %v", r.LongInvFreq[5], want)
+	}
+	var m map[string]any
+	json.Unmarshal([]byte(FamilyConfigs["phi3-longrope"]), &m)
+	rs := m["rope_scaling"].(map[string]any)
+	rs["attention_factor"] = 1.25
+	if d := decoderOf(t, "phi3-longrope", map[string]any{"rope_scaling": rs}); d.Rope.Scale != 1.25 {
+		t.Errorf("attention_factor 1.25 gives scale %v", d.Rope.Scale)
+	}
+	// No position of a context no longer than the original reaches the long factors.
+	if d := decoderOf(t, "phi3-longrope", map[string]any{"original_max_position_embeddings": 64}); d.Rope.LongInvFreq != nil || d.Rope.Scale != 1 {
+		t.Errorf("original = max: %+v", d.Rope)
+	}
+}
