@@ -1,6 +1,8 @@
-package nls
+package nls_test
 
 import (
+	"github.com/shears-ml/shears/nls"
+	"github.com/shears-ml/shears/pipeline"
 	"path/filepath"
 	"testing"
 
@@ -13,21 +15,21 @@ import (
 )
 
 // benchTrain runs one NLS epoch at batch 16 = 4 × 4, cutoff 256 on n ARC-Easy training
-// examples (all longer than 256 tokens with tok512, so every micro-batch is 4 × 256) and
+// nls.Examples (all longer than 256 tokens with tok512, so every micro-batch is 4 × 256) and
 // reports non-pad tokens per second over the whole call (graph build included) and per step
 // after the first (steady state).
 func benchTrain(b *testing.B, super string, n int) {
 	dir := b.TempDir()
-	d := subset(b, dir, "data/llm-adapters/ARC-Easy-train.json", 0, n)
+	d := nls.Subset(b, dir, "data/llm-adapters/ARC-Easy-train.json", 0, n)
 	for i := 0; i < b.N; i++ {
-		o := DefaultTrainOptions()
-		o.Super, o.Data, o.Tokenizer, o.Out = super, d, tokPath(b), filepath.Join(dir, "run", string(rune('a'+i)))
+		o := pipeline.DefaultTrainOptions()
+		o.Super, o.Data, o.Tokenizer, o.Out = super, d, nls.TokPath(b), filepath.Join(dir, "run", string(rune('a'+i)))
 		o.Epochs = 1
-		res, err := Train(o)
+		res, err := pipeline.Train(o)
 		if err != nil {
 			b.Fatal(err)
 		}
-		recs, err := ReadMetrics(o.Out)
+		recs, err := pipeline.ReadMetrics(o.Out)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -46,7 +48,7 @@ func benchTrain(b *testing.B, super string, n int) {
 // BenchmarkNLSTrainStories260K: go test -run '^$' -bench NLSTrainStories -benchtime 1x ./nls
 func BenchmarkNLSTrainStories260K(b *testing.B) {
 	testkit.ORT(b)
-	_, super := superNet(b, b.TempDir(), 0.1)
+	_, super := nls.SuperNet(b, b.TempDir(), 0.1)
 	benchTrain(b, super, 64)
 }
 

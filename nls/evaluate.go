@@ -61,6 +61,15 @@ type Evaluation struct {
 	Phase string `json:"phase,omitempty"`
 }
 
+// Run is a trained super-network in memory, what the evaluators score: the graph with the
+// trained A and B in place, its lora metadata and the rank space the run sampled
+// (pipeline.OpenRun loads one from a run directory).
+type Run struct {
+	Model *onnx.Model
+	Meta  *lora.Meta
+	Space *lora.Space
+}
+
 // ConfigKey is the canonical cache key of a configuration: its ranks in group order.
 func ConfigKey(ranks []int) string {
 	var b strings.Builder

@@ -1,7 +1,9 @@
-package nls
+package nls_test
 
 import (
 	"encoding/json"
+	"github.com/shears-ml/shears/nls"
+	"github.com/shears-ml/shears/pipeline"
 	"math"
 	"os"
 	"path/filepath"
@@ -65,7 +67,7 @@ func TestMixedPrecisionNLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plan, err := lora.NewPlan(bm, ls, lora.Config{Ranks: testRanks, Alpha: testAlpha, Dropout: 0.1, Seed: 1})
+	plan, err := lora.NewPlan(bm, ls, lora.Config{Ranks: nls.TestRanks, Alpha: nls.TestAlpha, Dropout: 0.1, Seed: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,15 +84,15 @@ func TestMixedPrecisionNLS(t *testing.T) {
 	}
 
 	idsPath, seqs := idsFile(t, dir, 16)
-	o := DefaultTrainOptions()
+	o := pipeline.DefaultTrainOptions()
 	o.Super, o.Data, o.Out = super, idsPath, filepath.Join(dir, "run")
 	o.Epochs, o.Batch, o.MicroBatch, o.Cutoff, o.LR = 2, 8, 4, 64, 2e-3
 	o.Runtime = runtime.Options{Threads: 2}
-	res, err := Train(o)
+	res, err := pipeline.Train(o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	recs, err := ReadMetrics(o.Out)
+	recs, err := pipeline.ReadMetrics(o.Out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,22 +108,22 @@ func TestMixedPrecisionNLS(t *testing.T) {
 			t.Fatalf("step %d loss %v", r.Step, r.Loss)
 		}
 	}
-	cfg, _ := ReadRunConfig(o.Out)
+	cfg, _ := pipeline.ReadRunConfig(o.Out)
 	t.Logf("%d steps (%d taken), loss %.4f → %.4f, scale %g, max-graphs %d", len(recs), taken, res.FirstLoss, res.LastLoss, recs[len(recs)-1].LossScale, cfg.Hyper.MaxGraphs)
-	if taken == 0 || cfg.Hyper.MaxGraphs != DefaultMaxGraphs {
-		t.Fatalf("no step taken, or max-graphs %d (auto for a small model is %d)", cfg.Hyper.MaxGraphs, DefaultMaxGraphs)
+	if taken == 0 || cfg.Hyper.MaxGraphs != nls.DefaultMaxGraphs {
+		t.Fatalf("no step taken, or max-graphs %d (auto for a small model is %d)", cfg.Hyper.MaxGraphs, nls.DefaultMaxGraphs)
 	}
 
-	run, err := LoadRun(o.Out)
+	run, err := pipeline.OpenRun(o.Out)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer run.Model.Close()
-	ev, err := NewLossEvaluator(run, seqs, EvalOptions{Batch: 4, Runtime: runtime.Options{Threads: 2}})
+	ev, err := nls.NewLossEvaluator(&run.Run, seqs, nls.EvalOptions{Batch: 4, Runtime: runtime.Options{Threads: 2}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sr, err := Search(ev, SearchOptions{Strategy: StrategyHeuristic})
+	sr, err := nls.Search(ev, nls.SearchOptions{Strategy: nls.StrategyHeuristic})
 	if err != nil {
 		t.Fatal(err)
 	}

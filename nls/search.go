@@ -1,13 +1,10 @@
 package nls
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"slices"
 
-	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/transform/merge"
 )
 
@@ -395,16 +392,4 @@ func survivors(m Metric, pool []Evaluation, k int) []Evaluation {
 		out = append(out, uniq[i])
 	}
 	return out
-}
-
-// WriteSearchLog writes every evaluation as one JSON line (search.jsonl), atomically.
-func WriteSearchLog(path string, evs []Evaluation) error {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	for _, e := range evs {
-		if err := enc.Encode(e); err != nil {
-			return fmt.Errorf("nls: search log %s: %w", path, err)
-		}
-	}
-	return onnx.WriteFileAtomic(path, buf.Bytes())
 }

@@ -2,27 +2,18 @@ package nls
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
-	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/shears-ml/shears/data"
-	"github.com/shears-ml/shears/internal/dirlock"
 	"github.com/shears-ml/shears/internal/progress"
 	"github.com/shears-ml/shears/onnx"
-	"github.com/shears-ml/shears/tokenizer"
 	"github.com/shears-ml/shears/train"
 	"github.com/shears-ml/shears/transform/decoder"
 	"github.com/shears-ml/shears/transform/lora"
 	"github.com/shears-ml/shears/transform/trainstep"
 )
-
-// ErrRunExists is returned when Out already holds a run and Resume is not set.
-var ErrRunExists = errors.New("the run directory already holds a run (resume it or choose another)")
 
 // layout places every micro-batch of the run: epoch e has micro-batches j = 0..M−1 over the
 // sequences order[e][j·micro : (j+1)·micro] (the last one short when micro does not divide n,
@@ -61,107 +52,101 @@ func (l layout) rows(t int) []int {
 
 func roundUp(x, k int) int { return (x + k - 1) / k * k }
 
-// Train trains the elastic adapters of a super-network with NLS and writes the run directory.
-// A stop (StopAfter or a cancelled Context) returns a Result with Stopped set and no error.
-func Train(o TrainOptions) (res *Result, err error) {
-	if err := o.check(); err != nil {
-		return nil, err
-	}
-	ctx := o.Context
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	start := time.Now()
-	for _, p := range []*string{&o.Super, &o.Data, &o.Tokenizer, &o.Out} {
-		if *p == "" {
-			continue // no tokenizer: pre-tokenized data
-		}
-		if *p, err = filepath.Abs(*p); err != nil {
-			return nil, fmt.Errorf("nls: train: %w", err)
-		}
-	}
-	fi, err := os.Stat(o.Super)
-	if err != nil {
-		return nil, fmt.Errorf("nls: train: super-network: %w", err)
-	}
-	m, err := onnx.Load(o.Super)
-	if err != nil {
-		return nil, fmt.Errorf("nls: train: %w", err)
-	}
-	defer m.Close()
+// TrainGraph readies a super-network for training: its lora metadata (a super-network, not
+// an extracted sub-adapter), the no-cache branch of a merged decoder, and the dropout
+// keep-mask inputs (the file on disk stays the inference graph). The graph returned may share
+// m's tensors: keep m open while it is used.
+func TrainGraph(m *onnx.Model) (*onnx.Model, *lora.Meta, error) {
 	meta, err := lora.ReadConfig(m)
 	if err != nil {
-		return nil, fmt.Errorf("nls: train: %w", err)
+		return nil, nil, fmt.Errorf("nls: train: %w", err)
 	}
 	if len(meta.Fixed) > 0 {
-		return nil, fmt.Errorf("nls: train: %s is an extracted sub-adapter, not a super-network", o.Super)
+		return nil, nil, fmt.Errorf("nls: train: %s is an extracted sub-adapter, not a super-network", m.Path)
 	}
 	if decoder.IsMerged(m) {
 		// A merged decoder trains its no-cache branch (the adapters of both read the same A, B).
 		if m, err = decoder.TrainForm(m); err != nil {
-			return nil, fmt.Errorf("nls: train: %w", err)
+			return nil, nil, fmt.Errorf("nls: train: %w", err)
 		}
 	}
 	if meta.Dropout > 0 && !meta.Train {
-		// The train graph needs the keep-mask inputs; the file on disk stays the inference graph.
 		if err := lora.AddDropout(m); err != nil {
-			return nil, fmt.Errorf("nls: train: %w", err)
+			return nil, nil, fmt.Errorf("nls: train: %w", err)
 		}
 		if meta, err = lora.ReadConfig(m); err != nil {
-			return nil, fmt.Errorf("nls: train: %w", err)
+			return nil, nil, fmt.Errorf("nls: train: %w", err)
 		}
 	}
-	space, err := meta.Space(o.Ranks)
-	if err != nil {
-		return nil, fmt.Errorf("nls: train: %s: %w", o.Super, err)
+	return m, meta, nil
+}
+
+// TrainInputs are a run's loaded inputs.
+type TrainInputs struct {
+	Graph *onnx.Model // from TrainGraph
+	Meta  *lora.Meta
+	Space *lora.Space     // the ranks sampled: Meta.Space(TrainOptions.Ranks)
+	Seqs  []data.Sequence // the training sequences, tokenized and cut
+	Pad   int             // the pad id (padded positions are masked from the loss)
+}
+
+// Layout is how a run places its work: what run.json records besides the options.
+type Layout struct {
+	Sequences     int
+	Accumulation  int // micro-batches per optimizer step
+	MicroPerEpoch int
+	StepsPerEpoch int
+	TotalMicro    int
+	TotalSteps    int
+	Buckets       []int // padded lengths of the step graphs
+	MaxGraphs     int   // resolved (auto replaced)
+	PaddedTokens  int64 // rows × length over the run's micro-batches
+	RealTokens    int64 // non-pad tokens over the run
+	Params        int64 // trainable values (A and B at r_max)
+	AdamW         trainstep.AdamW
+	Schedule      string
+	Deviations    []string // labelled departures from the reference
+}
+
+// Trainer is one NLS training run: NewTrainer prepares it (layout, buckets, schedule, the step
+// engine), Run loops over its optimizer steps (resuming from Restore's state), and the caller
+// finishes by saving Adapter — prepare / loop / finish. Close releases its sessions.
+type Trainer struct {
+	Layout Layout
+	o      TrainOptions
+	in     TrainInputs
+	lay    layout
+	lens   []int // padded length of every micro-batch of the run
+	sched  Schedule
+	eng    *engine
+	from   State // counters of the restored state (zero for a new run)
+}
+
+// NewTrainer lays a run out over in.Seqs: every micro-batch of every epoch (the data order is
+// PCG(seed, epoch)), their padded lengths and the step graphs' buckets, the schedule and the
+// deviations from the reference; it builds no step graph yet.
+func NewTrainer(in TrainInputs, o TrainOptions) (*Trainer, error) {
+	if err := o.Check(); err != nil {
+		return nil, err
 	}
-	digests, err := inputDigests(m, o.Data, o.Tokenizer)
-	if err != nil {
-		return nil, fmt.Errorf("nls: train: %w", err)
+	if in.Graph == nil || in.Meta == nil || in.Space == nil {
+		return nil, fmt.Errorf("nls: train: no super-network given")
 	}
-	// One process per run directory, held until Train returns (issue 14 case 7).
-	if err := os.MkdirAll(o.Out, 0o755); err != nil {
-		return nil, fmt.Errorf("nls: train: %w", err)
-	}
-	lock, err := dirlock.Acquire(o.Out, "shears train")
-	if err != nil {
-		return nil, fmt.Errorf("nls: train: run directory %w", err)
-	}
-	defer lock.Release()
-	var old *RunConfig
-	if o.Resume {
-		// Checked before the data is read: a resume over changed inputs would silently train
-		// something else (issue 14 case 6: a loss jumping from 4.2 to 10.5).
-		if old, err = ReadRunConfig(o.Out); err != nil {
-			return nil, err
-		}
-		if err := checkDigests(old.Inputs, digests); err != nil {
-			return nil, fmt.Errorf("nls: resume %s: %w", o.Out, err)
-		}
-		if o.CheckpointEvery == 0 {
-			o.CheckpointEvery = old.CheckpointEvery
-		}
-	}
-	tok, err := loadTokenizer(o.Tokenizer, o.Data)
-	if err != nil {
-		return nil, fmt.Errorf("nls: train: %w", err)
+	if len(in.Seqs) == 0 {
+		return nil, fmt.Errorf("nls: train: no training sequences")
 	}
 	if o.MaxGraphs == 0 {
-		o.MaxGraphs = AutoMaxGraphs(weightBytes(m))
-	}
-	seqs, err := data.TrainSequences(o.Data, tok, data.TrainOptions{Cutoff: o.Cutoff, TrainOnInputs: o.TrainOnInputs})
-	if err != nil {
-		return nil, fmt.Errorf("nls: train: %w", err)
+		o.MaxGraphs = AutoMaxGraphs(weightBytes(in.Graph))
 	}
 	accum := o.Batch / o.MicroBatch
-	lay := newLayout(len(seqs), o.MicroBatch, accum, o.Epochs, o.Seed)
+	lay := newLayout(len(in.Seqs), o.MicroBatch, accum, o.Epochs, o.Seed)
 	lengths := make([]int, lay.micros())
 	var realTokens int64
 	for t := range lengths {
 		longest := 2
 		for _, i := range lay.rows(t) {
-			longest = max(longest, len(seqs[i].IDs))
-			realTokens += int64(len(seqs[i].IDs))
+			longest = max(longest, len(in.Seqs[i].IDs))
+			realTokens += int64(len(in.Seqs[i].IDs))
 		}
 		lengths[t] = roundUp(longest, o.Bucket)
 	}
@@ -177,114 +162,90 @@ func Train(o TrainOptions) (res *Result, err error) {
 	if err := sched.Check(); err != nil {
 		return nil, fmt.Errorf("nls: train: %w", err)
 	}
-	cfg := &RunConfig{
-		Version: RunVersion, Shears: Version(), Super: o.Super, SuperSize: fi.Size(), Data: o.Data, Tokenizer: o.Tokenizer,
-		Inputs: digests, CheckpointEvery: o.CheckpointEvery,
-		Hyper: Hyper{Epochs: o.Epochs, LR: o.LR, Batch: o.Batch, MicroBatch: o.MicroBatch, Accumulation: accum, Cutoff: o.Cutoff,
-			TrainOnInputs: o.TrainOnInputs, Seed: o.Seed, Warmup: o.Warmup, WeightDecay: o.WeightDecay, MaxGradNorm: o.MaxGradNorm,
-			Ranks: space.Ranks, Bucket: o.Bucket, MaxGraphs: o.MaxGraphs, Beta1: hp.Beta1, Beta2: hp.Beta2, Eps: hp.Eps},
-		RankSpace: meta.Ranks, RMax: meta.RMax, Alpha: meta.Alpha, Scale: meta.Scale, Dropout: meta.Dropout,
-		Groups: space.Groups, Modules: len(meta.Modules),
-		Sequences: len(seqs), MicroPerEpoch: lay.M, StepsPerEpoch: lay.S, TotalMicro: lay.micros(), TotalSteps: lay.steps(),
-		Buckets: buckets, PaddedTokens: padded, RealTokens: realTokens,
-		Schedule: "cosine per micro-batch: lr(t) = 0.5·lr0·(1+cos(π·t/T)), t = the step's last micro-batch (0-based), T = total micro-batches",
-		Device:   o.Runtime.Device, Threads: o.Runtime.Threads,
-	}
-	if cfg.Device == "" {
-		cfg.Device = "cpu"
-	}
+	l := Layout{Sequences: len(in.Seqs), Accumulation: accum, MicroPerEpoch: lay.M, StepsPerEpoch: lay.S, TotalMicro: lay.micros(),
+		TotalSteps: lay.steps(), Buckets: buckets, MaxGraphs: o.MaxGraphs, PaddedTokens: padded, RealTokens: realTokens, AdamW: hp,
+		Schedule: "cosine per micro-batch: lr(t) = 0.5·lr0·(1+cos(π·t/T)), t = the step's last micro-batch (0-based), T = total micro-batches"}
 	if o.Warmup > 0 {
-		cfg.Schedule = fmt.Sprintf("Hugging Face cosine with %d warmup steps, per optimizer step", o.Warmup)
-		cfg.Deviations = append(cfg.Deviations, "warmup + per-optimizer-step cosine (SQFT-style) instead of the reference's per-micro-batch cosine without warmup")
+		l.Schedule = fmt.Sprintf("Hugging Face cosine with %d warmup steps, per optimizer step", o.Warmup)
+		l.Deviations = append(l.Deviations, "warmup + per-optimizer-step cosine (SQFT-style) instead of the reference's per-micro-batch cosine without warmup")
 	}
-	if len(space.Ranks) == 1 {
-		cfg.Deviations = append(cfg.Deviations, fmt.Sprintf("single rank %d: plain LoRA baseline, no rank sampling", space.Ranks[0]))
+	if len(in.Space.Ranks) == 1 {
+		l.Deviations = append(l.Deviations, fmt.Sprintf("single rank %d: plain LoRA baseline, no rank sampling", in.Space.Ranks[0]))
 	}
 	if len(buckets) < len(ChooseBuckets(lengths, math.MaxInt32)) {
-		cfg.Deviations = append(cfg.Deviations, fmt.Sprintf("micro-batches padded to %d length buckets (max-graphs %d) instead of each to its own multiple of %d; pads are masked from the loss, so only the work changes", len(buckets), o.MaxGraphs, o.Bucket))
+		l.Deviations = append(l.Deviations, fmt.Sprintf("micro-batches padded to %d length buckets (max-graphs %d) instead of each to its own multiple of %d; pads are masked from the loss, so only the work changes", len(buckets), o.MaxGraphs, o.Bucket))
 	}
-
-	runPath := filepath.Join(o.Out, RunFile)
-	ckPath := filepath.Join(o.Out, CheckpointFile)
-	eng, err := newEngine(m, meta, o.MicroBatch, train.Options{Runtime: o.Runtime, AdamW: hp, MaxGradNorm: o.MaxGradNorm})
+	eng, err := newEngine(in.Graph, in.Meta, o.MicroBatch, train.Options{Runtime: o.Runtime, AdamW: hp, MaxGradNorm: o.MaxGradNorm})
 	if err != nil {
 		return nil, err
 	}
-	defer eng.close()
 	for _, p := range eng.params {
-		cfg.Params += int64(len(p.value))
+		l.Params += int64(len(p.value))
 	}
-	var ck checkpoint
-	if o.Resume {
-		if d := diffRun(old, cfg); len(d) > 0 {
-			return nil, fmt.Errorf("nls: resume %s: the options differ from the run's: %v", o.Out, d)
-		}
-		if old.CheckpointEvery != cfg.CheckpointEvery || (old.Inputs == nil && cfg.Inputs != nil) {
-			// Not a number-changing option: the run keeps going with the new value.
-			old.CheckpointEvery = cfg.CheckpointEvery
-			if old.Inputs == nil {
-				old.Inputs = cfg.Inputs
-			}
-			if err := writeJSONAtomic(runPath, old); err != nil {
-				return nil, err
-			}
-		}
-		if _, err := os.Stat(ckPath); err == nil {
-			if ck, err = eng.loadCheckpoint(ckPath); err != nil {
-				return nil, err
-			}
-		}
-		// Records written after the checkpoint (a kill between checkpoints) are replayed.
-		for _, f := range []string{MetricsFile, SamplesFile} {
-			if err := truncateJSONL(filepath.Join(o.Out, f), ck.Steps); err != nil {
-				return nil, err
-			}
-		}
-	} else {
-		if _, err := os.Stat(runPath); err == nil {
-			return nil, fmt.Errorf("nls: train: %s: %w", o.Out, ErrRunExists)
-		}
-		for _, f := range []string{MetricsFile, SamplesFile, CheckpointFile, AdapterFile, PlotFile} {
-			os.Remove(filepath.Join(o.Out, f))
-		}
-		if err := writeJSONAtomic(runPath, cfg); err != nil {
-			return nil, err
-		}
-	}
-	metrics, err := openJSONL(filepath.Join(o.Out, MetricsFile))
-	if err != nil {
-		return nil, err
-	}
-	defer metrics.close()
-	samples, err := openJSONL(filepath.Join(o.Out, SamplesFile))
-	if err != nil {
-		return nil, err
-	}
-	defer samples.close()
+	return &Trainer{Layout: l, o: o, in: in, lay: lay, lens: lengths, sched: sched, eng: eng}, nil
+}
 
-	res = &Result{Dir: o.Out, Total: lay.steps(), ResumedFrom: ck.Steps, Steps: ck.Steps, Buckets: buckets}
+// Close releases the step graphs' sessions.
+func (tr *Trainer) Close() { tr.eng.close() }
+
+// Restore sets the trainer to a checkpointed state (from State of an earlier run with the same
+// inputs and options); Run then continues after s.Steps.
+func (tr *Trainer) Restore(s State) error {
+	if err := tr.eng.restore(s); err != nil {
+		return err
+	}
+	tr.from = State{Steps: s.Steps, Elapsed: s.Elapsed, Tokens: s.Tokens}
+	return nil
+}
+
+// Adapter is the trained A and B of every module (full r_max, ONNX layout, initializer names),
+// the trainer's own slices.
+func (tr *Trainer) Adapter() []Param { return tr.eng.state(0, 0, 0).Params }
+
+// Store receives what the loop produces; the run directory (pipeline) implements it.
+type Store interface {
+	// Sample records one micro-batch and Step one optimizer step, in order.
+	Sample(SampleRecord) error
+	Step(StepRecord) error
+	// Checkpoint saves s, after making every record written before it durable.
+	Checkpoint(s State) error
+}
+
+// Run trains from the restored state (or the start) to the end of the run, a stop (MaxSteps,
+// StopAfter, a cancelled Context: Stopped set, no error) or an error. A step whose loss or
+// gradient norm is not a number ends the run with an error after checkpointing the last good
+// state.
+func (tr *Trainer) Run(st Store) (*Result, error) {
+	o, lay, in := tr.o, tr.lay, tr.in
+	ctx := o.Context
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	start := o.Started
+	if start.IsZero() {
+		start = time.Now()
+	}
+	ck := tr.from
+	res := &Result{Total: lay.steps(), ResumedFrom: ck.Steps, Steps: ck.Steps, Buckets: tr.Layout.Buckets}
 	tokens := ck.Tokens
-	scale := 1 / float64(accum)
+	scale := 1 / float64(lay.accum)
 	rows := make([]data.Sequence, o.MicroBatch)
 	saved := ck.Steps
+	checkpoint := func(steps int, elapsed time.Duration) error {
+		return st.Checkpoint(tr.eng.state(steps, elapsed, tokens))
+	}
 	// diverged stops the run at step s (1-based s+1) whose loss or gradient norm is not a
 	// number: the parameters are still those after step s, which are checkpointed (unless the
 	// last checkpoint is that step), and the error says what to try.
 	diverged := func(s int, what string) error {
 		if saved < s {
-			if err := metrics.flush(); err != nil {
-				return err
-			}
-			if err := samples.flush(); err != nil {
-				return err
-			}
-			if err := eng.saveCheckpoint(ckPath, checkpoint{Steps: s, Elapsed: ck.Elapsed + time.Since(start), Tokens: tokens}); err != nil {
+			if err := checkpoint(s, ck.Elapsed+time.Since(start)); err != nil {
 				return err
 			}
 		}
-		return fmt.Errorf("nls: train: %s at step %d; the last good state (step %d) is checkpointed in %s. "+
+		return fmt.Errorf("nls: train: %s at step %d; the last good state (step %d) is checkpointed. "+
 			"The run diverged: start a new run with a lower --lr (now %g) or gradient clipping (--max-grad-norm, now %g)",
-			what, s+1, s, o.Out, o.LR, o.MaxGradNorm)
+			what, s+1, s, o.LR, o.MaxGradNorm)
 	}
 	for s := ck.Steps; s < lay.steps(); s++ {
 		if o.StopAfter > 0 && s >= o.StopAfter {
@@ -296,13 +257,7 @@ func Train(o TrainOptions) (res *Result, err error) {
 			// step wrote one), so that a resume continues from here.
 			res.Stopped, res.Interrupted = true, ctx.Err() != nil
 			if saved < s {
-				if err := metrics.flush(); err != nil {
-					return res, err
-				}
-				if err := samples.flush(); err != nil {
-					return res, err
-				}
-				if err := eng.saveCheckpoint(ckPath, checkpoint{Steps: s, Elapsed: ck.Elapsed + time.Since(start), Tokens: tokens}); err != nil {
+				if err := checkpoint(s, ck.Elapsed+time.Since(start)); err != nil {
 					return res, err
 				}
 			}
@@ -317,20 +272,20 @@ func Train(o TrainOptions) (res *Result, err error) {
 			for i := range rows {
 				rows[i] = data.Sequence{}
 				if i < len(idx) {
-					rows[i] = seqs[idx[i]]
-					rec.Tokens += len(seqs[idx[i]].IDs)
+					rows[i] = in.Seqs[idx[i]]
+					rec.Tokens += len(in.Seqs[idx[i]].IDs)
 				}
 			}
-			l, err := bucketFor(buckets, lengths[t])
+			l, err := bucketFor(tr.Layout.Buckets, tr.lens[t])
 			if err != nil {
 				return res, err
 			}
-			b, err := data.Pad(rows, tok.Pad(), l)
+			b, err := data.Pad(rows, in.Pad, l)
 			if err != nil {
 				return res, fmt.Errorf("nls: micro-batch %d: %w", t, err)
 			}
-			ranks := Sample(space, o.Seed, t)
-			loss, err := eng.microBatch(b, ranks, space, o.Seed, t, scale)
+			ranks := Sample(in.Space, o.Seed, t)
+			loss, err := tr.eng.microBatch(b, ranks, in.Space, o.Seed, t, scale)
 			if err != nil {
 				return res, fmt.Errorf("nls: step %d, micro-batch %d: %w", s+1, t, err)
 			}
@@ -341,20 +296,21 @@ func Train(o TrainOptions) (res *Result, err error) {
 			rec.LossTokens += b.Tokens
 			rec.PaddedTokens += b.Rows * b.Len
 			drawn = append(drawn, ranks)
-			if err := samples.write(SampleRecord{T: t, Step: s + 1, Loss: loss, Len: l, Ranks: ranks}); err != nil {
+			if err := st.Sample(SampleRecord{T: t, Step: s + 1, Loss: loss, Len: l, Ranks: ranks}); err != nil {
 				return res, err
 			}
 		}
 		rec.Loss /= float64(m1 - m0)
-		rec.LR = sched.LR(s, m1-1)
-		if rec.GradNorm, rec.Skipped, err = eng.apply(rec.LR, s+1); err != nil {
+		rec.LR = tr.sched.LR(s, m1-1)
+		var err error
+		if rec.GradNorm, rec.Skipped, err = tr.eng.apply(rec.LR, s+1); err != nil {
 			if math.IsNaN(rec.GradNorm) || math.IsInf(rec.GradNorm, 0) {
 				return res, diverged(s, fmt.Sprintf("the gradient norm became %v", rec.GradNorm))
 			}
 			return res, err
 		}
-		if eng.scaling {
-			rec.LossScale = eng.scaler.Scale
+		if tr.eng.scaling {
+			rec.LossScale = tr.eng.scaler.Scale
 		}
 		dt := time.Since(t0)
 		tokens += int64(rec.Tokens)
@@ -364,19 +320,12 @@ func Train(o TrainOptions) (res *Result, err error) {
 		elapsed := ck.Elapsed + time.Since(start)
 		rec.ElapsedS = elapsed.Seconds()
 		rec.Ranks = summarise(drawn)
-		if err := metrics.write(rec); err != nil {
+		if err := st.Step(rec); err != nil {
 			return res, err
 		}
 		save := s%lay.S == lay.S-1 || (o.CheckpointEvery > 0 && (s+1)%o.CheckpointEvery == 0)
 		if save {
-			// The records reach the disk before the checkpoint that covers them.
-			if err := metrics.flush(); err != nil {
-				return res, err
-			}
-			if err := samples.flush(); err != nil {
-				return res, err
-			}
-			if err := eng.saveCheckpoint(ckPath, checkpoint{Steps: s + 1, Elapsed: elapsed, Tokens: tokens}); err != nil {
+			if err := checkpoint(s+1, elapsed); err != nil {
 				return res, err
 			}
 			saved = s + 1
@@ -387,31 +336,6 @@ func Train(o TrainOptions) (res *Result, err error) {
 	res.Elapsed = time.Since(start)
 	if s := res.Elapsed.Seconds(); s > 0 {
 		res.TokensPerS = float64(res.Tokens) / s
-	}
-	if err := metrics.flush(); err != nil {
-		return res, err
-	}
-	if err := samples.flush(); err != nil {
-		return res, err
-	}
-	recs, err := ReadMetrics(o.Out)
-	if err != nil {
-		return res, err
-	}
-	if len(recs) > 0 {
-		res.FirstLoss, res.LastLoss = recs[0].Loss, recs[len(recs)-1].Loss
-	}
-	if res.Stopped {
-		return res, nil
-	}
-	res.Adapter = filepath.Join(o.Out, AdapterFile)
-	if err := eng.saveAdapter(res.Adapter, res.Steps); err != nil {
-		return res, err
-	}
-	res.Plot = filepath.Join(o.Out, PlotFile)
-	title := fmt.Sprintf("NLS %s: ranks %v, %d epochs, lr %g", filepath.Base(o.Super), space.Ranks, o.Epochs, o.LR)
-	if err := PlotLoss(res.Plot, title, recs); err != nil {
-		return res, err
 	}
 	return res, nil
 }
@@ -424,35 +348,3 @@ func weightBytes(m *onnx.Model) int64 {
 	}
 	return n
 }
-
-// loadTokenizer loads path, or with no path checks that every record of the training data is
-// pre-tokenized ({"ids": [...]} lines of a .jsonl file) and returns a tokenizer that only pads
-// (id 0; padded positions are masked from the loss, so the id does not matter).
-func loadTokenizer(path, dataPath string) (tokenizer.Tokenizer, error) {
-	if path != "" {
-		return tokenizer.Load(path)
-	}
-	if !strings.EqualFold(filepath.Ext(dataPath), ".jsonl") {
-		return nil, fmt.Errorf("no tokenizer given: training without one needs pre-tokenized .jsonl data ({\"ids\": [...]} records), %s is not .jsonl", dataPath)
-	}
-	docs, err := data.ReadDocuments(dataPath)
-	if err != nil {
-		return nil, err
-	}
-	for i, d := range docs {
-		if d.IDs == nil {
-			return nil, fmt.Errorf("no tokenizer given: record %d of %s has text, not ids; give --tokenizer", i+1, dataPath)
-		}
-	}
-	return idsOnly{}, nil
-}
-
-// idsOnly stands in for a tokenizer when the data is pre-tokenized: it is asked only for Pad.
-type idsOnly struct{}
-
-func (idsOnly) Encode(string) []int { return nil }
-func (idsOnly) Decode([]int) string { return "" }
-func (idsOnly) BOS() int            { return 1 }
-func (idsOnly) EOS() int            { return 2 }
-func (idsOnly) Pad() int            { return 0 }
-func (idsOnly) VocabSize() int      { return 0 }

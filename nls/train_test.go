@@ -1,10 +1,12 @@
-package nls
+package nls_test
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/shears-ml/shears/nls"
+	"github.com/shears-ml/shears/pipeline"
 	"image/png"
 	"math"
 	"os"
@@ -27,12 +29,12 @@ import (
 	"github.com/shears-ml/shears/transform/trainstep"
 )
 
-// questions writes the instructions of n LLM-Adapters examples (from skip) as {"text"} JSONL:
+// questions writes the instructions of n LLM-Adapters nls.Examples (from skip) as {"text"} JSONL:
 // short texts of varied length, so micro-batches fall into several length buckets.
 func questions(t testing.TB, dir, rel string, skip, n int) string {
 	t.Helper()
 	var b bytes.Buffer
-	for _, e := range window(examples(t, rel), skip, n) {
+	for _, e := range nls.Window(nls.Examples(t, rel), skip, n) {
 		q := e.Instruction
 		if i := strings.Index(q, "\n"); i > 0 {
 			q = q[:i]
@@ -48,8 +50,8 @@ func questions(t testing.TB, dir, rel string, skip, n int) string {
 	return p
 }
 
-func smallRun(super, dataPath, tok, out string) TrainOptions {
-	o := DefaultTrainOptions()
+func smallRun(super, dataPath, tok, out string) pipeline.TrainOptions {
+	o := pipeline.DefaultTrainOptions()
 	o.Super, o.Data, o.Tokenizer, o.Out = super, dataPath, tok, out
 	o.Epochs, o.Batch, o.MicroBatch, o.Cutoff, o.LR = 2, 8, 4, 128, 2e-3
 	o.CheckpointEvery = 2
@@ -65,23 +67,23 @@ func smallRun(super, dataPath, tok, out string) TrainOptions {
 func TestKillAndResumeIsExact(t *testing.T) {
 	testkit.ORT(t)
 	dir := t.TempDir()
-	_, super := superNet(t, dir, 0.1)
+	_, super := nls.SuperNet(t, dir, 0.1)
 	qs := questions(t, dir, "data/llm-adapters/ARC-Easy-train.json", 0, 22)
-	tok := tokPath(t)
+	tok := nls.TokPath(t)
 
 	full := filepath.Join(dir, "full")
-	ref, err := Train(smallRun(super, qs, tok, full))
+	ref, err := pipeline.Train(smallRun(super, qs, tok, full))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if ref.Steps != 6 || ref.Total != 6 || ref.Stopped || len(ref.Buckets) != 2 {
 		t.Fatalf("uninterrupted run: %+v (want 6 steps, 2 buckets)", ref)
 	}
-	cfg, err := ReadRunConfig(full)
+	cfg, err := pipeline.ReadRunConfig(full)
 	if err != nil {
 		t.Fatal(err)
 	}
-	samples, _ := ReadSamples(full)
+	samples, _ := pipeline.ReadSamples(full)
 	distinct := map[int]bool{}
 	for _, s := range samples {
 		distinct[s.Len] = true
@@ -94,32 +96,32 @@ func TestKillAndResumeIsExact(t *testing.T) {
 	part := filepath.Join(dir, "part")
 	o := smallRun(super, qs, tok, part)
 	o.StopAfter = 5
-	res, err := Train(o)
+	res, err := pipeline.Train(o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !res.Stopped || res.Steps != 5 {
 		t.Fatalf("killed run: %+v", res)
 	}
-	if _, err := os.Stat(filepath.Join(part, AdapterFile)); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(part, pipeline.AdapterFile)); !os.IsNotExist(err) {
 		t.Fatalf("a killed run wrote an adapter (%v)", err)
 	}
-	if recs, _ := ReadMetrics(part); len(recs) != 5 {
+	if recs, _ := pipeline.ReadMetrics(part); len(recs) != 5 {
 		t.Fatalf("killed run has %d metric records, want 5 (step 5 after the last checkpoint)", len(recs))
 	}
 	// Resuming with other numbers is refused, naming what differs.
 	bad := smallRun(super, qs, tok, part)
 	bad.Resume, bad.LR = true, 1e-3
-	if _, err := Train(bad); err == nil || !strings.Contains(err.Error(), "lr: run.json has 0.002, now 0.001") {
+	if _, err := pipeline.Train(bad); err == nil || !strings.Contains(err.Error(), "lr: run.json has 0.002, now 0.001") {
 		t.Fatalf("resume with another lr: %v", err)
 	}
 	// Starting over in a run directory is refused.
-	if _, err := Train(smallRun(super, qs, tok, part)); !errors.Is(err, ErrRunExists) {
+	if _, err := pipeline.Train(smallRun(super, qs, tok, part)); !errors.Is(err, pipeline.ErrRunExists) {
 		t.Fatalf("train into an existing run: %v", err)
 	}
 	o = smallRun(super, qs, tok, part)
 	o.Resume = true
-	res, err = Train(o)
+	res, err = pipeline.Train(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,11 +129,11 @@ func TestKillAndResumeIsExact(t *testing.T) {
 		t.Fatalf("resumed run: %+v (want resumed from 4 to 6)", res)
 	}
 
-	a, err := os.ReadFile(filepath.Join(full, AdapterFile))
+	a, err := os.ReadFile(filepath.Join(full, pipeline.AdapterFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(filepath.Join(part, AdapterFile))
+	b, err := os.ReadFile(filepath.Join(part, pipeline.AdapterFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,8 +155,8 @@ func TestKillAndResumeIsExact(t *testing.T) {
 	if maxAbs(bv) == 0 {
 		t.Fatal("B is still zero after training")
 	}
-	m1, _ := ReadMetrics(full)
-	m2, _ := ReadMetrics(part)
+	m1, _ := pipeline.ReadMetrics(full)
+	m2, _ := pipeline.ReadMetrics(part)
 	if len(m1) != 6 || len(m2) != 6 {
 		t.Fatalf("metrics: %d and %d records", len(m1), len(m2))
 	}
@@ -164,8 +166,8 @@ func TestKillAndResumeIsExact(t *testing.T) {
 			t.Fatalf("step %d: %+v vs %+v", i+1, x, y)
 		}
 	}
-	s1, _ := ReadSamples(full)
-	s2, _ := ReadSamples(part)
+	s1, _ := pipeline.ReadSamples(full)
+	s2, _ := pipeline.ReadSamples(part)
 	if len(s1) != 12 || len(s2) != 12 {
 		t.Fatalf("samples: %d and %d records, want 12 micro-batches", len(s1), len(s2))
 	}
@@ -231,21 +233,21 @@ func heldOutLoss(t *testing.T, super *onnx.Model, seqs []data.Sequence) float64 
 	return loss
 }
 
-// NLS training of a 50%-sparse stories260K on LLM-Adapters math training examples lowers the
-// loss of held-out examples (after the template they all share, so the fixed text does not
+// NLS training of a 50%-sparse stories260K on LLM-Adapters math training nls.Examples lowers the
+// loss of held-out nls.Examples (after the template they all share, so the fixed text does not
 // count) at the heuristic sub-adapter, and leaves the base's zeros exactly where they
 // were. Also checks metrics.jsonl's fields, the PNG and LoadRun.
 func TestNLSLowersHeldOutLossKeepsSparsity(t *testing.T) {
 	testkit.ORT(t)
 	dir := t.TempDir()
-	sparsePath, super := superNet(t, dir, 0.1)
-	trainPath := subset(t, dir, "data/llm-adapters/math_data.json", 0, 48)
-	tokp := tokPath(t)
+	sparsePath, super := nls.SuperNet(t, dir, 0.1)
+	trainPath := nls.Subset(t, dir, "data/llm-adapters/math_data.json", 0, 48)
+	tokp := nls.TokPath(t)
 	tok, err := tokenizer.Load(tokp)
 	if err != nil {
 		t.Fatal(err)
 	}
-	held := subset(t, t.TempDir(), "data/llm-adapters/math_data.json", 2000, 32)
+	held := nls.Subset(t, t.TempDir(), "data/llm-adapters/math_data.json", 2000, 32)
 	hs, err := data.TrainSequences(held, tok, data.TrainOptions{Cutoff: 256, TrainOnInputs: true})
 	if err != nil {
 		t.Fatal(err)
@@ -277,13 +279,13 @@ func TestNLSLowersHeldOutLossKeepsSparsity(t *testing.T) {
 	sm.Close()
 
 	run := filepath.Join(dir, "run")
-	o := DefaultTrainOptions()
+	o := pipeline.DefaultTrainOptions()
 	o.Super, o.Data, o.Tokenizer, o.Out = super, trainPath, tokp, run
 	o.Epochs, o.Batch, o.MicroBatch, o.Cutoff, o.LR = 2, 8, 4, 256, 3e-3
 	o.Runtime = runtime.Options{Threads: 2}
 	var seen []progress.Event
 	o.Progress = func(p progress.Event) { seen = append(seen, p) }
-	res, err := Train(o)
+	res, err := pipeline.Train(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,23 +293,23 @@ func TestNLSLowersHeldOutLossKeepsSparsity(t *testing.T) {
 		t.Fatalf("result %+v, %d progress calls", res, len(seen))
 	}
 
-	r, err := LoadRun(run)
+	r, err := pipeline.OpenRun(run)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Model.Close()
-	if !r.Final || r.Steps != 12 || r.Config.Hyper.LR != 3e-3 || !slices.Equal(r.Space.Ranks, testRanks) {
+	if !r.Final || r.Steps != 12 || r.Config.Hyper.LR != 3e-3 || !slices.Equal(r.Space.Ranks, nls.TestRanks) {
 		t.Fatalf("LoadRun: final %v steps %d config %+v", r.Final, r.Steps, r.Config.Hyper)
 	}
 	after := heldOutLoss(t, r.Model, hs)
-	t.Logf("held-out loss after the %d-token template at the heuristic rank %d: %.4f before, %.4f after (%d examples); train loss %.4f → %.4f; %.0f tokens/s",
-		prefix, lora.HeuristicRank(testRanks), before, after, len(hs), res.FirstLoss, res.LastLoss, res.TokensPerS)
+	t.Logf("held-out loss after the %d-token template at the heuristic rank %d: %.4f before, %.4f after (%d nls.Examples); train loss %.4f → %.4f; %.0f tokens/s",
+		prefix, lora.HeuristicRank(nls.TestRanks), before, after, len(hs), res.FirstLoss, res.LastLoss, res.TokensPerS)
 	if after > before-0.1 {
 		t.Fatalf("held-out loss %.4f → %.4f: did not drop by 0.1", before, after)
 	}
 
 	// LoadRun's A/B equal the adapter file's; the base weights are untouched: same zeros.
-	f, err := safetensors.Read(filepath.Join(run, AdapterFile))
+	f, err := safetensors.Read(filepath.Join(run, pipeline.AdapterFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -352,7 +354,7 @@ func TestNLSLowersHeldOutLossKeepsSparsity(t *testing.T) {
 	}
 
 	// metrics.jsonl: one record per step with every field filled in and consistent.
-	raw, err := os.ReadFile(filepath.Join(run, MetricsFile))
+	raw, err := os.ReadFile(filepath.Join(run, pipeline.MetricsFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -369,9 +371,9 @@ func TestNLSLowersHeldOutLossKeepsSparsity(t *testing.T) {
 			t.Errorf("metrics record lacks %q: %s", k, lines[0])
 		}
 	}
-	recs, _ := ReadMetrics(run)
-	samples, _ := ReadSamples(run)
-	sched := Schedule{LR0: 3e-3, Micro: 24, Steps: 12}
+	recs, _ := pipeline.ReadMetrics(run)
+	samples, _ := pipeline.ReadSamples(run)
+	sched := nls.Schedule{LR0: 3e-3, Micro: 24, Steps: 12}
 	for i, rec := range recs {
 		// 2 micro-batches of 4 per step; every sequence has len−1 predictions; each micro-batch
 		// is padded to its multiple of 8.
@@ -397,7 +399,7 @@ func TestNLSLowersHeldOutLossKeepsSparsity(t *testing.T) {
 		}
 	}
 	// loss.png is a valid PNG of the plot's size (8 × 4.5 in at 96 dpi).
-	pf, err := os.Open(filepath.Join(run, PlotFile))
+	pf, err := os.Open(filepath.Join(run, pipeline.PlotFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -416,9 +418,9 @@ func TestNLSLowersHeldOutLossKeepsSparsity(t *testing.T) {
 func TestCancelCheckpointsAndLoadRun(t *testing.T) {
 	testkit.ORT(t)
 	dir := t.TempDir()
-	_, super := superNet(t, dir, 0)
-	d := subset(t, dir, "data/llm-adapters/ARC-Easy-train.json", 0, 16)
-	o := smallRun(super, d, tokPath(t), filepath.Join(dir, "run"))
+	_, super := nls.SuperNet(t, dir, 0)
+	d := nls.Subset(t, dir, "data/llm-adapters/ARC-Easy-train.json", 0, 16)
+	o := smallRun(super, d, nls.TokPath(t), filepath.Join(dir, "run"))
 	o.Cutoff, o.CheckpointEvery = 32, 0
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -428,14 +430,14 @@ func TestCancelCheckpointsAndLoadRun(t *testing.T) {
 			cancel()
 		}
 	}
-	res, err := Train(o)
+	res, err := pipeline.Train(o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !res.Stopped || res.Steps != 1 {
 		t.Fatalf("cancelled run: %+v", res)
 	}
-	r, err := LoadRun(o.Out)
+	r, err := pipeline.OpenRun(o.Out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -443,7 +445,7 @@ func TestCancelCheckpointsAndLoadRun(t *testing.T) {
 	if r.Final || r.Steps != 1 || r.Meta.Dropout != 0 {
 		t.Fatalf("LoadRun of a stopped run: final %v, steps %d", r.Final, r.Steps)
 	}
-	ck, err := safetensors.Read(filepath.Join(o.Out, CheckpointFile))
+	ck, err := safetensors.Read(filepath.Join(o.Out, pipeline.CheckpointFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -456,7 +458,7 @@ func TestCancelCheckpointsAndLoadRun(t *testing.T) {
 	if m, _ := ck.Float32s("adam_v/" + mod.B); maxAbs(m) == 0 {
 		t.Fatal("the checkpoint's AdamW second moment of B is zero after a step")
 	}
-	if _, err := LoadRun(dir); err == nil || !strings.Contains(err.Error(), "run.json") {
+	if _, err := pipeline.OpenRun(dir); err == nil || !strings.Contains(err.Error(), "run.json") {
 		t.Fatalf("LoadRun of a non-run: %v", err)
 	}
 }

@@ -18,6 +18,12 @@
 // reruns that stage and those downstream of it only. An interrupted training stage resumes
 // from its last checkpoint (TrainOptions.Resume) when its hash is unchanged.
 //
+// Run directories. Train owns the run directory's format (rundir.go: run.json, metrics and
+// samples as JSON lines, checkpoint and adapter safetensors, the loss plot; digests of the
+// inputs): it prepares the inputs and run.json, hands nls's training loop the directory as its
+// Store, and finishes with the adapter and the plot. OpenRun reads a run back for Search and
+// Export; nls itself never touches a file.
+//
 // Progress. Long stages report through one callback shape, ProgressFunc (an Event per
 // training step or search evaluation); the CLI draws every stage's Events with one bar.
 package pipeline

@@ -13,10 +13,6 @@ import (
 	"github.com/shears-ml/shears/runtime"
 )
 
-// ErrUsage marks errors whose right reaction is to show the command's usage (a flag that does
-// not apply, a missing one); the CLI tests for it with errors.Is.
-var ErrUsage = errors.New("usage")
-
 // EvalOptions configure Eval ("shears eval").
 type EvalOptions struct {
 	// Model is a .onnx file or a model folder (its onnx/model.onnx, and its tokenizer.json
@@ -67,23 +63,13 @@ func (o EvalOptions) Check() error {
 	default:
 		return fmt.Errorf("%w: --task %q is not supported (supported: ppl, gen, choice)", ErrUsage, o.Task)
 	}
-	switch {
-	case o.Data == "":
+	if o.Data == "" {
 		return fmt.Errorf("%w: --data FILE is required", ErrUsage)
-	case o.Limit < 0:
-		return fmt.Errorf("%w: --limit must be >= 0, got %d", ErrUsage, o.Limit)
-	case o.MaxTokens < 0:
-		return fmt.Errorf("%w: --max-tokens must be >= 0, got %d", ErrUsage, o.MaxTokens)
-	case o.Beams < 1:
-		return fmt.Errorf("%w: --beams must be >= 1, got %d", ErrUsage, o.Beams)
-	case o.MaxNewTokens < 0:
-		return fmt.Errorf("%w: --max-new-tokens must be >= 0, got %d", ErrUsage, o.MaxNewTokens)
-	case o.NoCache && o.Task != "gen":
-		return fmt.Errorf("%w: --no-cache applies to --task gen", ErrUsage)
-	case o.Predictions != "" && o.Task == "ppl":
-		return fmt.Errorf("%w: --predictions applies to --task gen and choice, not ppl", ErrUsage)
 	}
-	return nil
+	return firstErr(atLeast("--limit", o.Limit, 0), atLeast("--max-tokens", o.MaxTokens, 0), atLeast("--beams", o.Beams, 1),
+		atLeast("--max-new-tokens", o.MaxNewTokens, 0),
+		usageIf(o.NoCache && o.Task != "gen", "--no-cache applies to --task gen"),
+		usageIf(o.Predictions != "" && o.Task == "ppl", "--predictions applies to --task gen and choice, not ppl"))
 }
 
 // Eval measures a model: perplexity (Task "ppl", Perplexity) or the accuracy on an
@@ -201,13 +187,6 @@ func evalItems(o EvalOptions) (*EvalReport, error) {
 		}
 	}
 	return &EvalReport{Summary: &sum, Context: ctx}, nil
-}
-
-func flagErr(flag string, err error) error {
-	if err != nil {
-		return fmt.Errorf("%s: %w", flag, err)
-	}
-	return nil
 }
 
 // predWriter writes JSONL records to a temporary file renamed into place by commit, so a

@@ -5,7 +5,6 @@ import (
 	"path/filepath"
 
 	"github.com/shears-ml/shears/deploy"
-	"github.com/shears-ml/shears/nls"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
 	"github.com/shears-ml/shears/transform/convert"
@@ -17,7 +16,7 @@ import (
 
 // ExportOptions are the export stage's options (the flags of "shears export").
 type ExportOptions struct {
-	RunDir string // a run directory of nls.Train, or
+	RunDir string // a run directory of Train, or
 	Super  string // a super-network file with trained A and B
 	Config string // CONFIG.json of the sub-adapter, or
 	Ranks  string // a preset: heuristic, max or min
@@ -163,7 +162,7 @@ func Export(o ExportOptions) (*ExportResult, error) {
 	res := &ExportResult{Source: o.Super, Final: true, Output: o.Out, DType: o.DType, PEFT: o.PEFT}
 	var sup *onnx.Model
 	if o.RunDir != "" {
-		run, err := nls.LoadRun(o.RunDir)
+		run, err := OpenRun(o.RunDir)
 		if err != nil {
 			return nil, err
 		}
@@ -177,7 +176,7 @@ func Export(o ExportOptions) (*ExportResult, error) {
 	}
 	ins := modelInputs(sup, "the super-network", nil)
 	if o.RunDir != "" {
-		for _, f := range []string{nls.RunFile, nls.CheckpointFile, nls.AdapterFile, nls.MetricsFile, nls.SamplesFile} {
+		for _, f := range []string{RunFile, CheckpointFile, AdapterFile, MetricsFile, SamplesFile} {
 			ins[filepath.Join(o.RunDir, f)] = "a file of the run"
 		}
 	}

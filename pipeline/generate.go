@@ -47,19 +47,11 @@ type GenerateReport struct {
 
 // Check refuses options that contradict each other, naming the flags (ErrUsage).
 func (o GenerateOptions) Check() error {
-	switch {
-	case o.MaxTokens < 0:
-		return fmt.Errorf("%w: --max-tokens must be >= 0, got %d", ErrUsage, o.MaxTokens)
-	case o.Temperature < 0:
-		return fmt.Errorf("%w: --temperature must be >= 0, got %g", ErrUsage, o.Temperature)
-	case o.Beams < 1:
-		return fmt.Errorf("%w: --beams must be >= 1, got %d", ErrUsage, o.Beams)
-	case o.Beams > 1 && o.Temperature > 0:
-		return fmt.Errorf("%w: --beams and --temperature exclude each other (beam search is deterministic)", ErrUsage)
-	case o.PromptIDs != nil && o.Prompt != "":
-		return fmt.Errorf("%w: give --prompt or --prompt-ids, not both", ErrUsage)
-	}
-	return nil
+	return firstErr(atLeast("--max-tokens", o.MaxTokens, 0),
+		usageIf(o.Temperature < 0, fmt.Sprintf("--temperature must be >= 0, got %g", o.Temperature)),
+		atLeast("--beams", o.Beams, 1),
+		usageIf(o.Beams > 1 && o.Temperature > 0, "--beams and --temperature exclude each other (beam search is deterministic)"),
+		usageIf(o.PromptIDs != nil && o.Prompt != "", "give --prompt or --prompt-ids, not both"))
 }
 
 // Generate continues the prompt one token at a time with eval's KV-cache decoders (greedy,

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/shears-ml/shears/calibrate"
@@ -98,19 +99,12 @@ func Prune(o PruneOptions) (*PruneReport, error) {
 	}
 	secs := map[string]float64{}
 	t0 := time.Now()
-	sink, m, all, targets, err := openWeightStage(weightStage{
-		verb: "prune", model: o.Model, out: o.Out, output: o.Output, include: o.Include, exclude: o.Exclude,
-		allowNonFinite: o.AllowNonFinite, warn: o.Warn,
-		quantized: "the model is quantized (node %s is a MatMulNBits); prune first, then quantize (prune the float model and run shears quantize on the result)",
-	})
+	in, err := openWeightStage(weightStage{verb: "prune", model: o.Model, out: o.Out, output: o.Output, include: o.Include, exclude: o.Exclude, allowNonFinite: o.AllowNonFinite, warn: o.Warn})
 	if err != nil {
 		return nil, err
 	}
-	defer sink.abort()
-	defer m.Close()
-	if len(targets) == 0 {
-		return nil, fmt.Errorf("%s: no linear layers to prune (found %d linears, none inside decoder blocks or matching the include pattern)", o.Model, len(all))
-	}
+	defer in.close()
+	sink, m, targets := in.sink, in.m, in.targets
 	if err := calibrate.Check(targets, cfg); err != nil {
 		return nil, err
 	}
@@ -262,29 +256,58 @@ type weightStage struct {
 	output                             Output
 	allowNonFinite                     bool
 	warn                               func(string)
-	quantized                          string // the refusal of a MatMulNBits model, with %s for the node
+	includeHead                        bool // the LM head is a target too
 }
 
-// openWeightStage begins the output, loads the model and its linears, and checks that the
-// output aliases no input, the opset, the weights' finiteness and that the model is not
-// already quantized. On success the caller owns (and must abort / close) the sink and model.
-func openWeightStage(w weightStage) (*sink, *onnx.Model, []layers.Linear, []layers.Linear, error) {
+// quantizedRefusal is each stage's refusal of a MatMulNBits model, with %s for the node.
+var quantizedRefusal = map[string]string{
+	"prune":    "the model is quantized (node %s is a MatMulNBits); prune first, then quantize (prune the float model and run shears quantize on the result)",
+	"quantize": "already quantized (node %s is a MatMulNBits); quantize the float model",
+}
+
+// weightInput is an opened weight stage: the output begun, the model loaded, its targets.
+type weightInput struct {
+	sink    *sink
+	m       *onnx.Model
+	targets []layers.Linear
+}
+
+// close aborts an unfinished output and closes the model.
+func (w *weightInput) close() {
+	w.sink.abort()
+	w.m.Close()
+}
+
+// openWeightStage begins the output, loads the model and its target linears, and checks that
+// the output aliases no input, the opset, the weights' finiteness, that the model is not
+// already quantized and that there is a target. On success the caller owns (and must close) it.
+func openWeightStage(w weightStage) (*weightInput, error) {
 	sink, err := w.output.begin(w.out)
 	if err != nil {
-		return nil, nil, nil, nil, fmt.Errorf("%s: %w", w.verb, err)
+		return nil, fmt.Errorf("%s: %w", w.verb, err)
 	}
 	m, all, targets, err := loadLinears(w.model, w.include, w.exclude)
+	if err == nil && w.includeHead {
+		for _, l := range all {
+			if l.Head && !slices.ContainsFunc(targets, func(t layers.Linear) bool { return t.Node == l.Node }) {
+				targets = append(targets, l)
+			}
+		}
+	}
 	if err == nil {
 		err = checkWeightStage(w, sink, m)
+	}
+	if err == nil && len(targets) == 0 {
+		err = fmt.Errorf("%s %s: no linear layers to %s (found %d linears, none inside decoder blocks or matching --include)", w.verb, w.model, w.verb, len(all))
 	}
 	if err != nil {
 		if m != nil {
 			m.Close()
 		}
 		sink.abort()
-		return nil, nil, nil, nil, err
+		return nil, err
 	}
-	return sink, m, all, targets, nil
+	return &weightInput{sink: sink, m: m, targets: targets}, nil
 }
 
 func checkWeightStage(w weightStage, sink *sink, m *onnx.Model) error {
@@ -301,7 +324,7 @@ func checkWeightStage(w weightStage, sink *sink, m *onnx.Model) error {
 		return fmt.Errorf("%s: %w", w.verb, err)
 	}
 	if has, node := quant.HasQuantized(m); has {
-		return fmt.Errorf("%s %s: "+w.quantized, w.verb, w.model, node)
+		return fmt.Errorf("%s %s: "+quantizedRefusal[w.verb], w.verb, w.model, node)
 	}
 	return nil
 }

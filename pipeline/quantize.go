@@ -149,26 +149,12 @@ func Quantize(o QuantizeOptions) (*QuantizeReport, error) {
 	}
 	secs := map[string]float64{}
 	t0 := time.Now()
-	sink, m, all, targets, err := openWeightStage(weightStage{
-		verb: "quantize", model: o.Model, out: o.Out, output: o.Output, include: o.Include, exclude: o.Exclude,
-		allowNonFinite: o.AllowNonFinite, warn: o.Warn,
-		quantized: "already quantized (node %s is a MatMulNBits); quantize the float model",
-	})
+	in, err := openWeightStage(weightStage{verb: "quantize", model: o.Model, out: o.Out, output: o.Output, include: o.Include, exclude: o.Exclude, allowNonFinite: o.AllowNonFinite, warn: o.Warn, includeHead: o.IncludeHead})
 	if err != nil {
 		return nil, err
 	}
-	defer sink.abort()
-	defer m.Close()
-	if o.IncludeHead {
-		for _, l := range all {
-			if l.Head && !containsLinear(targets, l) {
-				targets = append(targets, l)
-			}
-		}
-	}
-	if len(targets) == 0 {
-		return nil, fmt.Errorf("quantize %s: no linear layers to quantize (found %d linears, none inside decoder blocks or matching --include)", o.Model, len(all))
-	}
+	defer in.close()
+	sink, m, targets := in.sink, in.m, in.targets
 	cfg := o.config()
 	plan, err := quant.NewPlan(m, targets, cfg)
 	if err != nil {
@@ -288,15 +274,6 @@ func zeroBits(w []float32) []uint64 {
 		}
 	}
 	return b
-}
-
-func containsLinear(ls []layers.Linear, l layers.Linear) bool {
-	for _, x := range ls {
-		if x.Node == l.Node {
-			return true
-		}
-	}
-	return false
 }
 
 // gptqLayers quantizes the targets with GPTQ on calibration windows (sequential, as Wanda).

@@ -14,7 +14,6 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/shears-ml/shears/nls"
 	"github.com/shears-ml/shears/transform/lora"
 )
 
@@ -271,7 +270,7 @@ func (r *Recipe) defaults() {
 	if a.Dropout == nil {
 		a.Dropout = ptr(0.1)
 	}
-	d := nls.DefaultTrainOptions()
+	d := DefaultTrainOptions()
 	t := &r.Train
 	t.Epochs = or(t.Epochs, d.Epochs)
 	if t.LR == 0 {

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/shears-ml/shears/internal/dirlock"
-	"github.com/shears-ml/shears/nls"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/runtime"
 	"github.com/shears-ml/shears/tokenizer"
@@ -258,14 +257,14 @@ func (rn *runner) train(stage, super, superID string, ranks []int) (string, stri
 		Ranks []int `json:"ranks"`
 	}{t, ranks}
 	var res trainResult
-	id, err := rn.do(stage, opts, in, []string{filepath.Join(dir, nls.AdapterFile)}, &res, func(resume bool) (any, error) {
+	id, err := rn.do(stage, opts, in, []string{filepath.Join(dir, AdapterFile)}, &res, func(resume bool) (any, error) {
 		to := DefaultTrainOptions()
 		to.Super, to.Data, to.Tokenizer, to.Out = super, t.Data, rn.r.Tokenizer, dir
 		to.Epochs, to.LR, to.Batch, to.MicroBatch, to.Cutoff = t.Epochs, t.LR, t.Batch, t.MicroBatch, t.Cutoff
 		to.Seed, to.Warmup, to.WeightDecay, to.MaxGradNorm, to.TrainOnInputs = *t.Seed, t.Warmup, t.WeightDecay, *t.MaxGradNorm, *t.TrainOnInputs
 		to.Bucket, to.MaxGraphs, to.CheckpointEvery, to.Ranks = t.Bucket, t.MaxGraphs, t.CheckpointEvery, ranks
 		to.Runtime, to.Context = rn.ro, rn.o.Context
-		_, statErr := os.Stat(filepath.Join(dir, nls.CheckpointFile))
+		_, statErr := os.Stat(filepath.Join(dir, CheckpointFile))
 		to.Resume = resume && statErr == nil
 		if !to.Resume {
 			if err := dirlock.RemoveAll(dir); err != nil {

@@ -11,7 +11,6 @@ import (
 
 	"github.com/shears-ml/shears/internal/testkit"
 	"github.com/shears-ml/shears/models/llama2c"
-	"github.com/shears-ml/shears/nls"
 	"github.com/shears-ml/shears/onnx"
 )
 
@@ -213,7 +212,7 @@ func TestRunTrainResume(t *testing.T) {
 	if !strings.Contains(log.String(), "train: resuming") || cached(s)["train"] || !cached(s)["prune"] {
 		t.Errorf("second run did not resume the train stage:\n%s", log.String())
 	}
-	resumed, err := os.ReadFile(filepath.Join(r.Work, "train", "run", nls.AdapterFile))
+	resumed, err := os.ReadFile(filepath.Join(r.Work, "train", "run", AdapterFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +221,7 @@ func TestRunTrainResume(t *testing.T) {
 	if _, err := Run(&straight, Options{}); err != nil {
 		t.Fatal(err)
 	}
-	want, err := os.ReadFile(filepath.Join(straight.Work, "train", "run", nls.AdapterFile))
+	want, err := os.ReadFile(filepath.Join(straight.Work, "train", "run", AdapterFile))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -163,7 +163,7 @@ func Search(o SearchOptions) (*SearchReport, error) {
 	if o.Budget == 0 {
 		o.Budget = nls.DefaultBudget(o.Strategy)
 	}
-	run, err := nls.LoadRun(o.RunDir)
+	run, err := OpenRun(o.RunDir)
 	if err != nil {
 		return nil, err
 	}
@@ -235,12 +235,12 @@ func Search(o SearchOptions) (*SearchReport, error) {
 			return nil, fmt.Errorf("search: %w", err)
 		}
 	}
-	if err := nls.WriteSearchLog(o.Log, res.Evaluations); err != nil {
+	if err := WriteSearchLog(o.Log, res.Evaluations); err != nil {
 		return nil, err
 	}
 	if rep.Plot != "" {
 		title := fmt.Sprintf("shears search: %s, %d evaluations", res.Strategy, len(res.Evaluations))
-		if err := nls.PlotSearch(rep.Plot, title, res); err != nil {
+		if err := PlotSearch(rep.Plot, title, res); err != nil {
 			return nil, err
 		}
 	}
@@ -256,7 +256,7 @@ func Search(o SearchOptions) (*SearchReport, error) {
 
 // searchEvaluator reads the validation data and builds the metric's evaluator on the run;
 // it records the units and notes in rep.
-func searchEvaluator(o SearchOptions, run *nls.Run, tok tokenizer.Tokenizer, rep *SearchReport) (*nls.Evaluator, error) {
+func searchEvaluator(o SearchOptions, run *TrainedRun, tok tokenizer.Tokenizer, rep *SearchReport) (*nls.Evaluator, error) {
 	if o.Metric == MetricLoss {
 		cutoff := o.Cutoff
 		if cutoff == 0 {
@@ -270,7 +270,7 @@ func searchEvaluator(o SearchOptions, run *nls.Run, tok tokenizer.Tokenizer, rep
 			seqs = seqs[:o.Limit]
 		}
 		rep.Units = len(seqs)
-		return nls.NewLossEvaluator(run, seqs, nls.EvalOptions{Batch: o.Batch, Pad: tok.Pad(), Runtime: o.Runtime})
+		return nls.NewLossEvaluator(&run.Run, seqs, nls.EvalOptions{Batch: o.Batch, Pad: tok.Pad(), Runtime: o.Runtime})
 	}
 	task, err := eval.DetectTask(o.Data)
 	if o.Task != "" {
@@ -298,7 +298,7 @@ func searchEvaluator(o SearchOptions, run *nls.Run, tok tokenizer.Tokenizer, rep
 	} else if beams == 1 {
 		rep.Notes = append(rep.Notes, "greedy generation (--beams 1): accuracies are not comparable with the reference's 4-beam ones")
 	}
-	return nls.NewAccuracyEvaluator(run, tok, nls.AccuracyOptions{Task: task, Items: items, Gen: gen,
+	return nls.NewAccuracyEvaluator(&run.Run, tok, nls.AccuracyOptions{Task: task, Items: items, Gen: gen,
 		Choice: eval.ChoiceConfig{Prefix: o.ChoicePrefix, MaxContext: ctx}, GenConf: eval.GenConfig{MaxContext: ctx, Beams: beams}, Runtime: o.Runtime})
 }
 

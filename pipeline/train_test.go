@@ -6,23 +6,22 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
-
-	"github.com/shears-ml/shears/nls"
 )
 
 // A resumed run takes every option from run.json except the ones whose flag the user set.
 func TestResumeTrainOptionsKeepsChangedFlags(t *testing.T) {
 	dir := t.TempDir()
-	c := nls.RunConfig{Version: nls.RunVersion, Super: "/s/super.onnx", Data: "/d/train.json", Tokenizer: "/t/tok.bin",
-		Hyper: nls.Hyper{Epochs: 3, LR: 3e-4, Batch: 16, MicroBatch: 4, Seed: 7, Ranks: []int{8, 4}}}
+	c := RunConfig{Version: RunVersion, Super: "/s/super.onnx", Data: "/d/train.json", Tokenizer: "/t/tok.bin",
+		Hyper: Hyper{Epochs: 3, LR: 3e-4, Batch: 16, MicroBatch: 4, Seed: 7, Ranks: []int{8, 4}}}
 	b, err := json.Marshal(c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, nls.RunFile), b, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, RunFile), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	o := nls.TrainOptions{Out: dir, LR: 1e-3, Seed: 1, Epochs: 1}
+	o := TrainOptions{Out: dir}
+	o.LR, o.Seed, o.Epochs = 1e-3, 1, 1
 	if err := ResumeTrainOptions(&o, func(f string) bool { return f == "lr" }); err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +32,7 @@ func TestResumeTrainOptionsKeepsChangedFlags(t *testing.T) {
 	if o.LR != 1e-3 {
 		t.Errorf("lr = %g, want the flag's 1e-3 kept", o.LR)
 	}
-	if err := ResumeTrainOptions(&nls.TrainOptions{Out: t.TempDir()}, func(string) bool { return false }); err == nil {
+	if err := ResumeTrainOptions(&TrainOptions{Out: t.TempDir()}, func(string) bool { return false }); err == nil {
 		t.Error("a folder without run.json: no error")
 	}
 }

@@ -21,9 +21,10 @@ type convertOpts struct {
 
 func init() {
 	register(&command{
-		name:    "convert",
-		args:    "MODEL.onnx -o OUT.onnx --dtype fp16|bf16 [--compute fp32|native]",
-		summary: "store a float32 model's weights in fp16 or bf16",
+		name:       "convert",
+		args:       "MODEL.onnx -o OUT.onnx --dtype fp16|bf16 [--compute fp32|native]",
+		positional: "MODEL.onnx",
+		summary:    "store a float32 model's weights in fp16 or bf16",
 		long: `Streams the model's weights, one tensor at a time, into OUT in the chosen type.
 
 --compute fp32 (default, for the CPU, which lacks most fp16/bf16 kernels): only the weights

@@ -31,9 +31,10 @@ type evalOpts struct {
 
 func init() {
 	register(&command{
-		name:    "eval",
-		args:    "MODEL.onnx|MODEL_DIR --task ppl|gen|choice --data FILE [--tokenizer TOK] [flags]",
-		summary: "evaluate a model (perplexity, generation accuracy, multiple-choice accuracy)",
+		name:       "eval",
+		args:       "MODEL.onnx|MODEL_DIR --task ppl|gen|choice --data FILE [--tokenizer TOK] [flags]",
+		positional: "MODEL.onnx",
+		summary:    "evaluate a model (perplexity, generation accuracy, multiple-choice accuracy)",
 		long: `--task ppl: perplexity. The data file (.txt, LLM-Adapters .json whose records become their
 training prompts, or .jsonl) is tokenized into one stream (each document BOS … EOS), cut into
 non-overlapping windows of --seq-len tokens (capped to the model's context; the last, shorter
@@ -99,9 +100,6 @@ Examples:
 
 func runEval(env *cliEnv, o any, args []string) error {
 	opts := o.(*evalOpts)
-	if err := needArgs(args, 1, "MODEL.onnx"); err != nil {
-		return err
-	}
 	var bar *progress
 	eo := pipeline.EvalOptions{
 		Model: args[0], Task: opts.task, Data: opts.data, Tokenizer: opts.tokenizer, Limit: opts.limit,
@@ -115,11 +113,7 @@ func runEval(env *cliEnv, o any, args []string) error {
 			bar.set(done, total, fmt.Sprintf("acc %.3f", acc))
 		},
 	}
-	if err := eo.Check(); err != nil {
-		return err
-	}
-	var err error
-	if eo.Runtime, err = opts.rt.options(); err != nil {
+	if err := opts.rt.load(eo.Check(), &eo.Runtime); err != nil {
 		return err
 	}
 	rep, err := pipeline.Eval(eo)

@@ -28,9 +28,10 @@ type generateOpts struct {
 
 func init() {
 	register(&command{
-		name:    "generate",
-		args:    "MODEL.onnx|MODEL_DIR [--tokenizer TOK] [--prompt P] [flags]",
-		summary: "generate text from a causal LM (greedy by default)",
+		name:       "generate",
+		args:       "MODEL.onnx|MODEL_DIR [--tokenizer TOK] [--prompt P] [flags]",
+		positional: "MODEL.onnx",
+		summary:    "generate text from a causal LM (greedy by default)",
 		long: `Starts from BOS (plus the encoded --prompt) and appends one token at a time until
 --max-tokens or EOS. Greedy decoding unless --temperature > 0, which samples from the
 softmax over the --top-k most likely tokens with --seed; --beams N runs beam search instead
@@ -75,9 +76,6 @@ Examples:
 
 func runGenerate(env *cliEnv, o any, args []string) error {
 	opts := o.(*generateOpts)
-	if err := needArgs(args, 1, "MODEL.onnx"); err != nil {
-		return err
-	}
 	g := pipeline.GenerateOptions{Model: args[0], Tokenizer: opts.tokenizer, Prompt: opts.prompt, MaxTokens: opts.maxTokens,
 		Temperature: opts.temperature, TopK: opts.topK, Seed: opts.seed, Beams: opts.beams, NoCache: opts.noCache, IgnoreEOS: opts.ignoreEOS}
 	if opts.promptIDs != "" {
@@ -90,11 +88,7 @@ func runGenerate(env *cliEnv, o any, args []string) error {
 	if !opts.json {
 		g.Text = func(s string) { fmt.Fprint(env.stdout, s) } // the text streams as it is made
 	}
-	if err := g.Check(); err != nil {
-		return err
-	}
-	var err error
-	if g.Runtime, err = opts.rt.options(); err != nil {
+	if err := opts.rt.load(g.Check(), &g.Runtime); err != nil {
 		return err
 	}
 	g.Runtime.Prepack = opts.prepack

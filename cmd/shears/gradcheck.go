@@ -26,9 +26,10 @@ type gradcheckOpts struct {
 
 func init() {
 	register(&command{
-		name:    "gradcheck",
-		args:    "MODEL.onnx --wrt REGEX [flags]",
-		summary: "check the train step's gradients against finite differences",
+		name:       "gradcheck",
+		args:       "MODEL.onnx --wrt REGEX [flags]",
+		positional: "MODEL.onnx",
+		summary:    "check the train step's gradients against finite differences",
 		long: `Builds the train step of MODEL (forward, causal-LM loss, backward) with the initializers whose
 names match --wrt as trainable, and compares its gradients with central finite differences of
 the loss on --samples coordinates per tensor (the relative error of a tensor is its largest
@@ -63,16 +64,10 @@ Example:
 
 func runGradcheck(env *cliEnv, o any, args []string) error {
 	opts := o.(*gradcheckOpts)
-	if err := needArgs(args, 1, "MODEL.onnx"); err != nil {
-		return err
-	}
 	g := pipeline.GradcheckOptions{Model: args[0], Wrt: opts.wrt, Batch: opts.batch, Seq: opts.seqLen, Samples: opts.samples,
 		Seed: opts.seed, Eps: opts.eps, Tol: opts.tol, Float32: opts.float32, Data: opts.data, Tokenizer: opts.tokenizer,
 		SaveGraph: opts.saveGraph}
-	if err := g.Check(); err != nil {
-		return err
-	}
-	if _, err := opts.rt.options(); err != nil { // loads onnxruntime; the check itself runs on the CPU
+	if err := opts.rt.load(g.Check(), nil); err != nil { // the check itself runs on the CPU
 		return err
 	}
 	rep, err := pipeline.Gradcheck(g)

@@ -19,9 +19,10 @@ type importOpts struct {
 
 func init() {
 	register(&command{
-		name:    "import",
-		args:    "FORMAT CHECKPOINT -o OUT.onnx",
-		summary: "convert a checkpoint into an ONNX graph (formats: hf, llama2c)",
+		name:       "import",
+		args:       "FORMAT CHECKPOINT -o OUT.onnx",
+		positional: "FORMAT CHECKPOINT",
+		summary:    "convert a checkpoint into an ONNX graph (formats: hf, llama2c)",
 		long: `Builds an opset-17 ONNX graph with optimum's KV-cache interface (input_ids, attention_mask,
 position_ids, past_key_values.{i}.key|value -> logits, present.{i}.key|value) and Hugging Face
 module names (/model/layers.0/self_attn/q_proj/MatMul ...), so pruning, adapters and inspect treat
@@ -65,9 +66,6 @@ Examples:
 
 func runImport(env *cliEnv, o any, args []string) error {
 	opts := o.(*importOpts)
-	if err := needArgs(args, 2, "FORMAT CHECKPOINT"); err != nil {
-		return err
-	}
 	if opts.out == "" {
 		return fmt.Errorf("%w: -o OUT.onnx is required", errUsage)
 	}

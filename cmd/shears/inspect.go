@@ -18,9 +18,10 @@ type inspectOpts struct {
 
 func init() {
 	register(&command{
-		name:    "inspect",
-		args:    "MODEL.onnx [--json]",
-		summary: "show a model's inputs, outputs, ops, parameters and linear layers",
+		name:       "inspect",
+		args:       "MODEL.onnx [--json]",
+		positional: "MODEL.onnx",
+		summary:    "show a model's inputs, outputs, ops, parameters and linear layers",
 		long: `Reads the graph without loading external weights (only each linear's weight is read, one at a
 time, to count its zeros; --sparsity=false skips even that), then prints the inputs and outputs,
 the opset, an op histogram, the parameter count and every linear layer with its decoder block,
@@ -45,9 +46,6 @@ type inspectReport = pipeline.InspectReport
 
 func runInspect(env *cliEnv, o any, args []string) error {
 	opts := o.(*inspectOpts)
-	if err := needArgs(args, 1, "MODEL.onnx"); err != nil {
-		return err
-	}
 	rep, err := pipeline.Inspect(pipeline.InspectOptions{Model: args[0], Sparsity: opts.sparsity})
 	if err != nil {
 		return err

@@ -20,12 +20,15 @@ import (
 // command is one verb of the CLI. Each subcommand file registers itself in init, so the
 // dispatcher, the help text and the docs share one registry.
 type command struct {
-	name    string
-	args    string // usage after the verb, e.g. "MODEL [flags]"
-	summary string // one line for the command list
-	long    string // a paragraph that teaches: what it does, typical use
-	flags   func(fs *pflag.FlagSet) any
-	run     func(env *cliEnv, opts any, args []string) error
+	name string
+	args string // usage after the verb, e.g. "MODEL [flags]"
+	// positional, when set, names the exact positional arguments ("MODEL.onnx", "FORMAT
+	// CHECKPOINT"): the dispatcher checks their count before run, with a usage error.
+	positional string
+	summary    string // one line for the command list
+	long       string // a paragraph that teaches: what it does, typical use
+	flags      func(fs *pflag.FlagSet) any
+	run        func(env *cliEnv, opts any, args []string) error
 }
 
 var registry = map[string]*command{}
@@ -75,7 +78,11 @@ func run(argv []string, stdout, stderr io.Writer) int {
 	}
 	env := &cliEnv{stdout: stdout, stderr: stderr, argv: argv}
 	pipeline.SetCommandLine(commandLine(argv))
-	if err := c.run(env, opts, fs.Args()); err != nil {
+	err := c.checkArgs(fs.Args())
+	if err == nil {
+		err = c.run(env, opts, fs.Args())
+	}
+	if err != nil {
 		if errors.Is(err, errUsage) {
 			fmt.Fprintf(stderr, "shears %s: %v\n", c.name, err)
 			usage(c, stderr)
@@ -133,6 +140,14 @@ func usage(c *command, w io.Writer) {
 	if fs.HasFlags() {
 		fmt.Fprintf(w, "\nFlags:\n%s", fs.FlagUsages())
 	}
+}
+
+// checkArgs checks the positional argument count the command declares (none declared: any).
+func (c *command) checkArgs(args []string) error {
+	if c.positional == "" {
+		return nil
+	}
+	return needArgs(args, len(strings.Fields(c.positional)), c.positional)
 }
 
 // needArgs checks the positional argument count.

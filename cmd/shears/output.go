@@ -46,12 +46,9 @@ func (o *outputFlags) output() (pipeline.Output, error) {
 	return out, nil
 }
 
-// modelOutput is the start of every command that reads MODEL and writes a model to -o: the
-// argument and flag checks, then the Output, its card naming MODEL as the base.
+// modelOutput is the start of every command that reads MODEL (args[0]) and writes a model to
+// -o: the flag checks, then the Output, its card naming MODEL as the base.
 func (o *outputFlags) modelOutput(args []string, out string) (pipeline.Output, error) {
-	if err := needArgs(args, 1, "MODEL.onnx"); err != nil {
-		return pipeline.Output{}, err
-	}
 	if out == "" {
 		return pipeline.Output{}, fmt.Errorf("%w: -o OUT.onnx is required", errUsage)
 	}

@@ -15,19 +15,14 @@ import (
 type pruneOpts struct {
 	allowNonFinite bool
 	rt             runtimeFlags
+	cal            calibFlags
+	targets        targetFlags
 	out            string
 	method         string
 	sparsity       float64
 	pattern        string
-	calib          string
-	tokenizer      string
-	samples        int
-	seqLen         int
-	seed           uint64
 	oneShot        bool
 	report         string
-	include        string
-	exclude        string
 	external       bool
 	json           bool
 	output         outputFlags
@@ -35,9 +30,10 @@ type pruneOpts struct {
 
 func init() {
 	register(&command{
-		name:    "prune",
-		args:    "MODEL.onnx -o OUT.onnx --sparsity S [--calib FILE --tokenizer TOK] [flags]",
-		summary: "sparsify the linear layers with Wanda (default) or magnitude pruning",
+		name:       "prune",
+		args:       "MODEL.onnx -o OUT.onnx --sparsity S [--calib FILE --tokenizer TOK] [flags]",
+		positional: "MODEL.onnx",
+		summary:    "sparsify the linear layers with Wanda (default) or magnitude pruning",
 		long: `Stage 1 of Shears. Wanda scores every weight by |W[i,j]|·‖X_i‖₂, the input feature's norm
 over calibration data, and zeroes the k = floor(in·s) lowest-scoring inputs of every output
 (unstructured), or N of every M consecutive inputs (--pattern 2:4 / 4:8, which fixes s = N/M).
@@ -65,15 +61,10 @@ Examples:
 			fs.StringVar(&o.method, "method", "wanda", "wanda or magnitude")
 			fs.Float64Var(&o.sparsity, "sparsity", 0.5, "fraction of each pruned layer's weights set to zero, in [0, 1)")
 			fs.StringVar(&o.pattern, "pattern", "unstructured", "unstructured, 2:4 or 4:8 (N:M along the input dimension)")
-			fs.StringVar(&o.calib, "calib", "", "calibration data for wanda (.txt, .json, .jsonl)")
-			fs.StringVar(&o.tokenizer, "tokenizer", "", "tokenizer for the calibration text (not needed for pre-tokenized {\"ids\"} .jsonl)")
-			fs.IntVar(&o.samples, "samples", 128, "calibration windows")
-			fs.IntVar(&o.seqLen, "seq-len", 2048, "tokens per calibration window (capped to the model's context)")
-			fs.Uint64Var(&o.seed, "seed", 0, "calibration sampling seed")
 			fs.BoolVar(&o.oneShot, "one-shot", false, "all statistics from one pass over the dense model")
 			fs.StringVar(&o.report, "report", "", "write per-layer and overall sparsity as JSON to this file")
-			fs.StringVar(&o.include, "include", "", "regexp: prune only linears whose node, weight or role matches")
-			fs.StringVar(&o.exclude, "exclude", "", "regexp: skip linears whose node, weight or role matches")
+			o.targets.add(fs, "prune")
+			o.cal.add(fs, "wanda")
 			fs.BoolVar(&o.external, "external-data", false, "write weights to OUT.onnx.data (automatic when the input has external data or above 1.8 GB)")
 			fs.BoolVar(&o.json, "json", false, "print the report as JSON on stdout instead of the table")
 			fs.BoolVar(&o.allowNonFinite, "allow-nonfinite", false, "prune even when weights hold NaN or Inf (refused by default, naming the tensors)")
@@ -94,26 +85,19 @@ func runPrune(env *cliEnv, o any, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := pipeline.CheckPruneFlags(opts.method, opts.pattern, opts.calib); err != nil {
+	if err := pipeline.CheckPruneFlags(opts.method, opts.pattern, opts.cal.calib); err != nil {
 		return err
 	}
 	po := pipeline.PruneOptions{AllowNonFinite: opts.allowNonFinite, Output: out, Warn: warner(env, "prune"), Model: args[0], Out: opts.out, Method: opts.method, Sparsity: opts.sparsity, Pattern: opts.pattern,
-		Calib: opts.calib, Tokenizer: opts.tokenizer, Samples: opts.samples, SeqLen: opts.seqLen, Seed: opts.seed,
-		OneShot: opts.oneShot, Include: opts.include, Exclude: opts.exclude, External: opts.external}
-	var bar *progress
-	if po.Method == pipeline.MethodWanda {
-		ro, err := opts.rt.options()
-		if err != nil {
-			return err
-		}
-		po.Runtime = ro
-		bar, po.Progress = newStageProgress(env.stderr, "calibrate")
-		defer bar.done()
+		Calib: opts.cal.calib, Tokenizer: opts.cal.tokenizer, Samples: opts.cal.samples, SeqLen: opts.cal.seqLen, Seed: opts.cal.seed,
+		OneShot: opts.oneShot, Include: opts.targets.include, Exclude: opts.targets.exclude, External: opts.external}
+	stop, err := calibrating(env, &opts.rt, po.Method == pipeline.MethodWanda, "calibrate", &po.Runtime, &po.Progress)
+	if err != nil {
+		return err
 	}
+	defer stop()
 	rep, err := pipeline.Prune(po)
-	if bar != nil {
-		bar.done()
-	}
+	stop()
 	if err != nil {
 		return err
 	}

@@ -13,19 +13,14 @@ type quantizeOpts struct {
 	allowNonFinite bool
 	output         outputFlags
 	rt             runtimeFlags
+	cal            calibFlags
+	targets        targetFlags
 	out            string
 	bits           int
 	blockSize      int
 	method         string
 	symmetric      bool
 	includeHead    bool
-	include        string
-	exclude        string
-	calib          string
-	tokenizer      string
-	samples        int
-	seqLen         int
-	seed           uint64
 	damp           float64
 	accuracy       int
 	external       bool
@@ -35,9 +30,10 @@ type quantizeOpts struct {
 
 func init() {
 	register(&command{
-		name:    "quantize",
-		args:    "MODEL.onnx -o OUT.onnx --bits 4|8 [--method rtn|gptq] [flags]",
-		summary: "weight-only 4/8-bit quantization into MatMulNBits, keeping a sparse base's zeros",
+		name:       "quantize",
+		args:       "MODEL.onnx -o OUT.onnx --bits 4|8 [--method rtn|gptq] [flags]",
+		positional: "MODEL.onnx",
+		summary:    "weight-only 4/8-bit quantization into MatMulNBits, keeping a sparse base's zeros",
 		long: `Turns every target linear (the linears inside the decoder blocks, as prune and adapt choose
 them; --include-head adds the LM head) into an onnxruntime com.microsoft.MatMulNBits node:
 weights in blocks of --block-size inputs, one float scale per block and, unless --symmetric, a
@@ -69,13 +65,8 @@ Examples:
 			fs.StringVar(&o.method, "method", "rtn", "rtn (round to nearest) or gptq (calibrated error compensation)")
 			fs.BoolVar(&o.symmetric, "symmetric", false, "symmetric grid, no zero points (zero point 2^(bits-1))")
 			fs.BoolVar(&o.includeHead, "include-head", false, "quantize the LM head too")
-			fs.StringVar(&o.include, "include", "", "regexp: quantize only linears whose node, weight or role matches")
-			fs.StringVar(&o.exclude, "exclude", "", "regexp: skip linears whose node, weight or role matches")
-			fs.StringVar(&o.calib, "calib", "", "calibration data for gptq (.txt, .json, .jsonl)")
-			fs.StringVar(&o.tokenizer, "tokenizer", "", "tokenizer for the calibration text")
-			fs.IntVar(&o.samples, "samples", 128, "gptq calibration windows")
-			fs.IntVar(&o.seqLen, "seq-len", 2048, "tokens per calibration window (capped to the model's context)")
-			fs.Uint64Var(&o.seed, "seed", 0, "calibration sampling seed")
+			o.targets.add(fs, "quantize")
+			o.cal.add(fs, "gptq")
 			fs.Float64Var(&o.damp, "damp", 0.01, "gptq damping: fraction of the Hessian's mean diagonal added to it")
 			fs.IntVar(&o.accuracy, "accuracy-level", 0, "MatMulNBits accuracy_level: 0 (float activations) or 4 (int8 activations: faster CPU kernels, less exact)")
 			fs.BoolVar(&o.external, "external-data", false, "write weights to OUT.onnx.data (automatic when the input has external data)")
@@ -97,26 +88,19 @@ func runQuantize(env *cliEnv, o any, args []string) error {
 		return err
 	}
 	qo := pipeline.QuantizeOptions{AllowNonFinite: opts.allowNonFinite, Output: out, Warn: warner(env, "quantize"), Model: args[0], Out: opts.out, Bits: opts.bits, BlockSize: opts.blockSize, Method: opts.method,
-		Symmetric: opts.symmetric, IncludeHead: opts.includeHead, Include: opts.include, Exclude: opts.exclude,
-		Calib: opts.calib, Tokenizer: opts.tokenizer, Samples: opts.samples, SeqLen: opts.seqLen, Seed: opts.seed,
+		Symmetric: opts.symmetric, IncludeHead: opts.includeHead, Include: opts.targets.include, Exclude: opts.targets.exclude,
+		Calib: opts.cal.calib, Tokenizer: opts.cal.tokenizer, Samples: opts.cal.samples, SeqLen: opts.cal.seqLen, Seed: opts.cal.seed,
 		Damp: opts.damp, AccuracyLevel: opts.accuracy, External: opts.external}
 	if err := qo.Check(); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	var bar *progress
-	if qo.Method == "gptq" {
-		ro, err := opts.rt.options()
-		if err != nil {
-			return err
-		}
-		qo.Runtime = ro
-		bar, qo.Progress = newStageProgress(env.stderr, "gptq")
-		defer bar.done()
+	stop, err := calibrating(env, &opts.rt, qo.Method == "gptq", "gptq", &qo.Runtime, &qo.Progress)
+	if err != nil {
+		return err
 	}
+	defer stop()
 	rep, err := pipeline.Quantize(qo)
-	if bar != nil {
-		bar.done()
-	}
+	stop()
 	if err != nil {
 		return err
 	}

@@ -25,7 +25,6 @@ import (
 	"github.com/shears-ml/shears/internal/testkit"
 	"github.com/shears-ml/shears/internal/testsynth"
 	"github.com/shears-ml/shears/internal/testtok"
-	"github.com/shears-ml/shears/nls"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
 	"github.com/shears-ml/shears/pipeline"
@@ -119,7 +118,7 @@ func TestOutputNeverAliasesAnInput(t *testing.T) {
 // ckSteps is the step counter of the run's checkpoint (-1 when there is none).
 func ckSteps(t *testing.T, run string) int {
 	t.Helper()
-	f, err := safetensors.Read(filepath.Join(run, nls.CheckpointFile))
+	f, err := safetensors.Read(filepath.Join(run, pipeline.CheckpointFile))
 	if os.IsNotExist(errors.Unwrap(err)) || (err != nil && strings.Contains(err.Error(), "no such file")) {
 		return -1
 	}
@@ -154,7 +153,7 @@ func TestMaxStepsCheckpointsAndCheckpointEverySurvivesResume(t *testing.T) {
 	if n := ckSteps(t, run); n != 1 {
 		t.Fatalf("--max-steps 1 left a checkpoint at step %d, want 1", n)
 	}
-	cfg, err := nls.ReadRunConfig(run)
+	cfg, err := pipeline.ReadRunConfig(run)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +165,7 @@ func TestMaxStepsCheckpointsAndCheckpointEverySurvivesResume(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, cmd, func() bool { recs, _ := nls.ReadMetrics(run); return len(recs) >= 3 })
+	waitFor(t, cmd, func() bool { recs, _ := pipeline.ReadMetrics(run); return len(recs) >= 3 })
 	cmd.Process.Kill()
 	cmd.Wait()
 	if n := ckSteps(t, run); n < 2 {
@@ -215,7 +214,7 @@ func TestRunInputsAreCheckedByContent(t *testing.T) {
 	if _, e, code := shears(t, trainArgs(super, data, run, "--max-steps", "1")...); code != 0 {
 		t.Fatalf("train: %s", e)
 	}
-	cfg, err := nls.ReadRunConfig(run)
+	cfg, err := pipeline.ReadRunConfig(run)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,7 +289,7 @@ func TestSignalsCheckpointAndExitNonZero(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, cmd, func() bool { recs, _ := nls.ReadMetrics(run); return len(recs) >= 1 })
+		waitFor(t, cmd, func() bool { recs, _ := pipeline.ReadMetrics(run); return len(recs) >= 1 })
 		cmd.Process.Signal(sig)
 		err := cmd.Wait()
 		out := cmd.Stdout.(*bytes.Buffer).String()
@@ -299,7 +298,7 @@ func TestSignalsCheckpointAndExitNonZero(t *testing.T) {
 			!strings.Contains(out, "resume with: shears train --resume --out "+run) {
 			t.Fatalf("%v: %v, %s", sig, err, out)
 		}
-		recs, _ := nls.ReadMetrics(run)
+		recs, _ := pipeline.ReadMetrics(run)
 		if n := ckSteps(t, run); n < 1 || n != len(recs) {
 			t.Fatalf("%v: checkpoint at step %d, %d steps recorded", sig, n, len(recs))
 		}
@@ -317,7 +316,7 @@ func TestSignalsCheckpointAndExitNonZero(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, cmd, func() bool { recs, _ := nls.ReadMetrics(run); return len(recs) >= 1 })
+	waitFor(t, cmd, func() bool { recs, _ := pipeline.ReadMetrics(run); return len(recs) >= 1 })
 	cmd.Process.Signal(syscall.SIGTERM)
 	time.Sleep(time.Millisecond)
 	cmd.Process.Signal(syscall.SIGTERM)
@@ -348,7 +347,7 @@ func TestSecondTrainOnALiveRunIsRefused(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("the first train: %v %s", err, cmd.Stdout.(*bytes.Buffer).String())
 	}
-	recs, err := nls.ReadMetrics(run)
+	recs, err := pipeline.ReadMetrics(run)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -511,7 +510,7 @@ func TestDivergingTrainStopsAtTheFirstNaN(t *testing.T) {
 	if n := ckSteps(t, run); n != good {
 		t.Fatalf("checkpoint at step %d, want %d", n, good)
 	}
-	recs, err := nls.ReadMetrics(run)
+	recs, err := pipeline.ReadMetrics(run)
 	if err != nil || len(recs) != good {
 		t.Fatalf("%d metric records (%v), want %d", len(recs), err, good)
 	}

@@ -23,3 +23,18 @@ func (r *runtimeFlags) add(fs *pflag.FlagSet) {
 func (r *runtimeFlags) options() (pipeline.RuntimeOptions, error) {
 	return pipeline.Runtime(r.ortLib, r.device, r.threads)
 }
+
+// load is how a command that runs a model starts: its stage's options are checked first
+// (checkErr: usage errors come before onnxruntime is looked for), then the library is loaded
+// and the session options the flags describe go to ro (nil: a stage that only needs the
+// library loaded).
+func (r *runtimeFlags) load(checkErr error, ro *pipeline.RuntimeOptions) error {
+	if checkErr != nil {
+		return checkErr
+	}
+	o, err := r.options()
+	if err == nil && ro != nil {
+		*ro = o
+	}
+	return err
+}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/shears-ml/shears/data"
 	"github.com/shears-ml/shears/internal/testkit"
-	"github.com/shears-ml/shears/nls"
 	"github.com/shears-ml/shears/pipeline"
 )
 
@@ -74,7 +73,7 @@ func TestTrainCLI(t *testing.T) {
 	if rep.Steps != 4 || rep.ResumedFrom != 2 || rep.Stopped || rep.Adapter == "" || rep.Epochs != 2 || rep.Sequences != 12 {
 		t.Fatalf("resume report %s", out)
 	}
-	samples, err := nls.ReadSamples(run)
+	samples, err := pipeline.ReadSamples(run)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,9 +11,9 @@ import (
 	"github.com/shears-ml/shears/internal/safetensors"
 	"github.com/shears-ml/shears/internal/testkit"
 	"github.com/shears-ml/shears/models/gpt2"
-	"github.com/shears-ml/shears/nls"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
+	"github.com/shears-ml/shears/pipeline"
 	"github.com/shears-ml/shears/transform/convert"
 	"github.com/shears-ml/shears/transform/layers"
 	"github.com/shears-ml/shears/transform/lora"
@@ -224,7 +224,7 @@ func TestTrainFP16Dropout(t *testing.T) {
 		t.Fatal(err)
 	}
 	o := trainOptions(t, sup, dir, func(s int) int { return 20 + s })
-	res, err := nls.Train(o)
+	res, err := pipeline.Train(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +232,7 @@ func TestTrainFP16Dropout(t *testing.T) {
 	if res.Steps != 6 || math.IsNaN(res.LastLoss) || !(res.LastLoss < res.FirstLoss) {
 		t.Fatalf("train result %+v", res)
 	}
-	run, err := nls.LoadRun(o.Out)
+	run, err := pipeline.OpenRun(o.Out)
 	if err != nil {
 		t.Fatal(err)
 	}

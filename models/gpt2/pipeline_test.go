@@ -11,8 +11,8 @@ import (
 	"github.com/shears-ml/shears/calibrate"
 	"github.com/shears-ml/shears/internal/testkit"
 	"github.com/shears-ml/shears/models/gpt2"
-	"github.com/shears-ml/shears/nls"
 	"github.com/shears-ml/shears/onnx"
+	"github.com/shears-ml/shears/pipeline"
 	"github.com/shears-ml/shears/runtime"
 	"github.com/shears-ml/shears/transform/layers"
 	"github.com/shears-ml/shears/transform/lora"
@@ -164,7 +164,7 @@ func TestPipelineGPT2(t *testing.T) {
 	o.Epochs = 4
 	o.MaxGraphs = 1
 	o.Runtime = runtime.Options{Threads: 2}
-	res, err := nls.Train(o)
+	res, err := pipeline.Train(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +177,7 @@ func TestPipelineGPT2(t *testing.T) {
 	}
 
 	// 5. Exports at the heuristic ranks reproduce the trained super-network.
-	run, err := nls.LoadRun(o.Out)
+	run, err := pipeline.OpenRun(o.Out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,7 +249,7 @@ func ln1Stats(t *testing.T, m *onnx.Model, windows [][]int) []float64 {
 // trainOptions saves the super-network into dir, writes 8 pre-tokenized sequences (arithmetic
 // progressions mod 512, length n(s)) as {"ids"} JSONL, and returns small NLS options over them
 // with no tokenizer: batch 4 as 2 × 2, cutoff 32, lr 1e-2, 3 epochs.
-func trainOptions(t *testing.T, sup *onnx.Model, dir string, n func(s int) int) nls.TrainOptions {
+func trainOptions(t *testing.T, sup *onnx.Model, dir string, n func(s int) int) pipeline.TrainOptions {
 	t.Helper()
 	super := filepath.Join(dir, "super.onnx")
 	if err := sup.Save(super, onnx.SaveOptions{}); err != nil {
@@ -268,7 +268,7 @@ func trainOptions(t *testing.T, sup *onnx.Model, dir string, n func(s int) int) 
 	if err := os.WriteFile(dataPath, lines, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	o := nls.DefaultTrainOptions()
+	o := pipeline.DefaultTrainOptions()
 	o.Super, o.Data, o.Out = super, dataPath, filepath.Join(dir, "run")
 	o.Epochs, o.Batch, o.MicroBatch, o.Cutoff, o.LR = 3, 4, 2, 32, 1e-2
 	o.Runtime = runtime.Options{Threads: 2}

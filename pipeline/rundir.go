@@ -1,7 +1,8 @@
-package nls
+package pipeline
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,7 +13,15 @@ import (
 	"github.com/shears-ml/shears/onnx"
 )
 
-// Files of a run directory.
+// ErrRunExists is returned when a training's run directory already holds a run and Resume is
+// not set.
+var ErrRunExists = errors.New("the run directory already holds a run (resume it or choose another)")
+
+// Files of a run directory (Train writes it; OpenRun, Search and Export read it):
+// run.json (RunConfig), metrics.jsonl (one nls.StepRecord per optimizer step), samples.jsonl
+// (one nls.SampleRecord per micro-batch), checkpoint.safetensors (atomic; A, B, AdamW m and v
+// and the counters), adapter.safetensors (the final A and B at full r_max, ONNX layout, under
+// their initializer names, the lora metadata alongside) and loss.png (the training curve).
 const (
 	RunFile        = "run.json"
 	MetricsFile    = "metrics.jsonl"
@@ -22,7 +31,7 @@ const (
 	PlotFile       = "loss.png"
 )
 
-// RunVersion is the version of run.json written by this package.
+// RunVersion is the version of run.json this build writes and reads.
 const RunVersion = 1
 
 // RunConfig is run.json: everything needed to understand, resume or reload a run.
@@ -93,8 +102,8 @@ type Hyper struct {
 	Eps           float64 `json:"adam_eps"`
 }
 
-// Version is the shears module version and VCS revision of this binary, when known.
-func Version() string {
+// buildVersion is the shears module version and VCS revision of this binary, when known.
+func buildVersion() string {
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
 		return "unknown"
@@ -116,14 +125,14 @@ func ReadRunConfig(dir string) (*RunConfig, error) {
 	p := filepath.Join(dir, RunFile)
 	b, err := os.ReadFile(p)
 	if err != nil {
-		return nil, fmt.Errorf("nls: read run: %w", err)
+		return nil, fmt.Errorf("read run: %w", err)
 	}
 	var c RunConfig
 	if err := json.Unmarshal(b, &c); err != nil {
-		return nil, fmt.Errorf("nls: read run %s: %w", p, err)
+		return nil, fmt.Errorf("read run %s: %w", p, err)
 	}
 	if c.Version != RunVersion {
-		return nil, fmt.Errorf("nls: read run %s: version %d, this build reads %d", p, c.Version, RunVersion)
+		return nil, fmt.Errorf("read run %s: version %d, this build reads %d", p, c.Version, RunVersion)
 	}
 	return &c, nil
 }
@@ -131,7 +140,7 @@ func ReadRunConfig(dir string) (*RunConfig, error) {
 func writeJSONAtomic(path string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
-		return fmt.Errorf("nls: %s: %w", path, err)
+		return fmt.Errorf("%s: %w", path, err)
 	}
 	return onnx.WriteFileAtomic(path, append(b, '\n'))
 }

@@ -1,4 +1,4 @@
-package nls
+package pipeline
 
 import (
 	"crypto/sha256"

@@ -1,4 +1,4 @@
-package nls
+package pipeline
 
 import (
 	"bytes"
@@ -9,14 +9,15 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 
+	"github.com/shears-ml/shears/nls"
 	"github.com/shears-ml/shears/onnx"
 )
 
 // PlotLoss draws the training curve of recs (loss per optimizer step and its moving average
 // over ~5% of the run) as a PNG at path, written atomically.
-func PlotLoss(path, title string, recs []StepRecord) error {
+func PlotLoss(path, title string, recs []nls.StepRecord) error {
 	if len(recs) == 0 {
-		return fmt.Errorf("nls: plot %s: no steps to draw", path)
+		return fmt.Errorf("plot %s: no steps to draw", path)
 	}
 	p := plot.New()
 	p.Title.Text = title
@@ -29,7 +30,7 @@ func PlotLoss(path, title string, recs []StepRecord) error {
 	}
 	l, err := plotter.NewLine(raw)
 	if err != nil {
-		return fmt.Errorf("nls: plot %s: %w", path, err)
+		return fmt.Errorf("plot %s: %w", path, err)
 	}
 	l.Width = vg.Points(0.5)
 	l.Color = color.Gray{Y: 120}
@@ -47,7 +48,7 @@ func PlotLoss(path, title string, recs []StepRecord) error {
 		}
 		a, err := plotter.NewLine(avg)
 		if err != nil {
-			return fmt.Errorf("nls: plot %s: %w", path, err)
+			return fmt.Errorf("plot %s: %w", path, err)
 		}
 		a.Width = vg.Points(2)
 		a.Color = colorRed
@@ -57,11 +58,11 @@ func PlotLoss(path, title string, recs []StepRecord) error {
 	p.Legend.Top = true
 	wt, err := p.WriterTo(8*vg.Inch, 4.5*vg.Inch, "png")
 	if err != nil {
-		return fmt.Errorf("nls: plot %s: %w", path, err)
+		return fmt.Errorf("plot %s: %w", path, err)
 	}
 	var buf bytes.Buffer
 	if _, err := wt.WriteTo(&buf); err != nil {
-		return fmt.Errorf("nls: plot %s: %w", path, err)
+		return fmt.Errorf("plot %s: %w", path, err)
 	}
 	return onnx.WriteFileAtomic(path, buf.Bytes())
 }

@@ -1,7 +1,8 @@
-package nls
+package pipeline
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"image/color"
 	"math"
@@ -11,6 +12,7 @@ import (
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
 
+	"github.com/shears-ml/shears/nls"
 	"github.com/shears-ml/shears/onnx"
 )
 
@@ -18,23 +20,23 @@ import (
 // configuration as metric against active adapter parameters, evolution's Pareto front
 // highlighted, hill-climbing's path drawn move by move, the heuristic and the chosen
 // configuration marked.
-func PlotSearch(path, title string, r *SearchResult) error {
+func PlotSearch(path, title string, r *nls.SearchResult) error {
 	if len(r.Evaluations) == 0 {
-		return fmt.Errorf("nls: plot %s: no evaluations to draw", path)
+		return fmt.Errorf("plot %s: no evaluations to draw", path)
 	}
 	p := plot.New()
 	p.Title.Text = title
 	p.X.Label.Text = "active adapter parameters"
 	p.Y.Label.Text = r.Metric.Name
 	p.Add(plotter.NewGrid())
-	xy := func(evs []Evaluation) plotter.XYs {
+	xy := func(evs []nls.Evaluation) plotter.XYs {
 		out := make(plotter.XYs, len(evs))
 		for i, e := range evs {
 			out[i] = plotter.XY{X: float64(e.Params), Y: e.Value}
 		}
 		return out
 	}
-	fail := func(err error) error { return fmt.Errorf("nls: plot %s: %w", path, err) }
+	fail := func(err error) error { return fmt.Errorf("plot %s: %w", path, err) }
 	all, err := plotter.NewScatter(xy(r.Evaluations))
 	if err != nil {
 		return fail(err)
@@ -42,7 +44,7 @@ func PlotSearch(path, title string, r *SearchResult) error {
 	all.GlyphStyle = draw.GlyphStyle{Shape: draw.CircleGlyph{}, Radius: vg.Points(2), Color: color.Gray{Y: 150}}
 	p.Add(all)
 	p.Legend.Add(fmt.Sprintf("evaluated (%d)", len(r.Evaluations)), all)
-	line := func(evs []Evaluation, c color.Color, label string) error {
+	line := func(evs []nls.Evaluation, c color.Color, label string) error {
 		l, s, err := plotter.NewLinePoints(xy(evs))
 		if err != nil {
 			return fail(err)
@@ -63,8 +65,8 @@ func PlotSearch(path, title string, r *SearchResult) error {
 			return err
 		}
 	}
-	mark := func(e Evaluation, shape draw.GlyphDrawer, c color.Color, label string) error {
-		s, err := plotter.NewScatter(xy([]Evaluation{e}))
+	mark := func(e nls.Evaluation, shape draw.GlyphDrawer, c color.Color, label string) error {
+		s, err := plotter.NewScatter(xy([]nls.Evaluation{e}))
 		if err != nil {
 			return fail(err)
 		}
@@ -98,6 +100,18 @@ func PlotSearch(path, title string, r *SearchResult) error {
 	var buf bytes.Buffer
 	if _, err := wt.WriteTo(&buf); err != nil {
 		return fail(err)
+	}
+	return onnx.WriteFileAtomic(path, buf.Bytes())
+}
+
+// WriteSearchLog writes every evaluation as one JSON line (search.jsonl), atomically.
+func WriteSearchLog(path string, evs []nls.Evaluation) error {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	for _, e := range evs {
+		if err := enc.Encode(e); err != nil {
+			return fmt.Errorf("search log %s: %w", path, err)
+		}
 	}
 	return onnx.WriteFileAtomic(path, buf.Bytes())
 }
