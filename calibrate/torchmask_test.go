@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/shears-ml/shears/internal/torchfix"
+	"github.com/shears-ml/shears/internal/testkit"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/transform/decoder"
 	"github.com/shears-ml/shears/transform/layers"
@@ -43,7 +43,7 @@ func zeroMask(t *testing.T, m *onnx.Model, ls []layers.Linear) map[string][]bool
 // masks are the import's masks with the columns permuted.
 func TestTorchExportWandaMasksEqualImport(t *testing.T) {
 	f := setup(t)
-	e := torchfix.Stories260K(t)
+	e := testkit.TorchStories260K(t)
 	cfg := prune.Config{Method: prune.Wanda, Sparsity: 0.5}
 	want := zeroMask(t, f.prune(t, cfg, false, "ours.onnx"), f.targets)
 	const hd = 8                  // stories260K's head dim

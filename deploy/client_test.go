@@ -7,8 +7,6 @@ import (
 	"testing"
 
 	"github.com/shears-ml/shears/internal/testkit"
-	"github.com/shears-ml/shears/internal/torchfix"
-	"github.com/shears-ml/shears/internal/transformersjs"
 	"github.com/shears-ml/shears/models/llama2c"
 	"github.com/shears-ml/shears/onnx"
 )
@@ -24,7 +22,7 @@ func tjsGenerate(t *testing.T, dir, prompt string, n int) (ids, promptIDs []int)
 		IDs       []int `json:"ids"`
 		PromptIDs []int `json:"prompt_ids"`
 	}
-	if err := json.Unmarshal(transformersjs.Run(t, "generate.mjs", nil, dir, prompt, itoa(n)), &r); err != nil {
+	if err := json.Unmarshal(testkit.RunTransformersJS(t, "generate.mjs", nil, dir, prompt, itoa(n)), &r); err != nil {
 		t.Fatal(err)
 	}
 	return r.IDs, r.PromptIDs
@@ -38,8 +36,8 @@ func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
 func TestFolderTorchWithPastInTransformersJS(t *testing.T) {
 	ckpt := testkit.Shared(t, "models/stories260K/stories260K.bin")
 	tok := testkit.Shared(t, "models/stories260K/tok512.bin")
-	transformersjs.Dir(t)
-	ex := torchfix.Stories260K(t)
+	testkit.TransformersJSDir(t)
+	ex := testkit.TorchStories260K(t)
 	ours, err := llama2c.Import(ckpt)
 	if err != nil {
 		t.Fatal(err)

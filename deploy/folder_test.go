@@ -8,8 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/shears-ml/shears/internal/testsynth"
-	"github.com/shears-ml/shears/internal/testtok"
+	"github.com/shears-ml/shears/internal/testkit"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
 	"github.com/shears-ml/shears/tokenizer"
@@ -42,8 +41,8 @@ func readJSON(t *testing.T, path string) map[string]any {
 // TestWriteFolderLlama writes the tiny LLaMA (external data, a converted llama2.c tokenizer)
 // and checks every file against the model's facts.
 func TestWriteFolderLlama(t *testing.T) {
-	m := loadModel(t, testsynth.Synthetic(t, "tiny"))
-	tokPath := testtok.Write(t, 400)
+	m := loadModel(t, testkit.Synthetic(t, "tiny"))
+	tokPath := testkit.Tokenizer(t, 400)
 	dir := filepath.Join(t.TempDir(), "out")
 	var warnings []string
 	rep, err := WriteFolder(m, onnx.SaveOptions{ExternalData: true}, dir, false, Options{Source: "tiny.onnx", Tokenizer: tokPath,
@@ -90,7 +89,7 @@ func TestWriteFolderLlama(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a, b := l2c.Encode(testtok.Corpus), hf.Encode(testtok.Corpus); !slices.Equal(a, b) {
+	if a, b := l2c.Encode(testkit.TokCorpus), hf.Encode(testkit.TokCorpus); !slices.Equal(a, b) {
 		t.Errorf("folder tokenizer encodes differently:\n%v\n%v", a, b)
 	}
 	if tc := readJSON(t, filepath.Join(dir, "tokenizer_config.json")); tc["model_max_length"] != 128.0 {
@@ -118,13 +117,13 @@ func TestWriteFolderLlama(t *testing.T) {
 }
 
 func TestFolderRefusesNonEmpty(t *testing.T) {
-	m := loadModel(t, testsynth.Synthetic(t, "tiny"))
+	m := loadModel(t, testkit.Synthetic(t, "tiny"))
 	dir := t.TempDir()
 	keep := filepath.Join(dir, "keep.txt")
 	if err := os.WriteFile(keep, []byte("mine"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err := WriteFolder(m, onnx.SaveOptions{}, dir, false, Options{Tokenizer: testtok.Write(t, 400)})
+	_, err := WriteFolder(m, onnx.SaveOptions{}, dir, false, Options{Tokenizer: testkit.Tokenizer(t, 400)})
 	if err == nil || !strings.Contains(err.Error(), dir+" exists and is not empty (keep.txt)") || !strings.Contains(err.Error(), "--force") {
 		t.Fatalf("error %v, want a refusal naming the folder and --force", err)
 	}
@@ -132,7 +131,7 @@ func TestFolderRefusesNonEmpty(t *testing.T) {
 		t.Fatal("the existing folder was touched")
 	}
 	// --force replaces it whole.
-	if _, err := WriteFolder(m, onnx.SaveOptions{}, dir, true, Options{Tokenizer: testtok.Write(t, 400)}); err != nil {
+	if _, err := WriteFolder(m, onnx.SaveOptions{}, dir, true, Options{Tokenizer: testkit.Tokenizer(t, 400)}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(keep); !os.IsNotExist(err) {
@@ -150,7 +149,7 @@ func TestFolderRefusesNonEmpty(t *testing.T) {
 }
 
 func TestFolderModelWithoutFacts(t *testing.T) {
-	m := loadModel(t, testsynth.Synthetic(t, "tiny"))
+	m := loadModel(t, testkit.Synthetic(t, "tiny"))
 	parent := t.TempDir()
 	dir := filepath.Join(parent, "out")
 	// No facts at all.
@@ -160,7 +159,7 @@ func TestFolderModelWithoutFacts(t *testing.T) {
 		t.Errorf("no facts: %v", err)
 	}
 	// Some facts missing: named.
-	m2 := loadModel(t, testsynth.Synthetic(t, "tiny"))
+	m2 := loadModel(t, testkit.Synthetic(t, "tiny"))
 	m2.Proto.MetadataProps = slices.DeleteFunc(m2.Proto.MetadataProps, func(p *onnxpb.StringStringEntryProto) bool {
 		return p.GetKey() == "num_key_value_heads" || p.GetKey() == "rope_theta"
 	})
@@ -174,11 +173,11 @@ func TestFolderModelWithoutFacts(t *testing.T) {
 }
 
 func TestFolderTokenizerNotConvertible(t *testing.T) {
-	m := loadModel(t, testsynth.Synthetic(t, "tiny"))
-	vocab, scores := testtok.Pieces(400)
+	m := loadModel(t, testkit.Synthetic(t, "tiny"))
+	vocab, scores := testkit.TokPieces(400)
 	vocab[3] = "x" // byte 0 is no longer <0x00> at id 3
 	tokPath := filepath.Join(t.TempDir(), "bad.bin")
-	if err := os.WriteFile(tokPath, testtok.Encode(vocab, scores), 0o644); err != nil {
+	if err := os.WriteFile(tokPath, testkit.EncodeTok(vocab, scores), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(t.TempDir(), "out")
@@ -208,7 +207,7 @@ func TestFolderTokenizerNotConvertible(t *testing.T) {
 // external) and the tokenizer and generation config copied from the checkpoint folder.
 func TestFolderFromHFImport(t *testing.T) {
 	src := t.TempDir()
-	l2c, err := tokenizer.LoadLlama2c(testtok.Write(t, 512))
+	l2c, err := tokenizer.LoadLlama2c(testkit.Tokenizer(t, 512))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +232,7 @@ func TestFolderFromHFImport(t *testing.T) {
 		}
 	}
 	for _, external := range []bool{false, true} {
-		m := loadModel(t, testsynth.Synthetic(t, "tiny"))
+		m := loadModel(t, testkit.Synthetic(t, "tiny"))
 		m.Proto.MetadataProps = append(m.Proto.MetadataProps,
 			&onnxpb.StringStringEntryProto{Key: proto.String(HFConfigKey), Value: proto.String(hfConfig)},
 			&onnxpb.StringStringEntryProto{Key: proto.String(SourceDirKey), Value: proto.String(src)})

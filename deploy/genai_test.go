@@ -4,7 +4,7 @@ import (
 	"encoding/json"
 	"testing"
 
-	"github.com/shears-ml/shears/internal/testsynth"
+	"github.com/shears-ml/shears/internal/testkit"
 )
 
 // genaiKeys are the keys onnxruntime GenAI's config parser (src/config.cpp: Model_Element,
@@ -24,7 +24,7 @@ var genaiKeys = map[string][]string{
 }
 
 func TestGenAIConfigKeys(t *testing.T) {
-	m := loadModel(t, testsynth.Synthetic(t, "tiny"))
+	m := loadModel(t, testkit.Synthetic(t, "tiny"))
 	f, err := ReadFacts(m)
 	if err != nil {
 		t.Fatal(err)

@@ -13,9 +13,6 @@ import (
 
 	"github.com/shears-ml/shears/internal/safetensors"
 	"github.com/shears-ml/shears/internal/testkit"
-	"github.com/shears-ml/shears/internal/testsynth"
-	"github.com/shears-ml/shears/internal/testtok"
-	"github.com/shears-ml/shears/internal/torchfix"
 	"github.com/shears-ml/shears/models/gpt2"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
@@ -78,9 +75,9 @@ func readCheckpoint(t *testing.T, dir string) map[string]safetensors.Tensor {
 // TestHFCheckpointLayout writes the tiny LLaMA as a sharded checkpoint and checks names,
 // [out, in] layout and the rotate-half permutation of q and k rows against the graph's weights.
 func TestHFCheckpointLayout(t *testing.T) {
-	m := loadModel(t, testsynth.Synthetic(t, "tiny"))
+	m := loadModel(t, testkit.Synthetic(t, "tiny"))
 	dir := filepath.Join(t.TempDir(), "hf")
-	rep := writeHF(t, m, dir, 100_000, Options{Tokenizer: testtok.Write(t, 400)})
+	rep := writeHF(t, m, dir, 100_000, Options{Tokenizer: testkit.Tokenizer(t, 400)})
 	shards := 0
 	for _, f := range rep.Files {
 		if strings.HasPrefix(f, "model-") {
@@ -170,9 +167,9 @@ func TestHFCheckpointLayout(t *testing.T) {
 // TestHFCheckpointLogitsInTorch loads the checkpoint of the tiny LLaMA by name into a plain
 // PyTorch transformers-style LLaMA (rotate-half RoPE) and checks its logits against our graph's.
 func TestHFCheckpointLogitsInTorch(t *testing.T) {
-	torchfix.Need(t)
+	testkit.NeedTorch(t)
 	testkit.ORT(t)
-	m := loadModel(t, testsynth.Synthetic(t, "tiny"))
+	m := loadModel(t, testkit.Synthetic(t, "tiny"))
 	dir := filepath.Join(t.TempDir(), "hf")
 	writeHF(t, m, dir, 100_000, Options{})
 	ids := []int64{1, 403, 407, 261, 378, 17, 99, 300}
@@ -181,7 +178,7 @@ func TestHFCheckpointLogitsInTorch(t *testing.T) {
 	for _, id := range ids {
 		args = append(args, strconv.FormatInt(id, 10))
 	}
-	cmd := exec.Command(torchfix.Python, args...)
+	cmd := exec.Command(testkit.Python, args...)
 	cmd.Env = append(os.Environ(), "OMP_NUM_THREADS=1")
 	out, err := cmd.Output()
 	if err != nil {

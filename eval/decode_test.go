@@ -7,11 +7,7 @@ import (
 	"testing"
 
 	"github.com/shears-ml/shears/internal/testkit"
-	"github.com/shears-ml/shears/internal/testsynth"
-	"github.com/shears-ml/shears/internal/torchfix"
-	"github.com/shears-ml/shears/models/llama"
 	"github.com/shears-ml/shears/onnx"
-	"github.com/shears-ml/shears/onnx/onnxpb"
 	"github.com/shears-ml/shears/runtime"
 )
 
@@ -23,31 +19,14 @@ func cachedModels(t *testing.T) map[string]*runtime.Session {
 	t.Helper()
 	testkit.ORT(t)
 	paths := map[string]string{}
-	for _, c := range []struct {
-		attn string
-		kv   int
-	}{{testsynth.GQA, 4}, {testsynth.MHA, 8}} {
-		cfg, _ := llama.Preset("tiny")
-		cfg.KVHeads = c.kv
-		dir := t.TempDir()
-		if err := llama.WriteSynthetic(filepath.Join(dir, "plain.onnx"), cfg, 2, onnxpb.TensorProto_FLOAT); err != nil {
-			t.Fatal(err)
-		}
-		plain, err := onnx.Load(filepath.Join(dir, "plain.onnx"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		m, err := testsynth.Fused(plain, cfg, c.attn)
-		plain.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		paths[c.attn] = filepath.Join(dir, "fused.onnx")
-		if err := m.Save(paths[c.attn], onnx.SaveOptions{}); err != nil {
+	for _, attn := range testkit.FusedAttentions {
+		m, _, _ := testkit.FusedTiny(t, attn, 2)
+		paths[attn] = filepath.Join(t.TempDir(), "fused.onnx")
+		if err := m.Save(paths[attn], onnx.SaveOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if e, ok := torchfix.TryRandom(t, torchfix.TinySpec, 3); ok {
+	if e, ok := testkit.TryTorchRandom(t, testkit.TorchTinySpec, 3); ok {
 		paths["torch with-past"], paths["torch merged"] = e.WithPast, e.Merged
 	}
 	out := map[string]*runtime.Session{}

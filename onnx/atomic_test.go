@@ -35,14 +35,7 @@ func scale(k float32) func(string, *onnxpb.TensorProto, []byte) ([]byte, error) 
 func TestTornSaveIsRefused(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "c.onnx")
-	if err := tcTiny().Save(p, SaveOptions{ExternalData: true}); err != nil {
-		t.Fatal(err)
-	}
-	m, err := Load(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := savedTiny(t, p)
 	want := rawAll(t, m)
 
 	FaultHook = func(point string) error {
@@ -51,7 +44,7 @@ func TestTornSaveIsRefused(t *testing.T) {
 		}
 		return nil
 	}
-	err = m.Save(p, SaveOptions{ExternalData: true, Transform: scale(3)})
+	err := m.Save(p, SaveOptions{ExternalData: true, Transform: scale(3)})
 	FaultHook = nil
 	if err == nil || !strings.Contains(err.Error(), "killed") {
 		t.Fatalf("save with the fault: %v", err)

@@ -3,14 +3,17 @@ package onnx
 import (
 	"testing"
 
-	"github.com/shears-ml/shears/internal/testpath"
-
 	"github.com/shears-ml/shears/onnx/onnxpb"
 )
 
-// coreFixture is the stories260K torch export under ../shared, or skips the test naming it.
+// SharedFixture is testkit.Shared, set by the external test package (shared_test.go): the
+// tests of package onnx cannot import internal/testkit, which imports onnx.
+var SharedFixture func(t testing.TB, rel string) string
+
+// coreFixture is the stories260K torch export under ../shared (fetched, or the test skipped
+// naming it, when absent).
 func coreFixture(t testing.TB) string {
-	return testpath.Shared(t, "models/stories260K/stories260K.torch-opset17.onnx")
+	return SharedFixture(t, "models/stories260K/stories260K.torch-opset17.onnx")
 }
 
 func tcStr(s string) *string { return &s }

@@ -197,14 +197,7 @@ func TestRoundTripTiny(t *testing.T) {
 func TestSaveTransformAndOverwriteSelf(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "m.onnx")
-	if err := tcTiny().Save(p, SaveOptions{ExternalData: true}); err != nil {
-		t.Fatal(err)
-	}
-	m, err := Load(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := savedTiny(t, p)
 	before, _ := m.Float32s(m.Initializer("W"))
 	double := scale(2)
 	if err := m.Save(p, SaveOptions{ExternalData: true, Transform: double}); err != nil {
@@ -300,6 +293,20 @@ func extModel(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// savedTiny saves tcTiny with external data at p and loads it back (closed when the test ends).
+func savedTiny(t *testing.T, p string) *Model {
+	t.Helper()
+	if err := tcTiny().Save(p, SaveOptions{ExternalData: true}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
 }
 
 // editExternal rewrites key of tensor name's external_data in the saved model at p.

@@ -10,7 +10,6 @@ import (
 
 	"github.com/shears-ml/shears/internal/safetensors"
 	"github.com/shears-ml/shears/internal/testkit"
-	"github.com/shears-ml/shears/internal/testsynth"
 	"github.com/shears-ml/shears/models/hf"
 	"github.com/shears-ml/shears/models/llama2c"
 	"github.com/shears-ml/shears/onnx"
@@ -166,7 +165,7 @@ func TestImportHFStories(t *testing.T) {
 		shards int
 	}{{"F32", 1}, {"BF16", 2}} {
 		t.Run(c.dtype, func(t *testing.T) {
-			dir := testsynth.StoriesHF(t, c.dtype, c.shards)
+			dir := testkit.StoriesHF(t, c.dtype, c.shards)
 			out := filepath.Join(t.TempDir(), "stories.onnx")
 			rep, err := Import(ImportOptions{Format: "hf", Source: dir, Out: out})
 			if err != nil {
@@ -179,7 +178,7 @@ func TestImportHFStories(t *testing.T) {
 			_, got := testkit.RunLogits(t, m, 1, ids, nil)
 			d := testkit.MaxDiff(got, want)
 			t.Logf("%s: %s -> %s, %d converted; max |logit - llama2c import| = %.3g", c.dtype, rep.SourceDType, rep.DType, rep.Converted, d)
-			seq := greedy(t, m, len(testsynth.StoriesGreedy))
+			seq := greedy(t, m, len(testkit.StoriesGreedy))
 			low := 0
 			for _, x := range m.Graph().GetInitializer() {
 				if onnx.DataType(x) == onnxpb.TensorProto_BFLOAT16 {
@@ -204,8 +203,8 @@ func TestImportHFStories(t *testing.T) {
 					t.Errorf("dtype %s, %d converted, %d bf16 tensors", rep.DType, rep.Converted, low)
 				}
 			}
-			if fmt.Sprint(seq) != fmt.Sprint(testsynth.StoriesGreedy) {
-				t.Errorf("greedy ids %v\nwant       %v", seq, testsynth.StoriesGreedy)
+			if fmt.Sprint(seq) != fmt.Sprint(testkit.StoriesGreedy) {
+				t.Errorf("greedy ids %v\nwant       %v", seq, testkit.StoriesGreedy)
 			}
 		})
 	}

@@ -3,14 +3,14 @@ package pipeline
 import (
 	"testing"
 
-	"github.com/shears-ml/shears/internal/testsynth"
+	"github.com/shears-ml/shears/internal/testkit"
 	"github.com/shears-ml/shears/onnx"
 )
 
 // Inspect reports the tiny synthetic LLaMA's interface and its 2 × 7 block linears (roles from
 // the names), the tied-free head apart, parameter counts that add up, and no sparsity.
 func TestInspectSynthetic(t *testing.T) {
-	path := testsynth.Synthetic(t, "tiny")
+	path := testkit.Synthetic(t, "tiny")
 	rep, err := Inspect(InspectOptions{Model: path, Sparsity: true})
 	if err != nil {
 		t.Fatal(err)

@@ -6,8 +6,6 @@ import (
 	"testing"
 
 	"github.com/shears-ml/shears/internal/testkit"
-	"github.com/shears-ml/shears/internal/testsynth"
-	"github.com/shears-ml/shears/internal/torchfix"
 	"github.com/shears-ml/shears/lm"
 	"github.com/shears-ml/shears/models/gpt2"
 	"github.com/shears-ml/shears/onnx"
@@ -59,7 +57,7 @@ func exportPass(mode string) func(t *testing.T, in, out string) error {
 func TestPassesKeepInterface(t *testing.T) {
 	testkit.ORT(t)
 	dir := t.TempDir()
-	fixtures := map[string]string{"llama": testsynth.Synthetic(t, "tiny")}
+	fixtures := map[string]string{"llama": testkit.Synthetic(t, "tiny")}
 	g2, err := gpt2.Build(gpt2.Tiny, 1)
 	if err != nil {
 		t.Fatal(err)
@@ -89,10 +87,10 @@ func TestPassesKeepInterface(t *testing.T) {
 		}
 		m.Close()
 	}
-	if torchfix.Available() == nil {
-		fixtures["torch"] = torchfix.Random(t, torchfix.TinySpec, 7).WithPast
+	if testkit.TorchAvailable() == nil {
+		fixtures["torch"] = testkit.TorchRandom(t, testkit.TorchTinySpec, 7).WithPast
 	} else {
-		t.Logf("no torch fixture: %v", torchfix.Available())
+		t.Logf("no torch fixture: %v", testkit.TorchAvailable())
 	}
 	passes := []pass{
 		{"prune magnitude 50%", func(t *testing.T, in, out string) error {

@@ -9,8 +9,6 @@ import (
 	"testing"
 
 	"github.com/shears-ml/shears/internal/testkit"
-	"github.com/shears-ml/shears/internal/testsynth"
-	"github.com/shears-ml/shears/internal/testtok"
 	"github.com/shears-ml/shears/onnx"
 )
 
@@ -31,7 +29,7 @@ func writeIDs(t *testing.T, path string, records [][]int) {
 // or ids outside the vocabulary are refused by name before any work.
 func TestPrunePreTokenizedWithoutTokenizer(t *testing.T) {
 	testkit.ORT(t)
-	model := testsynth.Synthetic(t, "tiny")
+	model := testkit.Synthetic(t, "tiny")
 	dir := t.TempDir()
 	var recs [][]int
 	for r := 0; r < 4; r++ {
@@ -54,7 +52,7 @@ func TestPrunePreTokenizedWithoutTokenizer(t *testing.T) {
 	if !(rep.Sparsity > 0.45) || !(rep.Sparsity < 0.55) {
 		t.Errorf("sparsity %.3f, want about 0.5", rep.Sparsity)
 	}
-	o.Out, o.Tokenizer = filepath.Join(dir, "tok.onnx"), testtok.Write(t, 300)
+	o.Out, o.Tokenizer = filepath.Join(dir, "tok.onnx"), testkit.Tokenizer(t, 300)
 	if _, err := Prune(o); err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/shears-ml/shears/internal/testkit"
-	"github.com/shears-ml/shears/internal/testsynth"
 	"github.com/shears-ml/shears/models/llama"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
@@ -84,7 +83,7 @@ func dequantModel(t *testing.T, base, q string) string {
 func TestQuantizeKeepsZerosAndMatchesDequantizedFloat(t *testing.T) {
 	testkit.ORT(t)
 	dir := t.TempDir()
-	src := testsynth.Synthetic(t, "tiny")
+	src := testkit.Synthetic(t, "tiny")
 	sparse := filepath.Join(dir, "sparse.onnx")
 	if _, err := Prune(PruneOptions{Model: src, Out: sparse, Method: "magnitude", Sparsity: 0.5}); err != nil {
 		t.Fatal(err)
@@ -127,7 +126,7 @@ func TestQuantizeKeepsZerosAndMatchesDequantizedFloat(t *testing.T) {
 func TestQuantizeBadInput(t *testing.T) {
 	testkit.ORT(t)
 	dir := t.TempDir()
-	src := testsynth.Synthetic(t, "tiny")
+	src := testkit.Synthetic(t, "tiny")
 	q := filepath.Join(dir, "q.onnx")
 	if _, err := Quantize(QuantizeOptions{Model: src, Out: q, Bits: 4}); err != nil {
 		t.Fatal(err)
@@ -210,7 +209,7 @@ func TestQuantizeFloat16Base(t *testing.T) {
 // and the model still computes its dequantized float twin's logits.
 func TestQuantizeIncludeHead(t *testing.T) {
 	testkit.ORT(t)
-	src := testsynth.Synthetic(t, "tiny")
+	src := testkit.Synthetic(t, "tiny")
 	out := filepath.Join(t.TempDir(), "q.onnx")
 	rep, err := Quantize(QuantizeOptions{Model: src, Out: out, Bits: 8, IncludeHead: true})
 	if err != nil {

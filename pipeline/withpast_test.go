@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/shears-ml/shears/internal/testkit"
-	"github.com/shears-ml/shears/internal/torchfix"
 	"github.com/shears-ml/shears/lm"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/transform/decoder"
@@ -45,7 +44,7 @@ func TestWithPastThroughEveryStage(t *testing.T) {
 	sources := map[string]func(t *testing.T) string{
 		"llama2c import": func(t *testing.T) string { return fixture(t).Model },
 		"torch with-past export": func(t *testing.T) string {
-			e := torchfix.Random(t, torchfix.TinySpec, 7)
+			e := testkit.TorchRandom(t, testkit.TorchTinySpec, 7)
 			return e.WithPast
 		},
 		// optimum's decoder_model_merged.onnx, made from our import the way optimum merges.
@@ -70,7 +69,7 @@ func TestWithPastThroughEveryStage(t *testing.T) {
 			return p
 		},
 		"torch merged export": func(t *testing.T) string {
-			e := torchfix.Random(t, torchfix.TinySpec, 7)
+			e := testkit.TorchRandom(t, testkit.TorchTinySpec, 7)
 			return e.Merged
 		},
 	}

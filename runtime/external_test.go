@@ -1,4 +1,4 @@
-package runtime
+package runtime_test
 
 import (
 	"os"
@@ -7,12 +7,13 @@ import (
 	"testing"
 
 	"github.com/shears-ml/shears/onnx"
+	"github.com/shears-ml/shears/runtime"
 )
 
 // runBatch runs the [2,64] batch and returns the logits.
-func runBatch(t *testing.T, s *Session) []float32 {
+func runBatch(t *testing.T, s *runtime.Session) []float32 {
 	t.Helper()
-	out, err := s.Run(map[string]*Tensor{"input_ids": I64([]int64{2, 64}, batchIDs())}, []string{"logits"})
+	out, err := s.Run(map[string]*runtime.Tensor{"input_ids": runtime.I64([]int64{2, 64}, batchIDs())}, []string{"logits"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +45,7 @@ func TestExternalDataCopy(t *testing.T) {
 		t.Fatalf("%s is %d bytes: the weights were not externalised", ext, fi.Size())
 	}
 
-	se, err := OpenFile(ext, testOpts)
+	se, err := runtime.OpenFile(ext, testOpts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,13 +65,13 @@ func TestExternalDataCopy(t *testing.T) {
 	}
 	t.Chdir(t.TempDir())
 	// Without the folder onnxruntime looks in the working directory and fails; the error names the model.
-	if s, err := OpenBytes(b, "", testOpts); err == nil {
+	if s, err := runtime.OpenBytes(b, "", testOpts); err == nil {
 		s.Close()
 		t.Fatal("OpenBytes of an external-data model without its folder succeeded")
 	} else {
 		t.Logf("without folder: %v", err)
 	}
-	sb, err := OpenBytes(b, dir, testOpts)
+	sb, err := runtime.OpenBytes(b, dir, testOpts)
 	if err != nil {
 		t.Fatal(err)
 	}

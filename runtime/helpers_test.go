@@ -1,44 +1,28 @@
-package runtime
+package runtime_test
 
 import (
-	"errors"
 	"sort"
 	"testing"
 
-	"github.com/shears-ml/shears/internal/testpath"
-
 	"google.golang.org/protobuf/proto"
 
+	"github.com/shears-ml/shears/internal/testkit"
 	"github.com/shears-ml/shears/onnx/onnxpb"
+	"github.com/shears-ml/shears/runtime"
 )
 
 // storiesPath is the shared stories260K export; the test is skipped when it is absent.
 func storiesPath(t *testing.T) string {
-	return testpath.Shared(t, "models/stories260K/stories260K.torch-opset17.onnx")
+	return testkit.Shared(t, "models/stories260K/stories260K.torch-opset17.onnx")
 }
 
-// needORT initializes onnxruntime or skips when the library is not installed.
-func needORT(t *testing.T) {
-	t.Helper()
-	lib, err := FindLibrary("")
-	if errors.Is(err, ErrNoLibrary) {
-		t.Skipf("onnxruntime library absent: %v", err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := Init(lib); err != nil {
-		t.Fatalf("Init(%s): %v", lib, err)
-	}
-}
+var testOpts = runtime.Options{Threads: 2}
 
-var testOpts = Options{Threads: 2}
-
-func openStories(t *testing.T) *Session {
+func openStories(t *testing.T) *runtime.Session {
 	t.Helper()
 	path := storiesPath(t)
-	needORT(t)
-	s, err := OpenFile(path, testOpts)
+	testkit.ORT(t)
+	s, err := runtime.OpenFile(path, testOpts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,31 +1,34 @@
-package runtime
+package runtime_test
 
 import (
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/shears-ml/shears/internal/testkit"
+	"github.com/shears-ml/shears/runtime"
 )
 
 // TestProfileNamesProviders: with Options.Profile (or $SHEARS_ORT_PROFILE) set, closing the session
 // leaves one onnxruntime profile whose node events name each node's op type and provider; this is
 // what bench/gpu reads to list the ops a GPU provider left to the CPU.
 func TestProfileNamesProviders(t *testing.T) {
-	needORT(t)
+	testkit.ORT(t)
 	for _, viaEnv := range []bool{false, true} {
 		dir := t.TempDir()
 		opts := testOpts
 		if viaEnv {
-			t.Setenv(ProfileEnv, filepath.Join(dir, "ort"))
+			t.Setenv(runtime.ProfileEnv, filepath.Join(dir, "ort"))
 		} else {
 			opts.Profile = filepath.Join(dir, "ort")
 		}
-		s, err := OpenBytes(tinyModel(t), "", opts)
+		s, err := runtime.OpenBytes(tinyModel(t), "", opts)
 		if err != nil {
 			t.Fatal(err)
 		}
-		x := F32([]int64{2, 3}, []float32{0.5, -1, 2, 10, 20, 30})
-		if _, err := s.RunWithShapes(map[string]*Tensor{"x": x}, nil, map[string][]int64{"h": {2, 3}}); err != nil {
+		x := runtime.F32([]int64{2, 3}, []float32{0.5, -1, 2, 10, 20, 30})
+		if _, err := s.RunWithShapes(map[string]*runtime.Tensor{"x": x}, nil, map[string][]int64{"h": {2, 3}}); err != nil {
 			t.Fatal(err)
 		}
 		if err := s.Close(); err != nil {

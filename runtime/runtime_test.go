@@ -1,4 +1,4 @@
-package runtime
+package runtime_test
 
 import (
 	"encoding/binary"
@@ -9,96 +9,38 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/shears-ml/shears/internal/testkit"
+	"github.com/shears-ml/shears/runtime"
 )
 
-func TestFindLibraryOrder(t *testing.T) {
-	tmp := t.TempDir()
-	lib := filepath.Join(tmp, ".ort", "libonnxruntime.so.1")
-	if err := os.MkdirAll(filepath.Dir(lib), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(lib, []byte("x"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	other := filepath.Join(tmp, "other.so")
-	if err := os.WriteFile(other, []byte("x"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	deep := filepath.Join(tmp, "a", "b")
-	if err := os.MkdirAll(deep, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	// Walking up from a subfolder finds the project library.
-	if got, err := findLibrary("", "", []string{deep}); err != nil || got != lib {
-		t.Fatalf("walk up: got %q, %v; want %q", got, err, lib)
-	}
-	// The variable beats the project library, the flag beats both.
-	if got, err := findLibrary("", other, []string{deep}); err != nil || got != other {
-		t.Fatalf("env: got %q, %v; want %q", got, err, other)
-	}
-	if got, err := findLibrary(lib, other, []string{deep}); err != nil || got != lib {
-		t.Fatalf("flag: got %q, %v; want %q", got, err, lib)
-	}
-	// An explicit path that does not exist is reported, not skipped.
-	_, err := findLibrary(filepath.Join(tmp, "nope.so"), other, []string{deep})
-	if !errors.Is(err, ErrNoLibrary) || !strings.Contains(err.Error(), "--ort-lib="+filepath.Join(tmp, "nope.so")) {
-		t.Fatalf("missing flag path: %v", err)
-	}
-}
-
-func TestFindLibraryMissingMessage(t *testing.T) {
-	// No candidates at all: one line that says what was tried and what to do.
-	_, err := findLibrary("", "", []string{t.TempDir()})
-	if !errors.Is(err, ErrNoLibrary) {
-		t.Fatalf("got %v, want ErrNoLibrary", err)
-	}
-	msg := err.Error()
-	for _, want := range []string{"onnxruntime library not found", "--ort-lib", "$ONNXRUNTIME_LIB", ".ort/libonnxruntime.so.1", `"make ort"`} {
-		if !strings.Contains(msg, want) {
-			t.Errorf("message %q lacks %q", msg, want)
-		}
-	}
-	if strings.Contains(msg, "\n") {
-		t.Errorf("message is not one line: %q", msg)
-	}
-
-	// Through the exported function: the variable names a missing file, in a temp working directory.
-	missing := filepath.Join(t.TempDir(), "missing.so")
-	t.Setenv(EnvLibrary, missing)
-	t.Chdir(t.TempDir())
-	_, err = FindLibrary("")
-	if !errors.Is(err, ErrNoLibrary) || !strings.Contains(err.Error(), missing) || !strings.Contains(err.Error(), `"make ort"`) {
-		t.Fatalf("FindLibrary with $%s=%s: %v", EnvLibrary, missing, err)
-	}
-}
-
 func TestOptionsValidate(t *testing.T) {
-	err := Options{Device: "rocm"}.Validate()
+	err := runtime.Options{Device: "rocm"}.Validate()
 	if err == nil || !strings.Contains(err.Error(), `"rocm"`) || !strings.Contains(err.Error(), "cpu, cuda, tensorrt, webgpu") {
 		t.Fatalf("unknown device: %v", err)
 	}
-	err = Options{OptLevel: "max"}.Validate()
+	err = runtime.Options{OptLevel: "max"}.Validate()
 	if err == nil || !strings.Contains(err.Error(), `"max"`) {
 		t.Fatalf("unknown opt level: %v", err)
 	}
-	for _, o := range []Options{{}, {Device: "CPU"}, {Device: "cuda", DeviceID: 1, Threads: 4, OptLevel: "basic"}} {
+	for _, o := range []runtime.Options{{}, {Device: "CPU"}, {Device: "cuda", DeviceID: 1, Threads: 4, OptLevel: "basic"}} {
 		if err := o.Validate(); err != nil {
 			t.Errorf("%+v: %v", o, err)
 		}
 	}
-	if _, err := OpenFile("whatever.onnx", Options{Device: "rocm"}); err == nil || !strings.Contains(err.Error(), "rocm") {
+	if _, err := runtime.OpenFile("whatever.onnx", runtime.Options{Device: "rocm"}); err == nil || !strings.Contains(err.Error(), "rocm") {
 		t.Fatalf("OpenFile with a bad device: %v", err)
 	}
 }
 
 func TestInitIdempotentConcurrent(t *testing.T) {
-	needORT(t)
-	lib := LibraryPath()
+	testkit.ORT(t)
+	lib := runtime.LibraryPath()
 	var wg sync.WaitGroup
 	errs := make([]error, 8)
 	for i := range errs {
 		wg.Add(1)
-		go func() { defer wg.Done(); errs[i] = Init(lib) }()
+		go func() { defer wg.Done(); errs[i] = runtime.Init(lib) }()
 	}
 	wg.Wait()
 	for i, err := range errs {
@@ -106,23 +48,23 @@ func TestInitIdempotentConcurrent(t *testing.T) {
 			t.Fatalf("call %d: %v", i, err)
 		}
 	}
-	if v := Version(); !strings.HasPrefix(v, "1.") {
+	if v := runtime.Version(); !strings.HasPrefix(v, "1.") {
 		t.Fatalf("Version() = %q", v)
 	}
-	if err := Init(filepath.Join(t.TempDir(), "libother.so")); err == nil || !strings.Contains(err.Error(), "already initialized") {
+	if err := runtime.Init(filepath.Join(t.TempDir(), "libother.so")); err == nil || !strings.Contains(err.Error(), "already initialized") {
 		t.Fatalf("switching libraries: %v", err)
 	}
 }
 
 func TestCUDAUnavailable(t *testing.T) {
 	path := storiesPath(t)
-	needORT(t)
-	s, err := OpenFile(path, Options{Device: "cuda"})
+	testkit.ORT(t)
+	s, err := runtime.OpenFile(path, runtime.Options{Device: "cuda"})
 	if err == nil {
 		s.Close()
 		t.Skip("a CUDA provider is available here; this test covers machines without one")
 	}
-	if !errors.Is(err, ErrProvider) {
+	if !errors.Is(err, runtime.ErrProvider) {
 		t.Fatalf("got %v, want ErrProvider", err)
 	}
 	for _, want := range []string{"cuda execution provider", "CUDA-enabled onnxruntime", "same folder as libonnxruntime", path} {
@@ -134,12 +76,12 @@ func TestCUDAUnavailable(t *testing.T) {
 
 	// The other GPU providers fail just as cleanly here (or work, where they are installed).
 	for _, dev := range []string{"tensorrt", "webgpu"} {
-		s, err := OpenFile(path, Options{Device: dev})
+		s, err := runtime.OpenFile(path, runtime.Options{Device: dev})
 		if err == nil {
 			s.Close()
 			continue
 		}
-		if !errors.Is(err, ErrProvider) || !strings.Contains(err.Error(), dev+" execution provider") {
+		if !errors.Is(err, runtime.ErrProvider) || !strings.Contains(err.Error(), dev+" execution provider") {
 			t.Errorf("%s: got %v, want an ErrProvider naming it", dev, err)
 		}
 		t.Logf("%s: %v", dev, err)
@@ -148,8 +90,8 @@ func TestCUDAUnavailable(t *testing.T) {
 
 func TestStoriesIO(t *testing.T) {
 	s := openStories(t)
-	wantIn := []IOInfo{{Name: "input_ids", DType: Int64, Dims: []int64{-1, -1}}}
-	wantOut := []IOInfo{{Name: "logits", DType: Float32, Dims: []int64{-1, -1, 512}}}
+	wantIn := []runtime.IOInfo{{Name: "input_ids", DType: runtime.Int64, Dims: []int64{-1, -1}}}
+	wantOut := []runtime.IOInfo{{Name: "logits", DType: runtime.Float32, Dims: []int64{-1, -1, 512}}}
 	if got := s.Inputs(); !reflect.DeepEqual(got, wantIn) {
 		t.Errorf("Inputs() = %+v, want %+v", got, wantIn)
 	}
@@ -160,12 +102,12 @@ func TestStoriesIO(t *testing.T) {
 
 func TestStoriesAfterBOS(t *testing.T) {
 	s := openStories(t)
-	out, err := s.Run(map[string]*Tensor{"input_ids": I64([]int64{1, 1}, []int64{1})}, []string{"logits"})
+	out, err := s.Run(map[string]*runtime.Tensor{"input_ids": runtime.I64([]int64{1, 1}, []int64{1})}, []string{"logits"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	lg := out["logits"]
-	if lg.DType != Float32 || !reflect.DeepEqual(lg.Shape, []int64{1, 1, 512}) || len(lg.F32) != 512 {
+	if lg.DType != runtime.Float32 || !reflect.DeepEqual(lg.Shape, []int64{1, 1, 512}) || len(lg.F32) != 512 {
 		t.Fatalf("logits: %s %v, %d values", lg.DType, lg.Shape, len(lg.F32))
 	}
 	checkTop5(t, lg.F32)
@@ -173,17 +115,17 @@ func TestStoriesAfterBOS(t *testing.T) {
 
 func TestStoriesOpenBytes(t *testing.T) {
 	path := storiesPath(t)
-	needORT(t)
+	testkit.ORT(t)
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := OpenBytes(b, "", testOpts)
+	s, err := runtime.OpenBytes(b, "", testOpts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	out, err := s.Run(map[string]*Tensor{"input_ids": I64([]int64{1, 1}, []int64{1})}, nil)
+	out, err := s.Run(map[string]*runtime.Tensor{"input_ids": runtime.I64([]int64{1, 1}, []int64{1})}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +148,7 @@ func batchIDs() []int64 {
 func TestStoriesBatch(t *testing.T) {
 	s := openStories(t)
 	ids := batchIDs()
-	out, err := s.Run(map[string]*Tensor{"input_ids": I64([]int64{2, 64}, ids)}, nil)
+	out, err := s.Run(map[string]*runtime.Tensor{"input_ids": runtime.I64([]int64{2, 64}, ids)}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +159,7 @@ func TestStoriesBatch(t *testing.T) {
 	// Causal: position 0 of row 0 (BOS) gives the golden logits whatever follows.
 	checkTop5(t, lg.F32[:512])
 	// Rows are independent: row 1 alone gives the same logits.
-	one, err := s.Run(map[string]*Tensor{"input_ids": I64([]int64{1, 64}, ids[64:])}, nil)
+	one, err := s.Run(map[string]*runtime.Tensor{"input_ids": runtime.I64([]int64{1, 64}, ids[64:])}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,18 +172,18 @@ func TestStoriesBatch(t *testing.T) {
 
 func TestRunErrorsNameTheProblem(t *testing.T) {
 	s := openStories(t)
-	ids := I64([]int64{1, 1}, []int64{1})
+	ids := runtime.I64([]int64{1, 1}, []int64{1})
 	cases := []struct {
-		in   map[string]*Tensor
+		in   map[string]*runtime.Tensor
 		out  []string
 		want []string
 	}{
-		{map[string]*Tensor{"input_idz": ids}, nil, []string{`no input "input_idz"`, "input_ids", s.Name()}},
-		{map[string]*Tensor{}, nil, []string{`missing input "input_ids"`}},
-		{map[string]*Tensor{"input_ids": ids}, []string{"logitz"}, []string{`no output "logitz"`, "logits"}},
-		{map[string]*Tensor{"input_ids": F32([]int64{1, 1}, []float32{1})}, nil, []string{`input "input_ids"`, "float32", "int64"}},
-		{map[string]*Tensor{"input_ids": I64([]int64{1, 2}, []int64{1})}, nil, []string{`input "input_ids"`, "needs 2 elements, has 1"}},
-		{map[string]*Tensor{"input_ids": I64([]int64{2}, []int64{1, 1})}, nil, []string{`input "input_ids"`, "rank 2"}},
+		{map[string]*runtime.Tensor{"input_idz": ids}, nil, []string{`no input "input_idz"`, "input_ids", s.Name()}},
+		{map[string]*runtime.Tensor{}, nil, []string{`missing input "input_ids"`}},
+		{map[string]*runtime.Tensor{"input_ids": ids}, []string{"logitz"}, []string{`no output "logitz"`, "logits"}},
+		{map[string]*runtime.Tensor{"input_ids": runtime.F32([]int64{1, 1}, []float32{1})}, nil, []string{`input "input_ids"`, "float32", "int64"}},
+		{map[string]*runtime.Tensor{"input_ids": runtime.I64([]int64{1, 2}, []int64{1})}, nil, []string{`input "input_ids"`, "needs 2 elements, has 1"}},
+		{map[string]*runtime.Tensor{"input_ids": runtime.I64([]int64{2}, []int64{1, 1})}, nil, []string{`input "input_ids"`, "rank 2"}},
 	}
 	for _, c := range cases {
 		_, err := s.Run(c.in, c.out)
@@ -256,40 +198,40 @@ func TestRunErrorsNameTheProblem(t *testing.T) {
 		}
 	}
 	// An out-of-range token is onnxruntime's error, still prefixed with the model.
-	_, err := s.Run(map[string]*Tensor{"input_ids": I64([]int64{1, 1}, []int64{9999})}, nil)
+	_, err := s.Run(map[string]*runtime.Tensor{"input_ids": runtime.I64([]int64{1, 1}, []int64{9999})}, nil)
 	if err == nil || !strings.Contains(err.Error(), s.Name()) {
 		t.Errorf("out-of-range token: %v", err)
 	}
 }
 
 func TestOpenErrors(t *testing.T) {
-	needORT(t)
+	testkit.ORT(t)
 	missing := filepath.Join(t.TempDir(), "nope.onnx")
-	if _, err := OpenFile(missing, testOpts); err == nil || !strings.Contains(err.Error(), missing) {
+	if _, err := runtime.OpenFile(missing, testOpts); err == nil || !strings.Contains(err.Error(), missing) {
 		t.Errorf("missing file: %v", err)
 	}
 	junk := filepath.Join(t.TempDir(), "junk.onnx")
 	os.WriteFile(junk, []byte("this is not a protobuf"), 0o644)
-	if _, err := OpenFile(junk, testOpts); err == nil || !strings.Contains(err.Error(), junk) {
+	if _, err := runtime.OpenFile(junk, testOpts); err == nil || !strings.Contains(err.Error(), junk) {
 		t.Errorf("junk file: %v", err)
 	}
-	if _, err := OpenBytes(nil, "", testOpts); err == nil || !strings.Contains(err.Error(), "empty model") {
+	if _, err := runtime.OpenBytes(nil, "", testOpts); err == nil || !strings.Contains(err.Error(), "empty model") {
 		t.Errorf("empty bytes: %v", err)
 	}
-	if _, err := OpenBytes([]byte{1}, filepath.Join(t.TempDir(), "nodir"), testOpts); err == nil || !strings.Contains(err.Error(), "nodir") {
+	if _, err := runtime.OpenBytes([]byte{1}, filepath.Join(t.TempDir(), "nodir"), testOpts); err == nil || !strings.Contains(err.Error(), "nodir") {
 		t.Errorf("missing external dir: %v", err)
 	}
 }
 
 func TestCloseIdempotent(t *testing.T) {
 	path := storiesPath(t)
-	needORT(t)
-	s, err := OpenFile(path, testOpts)
+	testkit.ORT(t)
+	s, err := runtime.OpenFile(path, testOpts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := s.Bind(map[string]*Tensor{"input_ids": I64([]int64{1, 1}, []int64{1})},
-		map[string]*Tensor{"logits": F32([]int64{1, 1, 512}, make([]float32, 512))})
+	b, err := s.Bind(map[string]*runtime.Tensor{"input_ids": runtime.I64([]int64{1, 1}, []int64{1})},
+		map[string]*runtime.Tensor{"logits": runtime.F32([]int64{1, 1, 512}, make([]float32, 512))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,7 +244,7 @@ func TestCloseIdempotent(t *testing.T) {
 	if err := b.Close(); err != nil {
 		t.Fatalf("Bound.Close after Session.Close: %v", err)
 	}
-	if _, err := s.Run(map[string]*Tensor{"input_ids": I64([]int64{1, 1}, []int64{1})}, nil); err == nil || !strings.Contains(err.Error(), "closed") {
+	if _, err := s.Run(map[string]*runtime.Tensor{"input_ids": runtime.I64([]int64{1, 1}, []int64{1})}, nil); err == nil || !strings.Contains(err.Error(), "closed") {
 		t.Errorf("Run after Close: %v", err)
 	}
 	if err := b.Run(); err == nil || !strings.Contains(err.Error(), "closed") {
@@ -319,9 +261,9 @@ func TestBindMutateAndRerun(t *testing.T) {
 		ids[i] = int64(260 + i)
 	}
 	logits := make([]float32, T*512)
-	in := I64([]int64{1, T}, ids)
-	out := F32([]int64{1, T, 512}, logits)
-	b, err := s.Bind(map[string]*Tensor{"input_ids": in}, map[string]*Tensor{"logits": out})
+	in := runtime.I64([]int64{1, T}, ids)
+	out := runtime.F32([]int64{1, T, 512}, logits)
+	b, err := s.Bind(map[string]*runtime.Tensor{"input_ids": in}, map[string]*runtime.Tensor{"logits": out})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -339,7 +281,7 @@ func TestBindMutateAndRerun(t *testing.T) {
 	if err := b.Run(); err != nil {
 		t.Fatal(err)
 	}
-	want, err := s.Run(map[string]*Tensor{"input_ids": I64([]int64{1, T}, append([]int64{}, ids...))}, nil)
+	want, err := s.Run(map[string]*runtime.Tensor{"input_ids": runtime.I64([]int64{1, T}, append([]int64{}, ids...))}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -355,14 +297,14 @@ func TestBindMutateAndRerun(t *testing.T) {
 	if err := b.Run(); err == nil || !strings.Contains(err.Error(), "replaced after Bind") {
 		t.Fatalf("replaced slice: %v", err)
 	}
-	if _, err := s.Bind(map[string]*Tensor{"input_ids": in}, map[string]*Tensor{"logitz": out}); err == nil || !strings.Contains(err.Error(), "logitz") {
+	if _, err := s.Bind(map[string]*runtime.Tensor{"input_ids": in}, map[string]*runtime.Tensor{"logitz": out}); err == nil || !strings.Contains(err.Error(), "logitz") {
 		t.Fatalf("bind unknown output: %v", err)
 	}
 }
 
 func TestTinyModelInitializerInputsFP16Scalar(t *testing.T) {
-	needORT(t)
-	s, err := OpenBytes(tinyModel(t), "", testOpts)
+	testkit.ORT(t)
+	s, err := runtime.OpenBytes(tinyModel(t), "", testOpts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -371,13 +313,13 @@ func TestTinyModelInitializerInputsFP16Scalar(t *testing.T) {
 	if got := s.Inputs(); len(got) != 1 || got[0].Name != "x" {
 		t.Fatalf("Inputs() = %+v, want just x", got)
 	}
-	x := F32([]int64{2, 3}, []float32{0.5, -1, 2, 10, 20, 30})
+	x := runtime.F32([]int64{2, 3}, []float32{0.5, -1, 2, 10, 20, 30})
 	// h is fp16 with a symbolic dimension: onnxruntime_go cannot allocate it, the error says what to do.
-	_, err = s.Run(map[string]*Tensor{"x": x}, []string{"y"})
+	_, err = s.Run(map[string]*runtime.Tensor{"x": x}, []string{"y"})
 	if err == nil || !strings.Contains(err.Error(), `output "h"`) || !strings.Contains(err.Error(), "RunWithShapes") {
 		t.Fatalf("dynamic fp16 output: %v", err)
 	}
-	out, err := s.RunWithShapes(map[string]*Tensor{"x": x}, nil, map[string][]int64{"h": {2, 3}})
+	out, err := s.RunWithShapes(map[string]*runtime.Tensor{"x": x}, nil, map[string][]int64{"h": {2, 3}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -387,7 +329,7 @@ func TestTinyModelInitializerInputsFP16Scalar(t *testing.T) {
 	}
 	for _, name := range []string{"h", "hs"} {
 		h := out[name]
-		if h.DType != Float16 || len(h.Raw) != 12 {
+		if h.DType != runtime.Float16 || len(h.Raw) != 12 {
 			t.Fatalf("%s: %s, %d bytes", name, h.DType, len(h.Raw))
 		}
 		// IEEE half bits of 1.5, 1, 5, 11, 22, 33.
@@ -403,9 +345,9 @@ func TestTinyModelInitializerInputsFP16Scalar(t *testing.T) {
 	}
 
 	// The same through a binding, with the scalar bound and fp16 h preallocated by the caller.
-	sOut := F32([]int64{}, []float32{0})
-	hOut, _ := Zeros(Float16, []int64{2, 3})
-	b, err := s.Bind(map[string]*Tensor{"x": x}, map[string]*Tensor{"s": sOut, "h": hOut})
+	sOut := runtime.F32([]int64{}, []float32{0})
+	hOut, _ := runtime.Zeros(runtime.Float16, []int64{2, 3})
+	b, err := s.Bind(map[string]*runtime.Tensor{"x": x}, map[string]*runtime.Tensor{"s": sOut, "h": hOut})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package runtime
+package runtime_test
 
 import (
 	"errors"
@@ -6,17 +6,18 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/shears-ml/shears/internal/testsynth"
+	"github.com/shears-ml/shears/internal/testkit"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
+	"github.com/shears-ml/shears/runtime"
 )
 
 // A session refuses a model whose data file is not the one it was saved with (issue 14 case
 // 1: a save torn between its two renames), from a path and from bytes, before onnxruntime
 // would compute with the mismatched weights.
 func TestOpenRefusesTornSave(t *testing.T) {
-	needORT(t)
-	src := testsynth.Synthetic(t, "tiny")
+	testkit.ORT(t)
+	src := testkit.Synthetic(t, "tiny")
 	m, err := onnx.Load(src)
 	if err != nil {
 		t.Fatal(err)
@@ -26,7 +27,7 @@ func TestOpenRefusesTornSave(t *testing.T) {
 	if err := m.Save(p, onnx.SaveOptions{ExternalData: true}); err != nil {
 		t.Fatal(err)
 	}
-	s, err := OpenFile(p, testOpts)
+	s, err := runtime.OpenFile(p, testOpts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,10 +48,10 @@ func TestOpenRefusesTornSave(t *testing.T) {
 	if err == nil {
 		t.Fatal("the fault did not stop the save")
 	}
-	if _, err := OpenFile(p, testOpts); !errors.Is(err, onnx.ErrTornSave) {
+	if _, err := runtime.OpenFile(p, testOpts); !errors.Is(err, onnx.ErrTornSave) {
 		t.Fatalf("OpenFile of a torn pair: %v", err)
 	}
-	if _, err := OpenBytes(header, filepath.Dir(p), testOpts); !errors.Is(err, onnx.ErrTornSave) {
+	if _, err := runtime.OpenBytes(header, filepath.Dir(p), testOpts); !errors.Is(err, onnx.ErrTornSave) {
 		t.Fatalf("OpenBytes of a torn pair: %v", err)
 	}
 }

@@ -1,9 +1,12 @@
-package runtime
+package runtime_test
 
 import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/shears-ml/shears/internal/testkit"
+	"github.com/shears-ml/shears/runtime"
 )
 
 // TestWebGPUReachesTheProvider: the library "make ort" fetches carries the WebGPU execution
@@ -12,11 +15,11 @@ import (
 // ErrProvider and carries the hint; a build without the provider would say "not supported in
 // this build" instead. Where an adapter exists, the session runs and computes what the CPU does.
 func TestWebGPUReachesTheProvider(t *testing.T) {
-	needORT(t)
-	s, err := OpenBytes(tinyModel(t), "", Options{Device: "webgpu"})
+	testkit.ORT(t)
+	s, err := runtime.OpenBytes(tinyModel(t), "", runtime.Options{Device: "webgpu"})
 	if err == nil {
 		defer s.Close()
-		out, err := s.RunWithShapes(map[string]*Tensor{"x": F32([]int64{1, 3}, []float32{1, 2, 3})}, nil, map[string][]int64{"h": {1, 3}})
+		out, err := s.RunWithShapes(map[string]*runtime.Tensor{"x": runtime.F32([]int64{1, 3}, []float32{1, 2, 3})}, nil, map[string][]int64{"h": {1, 3}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -27,7 +30,7 @@ func TestWebGPUReachesTheProvider(t *testing.T) {
 		return
 	}
 	msg := err.Error()
-	if !errors.Is(err, ErrProvider) || strings.Contains(msg, "not supported in this build") {
+	if !errors.Is(err, runtime.ErrProvider) || strings.Contains(msg, "not supported in this build") {
 		t.Fatalf("got %v, want the provider's own failure wrapped in ErrProvider", err)
 	}
 	for _, want := range []string{"webgpu execution provider", "WebGPU adapter", "Vulkan (libvulkan.so.1) and a GPU adapter"} {

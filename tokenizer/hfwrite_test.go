@@ -9,8 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/shears-ml/shears/internal/testtok"
-	"github.com/shears-ml/shears/internal/transformersjs"
+	"github.com/shears-ml/shears/internal/testkit"
 )
 
 // convertedTexts are the texts a converted tokenizer is checked on: the corpus lines, real
@@ -19,7 +18,7 @@ import (
 // special tokens is left out: tokenizer.json cuts "<s>" out as BOS where llama2.c spells it.
 func convertedTexts(t *testing.T, real bool) []string {
 	texts := append([]string{"", "a", " ", "  two  spaces ", storyText, "Tom had 3 apples.\n\nHe gave 2 away!"},
-		strings.Split(testtok.Corpus, "\n")...)
+		strings.Split(testkit.TokCorpus, "\n")...)
 	if real {
 		if p := filepath.Join(repoRoot(t), "..", "shared", "data", "llm-adapters", "gsm8k-test.json"); fileExists(p) {
 			var items []struct {
@@ -94,7 +93,7 @@ func checkConverted(t *testing.T, tok *Llama2c, texts []string) {
 		IDs     []int  `json:"ids"`
 		Decoded string `json:"decoded"`
 	}
-	if err := json.Unmarshal(transformersjs.Run(t, "tokenize.mjs", in, dir), &js); err != nil {
+	if err := json.Unmarshal(testkit.RunTransformersJS(t, "tokenize.mjs", in, dir), &js); err != nil {
 		t.Fatal(err)
 	}
 	if len(js) != len(texts) {
@@ -121,7 +120,7 @@ func countIDs(v [][]int) int {
 
 // TestToHFGenerated converts a tokenizer trained here (no ../shared needed).
 func TestToHFGenerated(t *testing.T) {
-	tok, err := LoadLlama2c(testtok.Write(t, 400))
+	tok, err := LoadLlama2c(testkit.Tokenizer(t, 400))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +136,7 @@ func TestToHFStories(t *testing.T) {
 }
 
 func TestToHFNotConvertible(t *testing.T) {
-	vocab, scores := testtok.Pieces(400)
+	vocab, scores := testkit.TokPieces(400)
 	swap := func(f func(v []string, s []float32)) ([]string, []float32) {
 		v, s := append([]string(nil), vocab...), append([]float32(nil), scores...)
 		f(v, s)
@@ -169,7 +168,7 @@ func TestToHFNotConvertible(t *testing.T) {
 	})
 	for name, c := range cases {
 		path := filepath.Join(t.TempDir(), "tok.bin")
-		if err := os.WriteFile(path, testtok.Encode(c.v, c.s), 0o644); err != nil {
+		if err := os.WriteFile(path, testkit.EncodeTok(c.v, c.s), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		tok, err := LoadLlama2c(path)

@@ -10,12 +10,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/shears-ml/shears/internal/testpath"
+	"github.com/shears-ml/shears/internal/testkit"
 )
 
-func repoRoot(t *testing.T) string { return testpath.RepoRoot(t) }
+func repoRoot(t *testing.T) string { return testkit.RepoRoot(t) }
 
-func sharedPath(t *testing.T, rel string) string { return testpath.Shared(t, rel) }
+func sharedPath(t *testing.T, rel string) string { return testkit.Shared(t, rel) }
 
 func loadTok512(t *testing.T) *Llama2c {
 	t.Helper()

@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/shears-ml/shears/internal/testsynth"
+	"github.com/shears-ml/shears/internal/testkit"
 	"github.com/shears-ml/shears/onnx"
 )
 
@@ -79,7 +79,7 @@ func runChild(t *testing.T, env []string, args ...string) (string, int, syscall.
 // weights (perplexity 2.8e25, exit 0); now every reader refuses the pair, naming the data file,
 // and the next convert leaves a loadable model and no temporaries.
 func TestConvertKilledBetweenRenamesIsRefused(t *testing.T) {
-	src := testsynth.Synthetic(t, "tiny")
+	src := testkit.Synthetic(t, "tiny")
 	dir := t.TempDir()
 	out := filepath.Join(dir, "c.onnx")
 	if _, e, code := shears(t, "convert", src, "-o", out, "--dtype", "fp16"); code != 0 {
@@ -115,7 +115,7 @@ func TestConvertKilledBetweenRenamesIsRefused(t *testing.T) {
 // failure is real and not mocked) is an error with a non-zero exit, leaves no temporaries, and
 // leaves the previous output as it was, byte for byte.
 func TestFailedWriteKeepsThePreviousOutput(t *testing.T) {
-	src := testsynth.Synthetic(t, "tiny")
+	src := testkit.Synthetic(t, "tiny")
 	dir := t.TempDir()
 	out := filepath.Join(dir, "c.onnx")
 	if _, e, code := shears(t, "convert", src, "-o", out, "--dtype", "fp16", "--external-data"); code != 0 {

@@ -9,8 +9,6 @@ import (
 	"testing"
 
 	"github.com/shears-ml/shears/internal/testkit"
-	"github.com/shears-ml/shears/internal/testsynth"
-	"github.com/shears-ml/shears/internal/testtok"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
 )
@@ -18,8 +16,8 @@ import (
 // TestConvertFolder converts the tiny LLaMA to fp16 as a model folder, refuses to overwrite
 // it without --force, and replaces it with --force.
 func TestConvertFolder(t *testing.T) {
-	in := testsynth.Synthetic(t, "tiny")
-	tok := testtok.Write(t, 400)
+	in := testkit.Synthetic(t, "tiny")
+	tok := testkit.Tokenizer(t, 400)
 	dir := filepath.Join(t.TempDir(), "tiny-fp16")
 	o, e, code := shears(t, "convert", in, "--dtype", "fp16", "--format", "folder", "--tokenizer", tok, "-o", dir)
 	if code != 0 {
@@ -102,8 +100,8 @@ func TestImportFolderGenerates(t *testing.T) {
 // the base) as folders for each merge mode and as a Hugging Face checkpoint; an unmerged
 // checkpoint is refused with the way out.
 func TestExportFormats(t *testing.T) {
-	in := testsynth.Synthetic(t, "tiny")
-	tok := testtok.Write(t, 400)
+	in := testkit.Synthetic(t, "tiny")
+	tok := testkit.Tokenizer(t, 400)
 	dir := t.TempDir()
 	super := filepath.Join(dir, "super.onnx")
 	if _, e, code := shears(t, "adapt", in, "-o", super); code != 0 {
@@ -151,7 +149,7 @@ func TestExportFormats(t *testing.T) {
 // TestFolderModelWithoutFacts: a model that records no config facts cannot become a folder;
 // the error names what is missing and comes before the stage's work, leaving nothing behind.
 func TestFolderModelWithoutFacts(t *testing.T) {
-	in := testsynth.Synthetic(t, "tiny")
+	in := testkit.Synthetic(t, "tiny")
 	editModel(t, in, func(m *onnx.Model) {
 		m.Proto.MetadataProps = slices.DeleteFunc(m.Proto.MetadataProps, func(p *onnxpb.StringStringEntryProto) bool {
 			return p.GetKey() == "num_attention_heads" || p.GetKey() == "max_position_embeddings"

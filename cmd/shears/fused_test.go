@@ -7,36 +7,21 @@ import (
 	"testing"
 
 	"github.com/shears-ml/shears/internal/testkit"
-	"github.com/shears-ml/shears/internal/testsynth"
-	"github.com/shears-ml/shears/models/llama"
 	"github.com/shears-ml/shears/onnx"
-	"github.com/shears-ml/shears/onnx/onnxpb"
 	"github.com/shears-ml/shears/transform/layers"
 )
 
 // fusedModel writes a GenAI-style tiny LLaMA (SimplifiedLayerNormalization,
-// SkipSimplifiedLayerNormalization, RotaryEmbedding, GroupQueryAttention) into dir.
-func fusedModel(t *testing.T, dir string) string {
+// SkipSimplifiedLayerNormalization, RotaryEmbedding, GroupQueryAttention) into dir, and
+// returns its path and that of the plain graph it was made from.
+func fusedModel(t *testing.T, dir string) (fused, plain string) {
 	t.Helper()
-	cfg, _ := llama.Preset("tiny")
-	plainPath := filepath.Join(dir, "plain.onnx")
-	if err := llama.WriteSynthetic(plainPath, cfg, 5, onnxpb.TensorProto_FLOAT); err != nil {
+	m, plain, _ := testkit.FusedTiny(t, testkit.GQA, 5)
+	fused = filepath.Join(dir, "fused.onnx")
+	if err := m.Save(fused, onnx.SaveOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	plain, err := onnx.Load(plainPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer plain.Close()
-	m, err := testsynth.Fused(plain, cfg, testsynth.GQA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, "fused.onnx")
-	if err := m.Save(path, onnx.SaveOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return fused, plain
 }
 
 // onnxruntime's fused operators run as they are: inspect labels the linears, generate uses the
@@ -44,7 +29,7 @@ func fusedModel(t *testing.T, dir string) string {
 func TestFusedOpsInspectGeneratePrune(t *testing.T) {
 	testkit.ORT(t)
 	dir := t.TempDir()
-	model := fusedModel(t, dir)
+	model, _ := fusedModel(t, dir)
 	r := inspectJSON(t, model)
 	roles := map[string]int{}
 	for _, l := range r.Linears {
@@ -87,8 +72,7 @@ func TestFusedOpsWandaMatchesPlain(t *testing.T) {
 	calib := testkit.Shared(t, "data/llm-adapters/ARC-Easy-train.json")
 	testkit.ORT(t)
 	dir := t.TempDir()
-	fused := fusedModel(t, dir)
-	plain := filepath.Join(dir, "plain.onnx")
+	fused, plain := fusedModel(t, dir)
 	zeros := func(model string, oneShot bool) map[[2]any][]bool {
 		out := filepath.Join(dir, "pruned.onnx")
 		args := []string{"prune", model, "-o", out, "--sparsity", "0.5", "--calib", calib, "--tokenizer", tok, "--samples", "8", "--seq-len", "48", "--seed", "1"}

@@ -8,9 +8,6 @@ import (
 	"testing"
 
 	"github.com/shears-ml/shears/internal/testkit"
-	"github.com/shears-ml/shears/internal/testsynth"
-	"github.com/shears-ml/shears/internal/testtok"
-	"github.com/shears-ml/shears/internal/transformersjs"
 	"github.com/shears-ml/shears/onnx"
 )
 
@@ -19,8 +16,8 @@ import (
 // back by "shears import hf" computes the pruned graph's logits.
 func TestHFFormatRoundTrip(t *testing.T) {
 	testkit.ORT(t)
-	in := testsynth.Synthetic(t, "tiny")
-	tok := testtok.Write(t, 512)
+	in := testkit.Synthetic(t, "tiny")
+	tok := testkit.Tokenizer(t, 512)
 	dir := t.TempDir()
 	pruned := filepath.Join(dir, "pruned.onnx")
 	if _, e, code := shears(t, "prune", in, "-o", pruned, "--method", "magnitude", "--sparsity", "0.5"); code != 0 {
@@ -59,10 +56,10 @@ func TestHFFormatRoundTrip(t *testing.T) {
 // "shears import hf --format folder", carries the checkpoint's config.json verbatim and its
 // tokenizer, and transformers.js generates from it what shears generate does.
 func TestHFImportFolderInTransformersJS(t *testing.T) {
-	transformersjs.Dir(t)
+	testkit.TransformersJSDir(t)
 	testkit.ORT(t)
-	in := testsynth.Synthetic(t, "tiny")
-	tok := testtok.Write(t, 512)
+	in := testkit.Synthetic(t, "tiny")
+	tok := testkit.Tokenizer(t, 512)
 	dir := t.TempDir()
 	hf := filepath.Join(dir, "hf")
 	if _, e, code := shears(t, "prune", in, "-o", hf, "--method", "magnitude", "--sparsity", "0.5", "--format", "hf", "--tokenizer", tok); code != 0 {
@@ -83,7 +80,7 @@ func TestHFImportFolderInTransformersJS(t *testing.T) {
 	var js struct {
 		IDs []int `json:"ids"`
 	}
-	if err := json.Unmarshal(transformersjs.Run(t, "generate.mjs", nil, folder, servePrompt, itoa(30)), &js); err != nil {
+	if err := json.Unmarshal(testkit.RunTransformersJS(t, "generate.mjs", nil, folder, servePrompt, itoa(30)), &js); err != nil {
 		t.Fatal(err)
 	}
 	if k := len(js.IDs); k > 0 && k < 30 && js.IDs[k-1] == 2 {

@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/shears-ml/shears/internal/testkit"
-	"github.com/shears-ml/shears/internal/testsynth"
 	"github.com/shears-ml/shears/models/hf"
 	"github.com/shears-ml/shears/onnx"
 )
@@ -34,7 +33,7 @@ func hfGreedyIDs(t *testing.T, model, tok string) []int {
 func TestImportHFCLI(t *testing.T) {
 	testkit.ORT(t)
 	tok := testkit.Shared(t, "models/stories260K/tok512.bin")
-	ckpt := testsynth.StoriesHF(t, "BF16", 2)
+	ckpt := testkit.StoriesHF(t, "BF16", 2)
 	dir := t.TempDir()
 	out := filepath.Join(dir, "stories-hf.onnx")
 	o, e, code := shears(t, "import", "hf", ckpt, "-o", out, "--json")
@@ -63,12 +62,12 @@ func TestImportHFCLI(t *testing.T) {
 		t.Errorf("inspect finds %d linears in the hf import, %d in the llama2c import", len(a.Linears), len(b.Linears))
 	}
 	got := hfGreedyIDs(t, out, tok)
-	if len(got) < len(testsynth.StoriesGreedy) {
+	if len(got) < len(testkit.StoriesGreedy) {
 		t.Fatalf("generated %v", got)
 	}
-	for i, id := range testsynth.StoriesGreedy {
+	for i, id := range testkit.StoriesGreedy {
 		if int64(got[i]) != id {
-			t.Fatalf("greedy ids %v, want %v", got, testsynth.StoriesGreedy)
+			t.Fatalf("greedy ids %v, want %v", got, testkit.StoriesGreedy)
 		}
 	}
 

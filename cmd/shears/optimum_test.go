@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/shears-ml/shears/internal/testkit"
-	"github.com/shears-ml/shears/internal/torchfix"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/pipeline"
 	"github.com/shears-ml/shears/transform/layers"
@@ -34,7 +33,7 @@ func generateJSON(t *testing.T, args ...string) pipeline.GenerateReport {
 // merged decoder) give llama2.c's greedy ids through the KV cache, and the same as without it;
 // beam search too.
 func TestOptimumExportGenerates(t *testing.T) {
-	e := torchfix.Stories260K(t)
+	e := testkit.TorchStories260K(t)
 	tok := testkit.Shared(t, "models/stories260K/tok512.bin")
 	testkit.ORT(t)
 	for _, model := range []string{e.WithPast, e.Merged} {
@@ -57,7 +56,7 @@ func TestOptimumExportGenerates(t *testing.T) {
 // TestOptimumExportInspect: inspect finds the with-past export's 35 linears with the roles
 // and shapes of our own import's.
 func TestOptimumExportInspect(t *testing.T) {
-	e := torchfix.Stories260K(t)
+	e := testkit.TorchStories260K(t)
 	ours := inspectJSON(t, importStories(t, t.TempDir()))
 	theirs := inspectJSON(t, e.WithPast)
 	type key struct {
@@ -83,7 +82,7 @@ func TestOptimumExportInspect(t *testing.T) {
 // TestOptimumExportPerplexity: eval --task ppl on PyTorch's with-past export and on its merged
 // decoder equals our import's (same weights, same windows).
 func TestOptimumExportPerplexity(t *testing.T) {
-	e := torchfix.Stories260K(t)
+	e := testkit.TorchStories260K(t)
 	tok := testkit.Shared(t, "models/stories260K/tok512.bin")
 	data := testkit.Shared(t, "data/llm-adapters/ARC-Easy-test.json")
 	testkit.ORT(t)
@@ -118,7 +117,7 @@ func TestOptimumExportPerplexity(t *testing.T) {
 // as on our import, on the same calibration data: Wanda ranks each output's inputs, and the
 // export's q and k outputs are Hugging Face's permutation of ours (undone here).
 func TestOptimumExportWandaMasks(t *testing.T) {
-	e := torchfix.Stories260K(t)
+	e := testkit.TorchStories260K(t)
 	tok := testkit.Shared(t, "models/stories260K/tok512.bin")
 	calib := testkit.Shared(t, "data/llm-adapters/ARC-Easy-train.json")
 	testkit.ORT(t)

@@ -23,8 +23,6 @@ import (
 	"github.com/shears-ml/shears/internal/dirlock"
 	"github.com/shears-ml/shears/internal/safetensors"
 	"github.com/shears-ml/shears/internal/testkit"
-	"github.com/shears-ml/shears/internal/testsynth"
-	"github.com/shears-ml/shears/internal/testtok"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
 	"github.com/shears-ml/shears/pipeline"
@@ -39,7 +37,7 @@ func relSetup(t *testing.T, n int) (dir, super, dataPath string) {
 	t.Helper()
 	testkit.ORT(t)
 	dir = t.TempDir()
-	model := testsynth.Synthetic(t, "tiny")
+	model := testkit.Synthetic(t, "tiny")
 	sparse := filepath.Join(dir, "sparse.onnx")
 	if _, e, code := shears(t, "prune", model, "-o", sparse, "--method", "magnitude", "--sparsity", "0.5"); code != 0 {
 		t.Fatalf("prune: %s", e)
@@ -243,7 +241,7 @@ func TestRunInputsAreCheckedByContent(t *testing.T) {
 	sparse0 := filepath.Join(dir, "sparse.onnx")
 	keep, _ := os.ReadFile(sparse0 + ".data")
 	keepH, _ := os.ReadFile(sparse0)
-	if _, e, code := shears(t, "prune", testsynth.Synthetic(t, "tiny"), "-o", sparse0, "--method", "magnitude", "--sparsity", "0.6"); code != 0 {
+	if _, e, code := shears(t, "prune", testkit.Synthetic(t, "tiny"), "-o", sparse0, "--method", "magnitude", "--sparsity", "0.6"); code != 0 {
 		t.Fatalf("re-prune: %s", e)
 	}
 	if _, e, code := shears(t, "export", run, "--ranks", "max", "-o", filepath.Join(dir, "y.onnx")); code != 1 || !strings.Contains(e, "base data (shared by the super-network) "+sparse0+".data") {
@@ -360,7 +358,7 @@ func TestSecondTrainOnALiveRunIsRefused(t *testing.T) {
 func paragraphs(t *testing.T, path string, n int) {
 	t.Helper()
 	var b strings.Builder
-	lines := strings.Split(testtok.Corpus, "\n")
+	lines := strings.Split(testkit.TokCorpus, "\n")
 	for i := 0; i < n; i++ {
 		fmt.Fprintf(&b, "%s\n%s\n\n", lines[i%len(lines)], lines[(i+1)%len(lines)])
 	}
@@ -374,8 +372,8 @@ func paragraphs(t *testing.T, path string, n int) {
 // 5 MB file), and the streaming scorer equals the whole-stream one bit for bit.
 func TestTextDataIsBoundedByLimitAndMaxTokens(t *testing.T) {
 	testkit.ORT(t)
-	model := testsynth.Synthetic(t, "tiny")
-	tok := testtok.Write(t, 400)
+	model := testkit.Synthetic(t, "tiny")
+	tok := testkit.Tokenizer(t, 400)
 	dir := t.TempDir()
 	txt := filepath.Join(dir, "p.txt")
 	paragraphs(t, txt, 200)
@@ -429,7 +427,7 @@ func TestTextDataIsBoundedByLimitAndMaxTokens(t *testing.T) {
 // projection's weight (through a streaming Save, external data kept).
 func poisoned(t *testing.T, dir string) (path, tensor string) {
 	t.Helper()
-	src := testsynth.Synthetic(t, "tiny")
+	src := testkit.Synthetic(t, "tiny")
 	m, err := onnx.Load(src)
 	if err != nil {
 		t.Fatal(err)
@@ -479,7 +477,7 @@ func TestNonFiniteWeightsAreRefusedAndJSONSaysNull(t *testing.T) {
 			t.Errorf("%s --allow-nonfinite: %d %s", args[0], code, e)
 		}
 	}
-	tok := testtok.Write(t, 400)
+	tok := testkit.Tokenizer(t, 400)
 	txt := filepath.Join(dir, "p.txt")
 	paragraphs(t, txt, 4)
 	o, e, code := shears(t, "eval", model, "--task", "ppl", "--data", txt, "--tokenizer", tok, "--seq-len", "32", "--json")

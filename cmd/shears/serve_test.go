@@ -9,9 +9,6 @@ import (
 	"testing"
 
 	"github.com/shears-ml/shears/internal/testkit"
-	"github.com/shears-ml/shears/internal/testtok"
-	"github.com/shears-ml/shears/internal/torchfix"
-	"github.com/shears-ml/shears/internal/transformersjs"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/tokenizer"
 	"github.com/shears-ml/shears/transform/lora"
@@ -112,7 +109,7 @@ func checkClientsAgree(t *testing.T, ckpt, tok string) {
 			IDs       []int `json:"ids"`
 			PromptIDs []int `json:"prompt_ids"`
 		}
-		if err := json.Unmarshal(transformersjs.Run(t, "generate.mjs", nil, folders[name], servePrompt, itoa(n)), &js); err != nil {
+		if err := json.Unmarshal(testkit.RunTransformersJS(t, "generate.mjs", nil, folders[name], servePrompt, itoa(n)), &js); err != nil {
 			t.Fatal(err)
 		}
 		// transformers.js returns the EOS that ended generation; shears generate leaves it out.
@@ -137,16 +134,16 @@ func checkClientsAgree(t *testing.T, ckpt, tok string) {
 func TestTransformersJSAgreesWithGenerate(t *testing.T) {
 	ckpt := testkit.Shared(t, "models/stories260K/stories260K.bin")
 	tok := testkit.Shared(t, "models/stories260K/tok512.bin")
-	transformersjs.Dir(t)
+	testkit.TransformersJSDir(t)
 	testkit.ORT(t)
 	checkClientsAgree(t, ckpt, tok)
 }
 
 // TestTransformersJSAgreesOnOwnFixture runs them on fixtures the project makes: a seeded random
-// llama2.c checkpoint (torchfix) and a tokenizer trained in the tests.
+// llama2.c checkpoint (testkit.TorchRandom) and a tokenizer trained in the tests.
 func TestTransformersJSAgreesOnOwnFixture(t *testing.T) {
-	transformersjs.Dir(t)
+	testkit.TransformersJSDir(t)
 	testkit.ORT(t)
-	ex := torchfix.Random(t, torchfix.TinySpec, 1)
-	checkClientsAgree(t, ex.Checkpoint, testtok.Write(t, 512))
+	ex := testkit.TorchRandom(t, testkit.TorchTinySpec, 1)
+	checkClientsAgree(t, ex.Checkpoint, testkit.Tokenizer(t, 512))
 }

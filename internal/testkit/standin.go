@@ -7,9 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-
-	"github.com/shears-ml/shears/internal/testpath"
-	"github.com/shears-ml/shears/internal/testtok"
 )
 
 // Stand-ins: what a test gets when it needs stories260K's shape and the llama2.c import path
@@ -24,7 +21,7 @@ import (
 // folder.
 func StoriesShaped(t testing.TB) string {
 	t.Helper()
-	if p, why := testpath.Find(t, "models/stories260K/stories260K.bin"); p != "" {
+	if p, why := FindShared(t, "models/stories260K/stories260K.bin"); p != "" {
 		return p
 	} else {
 		t.Logf("%s; using a random-weight checkpoint of its shape", why)
@@ -40,22 +37,22 @@ func StoriesShaped(t testing.TB) string {
 // bound a trained model's behaviour (perplexity below the vocabulary size) only then.
 func TrainedStories(t testing.TB) bool {
 	t.Helper()
-	p, _ := testpath.Find(t, "models/stories260K/stories260K.bin")
+	p, _ := FindShared(t, "models/stories260K/stories260K.bin")
 	return p != ""
 }
 
 const standInName = "stories260K-shaped.bin"
 
 // Tok512Shaped returns tok512.bin (Shared, fetched when need be) or else a llama2.c tokenizer
-// of at most 512 pieces trained on testtok.Corpus (ids fit a 512-token model).
+// of at most 512 pieces trained on TokCorpus (ids fit a 512-token model).
 func Tok512Shaped(t testing.TB) string {
 	t.Helper()
-	if p, why := testpath.Find(t, "models/stories260K/tok512.bin"); p != "" {
+	if p, why := FindShared(t, "models/stories260K/tok512.bin"); p != "" {
 		return p
 	} else {
-		t.Logf("%s; using a tokenizer trained on testtok's corpus", why)
+		t.Logf("%s; using a tokenizer trained on testkit's corpus", why)
 	}
-	return testtok.Write(t, 512)
+	return Tokenizer(t, 512)
 }
 
 // Dataset returns ../shared/data/llm-adapters/<name>, or else the small file of the same
@@ -63,7 +60,7 @@ func Tok512Shaped(t testing.TB) string {
 // skipping only when neither exists.
 func Dataset(t testing.TB, name string) string {
 	t.Helper()
-	if p, _ := testpath.Find(t, "data/llm-adapters/"+name); p != "" {
+	if p, _ := FindShared(t, "data/llm-adapters/"+name); p != "" {
 		return p
 	}
 	p := filepath.Join(RepoRoot(t), "testdata", "llm-adapters", name)

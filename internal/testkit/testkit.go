@@ -1,6 +1,7 @@
-// Package testkit holds what tests across the repository share: finding ../shared inputs
-// (skipping with a message that names the missing path) and starting onnxruntime.
 package testkit
+
+// Running models in tests: onnxruntime start-up, causal-LM feeds, NaN-aware differences and
+// the official ONNX checker.
 
 import (
 	"math"
@@ -9,17 +10,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/shears-ml/shears/internal/testpath"
 	"github.com/shears-ml/shears/lm"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/runtime"
 )
-
-// RepoRoot is the folder holding go.mod.
-func RepoRoot(t testing.TB) string { return testpath.RepoRoot(t) }
-
-// Shared returns ../shared/<rel>, skipping the test when the file is absent.
-func Shared(t testing.TB, rel string) string { return testpath.Shared(t, rel) }
 
 // ORT initialises onnxruntime, skipping the test when the library cannot be found.
 func ORT(t testing.TB) {
@@ -99,6 +93,65 @@ func LMFeeds(t testing.TB, inputs []runtime.IOInfo, rows int, ids []int64, extra
 	return in
 }
 
+// BatchFeeds makes a session's feeds for b: lm's causal-LM feeds (ids, the mask over past and
+// new tokens, positions, use_cache_branch when the model has one, an empty cache when b has no
+// past) and past's tensors for the cache inputs (the previous run's presents, through NextPast).
+func BatchFeeds(t testing.TB, inputs []runtime.IOInfo, b lm.Batch, past map[string]*runtime.Tensor) map[string]*runtime.Tensor {
+	t.Helper()
+	it, err := lm.FromIO(runtime.LMIO(inputs), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	feeds, err := it.Feeds(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := map[string]*runtime.Tensor{}
+	for name, f := range feeds {
+		if in[name], err = runtime.LMTensor(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, x := range past {
+		in[name] = x
+	}
+	return in
+}
+
+// PastFeeds is BatchFeeds for rows of new tokens, all of one length, after p cached tokens that
+// every row attends to.
+func PastFeeds[ID int | int64](t testing.TB, inputs []runtime.IOInfo, ids [][]ID, past map[string]*runtime.Tensor, p int) map[string]*runtime.Tensor {
+	t.Helper()
+	var b lm.Batch
+	for _, r := range ids {
+		row := make([]int, len(r))
+		for j, id := range r {
+			row[j] = int(id)
+		}
+		b.IDs = append(b.IDs, row)
+		if p > 0 {
+			ones := make([]int64, p)
+			for j := range ones {
+				ones[j] = 1
+			}
+			b.PastMask = append(b.PastMask, ones)
+		}
+	}
+	return BatchFeeds(t, inputs, b, past)
+}
+
+// NextPast renames a run's present.{i}.key|value outputs to the past_key_values inputs they
+// are fed back as.
+func NextPast(out map[string]*runtime.Tensor) map[string]*runtime.Tensor {
+	past := map[string]*runtime.Tensor{}
+	for name, x := range out {
+		if i, k, ok := lm.ParsePresent(name); ok {
+			past[lm.Past(i, k)] = x
+		}
+	}
+	return past
+}
+
 // Vectors makes [len] float32 tensors, the shape rank masks are fed in.
 func Vectors(v map[string][]float32) map[string]*runtime.Tensor {
 	out := map[string]*runtime.Tensor{}
@@ -143,11 +196,10 @@ func Worse(a, b float64) float64 {
 // python3-onnx) on the model file at path, skipping the test when python3-onnx is missing.
 func CheckONNX(t testing.TB, path string) {
 	t.Helper()
-	const py = "/usr/bin/python3"
-	if out, err := exec.Command(py, "-c", "import onnx").CombinedOutput(); err != nil {
-		t.Skipf("official checker unavailable: %s -c 'import onnx' failed (install python3-onnx): %v %s", py, err, strings.TrimSpace(string(out)))
+	if out, err := exec.Command(Python, "-c", "import onnx").CombinedOutput(); err != nil {
+		t.Skipf("official checker unavailable: %s -c 'import onnx' failed (install python3-onnx): %v %s", Python, err, strings.TrimSpace(string(out)))
 	}
-	out, err := exec.Command(py, "-c", "import sys, onnx; onnx.checker.check_model(sys.argv[1], full_check=True)", path).CombinedOutput()
+	out, err := exec.Command(Python, "-c", "import sys, onnx; onnx.checker.check_model(sys.argv[1], full_check=True)", path).CombinedOutput()
 	if err != nil {
 		t.Errorf("onnx checker on %s: %v\n%s", path, err, out)
 	}

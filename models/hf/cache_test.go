@@ -1,4 +1,4 @@
-package hf
+package hf_test
 
 import (
 	"path/filepath"
@@ -6,6 +6,7 @@ import (
 
 	"github.com/shears-ml/shears/internal/testkit"
 	"github.com/shears-ml/shears/lm"
+	"github.com/shears-ml/shears/models/hf"
 	"github.com/shears-ml/shears/runtime"
 )
 
@@ -13,18 +14,16 @@ import (
 type cached struct {
 	t        *testing.T
 	s        *runtime.Session
-	it       *lm.Interface
 	presents []string
-	pastOf   map[string]string
 	past     map[string]*runtime.Tensor
 	at       int // the cache's length
 }
 
-// openCached writes familyConfigs[name]'s random checkpoint (seed), imports it and opens it.
-func openCached(t *testing.T, name string, seed uint64) (*cached, *Config, string) {
+// openCached writes hf.FamilyConfigs[name]'s random checkpoint (seed), imports it and opens it.
+func openCached(t *testing.T, name string, seed uint64) (*cached, *hf.Config, string) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), name)
-	if err := WriteRandom(dir, []byte(familyConfigs[name]), RandomOptions{Seed: seed}); err != nil {
+	if err := hf.WriteRandom(dir, []byte(hf.FamilyConfigs[name]), hf.RandomOptions{Seed: seed}); err != nil {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), name+".onnx")
@@ -34,18 +33,13 @@ func openCached(t *testing.T, name string, seed uint64) (*cached, *Config, strin
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	it, err := lm.FromIO(runtime.LMIO(s.Inputs()), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &cached{t: t, s: s, it: it, pastOf: map[string]string{}, past: map[string]*runtime.Tensor{}}
+	r := &cached{t: t, s: s}
 	for _, o := range s.Outputs() {
-		if i, k, ok := lm.ParsePresent(o.Name); ok {
+		if _, _, ok := lm.ParsePresent(o.Name); ok {
 			r.presents = append(r.presents, o.Name)
-			r.pastOf[o.Name] = lm.Past(i, k)
 		}
 	}
-	c, err := ReadConfig(dir)
+	c, err := hf.ReadConfig(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,33 +51,11 @@ func openCached(t *testing.T, name string, seed uint64) (*cached, *Config, strin
 func (r *cached) next(ids []int) []float32 {
 	t := r.t
 	t.Helper()
-	b := lm.Batch{IDs: [][]int{ids}}
-	if r.at > 0 {
-		b.PastMask = [][]int64{make([]int64, r.at)}
-		for i := range b.PastMask[0] {
-			b.PastMask[0][i] = 1
-		}
-	}
-	feeds, err := r.it.Feeds(b)
+	res, err := r.s.Run(testkit.PastFeeds(t, r.s.Inputs(), [][]int{ids}, r.past, r.at), append([]string{lm.Logits}, r.presents...))
 	if err != nil {
 		t.Fatal(err)
 	}
-	in := map[string]*runtime.Tensor{}
-	for k, v := range feeds {
-		if in[k], err = runtime.LMTensor(v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for k, v := range r.past {
-		in[k] = v
-	}
-	res, err := r.s.Run(in, append([]string{lm.Logits}, r.presents...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range r.presents {
-		r.past[r.pastOf[p]] = res[p]
-	}
+	r.past = testkit.NextPast(res)
 	r.at += len(ids)
 	return res[lm.Logits].F32
 }

@@ -12,11 +12,11 @@ import (
 	"github.com/shears-ml/shears/models/llama"
 )
 
-// withFields returns familyConfigs[name] with fields set (a nil value deletes the field).
+// withFields returns FamilyConfigs[name] with fields set (a nil value deletes the field).
 func withFields(t *testing.T, name string, fields map[string]any) []byte {
 	t.Helper()
 	var m map[string]any
-	if err := json.Unmarshal([]byte(familyConfigs[name]), &m); err != nil {
+	if err := json.Unmarshal([]byte(FamilyConfigs[name]), &m); err != nil {
 		t.Fatal(err)
 	}
 	for k, v := range fields {
@@ -75,7 +75,7 @@ func TestUnsupportedFieldsRefused(t *testing.T) {
 	}
 }
 
-// decoderOf is the llama config the family of familyConfigs[name], with fields set, makes
+// decoderOf is the llama config the family of FamilyConfigs[name], with fields set, makes
 // (the shared decoder fields, and Qwen2's sliding layers).
 func decoderOf(t *testing.T, name string, fields map[string]any) llama.Config {
 	t.Helper()
@@ -165,7 +165,7 @@ func TestLongRopeParameters(t *testing.T) {
 		t.Errorf("long inv_freq[5] = %v, want %v", r.LongInvFreq[5], want)
 	}
 	var m map[string]any
-	json.Unmarshal([]byte(familyConfigs["phi3-longrope"]), &m)
+	json.Unmarshal([]byte(FamilyConfigs["phi3-longrope"]), &m)
 	rs := m["rope_scaling"].(map[string]any)
 	rs["attention_factor"] = 1.25
 	if d := decoderOf(t, "phi3-longrope", map[string]any{"rope_scaling": rs}); d.Rope.Scale != 1.25 {

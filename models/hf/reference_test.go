@@ -1,4 +1,4 @@
-package hf
+package hf_test
 
 import (
 	"fmt"
@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/shears-ml/shears/internal/safetensors"
+	"github.com/shears-ml/shears/models/hf"
 )
 
 // This file is the independent truth the imported graphs are checked against: each family's
@@ -36,7 +37,7 @@ func loadRef(t *testing.T, dir string) map[string]mat {
 		if err != nil {
 			t.Fatal(err)
 		}
-		f, err := decode(info.DType, b)
+		f, err := hf.Decode(info.DType, b)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -143,7 +144,7 @@ func geluTanh(x float64) float64 {
 // longrope/su, yarn with its default betas; dynamic changes nothing within
 // max_position_embeddings). It reads rope_theta,
 // rope_scaling and partial_rotary_factor, or v5's rope_parameters holding them.
-func refRope(c *Config, hd, maxPos int) (inv []float64, scale float64) {
+func refRope(c *hf.Config, hd, maxPos int) (inv []float64, scale float64) {
 	theta, s, prf := c.RopeTheta, c.RopeScaling, 1.0
 	if c.PartialRotary != nil {
 		prf = *c.PartialRotary
@@ -230,7 +231,7 @@ func refRope(c *Config, hd, maxPos int) (inv []float64, scale float64) {
 // refWindow is the sliding window of layer l (0: full attention): Mistral and Phi-3 use
 // sliding_window in every layer when it is set; Qwen2 only with use_sliding_window, in the
 // layers layer_types marks, by default those from max_window_layers (28) on.
-func refWindow(c *Config, l int) int {
+func refWindow(c *hf.Config, l int) int {
 	if c.SlidingWindow == nil {
 		return 0
 	}
@@ -313,7 +314,7 @@ func attend(q, k, v [][]float64, nh, nkv, hd, w int) [][]float64 {
 }
 
 // refForward returns the logits [T][vocab] of ids under the checkpoint's architecture.
-func refForward(t *testing.T, c *Config, w map[string]mat, ids []int64) [][]float64 {
+func refForward(t *testing.T, c *hf.Config, w map[string]mat, ids []int64) [][]float64 {
 	r := refNet{t, w}
 	if c.Architectures[0] == "GPT2LMHeadModel" {
 		return r.gpt2(c, ids)
@@ -407,7 +408,7 @@ func refForward(t *testing.T, c *Config, w map[string]mat, ids []int64) [][]floa
 	return out
 }
 
-func (r refNet) gpt2(c *Config, ids []int64) [][]float64 {
+func (r refNet) gpt2(c *hf.Config, ids []int64) [][]float64 {
 	d, nh := c.NEmbd, c.NHead
 	eps := c.LayerNormEpsilon
 	wte, wpe := r.get("transformer.wte.weight"), r.get("transformer.wpe.weight")

@@ -1,4 +1,4 @@
-package llama
+package llama_test
 
 import (
 	"encoding/binary"
@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/shears-ml/shears/internal/testkit"
+	"github.com/shears-ml/shears/models/llama"
 	"github.com/shears-ml/shears/onnx/onnxpb"
 	"github.com/shears-ml/shears/runtime"
 	"google.golang.org/protobuf/proto"
@@ -29,7 +30,7 @@ func initORT(t *testing.T) {
 
 func TestPresets(t *testing.T) {
 	for name, want := range map[string][2]float64{"tiny": {0.05e6, 0.3e6}, "25m": {24e6, 27e6}, "1b": {1.05e9, 1.15e9}, "7b": {6.6e9, 6.8e9}} {
-		c, err := Preset(name)
+		c, err := llama.Preset(name)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -41,22 +42,22 @@ func TestPresets(t *testing.T) {
 		}
 	}
 	// 7b is LLaMA-2-7B: 6,738,415,616 parameters.
-	if c, _ := Preset("7b"); c.Params() != 6738415616 {
+	if c, _ := llama.Preset("7b"); c.Params() != 6738415616 {
 		t.Errorf("7b params %d", c.Params())
 	}
-	if _, err := Preset("3b"); err == nil || !strings.Contains(err.Error(), `"3b"`) {
+	if _, err := llama.Preset("3b"); err == nil || !strings.Contains(err.Error(), `"3b"`) {
 		t.Errorf("unknown preset: %v", err)
 	}
 }
 
 func TestConfigValidate(t *testing.T) {
-	c, _ := Preset("tiny")
-	bad := []func(*Config){
-		func(c *Config) { c.Heads = 5 },
-		func(c *Config) { c.KVHeads = 3 },
-		func(c *Config) { c.Dim, c.Heads = 60, 4 }, // head dim 15 is odd
-		func(c *Config) { c.NormEps = 0 },
-		func(c *Config) { c.Layers = 0 },
+	c, _ := llama.Preset("tiny")
+	bad := []func(*llama.Config){
+		func(c *llama.Config) { c.Heads = 5 },
+		func(c *llama.Config) { c.KVHeads = 3 },
+		func(c *llama.Config) { c.Dim, c.Heads = 60, 4 }, // head dim 15 is odd
+		func(c *llama.Config) { c.NormEps = 0 },
+		func(c *llama.Config) { c.Layers = 0 },
 	}
 	for i, f := range bad {
 		cc := c
@@ -69,7 +70,7 @@ func TestConfigValidate(t *testing.T) {
 
 // reference is an independent forward pass in Go, position by position as llama2.c's
 // run.c computes it, over the same [in, out] weights.
-func reference(c Config, w map[string][]float32, ids []int) [][]float32 {
+func reference(c llama.Config, w map[string][]float32, ids []int) [][]float32 {
 	d, hd, kvd := c.Dim, c.HeadDim(), c.KVDim()
 	rep := c.Heads / c.KVHeads
 	matvec := func(x []float32, W []float32, out int) []float32 {
@@ -108,10 +109,10 @@ func reference(c Config, w map[string][]float32, ids []int) [][]float32 {
 	for pos, id := range ids {
 		x := append([]float32(nil), w["model.embed_tokens.weight"][id*d:(id+1)*d]...)
 		for l := 0; l < c.Layers; l++ {
-			h := rms(x, w[LayerWeight(l, "input_layernorm")])
-			q := matvec(h, w[LayerWeight(l, "self_attn.q_proj")], d)
-			k := matvec(h, w[LayerWeight(l, "self_attn.k_proj")], kvd)
-			v := matvec(h, w[LayerWeight(l, "self_attn.v_proj")], kvd)
+			h := rms(x, w[llama.LayerWeight(l, "input_layernorm")])
+			q := matvec(h, w[llama.LayerWeight(l, "self_attn.q_proj")], d)
+			k := matvec(h, w[llama.LayerWeight(l, "self_attn.k_proj")], kvd)
+			v := matvec(h, w[llama.LayerWeight(l, "self_attn.v_proj")], kvd)
 			rope(q, pos)
 			rope(k, pos)
 			keys[l] = append(keys[l], k)
@@ -140,17 +141,17 @@ func reference(c Config, w map[string][]float32, ids []int) [][]float32 {
 					}
 				}
 			}
-			o := matvec(att, w[LayerWeight(l, "self_attn.o_proj")], d)
+			o := matvec(att, w[llama.LayerWeight(l, "self_attn.o_proj")], d)
 			for i := range x {
 				x[i] += o[i]
 			}
-			h = rms(x, w[LayerWeight(l, "post_attention_layernorm")])
-			g := matvec(h, w[LayerWeight(l, "mlp.gate_proj")], c.HiddenDim)
-			u := matvec(h, w[LayerWeight(l, "mlp.up_proj")], c.HiddenDim)
+			h = rms(x, w[llama.LayerWeight(l, "post_attention_layernorm")])
+			g := matvec(h, w[llama.LayerWeight(l, "mlp.gate_proj")], c.HiddenDim)
+			u := matvec(h, w[llama.LayerWeight(l, "mlp.up_proj")], c.HiddenDim)
 			for i := range g {
 				g[i] = g[i] / (1 + float32(math.Exp(float64(-g[i])))) * u[i]
 			}
-			dn := matvec(g, w[LayerWeight(l, "mlp.down_proj")], d)
+			dn := matvec(g, w[llama.LayerWeight(l, "mlp.down_proj")], d)
 			for i := range x {
 				x[i] += dn[i]
 			}
@@ -160,7 +161,7 @@ func reference(c Config, w map[string][]float32, ids []int) [][]float32 {
 	return out
 }
 
-func randomWeights(c Config, seed int64) map[string][]float32 {
+func randomWeights(c llama.Config, seed int64) map[string][]float32 {
 	rng := rand.New(rand.NewSource(seed))
 	w := map[string][]float32{}
 	vec := func(name string, n int, std float64, mean float32) {
@@ -175,14 +176,14 @@ func randomWeights(c Config, seed int64) map[string][]float32 {
 	vec("model.norm.weight", d, 0.1, 1)
 	vec("lm_head.weight", d*c.Vocab, 1/math.Sqrt(float64(d)), 0)
 	for l := 0; l < c.Layers; l++ {
-		vec(LayerWeight(l, "input_layernorm"), d, 0.1, 1)
-		vec(LayerWeight(l, "post_attention_layernorm"), d, 0.1, 1)
+		vec(llama.LayerWeight(l, "input_layernorm"), d, 0.1, 1)
+		vec(llama.LayerWeight(l, "post_attention_layernorm"), d, 0.1, 1)
 		for _, m := range []struct {
 			name    string
 			in, out int
 		}{{"self_attn.q_proj", d, d}, {"self_attn.k_proj", d, kv}, {"self_attn.v_proj", d, kv}, {"self_attn.o_proj", d, d},
 			{"mlp.gate_proj", d, h}, {"mlp.up_proj", d, h}, {"mlp.down_proj", h, d}} {
-			vec(LayerWeight(l, m.name), m.in*m.out, 1/math.Sqrt(float64(m.in)), 0)
+			vec(llama.LayerWeight(l, m.name), m.in*m.out, 1/math.Sqrt(float64(m.in)), 0)
 		}
 	}
 	return w
@@ -193,9 +194,9 @@ func randomWeights(c Config, seed int64) map[string][]float32 {
 func TestBuildMatchesReference(t *testing.T) {
 	initORT(t)
 	for _, kvh := range []int{2, 4} {
-		c := Config{Dim: 32, HiddenDim: 48, Layers: 2, Heads: 4, KVHeads: kvh, Vocab: 40, MaxSeq: 16, NormEps: 1e-5, RopeTheta: 10000}
+		c := llama.Config{Dim: 32, HiddenDim: 48, Layers: 2, Heads: 4, KVHeads: kvh, Vocab: 40, MaxSeq: 16, NormEps: 1e-5, RopeTheta: 10000}
 		w := randomWeights(c, int64(kvh))
-		m, err := Build(c, Weights(w))
+		m, err := llama.Build(c, llama.Weights(w))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -241,13 +242,13 @@ func TestBuildMatchesReference(t *testing.T) {
 }
 
 func TestWriteSyntheticTiny(t *testing.T) {
-	c, err := Preset("tiny")
+	c, err := llama.Preset("tiny")
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
 	path := filepath.Join(dir, "tiny.onnx")
-	if err := WriteSynthetic(path, c, 1, onnxpb.TensorProto_FLOAT); err != nil {
+	if err := llama.WriteSynthetic(path, c, 1, onnxpb.TensorProto_FLOAT); err != nil {
 		t.Fatal(err)
 	}
 	entries, _ := os.ReadDir(dir)
@@ -334,7 +335,7 @@ func TestWriteSyntheticTiny(t *testing.T) {
 
 	// Same seed → same bytes; another seed → other weights.
 	again := filepath.Join(t.TempDir(), "tiny.onnx")
-	if err := WriteSynthetic(again, c, 1, onnxpb.TensorProto_FLOAT); err != nil {
+	if err := llama.WriteSynthetic(again, c, 1, onnxpb.TensorProto_FLOAT); err != nil {
 		t.Fatal(err)
 	}
 	a, _ := os.ReadFile(path + ".data")
@@ -343,7 +344,7 @@ func TestWriteSyntheticTiny(t *testing.T) {
 		t.Error("same seed gave different data")
 	}
 	other := filepath.Join(t.TempDir(), "tiny.onnx")
-	if err := WriteSynthetic(other, c, 2, onnxpb.TensorProto_FLOAT); err != nil {
+	if err := llama.WriteSynthetic(other, c, 2, onnxpb.TensorProto_FLOAT); err != nil {
 		t.Fatal(err)
 	}
 	o, _ := os.ReadFile(other + ".data")
@@ -353,10 +354,10 @@ func TestWriteSyntheticTiny(t *testing.T) {
 }
 
 func TestWriteSyntheticTied(t *testing.T) {
-	c, _ := Preset("tiny")
+	c, _ := llama.Preset("tiny")
 	c.TiedEmbeddings = true
 	path := filepath.Join(t.TempDir(), "tied.onnx")
-	if err := WriteSynthetic(path, c, 3, onnxpb.TensorProto_FLOAT); err != nil {
+	if err := llama.WriteSynthetic(path, c, 3, onnxpb.TensorProto_FLOAT); err != nil {
 		t.Fatal(err)
 	}
 	raw, _ := os.ReadFile(path)
@@ -397,17 +398,17 @@ func TestWriteSyntheticTied(t *testing.T) {
 }
 
 func TestWriteSyntheticErrors(t *testing.T) {
-	c, _ := Preset("tiny")
+	c, _ := llama.Preset("tiny")
 	dir := t.TempDir()
-	err := WriteSynthetic(filepath.Join(dir, "h.onnx"), c, 1, onnxpb.TensorProto_DOUBLE)
+	err := llama.WriteSynthetic(filepath.Join(dir, "h.onnx"), c, 1, onnxpb.TensorProto_DOUBLE)
 	if err == nil || !strings.Contains(err.Error(), "h.onnx") || !strings.Contains(err.Error(), "DOUBLE") {
 		t.Errorf("double: %v", err)
 	}
 	c.Heads = 7
-	if err := WriteSynthetic(filepath.Join(dir, "b.onnx"), c, 1, onnxpb.TensorProto_FLOAT); err == nil {
+	if err := llama.WriteSynthetic(filepath.Join(dir, "b.onnx"), c, 1, onnxpb.TensorProto_FLOAT); err == nil {
 		t.Error("bad config accepted")
 	}
-	if err := WriteSynthetic(filepath.Join(dir, "missing", "m.onnx"), c, 1, onnxpb.TensorProto_FLOAT); err == nil {
+	if err := llama.WriteSynthetic(filepath.Join(dir, "missing", "m.onnx"), c, 1, onnxpb.TensorProto_FLOAT); err == nil {
 		t.Error("missing folder accepted")
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
@@ -416,24 +417,24 @@ func TestWriteSyntheticErrors(t *testing.T) {
 }
 
 func TestBuildSourceErrors(t *testing.T) {
-	c, _ := Preset("tiny")
+	c, _ := llama.Preset("tiny")
 	w := randomWeights(c, 1)
-	delete(w, LayerWeight(1, "mlp.up_proj"))
-	if _, err := Build(c, Weights(w)); err == nil || !strings.Contains(err.Error(), "model.layers.1.mlp.up_proj.weight") {
+	delete(w, llama.LayerWeight(1, "mlp.up_proj"))
+	if _, err := llama.Build(c, llama.Weights(w)); err == nil || !strings.Contains(err.Error(), "model.layers.1.mlp.up_proj.weight") {
 		t.Errorf("missing weight: %v", err)
 	}
 	w = randomWeights(c, 1)
 	w["model.norm.weight"] = w["model.norm.weight"][:3]
-	if _, err := Build(c, Weights(w)); err == nil || !strings.Contains(err.Error(), "model.norm.weight") {
+	if _, err := llama.Build(c, llama.Weights(w)); err == nil || !strings.Contains(err.Error(), "model.norm.weight") {
 		t.Errorf("short weight: %v", err)
 	}
 }
 
 // BenchmarkWriteSynthetic25m measures the streaming writer on the 25m preset (~100 MB).
 func BenchmarkWriteSynthetic25m(b *testing.B) {
-	c, _ := Preset("25m")
+	c, _ := llama.Preset("25m")
 	for i := 0; i < b.N; i++ {
-		if err := WriteSynthetic(filepath.Join(b.TempDir(), "m.onnx"), c, 1, onnxpb.TensorProto_FLOAT); err != nil {
+		if err := llama.WriteSynthetic(filepath.Join(b.TempDir(), "m.onnx"), c, 1, onnxpb.TensorProto_FLOAT); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -1,10 +1,11 @@
-package llama
+package llama_test
 
 import (
 	"testing"
 
 	"github.com/shears-ml/shears/internal/testkit"
 	"github.com/shears-ml/shears/lm"
+	"github.com/shears-ml/shears/models/llama"
 	"github.com/shears-ml/shears/runtime"
 	"google.golang.org/protobuf/proto"
 )
@@ -13,34 +14,15 @@ import (
 // and returns the logits [B, T, vocab] and the presents by past-input name.
 func withPastRun(t *testing.T, s *runtime.Session, it *lm.Interface, b lm.Batch, past map[string]*runtime.Tensor) (*runtime.Tensor, map[string]*runtime.Tensor) {
 	t.Helper()
-	f, err := it.Feeds(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	in := map[string]*runtime.Tensor{}
-	for name, x := range f {
-		if in[name], err = runtime.LMTensor(x); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for name, x := range past {
-		in[name] = x
-	}
 	outs := []string{lm.Logits}
 	for i := 0; i < it.Layers; i++ {
 		outs = append(outs, lm.Present(i, lm.Key), lm.Present(i, lm.Value))
 	}
-	res, err := s.Run(in, outs)
+	res, err := s.Run(testkit.BatchFeeds(t, s.Inputs(), b, past), outs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	next := map[string]*runtime.Tensor{}
-	for i := 0; i < it.Layers; i++ {
-		for _, k := range []lm.Kind{lm.Key, lm.Value} {
-			next[lm.Past(i, k)] = res[lm.Present(i, k)]
-		}
-	}
-	return res[lm.Logits], next
+	return res[lm.Logits], testkit.NextPast(res)
 }
 
 // rowLogits returns the logits of row r, positions [from, to) of l [B, T, V].
@@ -55,8 +37,8 @@ func rowLogits(l *runtime.Tensor, r, from, to int) []float32 {
 // real tokens only) gives the logits of the unpadded sequence.
 func TestWithPastMatchesRecompute(t *testing.T) {
 	initORT(t)
-	c := Config{Dim: 32, HiddenDim: 48, Layers: 2, Heads: 4, KVHeads: 2, Vocab: 40, MaxSeq: 16, NormEps: 1e-5, RopeTheta: 10000}
-	m, err := Build(c, Weights(randomWeights(c, 3)))
+	c := llama.Config{Dim: 32, HiddenDim: 48, Layers: 2, Heads: 4, KVHeads: 2, Vocab: 40, MaxSeq: 16, NormEps: 1e-5, RopeTheta: 10000}
+	m, err := llama.Build(c, llama.Weights(randomWeights(c, 3)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package llama2c
+package llama2c_test
 
 import (
 	"encoding/binary"
@@ -11,15 +11,15 @@ import (
 	"testing"
 
 	"github.com/shears-ml/shears/internal/testkit"
-	"github.com/shears-ml/shears/internal/testpath"
 	"github.com/shears-ml/shears/lm"
+	"github.com/shears-ml/shears/models/llama2c"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
 	"github.com/shears-ml/shears/runtime"
 	"google.golang.org/protobuf/proto"
 )
 
-func sharedPath(t *testing.T, rel string) string { return testpath.Shared(t, rel) }
+func sharedPath(t *testing.T, rel string) string { return testkit.Shared(t, rel) }
 
 func initORT(t *testing.T) {
 	t.Helper()
@@ -67,7 +67,7 @@ var greedyIDs = []int64{403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 4
 
 func importStories(t *testing.T) *onnx.Model {
 	t.Helper()
-	m, err := Import(sharedPath(t, "models/stories260K/stories260K.bin"))
+	m, err := llama2c.Import(sharedPath(t, "models/stories260K/stories260K.bin"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +261,7 @@ func TestImportErrors(t *testing.T) {
 	badHeader := append([]byte(nil), raw...)
 	binary.LittleEndian.PutUint32(badHeader[12:], 7) // n_heads 7 does not divide dim 64
 	magic := append([]byte(nil), raw...)
-	binary.LittleEndian.PutUint32(magic, versionMagic)
+	binary.LittleEndian.PutUint32(magic, 0x616b3432) // "ak42", the version-1/2 header
 	cases := []struct {
 		file string
 		data []byte
@@ -276,12 +276,12 @@ func TestImportErrors(t *testing.T) {
 	}
 	for _, c := range cases {
 		p := write(c.file, c.data)
-		_, err := Import(p)
+		_, err := llama2c.Import(p)
 		if err == nil || !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: error %v, want one naming the file and %q", c.file, err, c.want)
 		}
 	}
-	ck, err := ReadHeader(sharedPath(t, "models/stories260K/stories260K.bin"))
+	ck, err := llama2c.ReadHeader(sharedPath(t, "models/stories260K/stories260K.bin"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/shears-ml/shears/internal/testkit"
-	"github.com/shears-ml/shears/internal/torchfix"
 	"github.com/shears-ml/shears/lm"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/runtime"
@@ -44,34 +43,9 @@ func session(t *testing.T, m *onnx.Model) *runtime.Session {
 // it, and returns every output.
 func run(t *testing.T, s *runtime.Session, ids []int, past map[string]*runtime.Tensor, pastLen int, cache bool) map[string]*runtime.Tensor {
 	t.Helper()
-	extra := map[string]*runtime.Tensor{decoder.UseCacheBranch: {DType: runtime.Bool, Shape: []int64{1}, Raw: []byte{map[bool]byte{false: 0, true: 1}[cache]}}}
-	it, err := lm.FromIO(runtime.LMIO(s.Inputs()), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := lm.Batch{IDs: [][]int{ids}}
-	if past != nil {
-		b.PastMask = [][]int64{make([]int64, pastLen)}
-		for i := range b.PastMask[0] {
-			b.PastMask[0][i] = 1
-		}
-	}
-	f, err := it.Feeds(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	in := map[string]*runtime.Tensor{}
-	for _, x := range s.Inputs() {
-		switch {
-		case past[x.Name] != nil:
-			in[x.Name] = past[x.Name]
-		case extra[x.Name] != nil:
-			in[x.Name] = extra[x.Name]
-		default:
-			if in[x.Name], err = runtime.LMTensor(f[x.Name]); err != nil {
-				t.Fatal(err)
-			}
-		}
+	in := testkit.PastFeeds(t, s.Inputs(), [][]int{ids}, past, pastLen)
+	if _, ok := in[decoder.UseCacheBranch]; ok { // lm sets it to pastLen > 0; the test picks
+		in[decoder.UseCacheBranch] = &runtime.Tensor{DType: runtime.Bool, Shape: []int64{1}, Raw: []byte{map[bool]byte{false: 0, true: 1}[cache]}}
 	}
 	var names []string
 	for _, o := range s.Outputs() {
@@ -82,16 +56,6 @@ func run(t *testing.T, s *runtime.Session, ids []int, past map[string]*runtime.T
 		t.Fatal(err)
 	}
 	return out
-}
-
-func presents(out map[string]*runtime.Tensor) map[string]*runtime.Tensor {
-	p := map[string]*runtime.Tensor{}
-	for name, x := range out {
-		if i, k, ok := lm.ParsePresent(name); ok {
-			p[lm.Past(i, k)] = x
-		}
-	}
-	return p
 }
 
 // A merged decoder built from our with-past model: one copy of the weights, both branches
@@ -114,7 +78,7 @@ func TestMergeSpecialise(t *testing.T) {
 	ref, sm := session(t, m), session(t, mg)
 	prompt, next := []int{1, 5, 9, 39}, []int{7, 3}
 	r0 := run(t, ref, prompt, nil, 0, false)
-	r1 := run(t, ref, next, presents(r0), 4, false)
+	r1 := run(t, ref, next, testkit.NextPast(r0), 4, false)
 	for _, cache := range []bool{false, true} { // the with-past branch also takes an empty past
 		m0 := run(t, sm, prompt, nil, 0, cache)
 		if d := testkit.MaxDiff(m0[lm.Logits].F32, r0[lm.Logits].F32); !(d <= 1e-5) {
@@ -123,7 +87,7 @@ func TestMergeSpecialise(t *testing.T) {
 		if cache {
 			continue
 		}
-		m1 := run(t, sm, next, presents(m0), 4, true)
+		m1 := run(t, sm, next, testkit.NextPast(m0), 4, true)
 		if d := testkit.MaxDiff(m1[lm.Logits].F32, r1[lm.Logits].F32); !(d <= 1e-5) {
 			t.Errorf("with-past branch continuing the no-cache branch's presents: logits differ by %g", d)
 		}
@@ -156,7 +120,7 @@ func TestMergeSpecialise(t *testing.T) {
 // PyTorch's optimum-style exports (stages' fixtures): the with-past model's and the merged
 // decoder's train forms compute the with-past model's logits on a fresh batch.
 func TestTrainFormTorchExports(t *testing.T) {
-	e := torchfix.Random(t, torchfix.TinySpec, 7)
+	e := testkit.TorchRandom(t, testkit.TorchTinySpec, 7)
 	testkit.ORT(t)
 	wp, err := onnx.Load(e.WithPast)
 	if err != nil {

@@ -5,8 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/shears-ml/shears/internal/testsynth"
-	"github.com/shears-ml/shears/internal/torchfix"
+	"github.com/shears-ml/shears/internal/testkit"
 	"github.com/shears-ml/shears/models/gpt2"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/transform/layers"
@@ -40,7 +39,7 @@ func TestDynamoStyleGraphsKeepRoles(t *testing.T) {
 	m := tinyModel(t)
 	want := shapeRoles(t, m)
 	for _, keep := range []bool{true, false} {
-		d, err := testsynth.Dynamo(m, keep)
+		d, err := testkit.Dynamo(m, keep)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -72,7 +71,7 @@ func TestStructuralRolesGPT2(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := testsynth.Dynamo(m, false)
+	d, err := testkit.Dynamo(m, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +93,7 @@ func TestStructuralRolesGPT2(t *testing.T) {
 // PyTorch's own with-past export (optimum's names, anonymous onnx::MatMul_* weights), renamed
 // dynamo-style with anonymous weights: the same roles as its node names give.
 func TestStructuralRolesTorchExport(t *testing.T) {
-	e := torchfix.Random(t, torchfix.TinySpec, 3)
+	e := testkit.TorchRandom(t, testkit.TorchTinySpec, 3)
 	m, err := onnx.Load(e.WithPast)
 	if err != nil {
 		t.Fatal(err)
@@ -103,7 +102,7 @@ func TestStructuralRolesTorchExport(t *testing.T) {
 	if len(want) != 15 {
 		t.Fatalf("torch export: %d linears, want 15", len(want))
 	}
-	d, err := testsynth.Dynamo(m, false)
+	d, err := testkit.Dynamo(m, false)
 	if err != nil {
 		t.Fatal(err)
 	}

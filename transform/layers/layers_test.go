@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/shears-ml/shears/internal/testsynth"
+	"github.com/shears-ml/shears/internal/testkit"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
 	"github.com/shears-ml/shears/transform/layers"
@@ -12,7 +12,7 @@ import (
 
 func tinyModel(t *testing.T) *onnx.Model {
 	t.Helper()
-	path := testsynth.Synthetic(t, "tiny")
+	path := testkit.Synthetic(t, "tiny")
 	m, err := onnx.Load(path)
 	if err != nil {
 		t.Fatal(err)

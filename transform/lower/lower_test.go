@@ -3,13 +3,10 @@ package lower_test
 import (
 	"errors"
 	"math/rand/v2"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/shears-ml/shears/internal/testkit"
-	"github.com/shears-ml/shears/internal/testsynth"
-	"github.com/shears-ml/shears/models/llama"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
 	"github.com/shears-ml/shears/runtime"
@@ -133,23 +130,20 @@ func TestLoweringsMatchOnnxruntime(t *testing.T) {
 // graph's.
 func TestLowerFusedModels(t *testing.T) {
 	testkit.ORT(t)
-	for _, c := range []struct {
-		attn string
-		kv   int
-	}{{testsynth.GQA, 4}, {testsynth.MHA, 8}} {
-		m := fusedModel(t, c.attn, c.kv)
+	for _, attn := range testkit.FusedAttentions {
+		m, _, _ := testkit.FusedTiny(t, attn, 6)
 		ids := []int64{1, 5, 9, 300, 2, 7, 7, 100, 11, 3}
 		_, want := testkit.RunLogits(t, m, 2, ids, nil)
 		rep, err := lower.Lower(m)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if rep.Lowered[c.attn] != 2 || rep.Lowered["RotaryEmbedding"] != 4 || rep.Lowered["SkipSimplifiedLayerNormalization"] != 4 {
-			t.Errorf("%s: lowered %v", c.attn, rep)
+		if rep.Lowered[attn] != 2 || rep.Lowered["RotaryEmbedding"] != 4 || rep.Lowered["SkipSimplifiedLayerNormalization"] != 4 {
+			t.Errorf("%s: lowered %v", attn, rep)
 		}
 		for _, n := range m.Graph().GetNode() {
 			if n.GetDomain() != "" || n.GetOpType() == "SimplifiedLayerNormalization" {
-				t.Fatalf("%s: node %s (%s::%s) left", c.attn, n.GetName(), n.GetDomain(), n.GetOpType())
+				t.Fatalf("%s: node %s (%s::%s) left", attn, n.GetName(), n.GetDomain(), n.GetOpType())
 			}
 		}
 		if err := onnx.Validate(m); err != nil {
@@ -157,35 +151,15 @@ func TestLowerFusedModels(t *testing.T) {
 		}
 		_, got := testkit.RunLogits(t, m, 2, ids, nil)
 		if d := testkit.MaxDiff(got, want); !(d <= 1e-5) {
-			t.Errorf("%s: max |lowered - fused| = %.3g", c.attn, d)
+			t.Errorf("%s: max |lowered - fused| = %.3g", attn, d)
 		}
 	}
-}
-
-func fusedModel(t *testing.T, attn string, kv int) *onnx.Model {
-	t.Helper()
-	cfg, _ := llama.Preset("tiny")
-	cfg.KVHeads = kv
-	path := filepath.Join(t.TempDir(), "plain.onnx")
-	if err := llama.WriteSynthetic(path, cfg, 6, onnxpb.TensorProto_FLOAT); err != nil {
-		t.Fatal(err)
-	}
-	plain, err := onnx.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer plain.Close()
-	m, err := testsynth.Fused(plain, cfg, attn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
 }
 
 // A form without a lowering (rotary inside the attention) is refused, naming the node, the
 // attribute and what to do, and the graph is left as it was.
 func TestRefusesUnloweredForms(t *testing.T) {
-	m := fusedModel(t, testsynth.GQA, 4)
+	m, _, _ := testkit.FusedTiny(t, testkit.GQA, 6)
 	var node string
 	for _, n := range m.Graph().GetNode() {
 		if n.GetOpType() == "GroupQueryAttention" {

@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/shears-ml/shears/internal/testkit"
-	"github.com/shears-ml/shears/internal/testsynth"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/transform/layers"
 )
@@ -13,7 +12,7 @@ import (
 // quantizedTiny is the tiny synthetic LLaMA with every target linear RTN-quantized on c.
 func quantizedTiny(t *testing.T, c Config) *onnx.Model {
 	t.Helper()
-	m, err := onnx.Load(testsynth.Synthetic(t, "tiny"))
+	m, err := onnx.Load(testkit.Synthetic(t, "tiny"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,8 +5,6 @@ import (
 	"testing"
 
 	"github.com/shears-ml/shears/internal/testkit"
-	"github.com/shears-ml/shears/internal/testsynth"
-	"github.com/shears-ml/shears/models/llama"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
 	"github.com/shears-ml/shears/runtime"
@@ -78,16 +76,7 @@ func TestBuildLowersFusedNorms(t *testing.T) {
 // its train form, the step's loss equals the causal-LM loss of the fused graph's own logits.
 func TestBuildLowersFusedAttention(t *testing.T) {
 	testkit.ORT(t)
-	cfg, _ := llama.Preset("tiny")
-	plain, err := onnx.Load(testsynth.Synthetic(t, "tiny"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer plain.Close()
-	m, err := testsynth.Fused(plain, cfg, testsynth.GQA)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, _, cfg := testkit.FusedTiny(t, testkit.GQA, 1)
 	const bt, seq = 2, 6
 	tokens := []int64{1, 50, 9, 300, 2, 7, 7, 100, 11, 3, 499, 8}
 	_, logits := testkit.RunLogits(t, m, bt, tokens, nil)

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/shears-ml/shears/internal/testsynth"
+	"github.com/shears-ml/shears/internal/testkit"
 	"github.com/shears-ml/shears/lm"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
@@ -16,7 +16,7 @@ import (
 // with an extra input ("rank_mask" [batch, 4]) that the step must pass through.
 func tinyModel(t *testing.T) *onnx.Model {
 	t.Helper()
-	path := testsynth.Synthetic(t, "tiny")
+	path := testkit.Synthetic(t, "tiny")
 	m, err := onnx.Load(path)
 	if err != nil {
 		t.Fatal(err)

@@ -1,45 +1,14 @@
-package torchfix
+package testkit
 
 import (
-	"fmt"
 	"math/rand/v2"
 	"path/filepath"
 	"testing"
 
-	"github.com/shears-ml/shears/internal/testkit"
 	"github.com/shears-ml/shears/models/llama2c"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/runtime"
 )
-
-// feeds for rows of equal length t after a past of length p (zeros when p = 0 is empty).
-func feeds(s *runtime.Session, ids [][]int64, past map[string]*runtime.Tensor, p int) map[string]*runtime.Tensor {
-	b, t := len(ids), len(ids[0])
-	var flat, mask, pos []int64
-	for _, row := range ids {
-		flat = append(flat, row...)
-		for j := 0; j < p+t; j++ {
-			mask = append(mask, 1)
-		}
-		for j := 0; j < t; j++ {
-			pos = append(pos, int64(p+j))
-		}
-	}
-	f := map[string]*runtime.Tensor{
-		"input_ids":      runtime.I64([]int64{int64(b), int64(t)}, flat),
-		"attention_mask": runtime.I64([]int64{int64(b), int64(p + t)}, mask),
-		"position_ids":   runtime.I64([]int64{int64(b), int64(t)}, pos),
-	}
-	for _, in := range s.Inputs() {
-		if x, ok := past[in.Name]; ok {
-			f[in.Name] = x
-		} else if _, ok := f[in.Name]; !ok && in.Name != "use_cache_branch" {
-			// an empty past: [b, kv heads, 0, head dim]
-			f[in.Name] = runtime.F32([]int64{int64(b), in.Dims[1], 0, in.Dims[3]}, nil)
-		}
-	}
-	return f
-}
 
 func open(t *testing.T, path string) *runtime.Session {
 	t.Helper()
@@ -57,13 +26,13 @@ func open(t *testing.T, path string) *runtime.Session {
 func TestExportsMatchImport(t *testing.T) {
 	for _, name := range []string{"random", "stories260K"} {
 		t.Run(name, func(t *testing.T) {
-			var e Export
+			var e TorchExport
 			if name == "random" {
-				e = Random(t, TinySpec, 7)
+				e = TorchRandom(t, TorchTinySpec, 7)
 			} else {
-				e = Stories260K(t)
+				e = TorchStories260K(t)
 			}
-			testkit.ORT(t)
+			ORT(t)
 			m, err := llama2c.Import(e.Checkpoint)
 			if err != nil {
 				t.Fatal(err)
@@ -83,14 +52,14 @@ func TestExportsMatchImport(t *testing.T) {
 				flat = append(flat, ids[i]...)
 			}
 			so := open(t, ours) // with past (empty), as every import now is
-			ref, err := so.Run(testkit.Feeds(t, so.Inputs(), runtime.I64([]int64{b, n}, flat), nil), []string{"logits"})
+			ref, err := so.Run(Feeds(t, so.Inputs(), runtime.I64([]int64{b, n}, flat), nil), []string{"logits"})
 			if err != nil {
 				t.Fatal(err)
 			}
 			want := ref["logits"].F32
 			check := func(what string, got []float32) {
 				t.Helper()
-				if d := testkit.MaxDiff(got, want); !(d <= 2e-5) {
+				if d := MaxDiff(got, want); !(d <= 2e-5) {
 					t.Errorf("%s: max |logits - our import| = %.3g", what, d)
 				} else {
 					t.Logf("%s: max |logits - our import| = %.3g", what, d)
@@ -98,11 +67,7 @@ func TestExportsMatchImport(t *testing.T) {
 			}
 			for _, c := range []struct{ what, path string }{{"with past (empty)", e.WithPast}, {"no past", e.NoPast}, {"merged, no-cache branch", e.Merged}} {
 				s := open(t, c.path)
-				f := feeds(s, ids, nil, 0)
-				if c.path == e.Merged {
-					f["use_cache_branch"] = &runtime.Tensor{DType: runtime.Bool, Shape: []int64{1}, Raw: []byte{0}}
-				}
-				out, err := s.Run(f, []string{"logits"})
+				out, err := s.Run(PastFeeds(t, s.Inputs(), ids, nil, 0), []string{"logits"})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -115,27 +80,11 @@ func TestExportsMatchImport(t *testing.T) {
 				for i := range ids {
 					head[i], tail[i] = ids[i][:5], ids[i][5:]
 				}
-				f := feeds(s, head, nil, 0)
-				if path == e.Merged {
-					f["use_cache_branch"] = &runtime.Tensor{DType: runtime.Bool, Shape: []int64{1}, Raw: []byte{0}}
-				}
-				first, err := s.Run(f, nil)
+				first, err := s.Run(PastFeeds(t, s.Inputs(), head, nil, 0), nil)
 				if err != nil {
 					t.Fatal(err)
 				}
-				past := map[string]*runtime.Tensor{}
-				for name, x := range first {
-					var i int
-					var kind string
-					if _, err := fmt.Sscanf(name, "present.%d.%s", &i, &kind); err == nil {
-						past[fmt.Sprintf("past_key_values.%d.%s", i, kind)] = x
-					}
-				}
-				f = feeds(s, tail, past, 5)
-				if path == e.Merged {
-					f["use_cache_branch"] = &runtime.Tensor{DType: runtime.Bool, Shape: []int64{1}, Raw: []byte{1}}
-				}
-				second, err := s.Run(f, []string{"logits", "present.0.key"})
+				second, err := s.Run(PastFeeds(t, s.Inputs(), tail, NextPast(first), 5), []string{"logits", "present.0.key"})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -149,7 +98,7 @@ func TestExportsMatchImport(t *testing.T) {
 					got = append(got, second["logits"].F32[i*4*v:(i+1)*4*v]...)
 					wantTail = append(wantTail, want[(i*n+5)*v:(i+1)*n*v]...)
 				}
-				if d := testkit.MaxDiff(got, wantTail); !(d <= 2e-5) {
+				if d := MaxDiff(got, wantTail); !(d <= 2e-5) {
 					t.Errorf("%s cached continuation: max diff %.3g", filepath.Base(path), d)
 				}
 			}

@@ -1,7 +1,8 @@
-// Package testtok writes a small llama2.c tokenizer.bin for tests, trained here by byte-pair
-// merging on a fixed English text, so tests of tokenizer conversion and model folders need
-// nothing from ../shared. It imports nothing of ours.
-package testtok
+package testkit
+
+// A generated tokenizer: a small llama2.c tokenizer.bin trained here by byte-pair merging on a
+// fixed English text, so tests of tokenizer conversion and model folders need nothing from
+// ../shared.
 
 import (
 	"encoding/binary"
@@ -14,20 +15,20 @@ import (
 	"testing"
 )
 
-// Corpus is the text the tokenizer is trained on; tests encode it and other text.
-const Corpus = `Once upon a time, there was a little girl named Lily. She loved to play outside in the park
+// TokCorpus is the text the tokenizer is trained on; tests encode it and other text.
+const TokCorpus = `Once upon a time, there was a little girl named Lily. She loved to play outside in the park
 with her dog, Max. One day, Lily found a shiny red ball under a big tree. "Look, Max!" she said.
 "It is a magic ball!" Max barked and wagged his tail. They played all day until the sun went down.
 Tom had 3 apples and gave 2 to his friend. How many apples does Tom have now? He has 1 apple left.
 The weather was cold, so the children wore warm coats, hats and boots when they went to school.
 Mom made soup for dinner; everyone said it was the best soup they had ever eaten.`
 
-// Pieces returns the vocabulary and scores of a llama2.c tokenizer with up to size tokens:
+// TokPieces returns the vocabulary and scores of a llama2.c tokenizer with up to size tokens:
 // <unk>, BOS, EOS and the 256 byte tokens (llama2.c's fixed layout), then the corpus's code
 // points, then merges of the most frequent adjacent pair (ties by first appearance), each
 // scored below the previous one, as SentencePiece's BPE trainer scores them; when the corpus
 // runs out of pairs, unused pieces fill the vocabulary to size.
-func Pieces(size int) ([]string, []float32) {
+func TokPieces(size int) ([]string, []float32) {
 	vocab := []string{"<unk>", "\n<s>\n", "\n</s>\n"}
 	for b := 0; b < 256; b++ {
 		vocab = append(vocab, fmt.Sprintf("<0x%02X>", b))
@@ -35,7 +36,7 @@ func Pieces(size int) ([]string, []float32) {
 	scores := make([]float32, len(vocab))
 	seen := map[string]bool{}
 	var chars []string
-	for _, r := range " " + Corpus {
+	for _, r := range " " + TokCorpus {
 		if s := string(r); !seen[s] && r != '\n' {
 			seen[s] = true
 			chars = append(chars, s)
@@ -44,7 +45,7 @@ func Pieces(size int) ([]string, []float32) {
 	sort.Strings(chars)
 	// Words as sequences of pieces, each with llama2.c's leading space.
 	var words [][]string
-	for _, w := range strings.Fields(Corpus) {
+	for _, w := range strings.Fields(TokCorpus) {
 		var p []string
 		for _, r := range " " + w {
 			p = append(p, string(r))
@@ -108,8 +109,8 @@ func Pieces(size int) ([]string, []float32) {
 	return vocab, scores
 }
 
-// Encode returns the bytes of a llama2.c tokenizer file with these pieces and scores.
-func Encode(vocab []string, scores []float32) []byte {
+// EncodeTok returns the bytes of a llama2.c tokenizer file with these pieces and scores.
+func EncodeTok(vocab []string, scores []float32) []byte {
 	maxLen := 1
 	for _, p := range vocab {
 		maxLen = max(maxLen, len(p))
@@ -124,13 +125,13 @@ func Encode(vocab []string, scores []float32) []byte {
 	return b
 }
 
-// Write writes a trained tokenizer of up to size tokens as tokenizer.bin in a temporary
+// Tokenizer writes a trained tokenizer of up to size tokens as tokenizer.bin in a temporary
 // folder and returns its path.
-func Write(t testing.TB, size int) string {
+func Tokenizer(t testing.TB, size int) string {
 	t.Helper()
-	vocab, scores := Pieces(size)
+	vocab, scores := TokPieces(size)
 	path := filepath.Join(t.TempDir(), "tokenizer.bin")
-	if err := os.WriteFile(path, Encode(vocab, scores), 0o644); err != nil {
+	if err := os.WriteFile(path, EncodeTok(vocab, scores), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return path

@@ -1,4 +1,4 @@
-package testpath
+package testkit
 
 import (
 	"crypto/sha256"

@@ -1,6 +1,6 @@
-// Package testsynth writes small random-weight models for tests. It is apart from testkit
-// because models/llama's own tests use testkit.
-package testsynth
+package testkit
+
+// Synthetic models: small random-weight LLaMA graphs written for a test.
 
 import (
 	"path/filepath"

@@ -1,9 +1,8 @@
-package testsynth
+package testkit
 
 import (
 	"testing"
 
-	"github.com/shears-ml/shears/internal/testkit"
 	"github.com/shears-ml/shears/onnx"
 )
 
@@ -14,16 +13,16 @@ func TestDynamoSameLogits(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	testkit.ORT(t)
+	ORT(t)
 	ids := []int64{1, 5, 9, 300, 2, 7, 7, 100}
-	_, want := testkit.RunLogits(t, m, 2, ids, nil)
+	_, want := RunLogits(t, m, 2, ids, nil)
 	for _, keep := range []bool{true, false} {
 		d, err := Dynamo(m, keep)
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, got := testkit.RunLogits(t, d, 2, ids, nil)
-		if diff := testkit.MaxDiff(got, want); !(diff <= 1e-5) {
+		_, got := RunLogits(t, d, 2, ids, nil)
+		if diff := MaxDiff(got, want); !(diff <= 1e-5) {
 			t.Errorf("keep weight names %v: max |logits - original| = %.3g", keep, diff)
 		}
 	}

@@ -1,10 +1,11 @@
-// Package torchfix makes the optimum-style test fixtures: ONNX exports written by PyTorch's
-// own exporter (testdata/torch/optimum_llama.py, run with Debian's /usr/bin/python3 and its
-// python3-torch and python3-onnx). Tests skip with the reason when torch is not installed.
+package testkit
+
+// Torch fixtures: the optimum-style ONNX exports written by PyTorch's own exporter
+// (testdata/torch/optimum_llama.py, torchRun with Debian's /usr/bin/python3 and its python3-torch and
+// python3-onnx). Tests skip with the reason when torch is not installed.
 //
 // Exports are cached under the repository's .cache/torch-fixtures/, keyed by the script, the
 // checkpoint and the arguments, because running torch costs seconds on a shared machine.
-package torchfix
 
 import (
 	"crypto/sha256"
@@ -15,75 +16,73 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
-
-	"github.com/shears-ml/shears/internal/testpath"
 )
 
 // Python is the interpreter the fixtures need: Debian's, where apt installs python3-torch.
 const Python = "/usr/bin/python3"
 
-// Export is one run of the script: the checkpoint it read and the three graphs it wrote.
-type Export struct {
-	Checkpoint string // the llama2.c checkpoint (written by the script for Random)
+// TorchExport is one torchRun of the script: the checkpoint it read and the three graphs it wrote.
+type TorchExport struct {
+	Checkpoint string // the llama2.c checkpoint (written by the script for TorchRandom)
 	WithPast   string // model.onnx: optimum's text-generation-with-past interface
 	NoPast     string // decoder_model.onnx: the same without past inputs
 	Merged     string // decoder_model_merged.onnx: If on use_cache_branch, weights shared
 }
 
 var (
-	checkOnce sync.Once
-	checkErr  error
-	mu        sync.Mutex // one export at a time per process
+	torchOnce sync.Once
+	torchErr  error
+	torchMu   sync.Mutex // one export at a time per process
 )
 
-// Available reports whether the fixtures can be made (nil) or why not.
-func Available() error {
-	checkOnce.Do(func() {
+// TorchAvailable reports whether the fixtures can be made (nil) or why not.
+func TorchAvailable() error {
+	torchOnce.Do(func() {
 		out, err := exec.Command(Python, "-c", "import torch, onnx").CombinedOutput()
 		if err != nil {
-			checkErr = fmt.Errorf("%s cannot import torch and onnx (apt-get install python3-torch python3-onnx): %v: %s", Python, err, lastLine(out))
+			torchErr = fmt.Errorf("%s cannot import torch and onnx (apt-get install python3-torch python3-onnx): %v: %s", Python, err, lastLine(out))
 		}
 	})
-	return checkErr
+	return torchErr
 }
 
-// Need skips t when the fixtures cannot be made.
-func Need(t testing.TB) {
+// NeedTorch skips t when the fixtures cannot be made.
+func NeedTorch(t testing.TB) {
 	t.Helper()
-	if err := Available(); err != nil {
+	if err := TorchAvailable(); err != nil {
 		t.Skipf("torch fixtures unavailable: %v", err)
 	}
 }
 
-// Stories260K exports ../shared's stories260K (skipping when it is absent).
-func Stories260K(t testing.TB) Export {
+// TorchStories260K exports ../shared's stories260K (skipping when it is absent).
+func TorchStories260K(t testing.TB) TorchExport {
 	t.Helper()
-	ckpt := testpath.Shared(t, "models/stories260K/stories260K.bin")
-	e, _ := run(t, ckpt, "", true)
+	ckpt := Shared(t, "models/stories260K/stories260K.bin")
+	e, _ := torchRun(t, ckpt, "", true)
 	return e
 }
 
-// TinySpec is a two-layer random model of stories260K's shape (GQA 8/4 heads).
-const TinySpec = "dim=64,hidden=172,layers=2,heads=8,kv_heads=4,vocab=512,seq=128"
+// TorchTinySpec is a two-layer random model of stories260K's shape (GQA 8/4 heads).
+const TorchTinySpec = "dim=64,hidden=172,layers=2,heads=8,kv_heads=4,vocab=512,seq=128"
 
-// Random exports a seeded random model of spec ("dim=…,hidden=…,layers=…,heads=…,kv_heads=…,
+// TorchRandom exports a seeded random model of spec ("dim=…,hidden=…,layers=…,heads=…,kv_heads=…,
 // vocab=…,seq=…"), whose llama2.c checkpoint the script writes first.
-func Random(t testing.TB, spec string, seed int) Export {
+func TorchRandom(t testing.TB, spec string, seed int) TorchExport {
 	t.Helper()
-	e, _ := run(t, "", fmt.Sprintf("%s seed=%d", spec, seed), true)
+	e, _ := torchRun(t, "", fmt.Sprintf("%s seed=%d", spec, seed), true)
 	return e
 }
 
-// TryRandom is Random for tests that use the fixture when they can: false (and a log line)
+// TryTorchRandom is TorchRandom for tests that use the fixture when they can: false (and a log line)
 // instead of a skip when torch is not installed.
-func TryRandom(t testing.TB, spec string, seed int) (Export, bool) {
+func TryTorchRandom(t testing.TB, spec string, seed int) (TorchExport, bool) {
 	t.Helper()
-	return run(t, "", fmt.Sprintf("%s seed=%d", spec, seed), false)
+	return torchRun(t, "", fmt.Sprintf("%s seed=%d", spec, seed), false)
 }
 
-func run(t testing.TB, ckpt, random string, skip bool) (Export, bool) {
+func torchRun(t testing.TB, ckpt, random string, skip bool) (TorchExport, bool) {
 	t.Helper()
-	root := testpath.RepoRoot(t)
+	root := RepoRoot(t)
 	script := filepath.Join(root, "testdata", "torch", "optimum_llama.py")
 	h := sha256.New()
 	for _, f := range []string{script, ckpt} {
@@ -98,7 +97,7 @@ func run(t testing.TB, ckpt, random string, skip bool) (Export, bool) {
 	}
 	h.Write([]byte(random))
 	dir := filepath.Join(root, ".cache", "torch-fixtures", hex.EncodeToString(h.Sum(nil))[:16])
-	e := Export{
+	e := TorchExport{
 		WithPast: filepath.Join(dir, "model.onnx"),
 		NoPast:   filepath.Join(dir, "decoder_model.onnx"),
 		Merged:   filepath.Join(dir, "decoder_model_merged.onnx"),
@@ -108,12 +107,12 @@ func run(t testing.TB, ckpt, random string, skip bool) (Export, bool) {
 	} else {
 		e.Checkpoint = ckpt
 	}
-	mu.Lock()
-	defer mu.Unlock()
+	torchMu.Lock()
+	defer torchMu.Unlock()
 	if _, err := os.Stat(e.Merged); err == nil {
 		return e, true // cached: no need to start python
 	}
-	if err := Available(); err != nil {
+	if err := TorchAvailable(); err != nil {
 		if skip {
 			t.Skipf("torch fixtures unavailable: %v", err)
 		}

@@ -1,4 +1,4 @@
-package testsynth
+package testkit
 
 import (
 	"fmt"

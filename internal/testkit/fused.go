@@ -1,9 +1,11 @@
-package testsynth
+package testkit
 
 import (
 	"fmt"
 	"math"
+	"path/filepath"
 	"strings"
+	"testing"
 
 	"github.com/shears-ml/shears/models/llama"
 	"github.com/shears-ml/shears/onnx"
@@ -15,6 +17,37 @@ const (
 	GQA = "GroupQueryAttention" // any kv heads
 	MHA = "MultiHeadAttention"  // kv heads = heads
 )
+
+// FusedAttentions are the attention operators Fused writes, for tests that try each.
+var FusedAttentions = []string{GQA, MHA}
+
+// FusedTiny writes the "tiny" preset with weights from seed (into the test's folder: the path
+// plain) and returns its Fused form with attention op attn, and the config: 4 KV heads for
+// GroupQueryAttention (the preset's grouped heads), all 8 for MultiHeadAttention (which has no
+// grouping).
+func FusedTiny(t testing.TB, attn string, seed int64) (fused *onnx.Model, plain string, cfg llama.Config) {
+	t.Helper()
+	cfg, err := llama.Preset("tiny")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if attn == MHA {
+		cfg.KVHeads = cfg.Heads
+	}
+	plain = filepath.Join(t.TempDir(), "plain.onnx")
+	if err := llama.WriteSynthetic(plain, cfg, seed, onnxpb.TensorProto_FLOAT); err != nil {
+		t.Fatal(err)
+	}
+	pm, err := onnx.Load(plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pm.Close()
+	if fused, err = Fused(pm, cfg, attn); err != nil {
+		t.Fatal(err)
+	}
+	return fused, plain, cfg
+}
 
 // Fused rebuilds plain (a models/llama graph: its weights are read by name) the way
 // onnxruntime's GenAI model builder and transformer optimizer write a LLaMA: RMSNorms as

@@ -1,7 +1,7 @@
-// Package testpath finds test inputs: the repository root and the ../shared folder beside it
-// (with the public files among them fetched, checksummed, into .cache/ when ../shared is absent).
-// It imports nothing of ours, so every package's tests can use it (runtime's included).
-package testpath
+package testkit
+
+// Test inputs: the repository root and the ../shared folder beside it (with the public files
+// among them fetched, checksummed, into .cache/ when ../shared is absent).
 
 import (
 	"crypto/sha256"
@@ -30,7 +30,7 @@ func RepoRoot(t testing.TB) string {
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			t.Fatal("testpath: go.mod not found above the working directory")
+			t.Fatal("testkit: go.mod not found above the working directory")
 		}
 		dir = parent
 	}
@@ -43,15 +43,15 @@ func RepoRoot(t testing.TB) string {
 // network). SHEARS_NO_FETCH=1 turns the download off.
 func Shared(t testing.TB, rel string) string {
 	t.Helper()
-	p, why := Find(t, rel)
+	p, why := FindShared(t, rel)
 	if p == "" {
 		t.Skip(why)
 	}
 	return p
 }
 
-// Find is Shared without the skip: the path, or "" and why there is none.
-func Find(t testing.TB, rel string) (string, string) {
+// FindShared is Shared without the skip: the path, or "" and why there is none.
+func FindShared(t testing.TB, rel string) (string, string) {
 	t.Helper()
 	root := RepoRoot(t)
 	p := filepath.Join(root, "..", "shared", rel)

@@ -1,4 +1,4 @@
-package testsynth
+package testkit
 
 import (
 	"encoding/binary"
@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/shears-ml/shears/internal/testpath"
 	"github.com/shears-ml/shears/models/hf"
 	"github.com/shears-ml/shears/models/llama2c"
 )
@@ -25,7 +24,7 @@ var StoriesGreedy = []int64{403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 31
 // the checkpoint's classifier is its embedding.
 func StoriesHF(t testing.TB, dtype string, shards int) string {
 	t.Helper()
-	bin := testpath.Shared(t, "models/stories260K/stories260K.bin")
+	bin := Shared(t, "models/stories260K/stories260K.bin")
 	dir := filepath.Join(t.TempDir(), "stories260K-hf")
 	if err := WriteLlama2cAsHF(bin, dir, dtype, shards); err != nil {
 		t.Fatal(err)
