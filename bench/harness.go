@@ -3,7 +3,6 @@ package bench
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -27,7 +26,8 @@ type Config struct {
 	// Work is the folder for generated models and outputs (default /tmp/shears-bench). The 1B
 	// synthetic model written there is reused by later runs.
 	Work string
-	// Shared is the ../shared folder (models/stories260K, data/llm-adapters).
+	// Shared is the ../shared folder (models/stories260K, data/llm-adapters); empty: shared
+	// next to Repo (or next to the working directory when there is no repository).
 	Shared string
 	// OrtLib is passed to children as --ort-lib when set.
 	OrtLib string
@@ -40,7 +40,8 @@ type Config struct {
 	// OneShot adds a --one-shot run to prune-1b.
 	OneShot bool
 	// Repo is the repository root, where serve-25m finds scripts/transformersjs and the
-	// transformers.js install in .cache/transformers-js.
+	// transformers.js install in .cache/transformers-js; empty: the folder holding go.mod above
+	// the working directory.
 	Repo string
 	// Log receives progress lines and the children's stderr (nil: discarded).
 	Log io.Writer
@@ -134,6 +135,12 @@ func newHarness(cfg Config) (*harness, error) {
 	if cfg.Log == nil {
 		cfg.Log = io.Discard
 	}
+	if cfg.Repo == "" {
+		cfg.Repo = repoRoot()
+	}
+	if cfg.Shared == "" {
+		cfg.Shared = defaultShared(cfg.Repo)
+	}
 	if cfg.Bin == "" {
 		return nil, errors.New("bench: no shears binary given")
 	}
@@ -149,6 +156,35 @@ func newHarness(cfg Config) (*harness, error) {
 		return nil, fmt.Errorf("bench: work folder: %w", err)
 	}
 	return &harness{cfg}, nil
+}
+
+// defaultShared is ../shared next to the repository root, or next to the working directory
+// when there is none.
+func defaultShared(repo string) string {
+	if repo != "" {
+		return filepath.Join(filepath.Dir(repo), "shared")
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return filepath.Join("..", "shared")
+	}
+	return filepath.Join(filepath.Dir(wd), "shared")
+}
+
+// repoRoot is the folder holding go.mod above the working directory ("" when there is none).
+func repoRoot() string {
+	wd, err := os.Getwd()
+	if err != nil {
+		return ""
+	}
+	for dir := wd; ; dir = filepath.Dir(dir) {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		if filepath.Dir(dir) == dir {
+			return ""
+		}
+	}
 }
 
 func (h *harness) logf(format string, args ...any) {
@@ -376,11 +412,6 @@ func table(header []string, rows [][]string) string {
 		line(r)
 	}
 	return b.String()
-}
-
-// JSON renders results as an indented JSON array.
-func JSON(results []*Result) ([]byte, error) {
-	return json.MarshalIndent(results, "", "  ")
 }
 
 // gb formats bytes as GB (10^9) with two decimals; mb as MB with no decimals.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,8 +19,16 @@ import (
 )
 
 // The test binary doubles as a child process: with BENCH_TEST_ALLOC_MB set it touches that many
-// megabytes and exits, with BENCH_TEST_FAIL set it writes to stderr and exits 3.
+// megabytes and exits, with BENCH_TEST_FAIL set it writes to stderr and exits 3, with
+// BENCH_TEST_WRITE set it writes 1000 bytes to that file and prints its last argument.
 func TestMain(m *testing.M) {
+	if p := os.Getenv("BENCH_TEST_WRITE"); p != "" {
+		if err := os.WriteFile(p, make([]byte, 1000), 0o644); err != nil {
+			os.Exit(1)
+		}
+		fmt.Print(os.Args[len(os.Args)-1])
+		os.Exit(0)
+	}
 	if s := os.Getenv("BENCH_TEST_ALLOC_MB"); s != "" {
 		n, _ := strconv.Atoi(s)
 		buf := make([]byte, n<<20)
@@ -252,6 +261,36 @@ func BenchmarkLoadSaveTiny(b *testing.B) {
 	for b.Loop() {
 		if err := LoadSave(in, filepath.Join(dir, "out.onnx")); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// copyBaseline alternates the copy and the command h.Reps times, reports the command's stdout
+// and output size, lists the copy first among the commands, and leaves neither copy nor output.
+func TestCopyBaseline(t *testing.T) {
+	dir := t.TempDir()
+	src, out := filepath.Join(dir, "src.bin"), filepath.Join(dir, "run", "out.bin")
+	if err := os.WriteFile(src, make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Mkdir(filepath.Dir(out), 0o755)
+	t.Setenv("BENCH_TEST_WRITE", out)
+	h := &harness{Config{Bin: os.Args[0], Reps: 2, Log: io.Discard}}
+	r := &Result{}
+	v, err := h.copyBaseline(context.Background(), r, filepath.Join(dir, "run"), src, []string{out}, "import", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(v.Stdout) != "--json" || v.Written != 1000 || !(v.Copy.Seconds > 0) || !(v.Run.Seconds > 0) {
+		t.Errorf("stdout %q, written %d, copy %gs, run %gs", v.Stdout, v.Written, v.Copy.Seconds, v.Run.Seconds)
+	}
+	if len(r.Commands) != 2 || !strings.HasPrefix(r.Commands[0], "sh -c 'cp "+src) || !strings.Contains(r.Commands[0], "&& sync ") ||
+		!strings.HasPrefix(r.Commands[1], "shears import --json") {
+		t.Errorf("commands %q", r.Commands)
+	}
+	for _, p := range []string{out, filepath.Join(dir, "run", "copy")} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s left behind (%v)", p, err)
 		}
 	}
 }

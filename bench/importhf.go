@@ -94,59 +94,24 @@ func importHF1B(ctx context.Context, h *harness) (*Result, error) {
 		return nil, err
 	}
 	dir := filepath.Join(h.Work, "importhf")
-	copyDir, out := filepath.Join(dir, "copy"), filepath.Join(dir, "tinyllama.onnx")
-	clean := func() {
-		os.RemoveAll(copyDir)
-		os.Remove(out)
-		os.Remove(out + ".data")
-	}
-	clean()
-	defer clean()
+	out := filepath.Join(dir, "tinyllama.onnx")
 	r := &Result{Header: []string{"step", "wall (best of reps)", "user CPU", "sys CPU", "peak RSS", "RSS / checkpoint", "time / copy"},
 		Figures: map[string]float64{"checkpoint_bytes": float64(size)}}
-	best := func(old, new Measurement) Measurement {
-		if old.Seconds == 0 || new.Seconds < old.Seconds {
-			return new
-		}
-		return old
+	// The baseline copies the same bytes and fsyncs them, as the import's Save does.
+	v, err := h.copyBaseline(ctx, r, dir, ckpt+"/*", []string{out, out + ".data"}, "import", "hf", ckpt, "-o", out, "--json")
+	if err != nil {
+		return nil, err
 	}
-	var cp, imp Measurement
+	cp, imp := v.Copy, v.Run
 	var rep struct {
 		Params       int64   `json:"params"`
 		BytesWritten int64   `json:"bytes_written"`
 		Converted    int     `json:"converted_tensors"`
 		Seconds      float64 `json:"seconds"`
 	}
-	cpCmd := fmt.Sprintf("mkdir -p %s && cp %s/* %s/ && sync %s/*", copyDir, ckpt, copyDir, copyDir)
-	for i := 0; i < h.Reps; i++ {
-		clean()
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, err
-		}
-		// The baseline copies the same bytes and fsyncs them, as the import's Save does.
-		h.logf("$ sh -c %q", cpCmd)
-		m, err := Measure(ctx, h.Log, "sh", "-c", cpCmd)
-		if err != nil {
-			return nil, err
-		}
-		cp = best(cp, m)
-		os.RemoveAll(copyDir)
-		args := []string{"import", "hf", ckpt, "-o", out, "--json"}
-		if i > 0 {
-			h.logf("$ %s", commandLine("shears", args))
-			m, err = Measure(ctx, h.Log, h.Bin, args...)
-		} else {
-			m, err = h.shears(ctx, r, args...)
-		}
-		if err != nil {
-			return nil, err
-		}
-		if err := json.Unmarshal(m.Stdout, &rep); err != nil {
-			return nil, fmt.Errorf("import --json output: %w", err)
-		}
-		imp = best(imp, m)
+	if err := json.Unmarshal(v.Stdout, &rep); err != nil {
+		return nil, fmt.Errorf("import --json output: %w", err)
 	}
-	r.Commands = append([]string{"sh -c '" + cpCmd + "'"}, r.Commands...)
 	rss := float64(imp.PeakRSS) / float64(size)
 	ratio := imp.Seconds / cp.Seconds
 	r.Rows = [][]string{

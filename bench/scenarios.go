@@ -75,60 +75,15 @@ func loadSave1B(ctx context.Context, h *harness) (*Result, error) {
 		return nil, err
 	}
 	dir := filepath.Join(h.Work, "loadsave")
-	copyDir, saveOut := filepath.Join(dir, "copy"), filepath.Join(dir, "saved.onnx")
-	clean := func() {
-		os.RemoveAll(copyDir)
-		os.Remove(saveOut)
-		os.Remove(saveOut + ".data")
-	}
-	clean()
-	defer clean()
-	if err := os.MkdirAll(copyDir, 0o755); err != nil {
+	saveOut := filepath.Join(dir, "saved.onnx")
+	r := &Result{Header: []string{"step", "wall (best of reps)", "user CPU", "sys CPU", "peak RSS", "time / copy"}, Figures: map[string]float64{"model_bytes": float64(size)}}
+	// The baseline copies the same bytes and fsyncs them, as Save does.
+	v, err := h.copyBaseline(ctx, r, dir, model+" "+model+".data", []string{saveOut, saveOut + ".data"},
+		"bench", "--loadsave-child", model, saveOut)
+	if err != nil {
 		return nil, err
 	}
-	r := &Result{Header: []string{"step", "wall (best of reps)", "user CPU", "sys CPU", "peak RSS", "time / copy"}, Figures: map[string]float64{"model_bytes": float64(size)}}
-	best := func(old, new Measurement) Measurement {
-		if old.Seconds == 0 || new.Seconds < old.Seconds {
-			return new
-		}
-		return old
-	}
-	var cp, save Measurement
-	cpCmd := fmt.Sprintf("cp %s %s.data %s/ && sync %s/*", model, model, copyDir, copyDir)
-	for rep := 0; rep < h.Reps; rep++ {
-		clean()
-		if err := os.MkdirAll(copyDir, 0o755); err != nil {
-			return nil, err
-		}
-		// The baseline copies the same bytes and fsyncs them, as Save does.
-		h.logf("$ sh -c %q", cpCmd)
-		m, err := Measure(ctx, h.Log, "sh", "-c", cpCmd)
-		if err != nil {
-			return nil, err
-		}
-		cp = best(cp, m)
-		os.RemoveAll(copyDir)
-		args := []string{"bench", "--loadsave-child", model, saveOut}
-		if rep > 0 {
-			h.logf("$ %s", commandLine("shears", args))
-			m, err = Measure(ctx, h.Log, h.Bin, args...)
-		} else {
-			m, err = h.shears(ctx, r, args...)
-		}
-		if err != nil {
-			return nil, err
-		}
-		save = best(save, m)
-	}
-	var written int64
-	for _, f := range []string{saveOut, saveOut + ".data"} {
-		fi, err := os.Stat(f)
-		if err != nil {
-			return nil, fmt.Errorf("save output: %w", err)
-		}
-		written += fi.Size()
-	}
-	r.Commands = append([]string{"sh -c '" + cpCmd + "'"}, r.Commands...)
+	cp, save, written := v.Copy, v.Run, v.Written
 	ratio := save.Seconds / cp.Seconds
 	r.Rows = [][]string{
 		{"copy .onnx + .data, fsync (baseline)", secs(cp.Seconds), secs(cp.User), secs(cp.System), mb(cp.PeakRSS), "1.00"},

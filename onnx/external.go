@@ -123,6 +123,11 @@ func (m *Model) checkExternalRef(t *onnxpb.TensorProto, sizes map[string]int64) 
 // readExternal reads want bytes of external tensor t, checking its reference again (the file
 // may have changed since Load).
 func (m *Model) readExternal(t *onnxpb.TensorProto, want int64) ([]byte, error) {
+	return m.readExternalBuf(t, want, nil)
+}
+
+// readExternalBuf is readExternal into buf when it is not nil (it must hold want bytes).
+func (m *Model) readExternalBuf(t *onnxpb.TensorProto, want int64, buf []byte) ([]byte, error) {
 	r, err := parseExternal(t)
 	if err != nil {
 		return nil, fmt.Errorf("onnx: %w", err)
@@ -143,7 +148,9 @@ func (m *Model) readExternal(t *onnxpb.TensorProto, want int64) ([]byte, error) 
 		return nil, fmt.Errorf("onnx: tensor %q: external data offset %d + length %d runs past the end of %q (%d bytes)",
 			t.GetName(), r.offset, want, r.location, size)
 	}
-	buf := make([]byte, want)
+	if buf == nil {
+		buf = make([]byte, want)
+	}
 	if _, err := f.ReadAt(buf, r.offset); err != nil && !(err == io.EOF && want == 0) {
 		return nil, fmt.Errorf("onnx: tensor %q: read external data %q: %w", t.GetName(), r.location, err)
 	}

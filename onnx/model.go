@@ -35,6 +35,13 @@ type SaveOptions struct {
 	// written (the weights stream through it, one tensor at a time). It returns the bytes to write,
 	// which must have the same length. Used by passes that rewrite weights of large models.
 	Transform func(name string, t *onnxpb.TensorProto, raw []byte) ([]byte, error)
+	// TransformInto is Transform writing into a buffer Save provides: dst has the output's
+	// length (the raw length, or dims × the new element size when retyped) and is all to be
+	// written; raw must not be modified or kept. Save reuses both buffers from tensor to tensor
+	// and writes dst to the data file while the next tensor is transformed, so streaming a large
+	// model costs no allocation per tensor and no page-cache copy. At most one of Transform and
+	// TransformInto may be set; Touches and Retype apply to either.
+	TransformInto func(name string, t *onnxpb.TensorProto, raw, dst []byte) error
 	// Touches, when set with Transform, names the tensors Transform changes; the others are
 	// written as they are, external ones by a file-to-file copy instead of through a buffer.
 	Touches func(name string) bool

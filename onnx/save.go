@@ -1,13 +1,8 @@
 package onnx
 
 import (
-	"bufio"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
-	"io"
 	"path/filepath"
 	"strconv"
 
@@ -55,12 +50,26 @@ func (m *Model) Save(path string, opts SaveOptions) (err error) {
 	}
 	external := opts.ExternalData || total > maxInlineBytes
 
+	if opts.Transform != nil && opts.TransformInto != nil {
+		return fail(fmt.Errorf("both Transform and TransformInto are set"))
+	}
+	pool := &bufPool{}
+	defer pool.close()
 	var dw *dataWriter
 	defer func() {
 		if dw != nil {
-			dw.p.Abort()
+			dw.abort() // a no-op once renamed
 		}
 	}()
+	writer := func() (*dataWriter, error) {
+		if dw == nil {
+			var err error
+			if dw, err = newDataWriter(dataPath, pool); err != nil {
+				return nil, err
+			}
+		}
+		return dw, nil
+	}
 	ids := map[string]string{} // data file location → id the output expects
 	outInits := make([]*onnxpb.TensorProto, len(inits))
 	for i, t := range inits {
@@ -69,21 +78,22 @@ func (m *Model) Save(path string, opts SaveOptions) (err error) {
 			outInits[i] = t // no raw form (strings): kept as is, never transformed
 			continue
 		}
-		transform := opts.Transform
-		if transform != nil && opts.Touches != nil && !opts.Touches(t.GetName()) {
-			transform = nil // untouched: written as is (external ones copied file to file)
+		transform, into := opts.Transform, opts.TransformInto
+		if (transform != nil || into != nil) && opts.Touches != nil && !opts.Touches(t.GetName()) {
+			transform, into = nil, nil // untouched: written as is (external ones copied file to file)
 		}
+		touched := transform != nil || into != nil
 		outDT, retyped := DataType(t), false
 		if opts.Retype != nil {
 			if dt, ok := opts.Retype(t.GetName(), t); ok && dt != outDT {
-				if transform == nil || ElemSize(dt) == 0 || lerr != nil {
+				if !touched || ElemSize(dt) == 0 || lerr != nil {
 					return fail(fmt.Errorf("retype tensor %q to %s: needs a Transform, a fixed-size type and valid dims", t.GetName(), dt))
 				}
 				outDT, retyped = dt, true
 				n = NumElements(t.GetDims()) * int64(ElemSize(dt))
 			}
 		}
-		if opts.ShareExternal && isExternal(t) && transform == nil && !retyped {
+		if opts.ShareExternal && isExternal(t) && !touched && !retyped {
 			out, err := m.sharedRef(t, dir, dataPath)
 			if err != nil {
 				return fail(err)
@@ -97,19 +107,18 @@ func (m *Model) Save(path string, opts SaveOptions) (err error) {
 			continue
 		}
 		toExt := external && n >= threshold
-		if !toExt && transform == nil && !isExternal(t) {
+		if !toExt && !touched && !isExternal(t) {
 			outInits[i] = t // unchanged, shared with m (the output proto is never modified)
 			continue
 		}
-		if toExt && transform == nil && isExternal(t) {
+		if toExt && !touched && isExternal(t) {
 			// External to external, unchanged: the kernel copies the bytes file to file
 			// (copy_file_range), without a trip through a Go buffer.
-			if dw == nil {
-				if dw, err = newDataWriter(dataPath); err != nil {
-					return fail(err)
-				}
+			w, err := writer()
+			if err != nil {
+				return fail(err)
 			}
-			off, err := m.copyExternal(t, n, dw)
+			off, err := m.copyExternal(t, n, w)
 			if err != nil {
 				return fail(fmt.Errorf("write data file %s: %w", dataPath, err))
 			}
@@ -123,26 +132,9 @@ func (m *Model) Save(path string, opts SaveOptions) (err error) {
 			outInits[i] = out
 			continue
 		}
-		raw, err := m.RawData(t)
+		raw, pooled, err := m.tensorBytes(t, n, toExt, transform, into, retyped, pool)
 		if err != nil {
 			return fail(err)
-		}
-		if transform != nil {
-			if !isExternal(t) {
-				raw = append([]byte(nil), raw...) // the transform must not see m's own bytes
-			}
-			nraw, err := transform(t.GetName(), t, raw)
-			if err != nil {
-				return fail(fmt.Errorf("transform tensor %q: %w", t.GetName(), err))
-			}
-			want := int64(len(raw))
-			if retyped {
-				want = n
-			}
-			if int64(len(nraw)) != want {
-				return fail(fmt.Errorf("transform tensor %q: returned %d bytes, want %d", t.GetName(), len(nraw), want))
-			}
-			raw = nraw
 		}
 		out := &onnxpb.TensorProto{}
 		shallowCopy(out, t)
@@ -151,12 +143,12 @@ func (m *Model) Save(path string, opts SaveOptions) (err error) {
 		}
 		out.FloatData, out.DoubleData, out.Int32Data, out.Int64Data, out.Uint64Data = nil, nil, nil, nil, nil
 		if toExt {
-			if dw == nil {
-				if dw, err = newDataWriter(dataPath); err != nil {
-					return fail(err)
-				}
+			w, err := writer()
+			if err != nil {
+				pool.put(raw)
+				return fail(err)
 			}
-			off, err := dw.write(raw)
+			off, err := w.write(raw, pooled)
 			if err != nil {
 				return fail(fmt.Errorf("write data file %s: %w", dataPath, err))
 			}
@@ -185,6 +177,9 @@ func (m *Model) Save(path string, opts SaveOptions) (err error) {
 	og.Initializer = outInits
 	og.Node = nodes
 	if dw != nil {
+		if err := dw.wait(); err != nil {
+			return fail(fmt.Errorf("write data file %s: %w", dataPath, err))
+		}
 		ids[filepath.ToSlash(dataName)] = dw.id()
 	}
 	om := &onnxpb.ModelProto{}
@@ -287,110 +282,6 @@ func (m *Model) inlineNodeTensors(nodes []*onnxpb.NodeProto) ([]*onnxpb.NodeProt
 	return out, nil
 }
 
-// dataWriter appends tensors to a temporary data file at ExternalAlign-aligned offsets,
-// hashing what it writes into the file's id.
-type dataWriter struct {
-	p   *PendingFile
-	w   *bufio.Writer
-	off int64
-	h   hash.Hash
-}
-
-func newDataWriter(dataPath string) (*dataWriter, error) {
-	p, err := CreatePending(dataPath)
-	if err != nil {
-		return nil, err
-	}
-	return &dataWriter{p: p, w: bufio.NewWriterSize(p, 1<<20), h: sha256.New()}, nil
-}
-
-var zeroPad [ExternalAlign]byte
-
-// write pads to the next aligned offset, writes b and returns the offset it starts at.
-func (d *dataWriter) write(b []byte) (int64, error) {
-	if r := d.off % ExternalAlign; r != 0 {
-		if _, err := d.w.Write(zeroPad[:ExternalAlign-r]); err != nil {
-			return 0, err
-		}
-		d.off += ExternalAlign - r
-	}
-	off := d.off
-	if _, err := d.w.Write(b); err != nil {
-		return 0, err
-	}
-	d.h.Write(b)
-	d.off += int64(len(b))
-	return off, nil
-}
-
-// copyExternal appends n bytes of external tensor t to d (aligned) by a file-to-file copy and
-// returns the offset they start at.
-func (m *Model) copyExternal(t *onnxpb.TensorProto, n int64, d *dataWriter) (int64, error) {
-	r, err := parseExternal(t)
-	if err != nil {
-		return 0, err
-	}
-	// The handle m holds (not the path): if the file was replaced since Load, m still copies
-	// the bytes it was loaded with, as RawData reads them. Seeking it is safe: reads elsewhere
-	// use ReadAt.
-	src, err := m.openExternal(r.location)
-	if err != nil {
-		return 0, fmt.Errorf("tensor %q: %w", t.GetName(), err)
-	}
-	e := m.files()
-	e.copyMu.Lock() // one seek-and-copy at a time on the shared handle
-	defer e.copyMu.Unlock()
-	if fi, err := src.Stat(); err != nil || r.offset > fi.Size() || n > fi.Size()-r.offset {
-		return 0, fmt.Errorf("tensor %q: external data offset %d + length %d runs past the end of %q", t.GetName(), r.offset, n, r.location)
-	}
-	if _, err := src.Seek(r.offset, io.SeekStart); err != nil {
-		return 0, err
-	}
-	if r := d.off % ExternalAlign; r != 0 {
-		if _, err := d.w.Write(zeroPad[:ExternalAlign-r]); err != nil {
-			return 0, err
-		}
-		d.off += ExternalAlign - r
-	}
-	if err := d.w.Flush(); err != nil {
-		return 0, err
-	}
-	off := d.off
-	// The bytes are not read here, so the id covers where they come from instead: the source
-	// file's own id when it has one, else its name, size and modification time.
-	srcID, _ := dataIDOf(src)
-	if srcID == "" {
-		if fi, err := src.Stat(); err == nil {
-			srcID = fmt.Sprintf("%s %d %d", src.Name(), fi.Size(), fi.ModTime().UnixNano())
-		}
-	}
-	fmt.Fprintf(d.h, "copy %s %d %d\n", srcID, r.offset, n)
-	copied, err := d.p.ReadFrom(&io.LimitedReader{R: src, N: n})
-	if err != nil {
-		return 0, err
-	}
-	if copied != n {
-		return 0, fmt.Errorf("tensor %q: copied %d of %d bytes", t.GetName(), copied, n)
-	}
-	d.off += n
-	return off, nil
-}
-
-// id is the data file's content id: a hash of the tensors written (and of the sources of
-// those copied).
-func (d *dataWriter) id() string { return hex.EncodeToString(d.h.Sum(nil)[:16]) }
-
-// finish appends the id trailer and syncs the file.
-func (d *dataWriter) finish() error {
-	if _, err := d.w.WriteString(dataIDMagic + d.id() + "\n"); err != nil {
-		return err
-	}
-	if err := d.w.Flush(); err != nil {
-		return err
-	}
-	return d.p.finish()
-}
-
 // CanShareExternal reports whether a Save of m to path with ShareExternal can refer to every
 // external data file of m (each must lie in path's folder or below it); the error names the
 // first file that cannot be shared. A model without external data can always be shared.
@@ -452,4 +343,75 @@ func (m *Model) sharedRef(t *onnxpb.TensorProto, dir, dataPath string) (*onnxpb.
 		out.ExternalData = append(out.ExternalData, e)
 	}
 	return out, nil
+}
+
+// tensorBytes returns the bytes Save writes for initializer t (n of them when retyped): its own
+// bytes, or those transform or into make of them. For the data file (toExt) they come in a
+// buffer of pool (pooled true), which the data file's writer gives back once written; tensors
+// kept inline get bytes of their own.
+func (m *Model) tensorBytes(t *onnxpb.TensorProto, n int64, toExt bool,
+	transform func(string, *onnxpb.TensorProto, []byte) ([]byte, error),
+	into func(string, *onnxpb.TensorProto, []byte, []byte) error,
+	retyped bool, pool *bufPool) (b []byte, pooled bool, err error) {
+	name := t.GetName()
+	if into != nil {
+		var raw []byte
+		if isExternal(t) {
+			want, err := tensorByteLen(t)
+			if err != nil {
+				return nil, false, fmt.Errorf("onnx: %w", err)
+			}
+			raw = pool.get(int(want))
+			defer pool.put(raw)
+			if _, err := m.readExternalBuf(t, want, raw); err != nil {
+				return nil, false, err
+			}
+		} else if raw, err = m.RawData(t); err != nil {
+			return nil, false, err
+		}
+		if !retyped {
+			n = int64(len(raw))
+		}
+		var dst []byte
+		if toExt {
+			dst = pool.get(int(n))
+		} else {
+			dst = make([]byte, n)
+		}
+		if err := into(name, t, raw, dst); err != nil {
+			pool.put(dst)
+			return nil, false, fmt.Errorf("transform tensor %q: %w", name, err)
+		}
+		return dst, toExt, nil
+	}
+	raw, err := m.RawData(t)
+	if err != nil {
+		return nil, false, err
+	}
+	if transform != nil {
+		if !isExternal(t) {
+			raw = append([]byte(nil), raw...) // the transform must not see m's own bytes
+		}
+		nraw, err := transform(name, t, raw)
+		if err != nil {
+			return nil, false, fmt.Errorf("transform tensor %q: %w", name, err)
+		}
+		want := int64(len(raw))
+		if retyped {
+			want = n
+		}
+		if int64(len(nraw)) != want {
+			return nil, false, fmt.Errorf("transform tensor %q: returned %d bytes, want %d", name, len(nraw), want)
+		}
+		raw = nraw
+	}
+	if !toExt {
+		return raw, false, nil
+	}
+	// A copy into an aligned buffer costs less than the page-cache copy a buffered write makes
+	// (the writer sends pooled buffers to the disk directly), and the caller's bytes are free
+	// at once.
+	dst := pool.get(len(raw))
+	copy(dst, raw)
+	return dst, true, nil
 }

@@ -1,10 +1,10 @@
 // Package pipeline is the Shears pipeline as library calls: the stage functions that the
 // single CLI commands (import, inspect, convert, prune, quantize, adapt, train, search, export,
 // eval, generate, gradcheck) and "shears run" share, each with typed Options (a Check that names
-// the flag a bad value came from, as an ErrUsage error) and a Report, the session options
-// (RuntimeOptions, DeviceList), the one JSON form of reports (MarshalJSON, WriteJSON), and the
-// recipe runner that chains them — prune → adapt → train → search → export → eval — under one
-// work directory.
+// the flag a bad value came from, as an ErrUsage error) and a Report; the session options
+// (RuntimeConfig loads onnxruntime into RuntimeOptions; DeviceList); the one JSON form of
+// reports (MarshalJSON, WriteJSON); and the recipe runner that chains the stages — prune →
+// adapt → train → search → export → eval — under one work directory.
 //
 // Why a package of its own. A recipe run and the single commands must do the same thing for
 // the same options; keeping each stage's body here (and only flag parsing and printing in

@@ -25,7 +25,7 @@ type Recipe struct {
 	Work      string        `yaml:"work" json:"work"`           // the work directory: every stage's outputs
 	Model     string        `yaml:"model" json:"model"`         // the base ONNX model (dense)
 	Tokenizer string        `yaml:"tokenizer" json:"tokenizer"` // tokenizer.Load path
-	Runtime   RecipeRuntime `yaml:"runtime" json:"runtime"`
+	Runtime   RuntimeConfig `yaml:"runtime" json:"runtime"`
 	Prune     *RecipePrune  `yaml:"prune" json:"prune,omitempty"`
 	// Quantize adds rows for the (pruned) base quantized to MatMulNBits, and optionally one for
 	// QA-SparsePEFT trained on one of them.
@@ -38,13 +38,6 @@ type Recipe struct {
 	Serve     *RecipeServe `yaml:"serve,omitempty" json:"serve,omitempty"`
 	Baselines RecipeBase   `yaml:"baselines" json:"baselines"`
 	Eval      []RecipeEval `yaml:"eval" json:"eval"`
-}
-
-// RecipeRuntime selects onnxruntime (the --ort-lib, --device, --threads flags).
-type RecipeRuntime struct {
-	ORTLib  string `yaml:"ort_lib" json:"ort_lib"`
-	Device  string `yaml:"device" json:"device"`
-	Threads int    `yaml:"threads" json:"threads"`
 }
 
 // RecipePrune is "shears prune"'s options.
@@ -226,7 +219,7 @@ func (r *Recipe) paths() []*string {
 // defaults fills what the file left out with the CLI defaults.
 func (r *Recipe) defaults() {
 	if r.Runtime.Device == "" {
-		r.Runtime.Device = "cpu"
+		r.Runtime.Device = DefaultDevice
 	}
 	if p := r.Prune; p != nil {
 		if p.Method == "" {

@@ -73,7 +73,7 @@ func Run(r *Recipe, o Options) (*Summary, error) {
 		return nil, fmt.Errorf("work directory %w", err)
 	}
 	defer lock.Release()
-	ro, err := Runtime(r.Runtime.ORTLib, r.Runtime.Device, r.Runtime.Threads)
+	ro, err := r.Runtime.Load()
 	if err != nil {
 		return nil, err
 	}

@@ -24,16 +24,23 @@ func DeviceList() string {
 	return strings.Join(d[:len(d)-1], ", ") + " or " + d[len(d)-1]
 }
 
-// Runtime loads onnxruntime (the --ort-lib path, else $ONNXRUNTIME_LIB, else .ort/) and
-// returns the session options for the device and thread count.
-func Runtime(ortLib, device string, threads int) (RuntimeOptions, error) {
-	lib, err := runtime.FindLibrary(ortLib)
+// RuntimeConfig selects onnxruntime: the library, the execution provider and the intra-op
+// threads (the --ort-lib, --device and --threads flags, a recipe's runtime section).
+type RuntimeConfig struct {
+	ORTLib  string `yaml:"ort_lib" json:"ort_lib"` // "": $ONNXRUNTIME_LIB, else .ort/
+	Device  string `yaml:"device" json:"device"`   // "": DefaultDevice
+	Threads int    `yaml:"threads" json:"threads"` // 0: onnxruntime's default
+}
+
+// Load loads onnxruntime and returns the session options for the device and thread count.
+func (c RuntimeConfig) Load() (RuntimeOptions, error) {
+	lib, err := runtime.FindLibrary(c.ORTLib)
 	if err != nil {
 		return RuntimeOptions{}, err
 	}
 	if err := runtime.Init(lib); err != nil {
 		return RuntimeOptions{}, err
 	}
-	o := RuntimeOptions{Device: device, Threads: threads}
+	o := RuntimeOptions{Device: c.Device, Threads: c.Threads}
 	return o, o.Validate()
 }

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -304,6 +305,12 @@ func (idsOnly) VocabSize() int      { return 0 }
 func ResumeTrainOptions(t *TrainOptions, changed func(flag string) bool) error {
 	c, err := ReadRunConfig(t.Out)
 	if err != nil {
+		// A live first train may not have written run.json yet: name the holder instead.
+		if l, lerr := dirlock.Acquire(t.Out, "shears train --resume"); errors.Is(lerr, dirlock.ErrBusy) {
+			return fmt.Errorf("train: run directory %w", lerr)
+		} else if lerr == nil {
+			l.Release()
+		}
 		return err
 	}
 	h := c.Hyper

@@ -83,7 +83,7 @@ func runBench(env *cliEnv, o any, args []string) error {
 		return bench.LoadSave(args[0], args[1])
 	}
 	if opts.forward != "" {
-		ro, err := pipeline.Runtime(opts.ortLib, pipeline.DefaultDevice, opts.threads)
+		ro, err := pipeline.RuntimeConfig{ORTLib: opts.ortLib, Threads: opts.threads}.Load()
 		if err != nil {
 			return err
 		}
@@ -107,11 +107,7 @@ func runBench(env *cliEnv, o any, args []string) error {
 		}
 		bin = exe
 	}
-	shared := opts.shared
-	if shared == "" {
-		shared = defaultShared()
-	}
-	cfg := bench.Config{Bin: bin, Work: opts.work, Shared: shared, Repo: repoRoot(), OrtLib: opts.ortLib, Threads: opts.threads,
+	cfg := bench.Config{Bin: bin, Work: opts.work, Shared: opts.shared, OrtLib: opts.ortLib, Threads: opts.threads,
 		Reps: opts.reps, PruneSamples: opts.samples, PruneSeqLen: opts.seqLen, OneShot: opts.oneShot, Log: env.stderr}
 	results, err := bench.Run(context.Background(), cfg, args)
 	if len(results) > 0 {
@@ -121,43 +117,12 @@ func runBench(env *cliEnv, o any, args []string) error {
 			}
 		}
 		if opts.json {
-			b, jerr := bench.JSON(results)
-			if jerr != nil {
+			if jerr := printJSON(env, results); jerr != nil {
 				return jerr
 			}
-			fmt.Fprintf(env.stdout, "%s\n", b)
 		} else {
 			fmt.Fprint(env.stdout, bench.Markdown(results))
 		}
 	}
 	return err
-}
-
-// defaultShared is ../shared next to the folder holding go.mod above the working directory,
-// or ../shared of the working directory when there is none.
-func defaultShared() string {
-	if r := repoRoot(); r != "" {
-		return filepath.Join(filepath.Dir(r), "shared")
-	}
-	wd, err := os.Getwd()
-	if err != nil {
-		return filepath.Join("..", "shared")
-	}
-	return filepath.Join(filepath.Dir(wd), "shared")
-}
-
-// repoRoot is the folder holding go.mod above the working directory ("" when there is none).
-func repoRoot() string {
-	wd, err := os.Getwd()
-	if err != nil {
-		return ""
-	}
-	for dir := wd; ; dir = filepath.Dir(dir) {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		if filepath.Dir(dir) == dir {
-			return ""
-		}
-	}
 }

@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
-	"sort"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -94,8 +92,9 @@ func run(argv []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// pipelineOrder is the order the overview lists commands in: the Shears workflow.
-var pipelineOrder = []string{"run", "import", "inspect", "convert", "prune", "quantize", "adapt", "train", "search", "export", "eval", "generate", "gradcheck", "bench"}
+// commandOrder is the one ordered list of the CLI's verbs: the Shears workflow, as the
+// overview lists them. Every registered command is in it (TestCommandOrderListsEveryCommand).
+var commandOrder = []string{"run", "import", "inspect", "convert", "prune", "quantize", "adapt", "train", "search", "export", "eval", "generate", "gradcheck", "bench"}
 
 func overview(w io.Writer) {
 	fmt.Fprint(w, `shears: sparse base + elastic low-rank adapters for ONNX language models (Shears, arXiv 2404.10934)
@@ -108,22 +107,10 @@ train (NLS), search a sub-adapter, export (sparse base + adapter, or merged), ev
 
 Commands:
 `)
-	names := make([]string, 0, len(registry))
-	for n := range registry {
-		names = append(names, n)
-	}
-	// The pipeline's order first (a user reads the list as the workflow), then the rest.
-	rank := func(n string) int {
-		if i := slices.Index(pipelineOrder, n); i >= 0 {
-			return i
+	for _, n := range commandOrder {
+		if registry[n] == nil {
+			continue
 		}
-		return len(pipelineOrder)
-	}
-	sort.Slice(names, func(i, j int) bool {
-		ri, rj := rank(names[i]), rank(names[j])
-		return ri < rj || ri == rj && names[i] < names[j]
-	})
-	for _, n := range names {
 		fmt.Fprintf(w, "  %-10s %s\n", n, registry[n].summary)
 	}
 	fmt.Fprint(w, `

@@ -7,21 +7,17 @@ import (
 )
 
 // runtimeFlags are the onnxruntime flags shared by every command that runs a model.
-type runtimeFlags struct {
-	ortLib  string
-	device  string
-	threads int
-}
+type runtimeFlags struct{ cfg pipeline.RuntimeConfig }
 
 func (r *runtimeFlags) add(fs *pflag.FlagSet) {
-	fs.StringVar(&r.ortLib, "ort-lib", "", "path to libonnxruntime (default: $ONNXRUNTIME_LIB, then .ort/)")
-	fs.StringVar(&r.device, "device", pipeline.DefaultDevice, "execution provider: "+pipeline.DeviceList())
-	fs.IntVar(&r.threads, "threads", 0, "intra-op threads (0 = onnxruntime's default)")
+	fs.StringVar(&r.cfg.ORTLib, "ort-lib", "", "path to libonnxruntime (default: $ONNXRUNTIME_LIB, then .ort/)")
+	fs.StringVar(&r.cfg.Device, "device", pipeline.DefaultDevice, "execution provider: "+pipeline.DeviceList())
+	fs.IntVar(&r.cfg.Threads, "threads", 0, "intra-op threads (0 = onnxruntime's default)")
 }
 
 // options loads the library and returns the session options the flags describe.
 func (r *runtimeFlags) options() (pipeline.RuntimeOptions, error) {
-	return pipeline.Runtime(r.ortLib, r.device, r.threads)
+	return r.cfg.Load()
 }
 
 // load is how a command that runs a model starts: its stage's options are checked first

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
+	"sync"
 	"unsafe"
 
 	"github.com/shears-ml/shears/internal/safetensors"
@@ -235,28 +237,36 @@ func (g *Graph) Bind(o BindOptions) onnx.SaveOptions {
 			b, ok := g.bound[name]
 			return ok && (b.transposed || target(name) != b.dtype)
 		},
-		Transform: func(name string, t *onnxpb.TensorProto, raw []byte) ([]byte, error) {
+		TransformInto: func(name string, t *onnxpb.TensorProto, raw, dst []byte) error {
 			b, ok := g.bound[name]
 			if !ok {
-				return raw, nil
+				copy(dst, raw)
+				return nil
 			}
-			out := retype(raw, b.dtype, target(name), narrow)
-			if b.transposed {
-				es := onnx.ElemSize(target(name))
-				out = transpose(out, int(b.info.Shape[0]), int(b.info.Shape[1]), es)
+			to := target(name)
+			if !b.transposed {
+				retypeInto(dst, raw, b.dtype, to, narrow)
+				return nil
 			}
-			return out, nil
+			if to != b.dtype { // widened or narrowed first, then transposed
+				tmp := make([]byte, len(dst))
+				retypeInto(tmp, raw, b.dtype, to, narrow)
+				raw = tmp
+			}
+			transposeInto(dst, raw, int(b.info.Shape[0]), int(b.info.Shape[1]), onnx.ElemSize(to))
+			return nil
 		},
 	}
 }
 
-// retype converts little-endian elements from one float type to another (via float32).
-func retype(raw []byte, from, to onnxpb.TensorProto_DataType, narrow func(onnxpb.TensorProto_DataType, float32) uint16) []byte {
+// retypeInto converts little-endian elements of raw from one float type to another (via
+// float32) into dst, which holds as many elements of the new type.
+func retypeInto(dst, raw []byte, from, to onnxpb.TensorProto_DataType, narrow func(onnxpb.TensorProto_DataType, float32) uint16) {
 	if from == to {
-		return raw
+		copy(dst, raw)
+		return
 	}
 	n := len(raw) / onnx.ElemSize(from)
-	out := make([]byte, n*onnx.ElemSize(to))
 	for i := 0; i < n; i++ {
 		var f float32
 		switch from {
@@ -268,43 +278,80 @@ func retype(raw []byte, from, to onnxpb.TensorProto_DataType, narrow func(onnxpb
 			f = onnx.Float16ToFloat32(binary.LittleEndian.Uint16(raw[2*i:]))
 		}
 		if to == onnxpb.TensorProto_FLOAT {
-			binary.LittleEndian.PutUint32(out[4*i:], math.Float32bits(f))
+			binary.LittleEndian.PutUint32(dst[4*i:], math.Float32bits(f))
 		} else {
-			binary.LittleEndian.PutUint16(out[2*i:], narrow(to, f))
+			binary.LittleEndian.PutUint16(dst[2*i:], narrow(to, f))
 		}
 	}
-	return out
 }
 
-// transpose returns the [cols, rows] transpose of a row-major [rows, cols] matrix of es-byte
-// elements (2 or 4), moved as whole elements in cache-sized tiles (byte order is irrelevant).
-func transpose(m []byte, rows, cols, es int) []byte {
-	t := make([]byte, len(m))
+// transposeInto writes the [cols, rows] transpose of m, a row-major [rows, cols] matrix of
+// es-byte elements (2 or 4), into dst. Elements move whole (byte order is irrelevant). Bands of
+// rows go to the available cores.
+func transposeInto(dst, m []byte, rows, cols, es int) {
 	if len(m) == 0 {
-		return t
+		return
 	}
 	switch es {
 	case 2:
-		transposeTiles(unsafe.Slice((*uint16)(unsafe.Pointer(&t[0])), len(t)/2), unsafe.Slice((*uint16)(unsafe.Pointer(&m[0])), len(m)/2), rows, cols)
+		transposeBands(unsafe.Slice((*uint16)(unsafe.Pointer(&dst[0])), len(dst)/2), unsafe.Slice((*uint16)(unsafe.Pointer(&m[0])), len(m)/2), rows, cols)
 	case 4:
-		transposeTiles(unsafe.Slice((*uint32)(unsafe.Pointer(&t[0])), len(t)/4), unsafe.Slice((*uint32)(unsafe.Pointer(&m[0])), len(m)/4), rows, cols)
+		transposeBands(unsafe.Slice((*uint32)(unsafe.Pointer(&dst[0])), len(dst)/4), unsafe.Slice((*uint32)(unsafe.Pointer(&m[0])), len(m)/4), rows, cols)
 	default:
 		panic(fmt.Sprintf("hf: transpose of %d-byte elements", es))
 	}
-	return t
 }
 
-func transposeTiles[E uint16 | uint32](dst, src []E, rows, cols int) {
-	const tile = 16
-	for r0 := 0; r0 < rows; r0 += tile {
-		r1 := min(r0+tile, rows)
-		for c0 := 0; c0 < cols; c0 += tile {
-			c1 := min(c0+tile, cols)
-			for r := r0; r < r1; r++ {
-				for k, v := range src[r*cols+c0 : r*cols+c1] {
-					dst[(c0+k)*rows+r] = v
+// tile is the side of the square blocks transposeRows moves through a local buffer.
+const tile = 32
+
+// transposeBands splits the rows of src into one band per core (whole tiles, at least 1 MiB
+// of work each) and transposes them in parallel; bands write disjoint columns of dst.
+func transposeBands[E uint16 | uint32](dst, src []E, rows, cols int) {
+	var e E
+	workers := min(runtime.GOMAXPROCS(0), max(1, len(src)*int(unsafe.Sizeof(e))>>20))
+	band := (rows/workers + tile - 1) / tile * tile
+	if workers == 1 || band == 0 {
+		transposeRows(dst, src, rows, cols, 0, rows)
+		return
+	}
+	var wg sync.WaitGroup
+	for r0 := 0; r0 < rows; r0 += band {
+		wg.Go(func() { transposeRows(dst, src, rows, cols, r0, min(r0+band, rows)) })
+	}
+	wg.Wait()
+}
+
+// transposeRows writes rows [r0, r1) of src as columns of dst, a tile × tile block at a time:
+// the block's rows are copied into a local buffer (full cache lines read once each, whatever
+// the source's stride) and written out as full lines of dst. The row stride of a Hugging Face
+// matrix is a power of two, so reading a block straight from the source would map its rows to
+// a handful of cache sets and evict them before use.
+func transposeRows[E uint16 | uint32](dst, src []E, rows, cols, r0, r1 int) {
+	var buf [tile * tile]E
+	r := r0
+	for ; r+tile <= r1; r += tile {
+		c := 0
+		for ; c+tile <= cols; c += tile {
+			for i := 0; i < tile; i++ {
+				*(*[tile]E)(buf[i*tile:]) = *(*[tile]E)(src[(r+i)*cols+c:]) // inline moves, not memmove calls
+			}
+			for j := 0; j < tile; j++ {
+				d := (*[tile]E)(dst[(c+j)*rows+r:])
+				for i := range d {
+					d[i] = buf[i*tile+j]
 				}
 			}
+		}
+		for ; c < cols; c++ { // the last columns, fewer than a tile
+			for i := r; i < r+tile; i++ {
+				dst[c*rows+i] = src[i*cols+c]
+			}
+		}
+	}
+	for ; r < r1; r++ { // the last rows, fewer than a tile
+		for c := 0; c < cols; c++ {
+			dst[c*rows+r] = src[r*cols+c]
 		}
 	}
 }
