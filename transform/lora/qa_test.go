@@ -2,7 +2,6 @@ package lora
 
 import (
 	"math"
-	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -12,7 +11,6 @@ import (
 	"github.com/shears-ml/shears/runtime"
 	"github.com/shears-ml/shears/train/gradcheck"
 	"github.com/shears-ml/shears/transform/autodiff"
-	"github.com/shears-ml/shears/transform/decoder"
 	"github.com/shears-ml/shears/transform/quant"
 	"google.golang.org/protobuf/proto"
 )
@@ -166,21 +164,7 @@ func TestQAStraightThroughGradients(t *testing.T) {
 	testkit.ORT(t)
 	_, _, sup, meta := qaSuper(t, quant.Config{Bits: 4, BlockSize: 32})
 	randomizeB(t, sup, meta, 5)
-	sup, err := decoder.TrainForm(sup) // what training differentiates: no KV cache
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := onnx.BuilderFor(sup)
-	rng := rand.New(rand.NewPCG(5, 5))
-	w := make([]float32, 2*8*512)
-	for i := range w {
-		w[i] = float32(rng.NormFloat64())
-	}
-	prod := b.Op("Mul", "/loss/Mul", []string{"logits", b.Const("loss_w", onnx.Float32Tensor("", []int64{2, 8, 512}, w))})
-	b.OpOut("ReduceSum", "/loss/ReduceSum", []string{prod}, []string{"loss"}, onnx.AttrInt("keepdims", 0))
-	if b.Err() != nil {
-		t.Fatal(b.Err())
-	}
+	sup = weightedLoss(t, sup, 5)
 	g64, err := autodiff.ToFloat64(sup)
 	if err != nil {
 		t.Fatal(err)

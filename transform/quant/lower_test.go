@@ -12,11 +12,7 @@ import (
 // quantizedTiny is the tiny synthetic LLaMA with every target linear RTN-quantized on c.
 func quantizedTiny(t *testing.T, c Config) *onnx.Model {
 	t.Helper()
-	m, err := onnx.Load(testkit.Synthetic(t, "tiny"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
+	m := testkit.LoadSynthetic(t, "tiny")
 	all, err := layers.Find(m)
 	if err != nil {
 		t.Fatal(err)
