@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/shears-ml/shears/eval"
+	"github.com/shears-ml/shears/internal/progress"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
 	"github.com/shears-ml/shears/runtime"
@@ -17,8 +18,9 @@ import (
 type Options struct {
 	OneShot bool            // all statistics from one pass over the dense model (a deviation from Wanda)
 	Runtime runtime.Options // session options (device, threads)
-	// Progress, when set, is called after each calibration window of each stage.
-	Progress func(stage, stages, block, done, total int)
+	// Progress, when set, is told of each calibration window of each stage (Stage "block N/M",
+	// or "one-shot"; Done of Total windows over every stage).
+	Progress progress.Func
 }
 
 // Stats are Wanda's statistics: for each linear input tensor, the mean over calibration
@@ -205,7 +207,11 @@ func runStages(m *onnx.Model, plan *prune.Plan, windows [][]int, o Options, tm *
 			}
 			cut[i] = next
 			if o.Progress != nil {
-				o.Progress(s, len(plan.Stages), plan.Blocks[s], i+1, len(windows))
+				label := fmt.Sprintf("block %d/%d", s+1, len(plan.Stages))
+				if plan.Blocks[s] < 0 {
+					label = "one-shot"
+				}
+				o.Progress(progress.Event{Stage: label, Done: s*len(windows) + i + 1, Total: len(plan.Stages) * len(windows)})
 			}
 		}
 		tm.Run += time.Since(t0)

@@ -35,7 +35,7 @@ type PruneOptions struct {
 	External   bool // force external data (automatic when the input has it)
 	Runtime    runtime.Options
 	// Progress, when set, receives calibrate's calibration progress.
-	Progress func(stage, stages, block, done, total int)
+	Progress ProgressFunc
 	// Output writes a model folder instead of a file (the calibration tokenizer goes with it
 	// unless Output.Tokenizer names another); Warn receives what the folder lacks.
 	Output Output

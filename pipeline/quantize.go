@@ -35,7 +35,7 @@ type QuantizeOptions struct {
 	// models) instead of a file; Warn receives what the folder lacks.
 	Output Output
 	// Progress, when set, receives GPTQ's calibration progress.
-	Progress func(stage, stages, block, done, total int)
+	Progress ProgressFunc
 	// AllowNonFinite quantizes a model whose weights hold NaN or Inf (refused by default);
 	// Warn then receives the warning (and what a model folder lacks).
 	AllowNonFinite bool

@@ -65,6 +65,31 @@ func TestQAForwardIsTheQuantizedMerge(t *testing.T) {
 	testkit.ORT(t)
 	for _, c := range []quant.Config{{Bits: 4, BlockSize: 32}, {Bits: 4, BlockSize: 64, Symmetric: true}} {
 		q, low, sup, meta := qaSuper(t, c)
+		// Linears without an adapter read the base's packed integers; every initializer is
+		// read (onnxruntime warns about the others).
+		read := map[string]bool{}
+		for _, n := range sup.Graph().GetNode() {
+			for _, in := range n.GetInput() {
+				read[in] = true
+			}
+		}
+		for _, in := range sup.Graph().GetInitializer() {
+			if !read[in.GetName()] {
+				t.Fatalf("%+v: initializer %s of the QA super-network is read by no node", c, in.GetName())
+			}
+		}
+		if infos, _, err := quant.Quantized(sup); err != nil || len(infos) != 0 {
+			t.Fatalf("%+v: %d MatMulNBits linears in the super-network (%v), want their dequantization only", c, len(infos), err)
+		}
+		nbits := 0
+		for _, n := range sup.Graph().GetNode() {
+			if n.GetOpType() == quant.OpType {
+				nbits++
+			}
+		}
+		if recs, _ := quant.ReadLowered(sup); nbits != len(recs)-len(meta.Modules) || nbits == 0 {
+			t.Fatalf("%+v: %d linears kept quantized, want %d (%d lowered, %d adapted)", c, nbits, len(recs)-len(meta.Modules), len(recs), len(meta.Modules))
+		}
 		feeds, ranks := masksFor(meta, 6, 4)
 		_, want := testkit.RunLogits(t, q, 2, testIDs, nil)
 		if d := testkit.MaxDiff(logits(t, sup, feeds), want); !(d <= 1e-5) {
@@ -142,6 +167,7 @@ func TestQAForwardIsTheQuantizedMerge(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		onnx.RemoveDead(merged.Graph()) // the lowered base's grids: read by nothing here
 		_, mlog := testkit.RunLogits(t, merged, 2, testIDs, nil)
 		if d := testkit.MaxDiff(got, mlog); !(d <= 1e-4) {
 			t.Fatalf("%+v: QA super-network and the quantized merge differ by %g", c, d)
