@@ -39,9 +39,9 @@ type EvalOptions struct {
 	Predictions string
 	WithPrompt  bool
 	Runtime     RuntimeOptions
-	// Progress (may be nil) is called after every item with the label of the run (task and
-	// dataset), the items done and the accuracy so far.
-	Progress func(label string, done, total int, accuracy float64)
+	// Progress (may be nil) is told of every item scored: Event.Stage is the task and dataset,
+	// Detail the accuracy so far.
+	Progress ProgressFunc
 }
 
 // EvalReport is Eval's result: PPL for --task ppl; for gen and choice the summary ("shears
@@ -168,9 +168,7 @@ func evalItems(o EvalOptions) (*EvalReport, error) {
 				return err
 			}
 		}
-		if o.Progress != nil {
-			o.Progress(label, rec.Index+1, len(items), sum.Accuracy)
-		}
+		o.Progress.Report(Event{Stage: label, Done: rec.Index + 1, Total: len(items), Detail: fmt.Sprintf("acc %.3f", sum.Accuracy)})
 		return nil
 	})
 	var ie *eval.ItemError

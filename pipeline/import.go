@@ -30,8 +30,8 @@ type ImportOptions struct {
 	External bool // force external data (automatic above 1.8 GB)
 	// Output is the format of Out: an ONNX file or a model folder.
 	Output Output
-	// Progress, when set, is called as tensors are written (done of total).
-	Progress func(done, total int)
+	// Progress, when set, is told of every tensor written (Event.Stage "import").
+	Progress ProgressFunc
 	// Warn, when set, receives warnings (a folder written without a tokenizer).
 	Warn func(string)
 }
@@ -178,7 +178,7 @@ func importHF(o ImportOptions) (*ImportReport, *onnx.Model, onnx.SaveOptions, fu
 			return onnxpb.TensorProto_FLOAT
 		}
 	}
-	so := g.Bind(hf.BindOptions{Target: target, Narrow: convert.Narrow, Progress: o.Progress})
+	so := g.Bind(hf.BindOptions{Target: target, Narrow: convert.Narrow, Progress: o.importProgress()})
 	return rep, g.Model, so, func() { ck.Close() }, nil
 }
 

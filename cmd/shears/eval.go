@@ -100,26 +100,19 @@ Examples:
 
 func runEval(env *cliEnv, o any, args []string) error {
 	opts := o.(*evalOpts)
-	var bar *progress
+	bar := env.progressBar(true)
 	eo := pipeline.EvalOptions{
 		Model: args[0], Task: opts.task, Data: opts.data, Tokenizer: opts.tokenizer, Limit: opts.limit,
 		SeqLen: opts.seqLen, Batch: opts.batch, MaxTokens: opts.maxTokens,
 		DatasetType: opts.datasetType, Beams: opts.beams, MaxNewTokens: opts.maxNew, LengthPenalty: opts.lengthPenalty,
 		NoCache: opts.noCache, ChoicePrefix: opts.choicePrefix, Predictions: opts.predictions, WithPrompt: opts.withPrompt,
-		Progress: func(label string, done, total int, acc float64) {
-			if bar == nil {
-				bar = newProgress(env.stderr, label)
-			}
-			bar.set(done, total, fmt.Sprintf("acc %.3f", acc))
-		},
+		Progress: bar.fn(),
 	}
 	if err := opts.rt.load(eo.Check(), &eo.Runtime); err != nil {
 		return err
 	}
 	rep, err := pipeline.Eval(eo)
-	if bar != nil {
-		bar.done()
-	}
+	bar.done()
 	if err != nil {
 		return err
 	}

@@ -77,10 +77,10 @@ func runImport(env *cliEnv, o any, args []string) error {
 		return err
 	}
 	out.Card.Base = args[1]
-	bar := newProgress(env.stderr, "import")
+	bar := env.progressBar(true)
 	rep, err := pipeline.Import(pipeline.ImportOptions{
 		Format: args[0], Source: args[1], Out: opts.out, DType: opts.dtype, External: opts.external, Output: out,
-		Progress: func(done, total int) { bar.set(done, total, "tensors") }, Warn: warner(env, "import"),
+		Progress: bar.fn(), Warn: warner(env, "import"),
 	})
 	bar.done()
 	if err != nil {

@@ -76,20 +76,6 @@ func (p *progress) done() {
 	}
 }
 
-// newStageProgress is the bar of a calibration that runs stage by stage (Wanda, GPTQ), with
-// the callback that drives it: the label names the stage (or "one-shot" when block < 0).
-func newStageProgress(w io.Writer, label string) (*progress, func(stage, stages, block, done, total int)) {
-	bar := newProgress(w, label)
-	return bar, func(stage, stages, block, done, total int) {
-		l := fmt.Sprintf("block %d/%d", stage+1, stages)
-		if block < 0 {
-			l = "one-shot"
-		}
-		bar.relabel(l)
-		bar.set(stage*total+done, stages*total, "")
-	}
-}
-
 // stageBar draws the progress Events of pipeline stages with one bar on stderr: the label is
 // the Event's stage, and a stage's bar ends its line when its last unit is done (a recipe's
 // next stage starts a fresh bar). A nil *stageBar (--no-progress) draws nothing.

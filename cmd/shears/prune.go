@@ -91,7 +91,7 @@ func runPrune(env *cliEnv, o any, args []string) error {
 	po := pipeline.PruneOptions{AllowNonFinite: opts.allowNonFinite, Output: out, Warn: warner(env, "prune"), Model: args[0], Out: opts.out, Method: opts.method, Sparsity: opts.sparsity, Pattern: opts.pattern,
 		Calib: opts.cal.calib, Tokenizer: opts.cal.tokenizer, Samples: opts.cal.samples, SeqLen: opts.cal.seqLen, Seed: opts.cal.seed,
 		OneShot: opts.oneShot, Include: opts.targets.include, Exclude: opts.targets.exclude, External: opts.external}
-	stop, err := calibrating(env, &opts.rt, po.Method == pipeline.MethodWanda, "calibrate", &po.Runtime, &po.Progress)
+	stop, err := calibrating(env, &opts.rt, po.Method == pipeline.MethodWanda, &po.Runtime, &po.Progress)
 	if err != nil {
 		return err
 	}

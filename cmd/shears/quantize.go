@@ -94,7 +94,7 @@ func runQuantize(env *cliEnv, o any, args []string) error {
 	if err := qo.Check(); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	stop, err := calibrating(env, &opts.rt, qo.Method == "gptq", "gptq", &qo.Runtime, &qo.Progress)
+	stop, err := calibrating(env, &opts.rt, qo.Method == "gptq", &qo.Runtime, &qo.Progress)
 	if err != nil {
 		return err
 	}
