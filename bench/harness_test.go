@@ -265,8 +265,9 @@ func BenchmarkLoadSaveTiny(b *testing.B) {
 	}
 }
 
-// copyBaseline alternates the copy and the command h.Reps times, reports the command's stdout
-// and output size, lists the copy first among the commands, and leaves neither copy nor output.
+// copyBaseline alternates the copies and the command h.Reps times, reports the command's stdout
+// and output size, lists the copies first among the commands, and leaves neither copy nor
+// output.
 func TestCopyBaseline(t *testing.T) {
 	dir := t.TempDir()
 	src, out := filepath.Join(dir, "src.bin"), filepath.Join(dir, "run", "out.bin")
@@ -277,15 +278,15 @@ func TestCopyBaseline(t *testing.T) {
 	t.Setenv("BENCH_TEST_WRITE", out)
 	h := &harness{Config{Bin: os.Args[0], Reps: 2, Log: io.Discard}}
 	r := &Result{}
-	v, err := h.copyBaseline(context.Background(), r, filepath.Join(dir, "run"), src, []string{out}, "import", "--json")
+	v, err := h.copyBaseline(context.Background(), r, copyOptions{Direct: true}, filepath.Join(dir, "run"), src, []string{out}, "import", "--json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(v.Stdout) != "--json" || v.Written != 1000 || !(v.Copy.Seconds > 0) || !(v.Run.Seconds > 0) {
-		t.Errorf("stdout %q, written %d, copy %gs, run %gs", v.Stdout, v.Written, v.Copy.Seconds, v.Run.Seconds)
+	if string(v.Stdout) != "--json" || v.Written != 1000 || !(v.Copy.Seconds > 0) || !(v.Direct.Seconds > 0) || !(v.Run.Seconds > 0) {
+		t.Errorf("stdout %q, written %d, copy %gs, direct copy %gs, run %gs", v.Stdout, v.Written, v.Copy.Seconds, v.Direct.Seconds, v.Run.Seconds)
 	}
-	if len(r.Commands) != 2 || !strings.HasPrefix(r.Commands[0], "sh -c 'cp "+src) || !strings.Contains(r.Commands[0], "&& sync ") ||
-		!strings.HasPrefix(r.Commands[1], "shears import --json") {
+	if len(r.Commands) != 3 || !strings.HasPrefix(r.Commands[0], "sh -c 'cp "+src) || !strings.Contains(r.Commands[0], "&& sync ") ||
+		!strings.Contains(r.Commands[1], "oflag=direct") || !strings.HasPrefix(r.Commands[2], "shears import --json") {
 		t.Errorf("commands %q", r.Commands)
 	}
 	for _, p := range []string{out, filepath.Join(dir, "run", "copy")} {

@@ -78,7 +78,7 @@ func loadSave1B(ctx context.Context, h *harness) (*Result, error) {
 	saveOut := filepath.Join(dir, "saved.onnx")
 	r := &Result{Header: []string{"step", "wall (best of reps)", "user CPU", "sys CPU", "peak RSS", "time / copy"}, Figures: map[string]float64{"model_bytes": float64(size)}}
 	// The baseline copies the same bytes and fsyncs them, as Save does.
-	v, err := h.copyBaseline(ctx, r, dir, model+" "+model+".data", []string{saveOut, saveOut + ".data"},
+	v, err := h.copyBaseline(ctx, r, copyOptions{}, dir, model+" "+model+".data", []string{saveOut, saveOut + ".data"},
 		"bench", "--loadsave-child", model, saveOut)
 	if err != nil {
 		return nil, err

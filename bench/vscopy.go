@@ -7,20 +7,29 @@ import (
 	"path/filepath"
 )
 
-// versusCopy is what copyBaseline measured: the fastest plain copy, the fastest shears run,
-// that command's last stdout and the size of the outputs it wrote.
+// versusCopy is what copyBaseline measured: the fastest plain copy, the fastest direct-I/O copy
+// (when asked for), the fastest shears run, that command's last stdout and the size of the
+// outputs it wrote.
 type versusCopy struct {
-	Copy, Run Measurement
-	Stdout    []byte
-	Written   int64
+	Copy, Direct, Run Measurement
+	Stdout            []byte
+	Written           int64
+}
+
+// copyBaseline's options.
+type copyOptions struct {
+	// Direct adds a reference copy that writes with O_DIRECT (dd oflag=direct, then sync),
+	// bypassing the page cache as shears' Save does: the floor of the disk itself, for
+	// context. The goal ratios stay against the plain copy.
+	Direct bool
 }
 
 // copyBaseline times a plain copy of files (cp into dir/copy, then sync of the copies: the same
 // bytes on the same file system, fsynced as shears' Save fsyncs) against the shears command
 // args, which writes outputs, alternating them h.Reps times and keeping the fastest of each.
-// files is a shell word list (globs allowed). The copy and the outputs are removed before each
-// run and at the end; r gets both command lines.
-func (h *harness) copyBaseline(ctx context.Context, r *Result, dir, files string, outputs []string, args ...string) (versusCopy, error) {
+// files is a shell word list (globs allowed). The copies and the outputs are removed before each
+// run and at the end; r gets the command lines, the copies' first.
+func (h *harness) copyBaseline(ctx context.Context, r *Result, o copyOptions, dir, files string, outputs []string, args ...string) (versusCopy, error) {
 	var v versusCopy
 	copyDir := filepath.Join(dir, "copy")
 	clean := func() {
@@ -32,6 +41,15 @@ func (h *harness) copyBaseline(ctx context.Context, r *Result, dir, files string
 	clean()
 	defer clean()
 	cpCmd := fmt.Sprintf("cp %s %s/ && sync %s/*", files, copyDir, copyDir)
+	ddCmd := fmt.Sprintf(`for f in %s; do dd if="$f" of=%s/"$(basename "$f")" bs=64M oflag=direct status=none || exit 1; done && sync %s/*`, files, copyDir, copyDir)
+	type timed struct {
+		cmd  string
+		best *Measurement
+	}
+	copies := []timed{{cpCmd, &v.Copy}}
+	if o.Direct {
+		copies = append(copies, timed{ddCmd, &v.Direct})
+	}
 	fastest := func(old, new Measurement) Measurement {
 		if old.Seconds == 0 || new.Seconds < old.Seconds {
 			return new
@@ -40,16 +58,20 @@ func (h *harness) copyBaseline(ctx context.Context, r *Result, dir, files string
 	}
 	for rep := 0; rep < h.Reps; rep++ {
 		clean()
-		if err := os.MkdirAll(copyDir, 0o755); err != nil {
-			return v, err
+		for _, c := range copies {
+			if err := os.MkdirAll(copyDir, 0o755); err != nil {
+				return v, err
+			}
+			h.logf("$ sh -c %q", c.cmd)
+			m, err := Measure(ctx, h.Log, "sh", "-c", c.cmd)
+			if err != nil {
+				return v, err
+			}
+			*c.best = fastest(*c.best, m)
+			os.RemoveAll(copyDir)
 		}
-		h.logf("$ sh -c %q", cpCmd)
-		m, err := Measure(ctx, h.Log, "sh", "-c", cpCmd)
-		if err != nil {
-			return v, err
-		}
-		v.Copy = fastest(v.Copy, m)
-		os.RemoveAll(copyDir) // the copy's pages leave the cache's dirty list before the run
+		var m Measurement
+		var err error
 		if rep > 0 {
 			h.logf("$ %s", commandLine("shears", args))
 			m, err = Measure(ctx, h.Log, h.Bin, args...)
@@ -69,6 +91,10 @@ func (h *harness) copyBaseline(ctx context.Context, r *Result, dir, files string
 		}
 		v.Written += fi.Size()
 	}
-	r.Commands = append([]string{"sh -c '" + cpCmd + "'"}, r.Commands...)
+	var cmds []string
+	for _, c := range copies {
+		cmds = append(cmds, "sh -c '"+c.cmd+"'")
+	}
+	r.Commands = append(cmds, r.Commands...)
 	return v, nil
 }

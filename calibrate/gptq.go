@@ -23,31 +23,17 @@ func GPTQ(m *onnx.Model, targets []layers.Linear, c quant.Config, windows [][]in
 	if err := c.Check(); err != nil {
 		return nil, tm, err
 	}
-	if len(windows) == 0 {
-		return nil, tm, fmt.Errorf("calibrate: no calibration windows")
-	}
-	t0 := time.Now()
-	m, plan, err := stagePlan(m, targets, o.OneShot)
+	m, plan, err := stagePlan(m, targets, windows, o.OneShot, &tm)
 	if err != nil {
 		return nil, tm, err
 	}
 	plan.Tap = prune.TapGram
-	tm.Build += time.Since(t0)
 	tokens := 0
 	for _, w := range windows {
 		tokens += len(w)
 	}
 	grams := map[string][]float64{}
-	collect := func(x string, v []float32) {
-		acc := grams[x]
-		if acc == nil {
-			acc = make([]float64, len(v))
-			grams[x] = acc
-		}
-		for j, y := range v {
-			acc[j] += float64(y)
-		}
-	}
+	collect := accumulate(grams, 1)
 	out := map[string]*quant.Layer{}
 	done := func(s int) (map[string]*onnxpb.TensorProto, error) {
 		t0 := time.Now()

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/shears-ml/shears/eval"
+	"github.com/shears-ml/shears/internal/progress"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
 	"github.com/shears-ml/shears/runtime"
@@ -17,8 +18,9 @@ import (
 type Options struct {
 	OneShot bool            // all statistics from one pass over the dense model (a deviation from Wanda)
 	Runtime runtime.Options // session options (device, threads)
-	// Progress, when set, is called after each calibration window of each stage.
-	Progress func(stage, stages, block, done, total int)
+	// Progress, when set, is told of each calibration window of each stage (Stage "block N/M",
+	// or "one-shot"; Done of Total windows over every stage).
+	Progress progress.Func
 }
 
 // Stats are Wanda's statistics: for each linear input tensor, the mean over calibration
@@ -49,26 +51,12 @@ func Calibrate(m *onnx.Model, targets []layers.Linear, cfg prune.Config, windows
 	if err := Check(targets, cfg); err != nil {
 		return nil, tm, err
 	}
-	if len(windows) == 0 {
-		return nil, tm, fmt.Errorf("calibrate: no calibration windows")
-	}
-	t0 := time.Now()
-	m, plan, err := stagePlan(m, targets, o.OneShot)
+	m, plan, err := stagePlan(m, targets, windows, o.OneShot, &tm)
 	if err != nil {
 		return nil, tm, err
 	}
-	tm.Build += time.Since(t0)
 	stats := Stats{}
-	collect := func(x string, v []float32) {
-		acc := stats[x]
-		if acc == nil {
-			acc = make([]float64, len(v))
-			stats[x] = acc
-		}
-		for j, y := range v {
-			acc[j] += float64(y) / float64(len(windows))
-		}
-	}
+	collect := accumulate(stats, float64(len(windows)))
 	// Prune each stage's block once its statistics are in: the next stage runs it pruned. The
 	// last stage is pruned while the model is written (Transform).
 	done := func(s int) (map[string]*onnxpb.TensorProto, error) {
@@ -100,8 +88,12 @@ func Calibrate(m *onnx.Model, targets []layers.Linear, cfg prune.Config, windows
 
 // stagePlan plans the stage graphs on m's train form (transform/decoder): calibration windows
 // are fresh, unpadded rows, so the KV cache folds away. It returns the train form, which the
-// stages' weight feeds read.
-func stagePlan(m *onnx.Model, targets []layers.Linear, oneShot bool) (*onnx.Model, *prune.Plan, error) {
+// stages' weight feeds read, and adds the time it took to tm.Build.
+func stagePlan(m *onnx.Model, targets []layers.Linear, windows [][]int, oneShot bool, tm *Timing) (*onnx.Model, *prune.Plan, error) {
+	if len(windows) == 0 {
+		return nil, nil, fmt.Errorf("calibrate: no calibration windows")
+	}
+	defer func(t0 time.Time) { tm.Build += time.Since(t0) }(time.Now())
 	tf, err := decoder.TrainForm(m)
 	if err != nil {
 		return nil, nil, fmt.Errorf("calibrate: %w", err)
@@ -111,6 +103,21 @@ func stagePlan(m *onnx.Model, targets []layers.Linear, oneShot bool) (*onnx.Mode
 		return nil, nil, err
 	}
 	return tf, plan, nil
+}
+
+// accumulate returns a runStages collect that adds each tap value, divided by div, into
+// sums[x] (Wanda averages its norms over the windows; GPTQ sums XᵀX, div 1).
+func accumulate(sums map[string][]float64, div float64) func(x string, v []float32) {
+	return func(x string, v []float32) {
+		acc := sums[x]
+		if acc == nil {
+			acc = make([]float64, len(v))
+			sums[x] = acc
+		}
+		for j, y := range v {
+			acc[j] += float64(y) / div
+		}
+	}
 }
 
 // runStages runs the plan's stage graphs over the windows in order. Each tap's value (per
@@ -200,7 +207,11 @@ func runStages(m *onnx.Model, plan *prune.Plan, windows [][]int, o Options, tm *
 			}
 			cut[i] = next
 			if o.Progress != nil {
-				o.Progress(s, len(plan.Stages), plan.Blocks[s], i+1, len(windows))
+				label := fmt.Sprintf("block %d/%d", s+1, len(plan.Stages))
+				if plan.Blocks[s] < 0 {
+					label = "one-shot"
+				}
+				o.Progress(progress.Event{Stage: label, Done: s*len(windows) + i + 1, Total: len(plan.Stages) * len(windows)})
 			}
 		}
 		tm.Run += time.Since(t0)

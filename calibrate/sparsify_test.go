@@ -1,6 +1,8 @@
 package calibrate
 
 import (
+	"fmt"
+	"github.com/shears-ml/shears/internal/progress"
 	"math"
 	"os"
 	"path/filepath"
@@ -78,9 +80,25 @@ func (f *fixture) prune(t *testing.T, cfg prune.Config, oneShot bool, name strin
 	if cfg.Method == prune.Wanda {
 		var err error
 		var tm Timing
-		stats, tm, err = Calibrate(f.m, f.targets, cfg, f.windows, Options{OneShot: oneShot})
+		var evs []progress.Event
+		stats, tm, err = Calibrate(f.m, f.targets, cfg, f.windows, Options{OneShot: oneShot, Progress: func(e progress.Event) { evs = append(evs, e) }})
 		if err != nil {
 			t.Fatal(err)
+		}
+		// One event per window of each stage, counting up to the total; labelled by block.
+		last := evs[len(evs)-1]
+		stages := last.Total / len(f.windows)
+		for i, e := range evs {
+			want := fmt.Sprintf("block %d/%d", i/len(f.windows)+1, stages)
+			if oneShot {
+				want = "one-shot"
+			}
+			if e.Done != i+1 || e.Total != stages*len(f.windows) || e.Stage != want {
+				t.Fatalf("progress event %d: %+v, want %d of %d, stage %q", i, e, i+1, stages*len(f.windows), want)
+			}
+		}
+		if len(evs) != last.Total || (oneShot != (stages == 1)) {
+			t.Errorf("%d progress events over %d stages (one-shot %v)", len(evs), stages, oneShot)
 		}
 		// Alike blocks share a session: stage 0, stage 1 (which recomputes the embedding for
 		// block 0) and stages 2…4 (one-shot: one session).

@@ -1,6 +1,7 @@
 package onnx
 
 import (
+	"cmp"
 	"math"
 	"slices"
 
@@ -141,14 +142,14 @@ func foldElementwise(op string, out TensorType, cs []*cval) *cval {
 			var c int
 			if useF {
 				x, y := a.asFloats()[idx[0][i]], b.asFloats()[idx[1][i]]
-				c = cmpF(x, y)
+				c = cmp.Compare(x, y)
 				if math.IsNaN(x) || math.IsNaN(y) {
 					res.ints[i] = 0
 					continue
 				}
 			} else {
 				x, y := a.ints[idx[0][i]], b.ints[idx[1][i]]
-				c = cmpI(x, y)
+				c = cmp.Compare(x, y)
 			}
 			res.ints[i] = b2i((op == "Equal" && c == 0) || (op == "Less" && c < 0) || (op == "Greater" && c > 0) ||
 				(op == "LessOrEqual" && c <= 0) || (op == "GreaterOrEqual" && c >= 0))
@@ -156,106 +157,119 @@ func foldElementwise(op string, out TensorType, cs []*cval) *cval {
 		return res
 	}
 	if res.flts != nil {
-		vals := make([][]float64, len(cs))
-		for k, c := range cs {
-			vals[k] = c.asFloats()
+		step := floatStep(op)
+		if step == nil || !combine(floatsOf(cs), idx, res.flts, step) {
+			return nil
 		}
-		for i := 0; i < n; i++ {
-			acc := vals[0][idx[0][i]]
-			for k := 1; k < len(cs); k++ {
-				y := vals[k][idx[k][i]]
-				switch op {
-				case "Add", "Sum", "Mean":
-					acc += y
-				case "Sub":
-					acc -= y
-				case "Mul":
-					acc *= y
-				case "Div":
-					acc /= y
-				case "Pow":
-					acc = math.Pow(acc, y)
-				case "Max":
-					acc = math.Max(acc, y)
-				case "Min":
-					acc = math.Min(acc, y)
-				default:
-					return nil
-				}
+		if op == "Mean" {
+			for i := range res.flts {
+				res.flts[i] /= float64(len(cs))
 			}
-			if op == "Mean" {
-				acc /= float64(len(cs))
-			}
-			res.flts[i] = acc
 		}
 		return res
 	}
-	vals := make([][]int64, len(cs))
-	for k, c := range cs {
-		vals[k] = c.asInts()
-	}
-	for i := 0; i < n; i++ {
-		acc := vals[0][idx[0][i]]
-		for k := 1; k < len(cs); k++ {
-			y := vals[k][idx[k][i]]
-			switch op {
-			case "Add", "Sum":
-				acc += y
-			case "Sub":
-				acc -= y
-			case "Mul":
-				acc *= y
-			case "Div":
-				if y == 0 {
-					return nil
-				}
-				acc /= y
-			case "Mod":
-				if y == 0 {
-					return nil
-				}
-				r := acc % y
-				if r != 0 && (r < 0) != (y < 0) { // sign of the divisor, as ONNX Mod with fmod=0
-					r += y
-				}
-				acc = r
-			case "Max":
-				acc = max(acc, y)
-			case "Min":
-				acc = min(acc, y)
-			case "And":
-				acc = b2i(acc != 0 && y != 0)
-			case "Or":
-				acc = b2i(acc != 0 || y != 0)
-			case "Xor":
-				acc = b2i((acc != 0) != (y != 0))
-			default:
-				return nil
-			}
-		}
-		res.ints[i] = acc
+	step := intStep(op)
+	if step == nil || !combine(intsOf(cs), idx, res.ints, step) {
+		return nil
 	}
 	return res
 }
 
-func cmpF(x, y float64) int {
-	switch {
-	case x < y:
-		return -1
-	case x > y:
-		return 1
+// combine sets out[i] to the operands' elements at i (through their broadcast indices idx)
+// folded left to right by step; false when step refuses a pair (a zero divisor).
+func combine[T int64 | float64](vals [][]T, idx [][]int, out []T, step func(acc, y T) (T, bool)) bool {
+	for i := range out {
+		acc := vals[0][idx[0][i]]
+		for k := 1; k < len(vals); k++ {
+			var ok bool
+			if acc, ok = step(acc, vals[k][idx[k][i]]); !ok {
+				return false
+			}
+		}
+		out[i] = acc
 	}
-	return 0
+	return true
 }
 
-func cmpI(x, y int64) int {
-	switch {
-	case x < y:
-		return -1
-	case x > y:
-		return 1
+func floatsOf(cs []*cval) [][]float64 {
+	v := make([][]float64, len(cs))
+	for k, c := range cs {
+		v[k] = c.asFloats()
 	}
-	return 0
+	return v
+}
+
+func intsOf(cs []*cval) [][]int64 {
+	v := make([][]int64, len(cs))
+	for k, c := range cs {
+		v[k] = c.asInts()
+	}
+	return v
+}
+
+// floatStep is op's pairwise step on floats (Mean sums; the caller divides), nil when it has none.
+func floatStep(op string) func(acc, y float64) (float64, bool) {
+	var f func(a, b float64) float64
+	switch op {
+	case "Add", "Sum", "Mean":
+		f = func(a, b float64) float64 { return a + b }
+	case "Sub":
+		f = func(a, b float64) float64 { return a - b }
+	case "Mul":
+		f = func(a, b float64) float64 { return a * b }
+	case "Div":
+		f = func(a, b float64) float64 { return a / b }
+	case "Pow":
+		f = math.Pow
+	case "Max":
+		f = math.Max
+	case "Min":
+		f = math.Min
+	default:
+		return nil
+	}
+	return func(a, b float64) (float64, bool) { return f(a, b), true }
+}
+
+// intStep is op's pairwise step on integers (false for a zero divisor), nil when it has none.
+func intStep(op string) func(acc, y int64) (int64, bool) {
+	switch op {
+	case "Add", "Sum":
+		return func(a, b int64) (int64, bool) { return a + b, true }
+	case "Sub":
+		return func(a, b int64) (int64, bool) { return a - b, true }
+	case "Mul":
+		return func(a, b int64) (int64, bool) { return a * b, true }
+	case "Div":
+		return func(a, b int64) (int64, bool) {
+			if b == 0 {
+				return 0, false
+			}
+			return a / b, true
+		}
+	case "Mod":
+		return func(a, b int64) (int64, bool) {
+			if b == 0 {
+				return 0, false
+			}
+			r := a % b
+			if r != 0 && (r < 0) != (b < 0) { // sign of the divisor, as ONNX Mod with fmod=0
+				r += b
+			}
+			return r, true
+		}
+	case "Max":
+		return func(a, b int64) (int64, bool) { return max(a, b), true }
+	case "Min":
+		return func(a, b int64) (int64, bool) { return min(a, b), true }
+	case "And":
+		return func(a, b int64) (int64, bool) { return b2i(a != 0 && b != 0), true }
+	case "Or":
+		return func(a, b int64) (int64, bool) { return b2i(a != 0 || b != 0), true }
+	case "Xor":
+		return func(a, b int64) (int64, bool) { return b2i((a != 0) != (b != 0)), true }
+	}
+	return nil
 }
 
 // castVal converts a folded tensor to type to, wrapping integers to the target width.

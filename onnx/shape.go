@@ -545,6 +545,13 @@ func (si *shapeInf) infer(n *onnxpb.NodeProto, ins []*TensorType, cs []*cval) ([
 		out := TensorType{Elem: ins[0].Elem, Shape: sh}
 		return one(out, foldElementwise("Expand", out, cs[:1]))
 
+	case "EyeLike": // the identity of the input's 2-D shape (its values are not folded)
+		out := TensorType{Elem: ins[0].Elem, Shape: ins[0].Shape}
+		if dt := attrInt(n, "dtype", 0); dt != 0 {
+			out.Elem = onnxpb.TensorProto_DataType(dt)
+		}
+		return one(out, nil)
+
 	case "ConstantOfShape":
 		elem := onnxpb.TensorProto_FLOAT
 		var fill *cval

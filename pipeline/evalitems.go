@@ -39,8 +39,8 @@ type EvalOptions struct {
 	Predictions string
 	WithPrompt  bool
 	Runtime     RuntimeOptions
-	// Progress (may be nil) is told of every item scored: Event.Stage is the task and dataset,
-	// Detail the accuracy so far.
+	// Progress (may be nil) is called after every item with the label of the run (task and
+	// dataset), the items done and the accuracy so far.
 	Progress ProgressFunc
 }
 

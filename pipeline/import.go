@@ -30,7 +30,7 @@ type ImportOptions struct {
 	External bool // force external data (automatic above 1.8 GB)
 	// Output is the format of Out: an ONNX file or a model folder.
 	Output Output
-	// Progress, when set, is told of every tensor written (Event.Stage "import").
+	// Progress, when set, is told as tensors are written (Stage "import", Done of Total tensors).
 	Progress ProgressFunc
 	// Warn, when set, receives warnings (a folder written without a tokenizer).
 	Warn func(string)
@@ -178,7 +178,11 @@ func importHF(o ImportOptions) (*ImportReport, *onnx.Model, onnx.SaveOptions, fu
 			return onnxpb.TensorProto_FLOAT
 		}
 	}
-	so := g.Bind(hf.BindOptions{Target: target, Narrow: convert.Narrow, Progress: o.importProgress()})
+	bo := hf.BindOptions{Target: target, Narrow: convert.Narrow}
+	if o.Progress != nil {
+		bo.Progress = func(done, total int) { o.Progress(Event{Stage: "import", Done: done, Total: total, Detail: "tensors"}) }
+	}
+	so := g.Bind(bo)
 	return rep, g.Model, so, func() { ck.Close() }, nil
 }
 

@@ -34,7 +34,7 @@ type PruneOptions struct {
 	Exclude    string
 	External   bool // force external data (automatic when the input has it)
 	Runtime    runtime.Options
-	// Progress, when set, is told of every calibration window of every block (calibrationProgress).
+	// Progress, when set, receives calibrate's calibration progress.
 	Progress ProgressFunc
 	// Output writes a model folder instead of a file (the calibration tokenizer goes with it
 	// unless Output.Tokenizer names another); Warn receives what the folder lacks.
@@ -120,7 +120,7 @@ func Prune(o PruneOptions) (*PruneReport, error) {
 		}
 		secs["data"] = time.Since(t0).Seconds()
 		t0 = time.Now()
-		stats, tm, err = calibrate.Calibrate(m, targets, cfg, windows, calibrate.Options{OneShot: o.OneShot, Runtime: o.Runtime, Progress: calibrationProgress(o.Progress)})
+		stats, tm, err = calibrate.Calibrate(m, targets, cfg, windows, calibrate.Options{OneShot: o.OneShot, Runtime: o.Runtime, Progress: o.Progress})
 		if err != nil {
 			return nil, err
 		}

@@ -34,7 +34,7 @@ type QuantizeOptions struct {
 	// Output writes a model folder (serving runtimes: onnxruntime GenAI runs MatMulNBits int4
 	// models) instead of a file; Warn receives what the folder lacks.
 	Output Output
-	// Progress, when set, is told of every calibration window of every block (calibrationProgress).
+	// Progress, when set, receives GPTQ's calibration progress.
 	Progress ProgressFunc
 	// AllowNonFinite quantizes a model whose weights hold NaN or Inf (refused by default);
 	// Warn then receives the warning (and what a model folder lacks).
@@ -285,6 +285,6 @@ func gptqLayers(m *onnx.Model, targets []layers.Linear, cfg quant.Config, o Quan
 	}
 	rep.Samples, rep.SeqLen = len(windows), seqLen
 	rep.Seconds["data"] = time.Since(t0).Seconds()
-	q, _, err := calibrate.GPTQ(m, targets, cfg, windows, quant.GPTQOptions{Damp: o.Damp}, calibrate.Options{Runtime: o.Runtime, Progress: calibrationProgress(o.Progress)})
+	q, _, err := calibrate.GPTQ(m, targets, cfg, windows, quant.GPTQOptions{Damp: o.Damp}, calibrate.Options{Runtime: o.Runtime, Progress: o.Progress})
 	return q, err
 }

@@ -17,12 +17,7 @@ import (
 // would compute with the mismatched weights.
 func TestOpenRefusesTornSave(t *testing.T) {
 	testkit.ORT(t)
-	src := testkit.Synthetic(t, "tiny")
-	m, err := onnx.Load(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := testkit.LoadSynthetic(t, "tiny")
 	p := filepath.Join(t.TempDir(), "m.onnx")
 	if err := m.Save(p, onnx.SaveOptions{ExternalData: true}); err != nil {
 		t.Fatal(err)

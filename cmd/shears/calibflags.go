@@ -32,9 +32,9 @@ func (c *calibFlags) add(fs *pflag.FlagSet, method string) {
 	fs.Uint64Var(&c.seed, "seed", 0, "calibration sampling seed")
 }
 
-// calibrating loads onnxruntime into ro and hands progress the bar that draws the
-// calibration block by block, when the stage calibrates (on); the returned stop ends the bar
-// (safe to call twice, and a no-op when off).
+// calibrating loads onnxruntime into ro and draws the stage-by-stage progress bar that
+// progress drives, when the stage calibrates (on); the returned stop ends the bar (safe to call
+// twice, and a no-op when off).
 func calibrating(env *cliEnv, rt *runtimeFlags, on bool, ro *pipeline.RuntimeOptions, progress *pipeline.ProgressFunc) (stop func(), err error) {
 	if !on {
 		return func() {}, nil

@@ -427,12 +427,7 @@ func TestTextDataIsBoundedByLimitAndMaxTokens(t *testing.T) {
 // projection's weight (through a streaming Save, external data kept).
 func poisoned(t *testing.T, dir string) (path, tensor string) {
 	t.Helper()
-	src := testkit.Synthetic(t, "tiny")
-	m, err := onnx.Load(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := testkit.LoadSynthetic(t, "tiny")
 	for _, x := range m.Graph().GetInitializer() {
 		if strings.Contains(x.GetName(), "q_proj") && len(x.GetDims()) == 2 {
 			tensor = x.GetName()

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/shears-ml/shears/models/llama"
+	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
 )
 
@@ -23,4 +24,15 @@ func Synthetic(t testing.TB, preset string) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// LoadSynthetic is Synthetic loaded; the model is closed when the test ends.
+func LoadSynthetic(t testing.TB, preset string) *onnx.Model {
+	t.Helper()
+	m, err := onnx.Load(Synthetic(t, preset))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
 }

@@ -72,6 +72,11 @@ type RopeScaling struct {
 	ShortFactor           []float64 `json:"short_factor"`
 	LongFactor            []float64 `json:"long_factor"`
 	AttentionFactor       *float64  `json:"attention_factor"`
+	BetaFast              float64   `json:"beta_fast"` // yarn
+	BetaSlow              float64   `json:"beta_slow"`
+	Truncate              *bool     `json:"truncate"`
+	Mscale                *float64  `json:"mscale"` // DeepSeek's yarn (not supported)
+	MscaleAllDim          *float64  `json:"mscale_all_dim"`
 	RopeTheta             float64   `json:"rope_theta"`            // rope_parameters only
 	PartialRotary         *float64  `json:"partial_rotary_factor"` // rope_parameters only
 	// PerLayerType is set when rope_parameters is keyed by layer type (not supported).

@@ -41,7 +41,10 @@ func TestUnsupportedFieldsRefused(t *testing.T) {
 		fields map[string]any
 		want   string
 	}{
-		{"llama", map[string]any{"rope_scaling": map[string]any{"rope_type": "yarn", "factor": 4.0}}, `rope_scaling of type "yarn" is not supported (supported: dynamic, linear, llama3, longrope, su, or none)`},
+		{"llama", map[string]any{"rope_scaling": map[string]any{"rope_type": "ntk", "factor": 4.0}}, `rope_scaling of type "ntk" is not supported (supported: dynamic, linear, llama3, longrope, su, yarn, or none)`},
+		{"qwen2", map[string]any{"rope_scaling": map[string]any{"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32}}, "rope_scaling yarn: original_max_position_embeddings 32 differs from max_position_embeddings 64"},
+		{"qwen2", map[string]any{"rope_scaling": map[string]any{"type": "yarn", "factor": 4.0, "mscale": 1.0}}, "rope_scaling yarn with mscale / mscale_all_dim"},
+		{"qwen2", map[string]any{"rope_scaling": map[string]any{"type": "yarn", "factor": 0.5}}, "rope_scaling yarn: factor 0.5 must be >= 1"},
 		{"llama", map[string]any{"rope_scaling": map[string]any{"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "original_max_position_embeddings": 16}}, "rope_scaling llama3: factor 8, low_freq_factor 1, high_freq_factor 0"},
 		{"llama", map[string]any{"rope_scaling": map[string]any{"type": "linear"}}, "rope_scaling linear: factor 0 must be positive"},
 		{"llama", map[string]any{"partial_rotary_factor": 0.5}, "partial_rotary_factor 0.5 is not supported for LlamaForCausalLM"},
@@ -134,6 +137,11 @@ func TestRopeParametersForm(t *testing.T) {
 	d = decoderOf(t, "llama", map[string]any{"rope_scaling": map[string]any{"type": "dynamic", "factor": 2.0}})
 	if d.Rope != nil || d.RopeTheta != 500000 {
 		t.Errorf("dynamic: theta %v, rope %+v", d.RopeTheta, d.Rope)
+	}
+	// yarn: the context grows to factor × the original; the default attention factor.
+	d = decoderOf(t, "qwen2-yarn", nil)
+	if d.MaxSeq != 256 || !(math.Abs(d.Rope.Scale-(1+0.1*math.Log(4))) <= 1e-15) {
+		t.Errorf("yarn: context %d (want 256), scale %v", d.MaxSeq, d.Rope.Scale)
 	}
 	// linear: every frequency divided by the factor.
 	d = decoderOf(t, "llama-linear", nil)

@@ -2,7 +2,7 @@ package hf
 
 // Tiny configurations of every family, shaped to exercise what sets each apart: GQA, a llama3
 // rope scaling whose three frequency bands are all populated (head_dim 16, original context 16),
-// linear rope scaling, biases (LLaMA's attention_bias and mlp_bias, Qwen2's, Gemma's), fused
+// linear and yarn rope scaling (yarn's ramp spans dims 0-3 of 8), biases (LLaMA's attention_bias and mlp_bias, Qwen2's, Gemma's), fused
 // projections, a head_dim that is not hidden/heads, tied and untied heads, sliding windows
 // shorter than the test sequences (Mistral: every layer; Qwen2: the layers from
 // max_window_layers on; Phi-3), and Phi-3's LongRoPE with a partial rotary dim (Phi-4-mini's
@@ -26,6 +26,11 @@ var FamilyConfigs = map[string]string{
 		"intermediate_size": 96, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
 		"vocab_size": 128, "max_position_embeddings": 64, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
 		"use_sliding_window": true, "sliding_window": 3, "max_window_layers": 1, "tie_word_embeddings": true, "hidden_act": "silu"}`,
+	"qwen2-yarn": `{"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_size": 64,
+		"intermediate_size": 96, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+		"vocab_size": 128, "max_position_embeddings": 64, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
+		"rope_scaling": {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64},
+		"use_sliding_window": false, "sliding_window": 3, "tie_word_embeddings": false, "hidden_act": "silu"}`,
 	"phi3": `{"architectures": ["Phi3ForCausalLM"], "model_type": "phi3", "hidden_size": 64,
 		"intermediate_size": 96, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
 		"vocab_size": 128, "max_position_embeddings": 64, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,

@@ -141,7 +141,8 @@ func geluTanh(x float64) float64 {
 // refRope is HF's rotary embedding for a forward whose largest position id is maxPos: the
 // inverse frequencies of the rotated width (partial_rotary_factor · head_dim) and the scale
 // on cos and sin, with rope_scaling applied as modeling_rope_utils does (linear, llama3,
-// longrope/su; dynamic changes nothing within max_position_embeddings). It reads rope_theta,
+// longrope/su, yarn with its default betas; dynamic changes nothing within
+// max_position_embeddings). It reads rope_theta,
 // rope_scaling and partial_rotary_factor, or v5's rope_parameters holding them.
 func refRope(c *hf.Config, hd, maxPos int) (inv []float64, scale float64) {
 	theta, s, prf := c.RopeTheta, c.RopeScaling, 1.0
@@ -189,6 +190,19 @@ func refRope(c *hf.Config, hd, maxPos int) (inv []float64, scale float64) {
 			}
 			inv[j] = v
 		}
+	case "yarn":
+		// The correction range: dims d with d·ln(orig / (2π·rotations)) / (2·ln θ) between
+		// beta_fast = 32 and beta_slow = 1 rotations, floored and ceiled.
+		orig := float64(c.MaxPositions)
+		lo := math.Floor(float64(dim) * math.Log(orig/(32*2*math.Pi)) / (2 * math.Log(theta)))
+		hi := math.Ceil(float64(dim) * math.Log(orig/(1*2*math.Pi)) / (2 * math.Log(theta)))
+		lo, hi = math.Max(lo, 0), math.Min(hi, float64(dim-1))
+		for j := range inv {
+			t := (float64(j) - lo) / (hi - lo)
+			t = math.Min(1, math.Max(0, t)) // 0: original frequency, 1: divided by factor
+			inv[j] = inv[j]*(1-t) + inv[j]/s.Factor*t
+		}
+		scale = 1 + 0.1*math.Log(s.Factor)
 	case "longrope", "su":
 		orig := c.OriginalMaxPositions
 		if orig == 0 {

@@ -9,9 +9,10 @@ import (
 )
 
 // ropeKind makes the rotary embedding of one rope_scaling type for a rotated width dim (head_dim,
-// or its partial_rotary_factor share) and base theta, as transformers' modeling_rope_utils
-// computes it. A nil Rope means the default frequencies.
-type ropeKind func(c *Config, s *RopeScaling, dim int, theta float64) (*llama.Rope, error)
+// or its partial_rotary_factor share) and base d.RopeTheta, as transformers' modeling_rope_utils
+// computes it. A nil Rope means the default frequencies. A kind meant to run past
+// max_position_embeddings (yarn) extends d.MaxSeq, the graph's context.
+type ropeKind func(c *Config, s *RopeScaling, d *llama.Config, dim int) (*llama.Rope, error)
 
 // ropeKinds is every rope_scaling type the import computes. The others (yarn, ntk, ...) are
 // refused with the list of these.
@@ -21,6 +22,7 @@ var ropeKinds = map[string]ropeKind{
 	"llama3":   llama3Rope,
 	"longrope": longRope,
 	"su":       longRope, // Phi-3's first name for LongRoPE
+	"yarn":     yarnRope,
 }
 
 func ropeKindList() string {
@@ -75,7 +77,7 @@ func rope(c *Config, d *llama.Config, partial bool) error {
 			return c.errorf("rope_scaling of type %q is not supported (supported: %s, or none)", s.Kind(), ropeKindList())
 		}
 		var err error
-		if r, err = kind(c, s, dim, theta); err != nil {
+		if r, err = kind(c, s, d, dim); err != nil {
 			return err
 		}
 	}
@@ -90,7 +92,8 @@ func rope(c *Config, d *llama.Config, partial bool) error {
 }
 
 // linearRope divides every frequency by factor (positions / factor: position interpolation).
-func linearRope(c *Config, s *RopeScaling, dim int, theta float64) (*llama.Rope, error) {
+func linearRope(c *Config, s *RopeScaling, d *llama.Config, dim int) (*llama.Rope, error) {
+	theta := d.RopeTheta
 	if !(s.Factor > 0) {
 		return nil, c.errorf("rope_scaling linear: factor %v must be positive", s.Factor)
 	}
@@ -103,7 +106,7 @@ func linearRope(c *Config, s *RopeScaling, dim int, theta float64) (*llama.Rope,
 
 // dynamicRope (dynamic NTK) changes the frequencies only once a sequence grows past
 // max_position_embeddings, which is the graph's context: within it they are the default ones.
-func dynamicRope(c *Config, s *RopeScaling, dim int, theta float64) (*llama.Rope, error) {
+func dynamicRope(c *Config, s *RopeScaling, d *llama.Config, dim int) (*llama.Rope, error) {
 	if !(s.Factor > 0) {
 		return nil, c.errorf("rope_scaling dynamic: factor %v must be positive", s.Factor)
 	}
@@ -112,7 +115,8 @@ func dynamicRope(c *Config, s *RopeScaling, dim int, theta float64) (*llama.Rope
 
 // llama3Rope (Llama 3.1+) divides the low frequencies by factor, keeps the high ones and blends
 // between (transformers' _compute_llama3_parameters).
-func llama3Rope(c *Config, s *RopeScaling, dim int, theta float64) (*llama.Rope, error) {
+func llama3Rope(c *Config, s *RopeScaling, d *llama.Config, dim int) (*llama.Rope, error) {
+	theta := d.RopeTheta
 	if !(s.Factor > 0) || !(s.LowFreqFactor > 0) || !(s.HighFreqFactor > s.LowFreqFactor) || s.OriginalMaxPositional <= 0 {
 		return nil, c.errorf("rope_scaling llama3: factor %v, low_freq_factor %v, high_freq_factor %v, original_max_position_embeddings %d: want factor > 0, 0 < low_freq_factor < high_freq_factor, original_max_position_embeddings > 0",
 			s.Factor, s.LowFreqFactor, s.HighFreqFactor, s.OriginalMaxPositional)
@@ -139,7 +143,8 @@ func llama3Rope(c *Config, s *RopeScaling, dim int, theta float64) (*llama.Rope,
 // and scales cos and sin by attention_factor, by default √(1 + ln s / ln original) with
 // s = factor, or max_position_embeddings / original (transformers' _compute_longrope_parameters
 // and its per-call switch in dynamic_rope_update).
-func longRope(c *Config, s *RopeScaling, dim int, theta float64) (*llama.Rope, error) {
+func longRope(c *Config, s *RopeScaling, d *llama.Config, dim int) (*llama.Rope, error) {
+	theta := d.RopeTheta
 	if len(s.ShortFactor) != dim/2 || len(s.LongFactor) != dim/2 {
 		return nil, c.errorf("rope_scaling longrope: short_factor has %d values and long_factor %d; the rotary dim %d needs %d each", len(s.ShortFactor), len(s.LongFactor), dim, dim/2)
 	}
@@ -189,4 +194,66 @@ func longRope(c *Config, s *RopeScaling, dim int, theta float64) (*llama.Rope, e
 		r.LongFrom = orig
 	}
 	return r, nil
+}
+
+// yarnRope (YaRN, Qwen2.5's long-context recipe) blends each frequency between its original
+// value (extrapolation) and value ÷ factor (interpolation) with a linear ramp between the
+// dims that turn beta_fast (32) and beta_slow (1) times over the original context (floored and
+// ceiled unless truncate is false), and scales cos and sin by attention_factor, by default
+// 0.1·ln(factor) + 1 (transformers' _compute_yarn_parameters). The frequencies are meant for
+// factor × the original context, so the graph's context grows to that.
+func yarnRope(c *Config, s *RopeScaling, d *llama.Config, dim int) (*llama.Rope, error) {
+	theta := d.RopeTheta
+	if !(s.Factor >= 1) || math.IsInf(s.Factor, 0) {
+		return nil, c.errorf("rope_scaling yarn: factor %v must be >= 1", s.Factor)
+	}
+	if s.Mscale != nil || s.MscaleAllDim != nil {
+		return nil, c.errorf("rope_scaling yarn with mscale / mscale_all_dim (DeepSeek's attention factor) is not supported")
+	}
+	orig := s.OriginalMaxPositional
+	if orig == 0 {
+		orig = c.MaxPositions
+	}
+	if orig != c.MaxPositions {
+		// transformers 4.4x takes the correction range from max_position_embeddings and the
+		// factor as given; later versions from original_max_position_embeddings, some with the
+		// ratio of the two as factor: only the case where they agree is computed.
+		return nil, c.errorf("rope_scaling yarn: original_max_position_embeddings %d differs from max_position_embeddings %d, which transformers versions read differently (supported: equal, or absent)", orig, c.MaxPositions)
+	}
+	fast, slow := s.BetaFast, s.BetaSlow
+	if fast == 0 {
+		fast = 32
+	}
+	if slow == 0 {
+		slow = 1
+	}
+	corr := func(rotations float64) float64 {
+		return float64(dim) * math.Log(float64(orig)/(rotations*2*math.Pi)) / (2 * math.Log(theta))
+	}
+	low, high := corr(fast), corr(slow)
+	if s.Truncate == nil || *s.Truncate {
+		low, high = math.Floor(low), math.Ceil(high)
+	}
+	low, high = math.Max(low, 0), math.Min(high, float64(dim-1))
+	if low == high {
+		high += 0.001
+	}
+	f := llama.InvFreq(dim, theta)
+	for j, x := range f {
+		ramp := math.Min(math.Max((float64(j)-low)/(high-low), 0), 1)
+		keep := 1 - ramp // the share of the original frequency
+		f[j] = x/s.Factor*(1-keep) + x*keep
+	}
+	scale := 1.0
+	switch {
+	case s.AttentionFactor != nil:
+		scale = *s.AttentionFactor
+	case s.Factor > 1:
+		scale = 0.1*math.Log(s.Factor) + 1
+	}
+	if !(scale > 0) || math.IsInf(scale, 0) {
+		return nil, c.errorf("rope_scaling yarn: attention factor %v must be positive", scale)
+	}
+	d.MaxSeq = max(d.MaxSeq, int(math.Round(s.Factor*float64(orig))))
+	return &llama.Rope{InvFreq: f, Scale: scale}, nil
 }

@@ -10,16 +10,7 @@ import (
 	"github.com/shears-ml/shears/transform/layers"
 )
 
-func tinyModel(t *testing.T) *onnx.Model {
-	t.Helper()
-	path := testkit.Synthetic(t, "tiny")
-	m, err := onnx.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	return m
-}
+func tinyModel(t *testing.T) *onnx.Model { return testkit.LoadSynthetic(t, "tiny") }
 
 type blockRole struct {
 	block int

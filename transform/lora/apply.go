@@ -179,6 +179,9 @@ func Apply(m *onnx.Model, p *Plan, opts ApplyOptions) (*onnx.Model, error) {
 	if err := writeMeta(out, meta); err != nil {
 		return nil, err
 	}
+	if err := keepUnadapted(out, qa, meta); err != nil {
+		return nil, fmt.Errorf("lora: apply: %w", err)
+	}
 	if opts.Train && p.Config.Dropout > 0 {
 		if err := AddDropout(out); err != nil {
 			return nil, err

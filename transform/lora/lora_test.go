@@ -527,29 +527,16 @@ func TestMaskedGradientsAreZero(t *testing.T) {
 	}
 	meta, _ := ReadConfig(sup)
 	randomizeB(t, sup, meta, 11)
-	if sup, err = decoder.TrainForm(sup); err != nil { // what training differentiates
-		t.Fatal(err)
-	}
-	b := onnx.BuilderFor(sup)
-	rng := rand.New(rand.NewPCG(4, 4))
-	w := make([]float32, 2*8*512)
-	for i := range w {
-		w[i] = float32(rng.NormFloat64())
-	}
-	prod := b.Op("Mul", "/loss/Mul", []string{"logits", b.Const("loss_w", onnx.Float32Tensor("", []int64{2, 8, 512}, w))})
-	loss := b.Op("ReduceSum", "/loss/ReduceSum", []string{prod}, onnx.AttrInt("keepdims", 0))
-	if b.Err() != nil {
-		t.Fatal(b.Err())
-	}
+	sup = weightedLoss(t, sup, 4)
 	var wrt []string
 	for _, mod := range meta.Modules {
 		wrt = append(wrt, mod.A, mod.B)
 	}
-	grads, err := autodiff.Backward(sup, loss, wrt, autodiff.Options{InputDims: map[string][]int64{"input_ids": {2, 8}}})
+	grads, err := autodiff.Backward(sup, "loss", wrt, autodiff.Options{InputDims: map[string][]int64{"input_ids": {2, 8}}})
 	if err != nil {
 		t.Fatalf("backward: %v", err)
 	}
-	b = onnx.BuilderFor(sup)
+	b := onnx.BuilderFor(sup)
 	r := int64(meta.RMax)
 	for _, mod := range meta.Modules {
 		b.Output(grads[mod.A], onnxpb.TensorProto_FLOAT, mod.In, r)
@@ -719,4 +706,27 @@ func TestRanksParams(t *testing.T) {
 	if r["layers.0.qkv"] != 16 || Ranks(nil).Clone() == nil {
 		t.Errorf("clone shares storage or is nil: %v", r)
 	}
+}
+
+// weightedLoss returns m's train form (what training differentiates: no KV cache) with a
+// scalar output "loss" = ReduceSum(w ⊙ logits), w [2, 8, 512] drawn from N(0, 1) with seed: a
+// loss whose gradient reaches every logit with a different weight.
+func weightedLoss(t *testing.T, m *onnx.Model, seed uint64) *onnx.Model {
+	t.Helper()
+	m, err := decoder.TrainForm(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := onnx.BuilderFor(m)
+	rng := rand.New(rand.NewPCG(seed, seed))
+	w := make([]float32, 2*8*512)
+	for i := range w {
+		w[i] = float32(rng.NormFloat64())
+	}
+	prod := b.Op("Mul", "/loss/Mul", []string{"logits", b.Const("loss_w", onnx.Float32Tensor("", []int64{2, 8, 512}, w))})
+	b.OpOut("ReduceSum", "/loss/ReduceSum", []string{prod}, []string{"loss"}, onnx.AttrInt("keepdims", 0))
+	if err := b.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return m
 }

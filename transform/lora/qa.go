@@ -3,6 +3,7 @@ package lora
 import (
 	"fmt"
 	"math"
+	"sort"
 
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
@@ -135,6 +136,27 @@ func lowered(m *onnx.Model) (map[string]quant.Lowered, error) {
 		out[r.Node] = r
 	}
 	return out, nil
+}
+
+// keepUnadapted keeps the lowered linears of a QA-SparsePEFT super-network that got no adapter
+// in their quantized form (quant.KeepQuantized): their weight is computed from the base's
+// packed integers, and their grid tensors, which no adapter reads, are not written.
+func keepUnadapted(m *onnx.Model, qa map[string]quant.Lowered, meta *Meta) error {
+	adapted := map[string]bool{}
+	for _, mod := range meta.Modules {
+		adapted[mod.Node] = true
+	}
+	var keep []string
+	for node := range qa {
+		if !adapted[node] {
+			keep = append(keep, node)
+		}
+	}
+	if len(keep) == 0 {
+		return nil
+	}
+	sort.Strings(keep)
+	return quant.KeepQuantized(m, keep)
 }
 
 // checkQA refuses a quantization-aware module the QA path cannot express.

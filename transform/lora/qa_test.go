@@ -2,7 +2,6 @@ package lora
 
 import (
 	"math"
-	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -12,7 +11,6 @@ import (
 	"github.com/shears-ml/shears/runtime"
 	"github.com/shears-ml/shears/train/gradcheck"
 	"github.com/shears-ml/shears/transform/autodiff"
-	"github.com/shears-ml/shears/transform/decoder"
 	"github.com/shears-ml/shears/transform/quant"
 	"google.golang.org/protobuf/proto"
 )
@@ -67,6 +65,31 @@ func TestQAForwardIsTheQuantizedMerge(t *testing.T) {
 	testkit.ORT(t)
 	for _, c := range []quant.Config{{Bits: 4, BlockSize: 32}, {Bits: 4, BlockSize: 64, Symmetric: true}} {
 		q, low, sup, meta := qaSuper(t, c)
+		// Linears without an adapter read the base's packed integers; every initializer is
+		// read (onnxruntime warns about the others).
+		read := map[string]bool{}
+		for _, n := range sup.Graph().GetNode() {
+			for _, in := range n.GetInput() {
+				read[in] = true
+			}
+		}
+		for _, in := range sup.Graph().GetInitializer() {
+			if !read[in.GetName()] {
+				t.Fatalf("%+v: initializer %s of the QA super-network is read by no node", c, in.GetName())
+			}
+		}
+		if infos, _, err := quant.Quantized(sup); err != nil || len(infos) != 0 {
+			t.Fatalf("%+v: %d MatMulNBits linears in the super-network (%v), want their dequantization only", c, len(infos), err)
+		}
+		nbits := 0
+		for _, n := range sup.Graph().GetNode() {
+			if n.GetOpType() == quant.OpType {
+				nbits++
+			}
+		}
+		if recs, _ := quant.ReadLowered(sup); nbits != len(recs)-len(meta.Modules) || nbits == 0 {
+			t.Fatalf("%+v: %d linears kept quantized, want %d (%d lowered, %d adapted)", c, nbits, len(recs)-len(meta.Modules), len(recs), len(meta.Modules))
+		}
 		feeds, ranks := masksFor(meta, 6, 4)
 		_, want := testkit.RunLogits(t, q, 2, testIDs, nil)
 		if d := testkit.MaxDiff(logits(t, sup, feeds), want); !(d <= 1e-5) {
@@ -144,6 +167,7 @@ func TestQAForwardIsTheQuantizedMerge(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		onnx.RemoveDead(merged.Graph()) // the lowered base's grids: read by nothing here
 		_, mlog := testkit.RunLogits(t, merged, 2, testIDs, nil)
 		if d := testkit.MaxDiff(got, mlog); !(d <= 1e-4) {
 			t.Fatalf("%+v: QA super-network and the quantized merge differ by %g", c, d)
@@ -166,21 +190,7 @@ func TestQAStraightThroughGradients(t *testing.T) {
 	testkit.ORT(t)
 	_, _, sup, meta := qaSuper(t, quant.Config{Bits: 4, BlockSize: 32})
 	randomizeB(t, sup, meta, 5)
-	sup, err := decoder.TrainForm(sup) // what training differentiates: no KV cache
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := onnx.BuilderFor(sup)
-	rng := rand.New(rand.NewPCG(5, 5))
-	w := make([]float32, 2*8*512)
-	for i := range w {
-		w[i] = float32(rng.NormFloat64())
-	}
-	prod := b.Op("Mul", "/loss/Mul", []string{"logits", b.Const("loss_w", onnx.Float32Tensor("", []int64{2, 8, 512}, w))})
-	b.OpOut("ReduceSum", "/loss/ReduceSum", []string{prod}, []string{"loss"}, onnx.AttrInt("keepdims", 0))
-	if b.Err() != nil {
-		t.Fatal(b.Err())
-	}
+	sup = weightedLoss(t, sup, 5)
 	g64, err := autodiff.ToFloat64(sup)
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package lora
 
 import (
-	"math/rand/v2"
 	"testing"
 
 	"github.com/shears-ml/shears/internal/testkit"
@@ -9,7 +8,6 @@ import (
 	"github.com/shears-ml/shears/runtime"
 	"github.com/shears-ml/shears/train/gradcheck"
 	"github.com/shears-ml/shears/transform/autodiff"
-	"github.com/shears-ml/shears/transform/decoder"
 )
 
 // TestSparseAdapterGradients: the SparsePEFT path x·(M ⊙ (s·(A⊙m)·B)) of a half-zero tiny
@@ -54,20 +52,7 @@ func TestSparseAdapterGradients(t *testing.T) {
 		t.Errorf("train graph with keep = 1 differs from the inference graph by %g", d)
 	}
 
-	if trainG, err = decoder.TrainForm(trainG); err != nil { // what training differentiates
-		t.Fatal(err)
-	}
-	b := onnx.BuilderFor(trainG)
-	rng := rand.New(rand.NewPCG(5, 5))
-	w := make([]float32, 2*8*512)
-	for i := range w {
-		w[i] = float32(rng.NormFloat64())
-	}
-	prod := b.Op("Mul", "/loss/Mul", []string{"logits", b.Const("loss_w", onnx.Float32Tensor("", []int64{2, 8, 512}, w))})
-	b.OpOut("ReduceSum", "/loss/ReduceSum", []string{prod}, []string{"loss"}, onnx.AttrInt("keepdims", 0))
-	if b.Err() != nil {
-		t.Fatal(b.Err())
-	}
+	trainG = weightedLoss(t, trainG, 5)
 	in := map[string]*runtime.Tensor{"input_ids": runtime.I64([]int64{2, 8}, testIDs)}
 	for k, v := range feeds {
 		shape := []int64{int64(len(v))}

@@ -39,6 +39,34 @@ var rules = map[string]rule{
 	"MultiHeadAttention":               mha,
 }
 
+// constants are the nodes of g whose every input is, transitively, an initializer (or that
+// have none, as Constant): what they
+// compute is a constant of the graph (onnxruntime folds it at load), not on any gradient path.
+func constants(g *onnxpb.GraphProto) map[*onnxpb.NodeProto]bool {
+	known := map[string]bool{}
+	for _, t := range g.GetInitializer() {
+		known[t.GetName()] = true
+	}
+	out := map[*onnxpb.NodeProto]bool{}
+	order, err := onnx.NewIndex(g).TopoOrder()
+	if err != nil {
+		order = g.GetNode() // a cycle is reported by whoever sorts the graph
+	}
+	for _, n := range order {
+		c := true
+		for _, in := range n.GetInput() {
+			c = c && (in == "" || known[in])
+		}
+		if c {
+			out[n] = true
+			for _, o := range n.GetOutput() {
+				known[o] = true
+			}
+		}
+	}
+	return out
+}
+
 // refusals say what to do about fused operators without a lowering.
 var refusals = map[string]string{
 	"RotaryEmbedding":        "rotary embeddings",
@@ -82,9 +110,10 @@ func Lower(m *onnx.Model) (Report, error) {
 		return rep, fmt.Errorf("lower: no graph")
 	}
 	var refused []string
+	constant := constants(g)
 	for _, n := range g.GetNode() {
-		if !IsFused(n) {
-			continue
+		if !IsFused(n) || constant[n] {
+			continue // a constant (a QA super-network's weight dequantized from its integers) needs no gradient
 		}
 		if _, ok := rules[n.GetOpType()]; !ok {
 			refused = append(refused, fmt.Sprintf("%q (%s::%s)", n.GetName(), n.GetDomain(), n.GetOpType()))

@@ -32,6 +32,9 @@
 // weights left the base's range (by more than half a step: they would be clamped) gets a grid
 // refit to it instead, 0 kept exact (refit.go); the QA train graph applies the same rule, so the
 // merged export is what was trained and every merged weight is within half a step of the
-// unmerged W'. DequantReads serves an unmerged export's sparse-adapter mask from the
+// unmerged W'. In a QA super-network the linears that got no adapter go back to the base's
+// packed integers (KeepQuantized: the MatMul reads MatMulNBits(I_K, B, scales, zero points),
+// folded to a constant by onnxruntime at load and off every gradient path), so the file holds no
+// float copy and no unused grid of them. DequantReads serves an unmerged export's sparse-adapter mask from the
 // MatMulNBits tensors themselves.
 package quant

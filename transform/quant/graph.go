@@ -131,15 +131,8 @@ func (p *Plan) ApplyTarget(m *onnx.Model, t Target, l *Layer) error {
 	if n == nil {
 		return fmt.Errorf("quantize %s: linear %s not found", m.Path, t.Linear.Node)
 	}
-	kb := int64(l.KBlocks())
-	g.Initializer = append(g.Initializer,
-		onnx.NewTensor(t.B, onnxpb.TensorProto_UINT8, []int64{int64(t.N), kb, int64(l.BlobSize())}, l.PackB()),
-		scaleTensor(t.Scales, t.ScaleType, []int64{int64(t.N), kb}, l.Scales))
-	inputs := []string{t.Linear.Input, t.B, t.Scales}
-	if t.Zeros != "" {
-		g.Initializer = append(g.Initializer, onnx.NewTensor(t.Zeros, onnxpb.TensorProto_UINT8, []int64{int64(t.N), int64(l.ZeroBytes())}, l.PackZeros()))
-		inputs = append(inputs, t.Zeros)
-	}
+	inits, inputs := p.tensors(t, l)
+	g.Initializer = append(g.Initializer, inits...)
 	weightIn := n.GetInput()[1]
 	if t.Linear.Op == "Gemm" && len(n.GetInput()) > 2 && n.GetInput()[2] != "" {
 		for len(inputs) < 5 {
@@ -149,14 +142,34 @@ func (p *Plan) ApplyTarget(m *onnx.Model, t Target, l *Layer) error {
 	}
 	n.OpType, n.Domain = proto.String(OpType), proto.String(Domain)
 	n.Input = inputs
-	n.Attribute = []*onnxpb.AttributeProto{
+	n.Attribute = p.attrs(t)
+	removeDeadChain(g, weightIn)
+	ensureDomain(m.Proto)
+	return nil
+}
+
+// tensors packs l into t's MatMulNBits initializers and returns them with the node's inputs
+// after A: B, scales and, when asymmetric, zero points.
+func (p *Plan) tensors(t Target, l *Layer) ([]*onnxpb.TensorProto, []string) {
+	kb := int64(l.KBlocks())
+	inits := []*onnxpb.TensorProto{
+		onnx.NewTensor(t.B, onnxpb.TensorProto_UINT8, []int64{int64(t.N), kb, int64(l.BlobSize())}, l.PackB()),
+		scaleTensor(t.Scales, t.ScaleType, []int64{int64(t.N), kb}, l.Scales)}
+	inputs := []string{t.Linear.Input, t.B, t.Scales}
+	if t.Zeros != "" {
+		inits = append(inits, onnx.NewTensor(t.Zeros, onnxpb.TensorProto_UINT8, []int64{int64(t.N), int64(l.ZeroBytes())}, l.PackZeros()))
+		inputs = append(inputs, t.Zeros)
+	}
+	return inits, inputs
+}
+
+// attrs are a MatMulNBits node's attributes for t.
+func (p *Plan) attrs(t Target) []*onnxpb.AttributeProto {
+	return []*onnxpb.AttributeProto{
 		onnx.AttrInt("K", int64(t.K)), onnx.AttrInt("N", int64(t.N)),
 		onnx.AttrInt("bits", int64(p.Config.Bits)), onnx.AttrInt("block_size", int64(p.Config.BlockSize)),
 		onnx.AttrInt("accuracy_level", int64(p.AccuracyLevel)),
 	}
-	removeDeadChain(g, weightIn)
-	ensureDomain(m.Proto)
-	return nil
 }
 
 // removeDeadChain removes the nodes and initializer that produced name, back through

@@ -183,6 +183,75 @@ func (r Lowered) Grid(src *onnx.Model) (*Layer, error) {
 	return l, nil
 }
 
+// KeepQuantized turns the named lowered linears of m back to their stored integers: the MatMul
+// still reads a float weight, but it is MatMulNBits(I_K, B, scales[, zero points]) of the
+// packed tensors (dequantOp) instead of a float32 initializer, and the linear's grid tensors
+// are removed. It is for the linears of a QA-SparsePEFT super-network that got no adapter:
+// nothing else reads their weight or grid, so the file keeps the base's 4- or 8-bit bytes,
+// onnxruntime is given no unused grid initializer, and it folds the same float weight into a
+// constant at load (no gradient flows into it). Raise puts them back as they were.
+func KeepQuantized(m *onnx.Model, nodes []string) error {
+	recs, err := ReadLowered(m)
+	if err != nil {
+		return err
+	}
+	byNode := map[string]Lowered{}
+	for _, r := range recs {
+		byNode[r.Node] = r
+	}
+	g := m.Graph()
+	b := onnx.BuilderFor(m)
+	for _, name := range nodes {
+		r, ok := byNode[name]
+		n := nodeByName(g, name)
+		if !ok || n == nil || n.GetOpType() != "MatMul" || len(n.GetInput()) != 2 || n.GetInput()[1] != r.Weight {
+			return fmt.Errorf("keep %s quantized: %s is not a linear Lower made", m.Path, name)
+		}
+		for i, t := range []string{r.Weight, r.Scales, r.Zeros} {
+			if c := readers(g, t); c != max(0, 1-i) || m.Initializer(t) == nil {
+				return fmt.Errorf("keep %s quantized: %s: tensor %s is read by %d nodes, want %d", m.Path, name, t, c, max(0, 1-i))
+			}
+		}
+		w, err := m.Float32s(m.Initializer(r.Weight))
+		if err != nil {
+			return err
+		}
+		grid, err := r.Grid(m)
+		if err != nil {
+			return err
+		}
+		l, refit, err := Requantize(w, grid)
+		if err != nil || refit != 0 {
+			return fmt.Errorf("keep %s quantized: %s: the weight is not on its grid (%d blocks off, %v)", m.Path, name, refit, err)
+		}
+		t := Target{Linear: linearOf(n, r), K: r.K, N: r.N, ScaleType: onnxpb.TensorProto_FLOAT,
+			B: r.Node + ".qweight", Scales: r.Node + ".scales"}
+		if !r.Symmetric {
+			t.Zeros = r.Node + ".qzeros"
+		}
+		p := &Plan{Config: r.Config(), AccuracyLevel: r.AccuracyLevel}
+		inits, _ := p.tensors(t, l)
+		var ins []string // the builder's names (suffixed when taken)
+		for _, it := range inits {
+			ins = append(ins, b.Initializer(it))
+		}
+		n.Input[1] = dequantOp(b, r.Node, r.K, ins, p.attrs(t))
+		for _, t := range []string{r.Weight, r.Scales, r.Zeros} {
+			removeDeadChain(g, t)
+		}
+	}
+	if err := b.Err(); err != nil {
+		return fmt.Errorf("keep %s quantized: %w", m.Path, err)
+	}
+	ensureDomain(m.Proto)
+	order, err := onnx.NewIndex(g).TopoOrder()
+	if err != nil {
+		return err
+	}
+	g.Node = order
+	return nil
+}
+
 // Requantize puts w [K, N] on g's grid, block by block, each weight to its block's nearest
 // code. A block whose values leave g's range by more than half a step (a merged weight past
 // the block's extremes) gets its own grid instead (Refit; see refit.go), so every weight is
@@ -247,21 +316,29 @@ func Raise(m, src *onnx.Model) ([]Raised, error) {
 		if n == nil || n.GetOpType() != "MatMul" || len(n.GetInput()) != 2 {
 			return nil, fmt.Errorf("raise %s: linear %s is not the MatMul Lower made", m.Path, r.Node)
 		}
-		wt := m.Initializer(n.GetInput()[1])
-		if wt == nil {
-			return nil, fmt.Errorf("raise %s: linear %s does not read a weight initializer", m.Path, r.Node)
-		}
-		w, err := m.Float32s(wt)
-		if err != nil {
-			return nil, err
-		}
-		grid, err := r.Grid(src)
-		if err != nil {
-			return nil, err
-		}
-		l, refit, err := Requantize(w, grid)
-		if err != nil {
-			return nil, fmt.Errorf("raise %s: %s: %w", m.Path, r.Node, err)
+		var w []float32
+		var l, grid *Layer
+		var refit int
+		var packed []string // a kept linear's tensors (KeepQuantized), removed once raised
+		if dq := onnx.NewIndex(g).Producer[n.GetInput()[1]]; dq != nil && dq.GetName() == r.Node+dequantSuffix {
+			if l, _, err = ReadNode(m, dq); err != nil {
+				return nil, fmt.Errorf("raise %s: %w", m.Path, err)
+			}
+			grid, w, packed = l, l.Dequant(), dq.GetInput()[1:]
+		} else {
+			wt := m.Initializer(n.GetInput()[1])
+			if wt == nil {
+				return nil, fmt.Errorf("raise %s: linear %s does not read a weight initializer", m.Path, r.Node)
+			}
+			if w, err = m.Float32s(wt); err != nil {
+				return nil, err
+			}
+			if grid, err = r.Grid(src); err != nil {
+				return nil, err
+			}
+			if l, refit, err = Requantize(w, grid); err != nil {
+				return nil, fmt.Errorf("raise %s: %s: %w", m.Path, r.Node, err)
+			}
 		}
 		ix := onnx.NewIndex(g)
 		t := Target{Linear: linearOf(n, r), K: r.K, N: r.N, ScaleType: onnxpb.TensorProto_FLOAT,
@@ -272,6 +349,9 @@ func Raise(m, src *onnx.Model) ([]Raised, error) {
 		p := &Plan{Config: r.Config(), AccuracyLevel: r.AccuracyLevel}
 		if err := p.ApplyTarget(m, t, l); err != nil {
 			return nil, err
+		}
+		for _, name := range packed {
+			removeDeadChain(g, name)
 		}
 		st := Raised{Lowered: r, ZerosKept: true, Weights: int64(len(w)), RefitBlocks: int64(refit), Blocks: int64(len(l.Scales))}
 		for i, s := range l.Scales {
@@ -316,6 +396,24 @@ func linearOf(n *onnxpb.NodeProto, r Lowered) layers.Linear {
 // dequantSuffix ends the name of the MatMulNBits nodes DequantReads adds.
 const dequantSuffix = "/dequant/MatMulNBits"
 
+// dequantOp adds to b the weight W [K, N] that the MatMulNBits tensors ins (B, scales[, zero
+// points]) with attributes attrs hold, as MatMulNBits(I_K, …) named node+dequantSuffix (the
+// identity built at run time by EyeLike; onnxruntime folds the chain into a constant at load),
+// and returns W's name.
+func dequantOp(b *onnx.Builder, node string, k int, ins []string, attrs []*onnxpb.AttributeProto) string {
+	pre := node + "/dequant"
+	shape := b.Const(pre+"/shape", onnx.Int64Tensor("", []int64{2}, []int64{int64(k), int64(k)}))
+	zeros := b.Op("ConstantOfShape", pre+"/ConstantOfShape", []string{shape}, onnx.AttrTensor("value", onnx.Float32Tensor("", []int64{1}, []float32{0})))
+	eye := b.Op("EyeLike", pre+"/EyeLike", []string{zeros})
+	deq := b.Op(OpType, node+dequantSuffix, append([]string{eye}, ins...), attrs...)
+	for _, n := range b.Graph().GetNode() {
+		if n.GetOpType() == OpType && n.GetName() == node+dequantSuffix {
+			n.Domain = proto.String(Domain)
+		}
+	}
+	return deq
+}
+
 // DequantReads replaces every remaining read of a raised linear's float weight (an unmerged
 // export's sparse-adapter mask M = (W ≠ 0)) by the weight dequantized from the MatMulNBits
 // tensors themselves, MatMulNBits(I_K) (an identity built at run time by EyeLike, folded by
@@ -340,20 +438,11 @@ func DequantReads(m *onnx.Model, raised []Raised) error {
 		if q == nil || q.GetOpType() != OpType {
 			return fmt.Errorf("dequantize reads of %s: node %s is not a %s", r.Weight, r.Node, OpType)
 		}
-		pre := r.Node + "/dequant"
-		shape := b.Const(pre+"/shape", onnx.Int64Tensor("", []int64{2}, []int64{int64(r.K), int64(r.K)}))
-		zeros := b.Op("ConstantOfShape", pre+"/ConstantOfShape", []string{shape}, onnx.AttrTensor("value", onnx.Float32Tensor("", []int64{1}, []float32{0})))
-		eye := b.Op("EyeLike", pre+"/EyeLike", []string{zeros})
-		ins := append([]string{eye}, q.GetInput()[1:]...)
-		if len(ins) > 4 {
-			ins = ins[:4] // no bias: the weight alone
+		ins := q.GetInput()[1:]
+		if len(ins) > 3 {
+			ins = ins[:3] // no bias: the weight alone
 		}
-		deq := b.Op(OpType, r.Node+dequantSuffix, ins, q.GetAttribute()...)
-		for _, n := range g.GetNode() {
-			if n.GetOpType() == OpType && n.GetName() == r.Node+dequantSuffix {
-				n.Domain = proto.String(Domain)
-			}
-		}
+		deq := dequantOp(b, r.Node, r.K, ins, q.GetAttribute())
 		for _, n := range readers {
 			for i, in := range n.GetInput() {
 				if in == r.Weight {

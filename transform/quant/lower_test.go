@@ -12,11 +12,7 @@ import (
 // quantizedTiny is the tiny synthetic LLaMA with every target linear RTN-quantized on c.
 func quantizedTiny(t *testing.T, c Config) *onnx.Model {
 	t.Helper()
-	m, err := onnx.Load(testkit.Synthetic(t, "tiny"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
+	m := testkit.LoadSynthetic(t, "tiny")
 	all, err := layers.Find(m)
 	if err != nil {
 		t.Fatal(err)
@@ -42,8 +38,9 @@ func quantizedTiny(t *testing.T, c Config) *onnx.Model {
 	return m
 }
 
-// TestLowerRaiseRoundTrip: the lowered model (MatMul by the dequantized weight) computes the
-// quantized model's logits, and raising it back gives byte-identical MatMulNBits tensors.
+// TestLowerRaiseRoundTrip: the lowered model (MatMul by the dequantized weight, or for the
+// linears KeepQuantized put back, by MatMulNBits' own dequantization) computes the quantized
+// model's logits, and raising it back gives byte-identical MatMulNBits tensors.
 func TestLowerRaiseRoundTrip(t *testing.T) {
 	testkit.ORT(t)
 	for _, c := range []Config{{4, 32, false}, {8, 64, true}} {
@@ -58,6 +55,22 @@ func TestLowerRaiseRoundTrip(t *testing.T) {
 		recs, err := ReadLowered(low)
 		if err != nil || len(recs) != 14 {
 			t.Fatalf("%d lowered linears recorded (%v), want 14", len(recs), err)
+		}
+		// Half of the linears go back to their packed integers (as a QA super-network's
+		// linears without adapters do): no float weight, no grid tensor left for them.
+		var kept []string
+		for _, r := range recs[:7] {
+			kept = append(kept, r.Node)
+		}
+		if err := KeepQuantized(low, kept); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs[:7] {
+			for _, name := range []string{r.Weight, r.Scales, r.Zeros} {
+				if low.Initializer(name) != nil {
+					t.Fatalf("%s: %s still in the graph", r.Node, name)
+				}
+			}
 		}
 		ids := []int64{3, 1, 4, 1, 5, 9, 2, 6}
 		_, want := testkit.RunLogits(t, q, 1, ids, nil)

@@ -16,11 +16,7 @@ import (
 // with an extra input ("rank_mask" [batch, 4]) that the step must pass through.
 func tinyModel(t *testing.T) *onnx.Model {
 	t.Helper()
-	path := testkit.Synthetic(t, "tiny")
-	m, err := onnx.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := testkit.LoadSynthetic(t, "tiny")
 	b := onnx.BuilderFor(m)
 	x := b.Input("rank_mask", onnxpb.TensorProto_FLOAT, lm.DimBatch, 4)
 	b.Op("Identity", "/rank_mask/Identity", []string{x})
