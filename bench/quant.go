@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/shears-ml/shears/eval"
+	"github.com/shears-ml/shears/lm"
 	"github.com/shears-ml/shears/models/llama"
 	"github.com/shears-ml/shears/onnx/onnxpb"
 	"github.com/shears-ml/shears/runtime"
@@ -20,8 +21,21 @@ const quantizeGoal = 1.5
 
 // quantCompare puts fp32 dense, fp32 50% sparse and the int8 / int4 sparse MatMulNBits models
 // side by side, for stories260K and the 25M random LLaMA, in one run: file size, onnxruntime CPU
-// forward tokens/s and held-out perplexity.
+// prefill and decode tokens/s, and held-out perplexity.
 func quantCompare(ctx context.Context, h *harness) (*Result, error) {
+	return quantVariants(ctx, h, true)
+}
+
+// quantSpeed is quantCompare's speed columns alone (no perplexity, no calibration: magnitude
+// pruning and RTN, whose models have the same shapes and formats as Wanda's and GPTQ's).
+func quantSpeed(ctx context.Context, h *harness) (*Result, error) {
+	return quantVariants(ctx, h, false)
+}
+
+// decodePast is the cache length of the decode tokens/s columns.
+const decodePast = 128
+
+func quantVariants(ctx context.Context, h *harness, full bool) (*Result, error) {
 	in, err := h.shared(stories260K, tok512, arcTrain, arcTest)
 	if err != nil {
 		return nil, err
@@ -31,8 +45,11 @@ func quantCompare(ctx context.Context, h *harness) (*Result, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	r := &Result{Header: []string{"model", "variant", "file size", "× fp32 dense", "forward tokens/s", "× fp32 dense", "held-out ppl", "× fp32 sparse"},
-		Figures: map[string]float64{}}
+	r := &Result{Header: []string{"model", "variant", "file size", "× fp32 dense", "prefill tokens/s", "× fp32 dense",
+		fmt.Sprintf("decode tokens/s (past %d)", decodePast), "× fp32 dense", "decode, no pre-packing", "× fp32 dense"}, Figures: map[string]float64{}}
+	if full {
+		r.Header = append(r.Header, "held-out ppl", "× fp32 sparse")
+	}
 	stories := filepath.Join(dir, "stories260K.onnx")
 	if _, err := h.shears(ctx, r, "import", "llama2c", ckpt, "-o", stories); err != nil {
 		return nil, err
@@ -46,25 +63,33 @@ func quantCompare(ctx context.Context, h *harness) (*Result, error) {
 		}
 	}
 	calibArgs := []string{"--calib", calib, "--tokenizer", tok, "--samples", "64", "--seq-len", "256", "--seed", "0"}
+	pruneArgs, sparseName, suffix := calibArgs, "fp32 50% sparse (Wanda)", ""
+	if !full {
+		pruneArgs, sparseName, suffix = []string{"--method", "magnitude"}, "fp32 50% sparse (magnitude)", "-speed"
+	}
 	for _, base := range []struct {
 		name, path string
 		limit      int // held-out prompts: the 25M model's forward costs ~100× stories260K's
 	}{{"stories260K", stories, 300}, {"25M random", m25, 40}} {
-		stem := filepath.Join(dir, filepath.Base(base.path[:len(base.path)-len(".onnx")]))
+		stem := filepath.Join(dir, filepath.Base(base.path[:len(base.path)-len(".onnx")])) + suffix
 		sparse := stem + "-w50.onnx"
-		if _, err := h.shears(ctx, r, append(append([]string{"prune", base.path, "-o", sparse, "--sparsity", "0.5"}, calibArgs...), h.rtArgs()...)...); err != nil {
+		if _, err := h.shears(ctx, r, append(append([]string{"prune", base.path, "-o", sparse, "--sparsity", "0.5"}, pruneArgs...), h.rtArgs()...)...); err != nil {
 			return nil, err
 		}
-		variants := []struct{ name, path string }{{"fp32 dense", base.path}, {"fp32 50% sparse (Wanda)", sparse}}
-		for _, q := range []struct {
-			name string
-			args []string
+		variants := []struct{ name, path string }{{"fp32 dense", base.path}, {sparseName, sparse}}
+		quants := []struct {
+			name, file string
+			args       []string
 		}{
-			{"int8 sparse (RTN)", []string{"--bits", "8"}},
-			{"int4 sparse (RTN)", []string{"--bits", "4"}},
-			{"int4 sparse (GPTQ)", append([]string{"--bits", "4", "--method", "gptq"}, calibArgs...)},
-		} {
-			out := fmt.Sprintf("%s-w50-%s.onnx", stem, map[string]string{"int8 sparse (RTN)": "int8", "int4 sparse (RTN)": "int4-rtn", "int4 sparse (GPTQ)": "int4-gptq"}[q.name])
+			{"int8 sparse (RTN)", "int8", []string{"--bits", "8"}},
+			{"int4 sparse (RTN)", "int4-rtn", []string{"--bits", "4"}},
+			{"int4 sparse (GPTQ)", "int4-gptq", append([]string{"--bits", "4", "--method", "gptq"}, calibArgs...)},
+		}
+		if !full {
+			quants = quants[:2]
+		}
+		for _, q := range quants {
+			out := fmt.Sprintf("%s-w50-%s.onnx", stem, q.file)
 			m, err := h.shears(ctx, r, append(append([]string{"quantize", sparse, "-o", out, "--json"}, q.args...), h.rtArgs()...)...)
 			if err != nil {
 				return nil, err
@@ -81,45 +106,66 @@ func quantCompare(ctx context.Context, h *harness) (*Result, error) {
 				base.name, q.name, len(rep.Layers), rep.Ratio, rep.ZerosKept, m.Seconds))
 			variants = append(variants, struct{ name, path string }{q.name, out})
 		}
-		var denseSize, denseTPS, sparsePPL float64
+		var dense, denseOff *ForwardResult
+		var denseSize, sparsePPL float64
 		for i, v := range variants {
 			size := fileBytes(v.path)
-			tps, err := h.forward(ctx, r, v.path)
+			f, err := h.forward(ctx, r, v.path, true)
 			if err != nil {
 				return nil, err
 			}
-			m, err := h.shears(ctx, r, append([]string{"eval", v.path, "--task", "ppl", "--data", held, "--tokenizer", tok, "--seq-len", "256", "--limit", fmt.Sprint(base.limit), "--json"}, h.rtArgs()...)...)
+			off, err := h.forward(ctx, r, v.path, false)
 			if err != nil {
 				return nil, err
-			}
-			var p struct {
-				PPL float64 `json:"ppl"`
-			}
-			if err := json.Unmarshal(m.Stdout, &p); err != nil {
-				return nil, fmt.Errorf("eval --json output: %w", err)
 			}
 			if i == 0 {
-				denseSize, denseTPS = float64(size), tps
-			}
-			if i == 1 {
-				sparsePPL = p.PPL
-			}
-			pplRatio := "-"
-			if i >= 1 {
-				pplRatio = fmt.Sprintf("%.3f", p.PPL/sparsePPL)
+				denseSize, dense, denseOff = float64(size), f, off
 			}
 			key := base.name + " " + v.name
 			r.Figures[key+" bytes"] = float64(size)
-			r.Figures[key+" tokens_per_s"] = tps
-			r.Figures[key+" ppl"] = p.PPL
-			r.Rows = append(r.Rows, []string{base.name, v.name, fmt.Sprintf("%.2f MB", float64(size)/1e6), fmt.Sprintf("%.3f", float64(size)/denseSize),
-				fmt.Sprintf("%.0f", tps), fmt.Sprintf("%.2f", tps/denseTPS), fmt.Sprintf("%.3f", p.PPL), pplRatio})
+			r.Figures[key+" tokens_per_s"] = f.TokensPerSecond
+			r.Figures[key+" decode_tokens_per_s"] = f.DecodeTokensPerSecond
+			r.Figures[key+" decode_tokens_per_s_no_prepack"] = off.DecodeTokensPerSecond
+			row := []string{base.name, v.name, fmt.Sprintf("%.2f MB", float64(size)/1e6), fmt.Sprintf("%.3f", float64(size)/denseSize),
+				fmt.Sprintf("%.0f", f.TokensPerSecond), fmt.Sprintf("%.2f", f.TokensPerSecond/dense.TokensPerSecond),
+				fmt.Sprintf("%.0f", f.DecodeTokensPerSecond), fmt.Sprintf("%.2f", f.DecodeTokensPerSecond/dense.DecodeTokensPerSecond),
+				fmt.Sprintf("%.0f", off.DecodeTokensPerSecond), fmt.Sprintf("%.2f", off.DecodeTokensPerSecond/denseOff.DecodeTokensPerSecond)}
+			if full {
+				m, err := h.shears(ctx, r, append([]string{"eval", v.path, "--task", "ppl", "--data", held, "--tokenizer", tok, "--seq-len", "256", "--limit", fmt.Sprint(base.limit), "--json"}, h.rtArgs()...)...)
+				if err != nil {
+					return nil, err
+				}
+				var p struct {
+					PPL float64 `json:"ppl"`
+				}
+				if err := json.Unmarshal(m.Stdout, &p); err != nil {
+					return nil, fmt.Errorf("eval --json output: %w", err)
+				}
+				if i == 1 {
+					sparsePPL = p.PPL
+				}
+				pplRatio := "-"
+				if i >= 1 {
+					pplRatio = fmt.Sprintf("%.3f", p.PPL/sparsePPL)
+				}
+				r.Figures[key+" ppl"] = p.PPL
+				row = append(row, fmt.Sprintf("%.3f", p.PPL), pplRatio)
+			}
+			r.Rows = append(r.Rows, row)
 		}
 	}
 	r.Notes = append(r.Notes,
-		"quantized: every linear inside the decoder blocks (35 for stories260K, 42 for the 25M), block 32, asymmetric (zero points), LM head and embeddings float32; GPTQ and Wanda calibrate on 64 × 256 tokens of ARC-Easy-train.json (seed 0), damping 0.01",
-		"held-out: the first 300 (stories260K) or 40 (25M) ARC-Easy-test.json prompts, 256-token windows; the 25M model is random, so its perplexity only shows how far each variant moves from its own float model",
-		"forward tokens/s: one onnxruntime CPU session per model (bench --forward-child), batch 4 × 128 tokens, 2 warm-up runs then the best of 5 timed runs of 4 forwards; the machine is shared by other engineers' jobs, so absolute rates are noisy, ratios within this run less so")
+		"quantized: every linear inside the decoder blocks (35 for stories260K, 42 for the 25M), block 32, asymmetric (zero points), LM head and embeddings float32",
+		fmt.Sprintf("prefill tokens/s: one onnxruntime CPU session per model (bench --forward-child), batch 4 × 128 tokens, no cache, 2 warm-up runs then the best of 5 timed runs of 4 forwards; decode tokens/s: the same session, one row, a KV cache of %d tokens (made by a prefill), steps of one new token fetching logits and presents, 3 warm-up steps then the best of 5 runs of %d steps", decodePast, decodeSteps),
+		"pre-packing: onnxruntime's CPU provider re-lays out constant weights at session start (session.disable_prepacking off): shears generate's default; prune, eval and train turn it off (runtime.Options.Prepack: it doubles fp32 weight memory). The last two columns are a second child per model with it off; MatMulNBits without pre-packing re-packs its weights on every run",
+		"the machine is shared by other engineers' jobs, so absolute rates are noisy, ratios within this run less so")
+	if full {
+		r.Notes = append(r.Notes,
+			"GPTQ and Wanda calibrate on 64 × 256 tokens of ARC-Easy-train.json (seed 0), damping 0.01",
+			"held-out: the first 300 (stories260K) or 40 (25M) ARC-Easy-test.json prompts, 256-token windows; the 25M model is random, so its perplexity only shows how far each variant moves from its own float model")
+	} else {
+		r.Notes = append(r.Notes, "magnitude pruning and RTN (no calibration): the same shapes, formats and kernels as Wanda and GPTQ, so the same speed")
+	}
 	return r, nil
 }
 
@@ -133,31 +179,46 @@ func fileBytes(p string) int64 {
 	return n
 }
 
-// forward measures the model's onnxruntime CPU forward throughput in a child process.
-func (h *harness) forward(ctx context.Context, r *Result, model string) (float64, error) {
+// forward measures the model's onnxruntime CPU prefill and decode throughput in a child
+// process, with onnxruntime's weight pre-packing on (shears generate's default) or off (the
+// other commands' default, runtime.Options.Prepack).
+func (h *harness) forward(ctx context.Context, r *Result, model string, prepack bool) (*ForwardResult, error) {
 	args := append([]string{"bench", "--forward-child", model}, h.rtArgs()...)
+	if prepack {
+		args = append(args, "--forward-prepack")
+	}
 	m, err := h.shears(ctx, r, args...)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	var f ForwardResult
 	if err := json.Unmarshal(m.Stdout, &f); err != nil {
-		return 0, fmt.Errorf("forward child output: %w", err)
+		return nil, fmt.Errorf("forward child output: %w", err)
 	}
-	return f.TokensPerSecond, nil
+	if f.DecodePast == 0 {
+		return nil, fmt.Errorf("forward child: %s has no KV cache to decode with", model)
+	}
+	return &f, nil
 }
 
-// ForwardResult is what Forward measured.
+// ForwardResult is what Forward measured: prefill (a batch of whole windows, no cache) and,
+// for a model with a KV cache, decode (one new token per step on a cache of DecodePast tokens).
 type ForwardResult struct {
 	Tokens          int     `json:"tokens"`
 	Seconds         float64 `json:"seconds"`
 	TokensPerSecond float64 `json:"tokens_per_second"`
+	// DecodePast is the cache length each decode step attends to; DecodeSteps steps took
+	// DecodeSeconds (best of five runs): DecodeTokensPerSecond new tokens per second.
+	DecodePast            int     `json:"decode_past,omitempty"`
+	DecodeSteps           int     `json:"decode_steps,omitempty"`
+	DecodeSeconds         float64 `json:"decode_seconds,omitempty"`
+	DecodeTokensPerSecond float64 `json:"decode_tokens_per_second,omitempty"`
 }
 
-// Forward is the measured work of the forward child: one session on model, batch × seqLen
-// random ids below 256, two warm-up forwards, then the best of five timed runs of four
-// forwards each.
-func Forward(model string, o runtime.Options, batch, seqLen int) (*ForwardResult, error) {
+// Forward is the measured work of the forward child: one session on model. Prefill: batch ×
+// seqLen random ids below 256, two warm-up forwards, then the best of five timed runs of four
+// forwards each. Decode (when the model takes a KV cache and past > 0): see decode.
+func Forward(model string, o runtime.Options, batch, seqLen, past int) (*ForwardResult, error) {
 	s, err := runtime.OpenFile(model, o)
 	if err != nil {
 		return nil, err
@@ -176,25 +237,125 @@ func Forward(model string, o runtime.Options, batch, seqLen int) (*ForwardResult
 		return nil, err
 	}
 	out := s.Outputs()[0].Name
-	for i := 0; i < 2; i++ {
-		if _, err := s.Run(feeds, []string{out}); err != nil {
+	best, err := bestOf(2, 5, 4, func() error {
+		_, err := s.Run(feeds, []string{out})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	n := 4 * batch * seqLen
+	r := &ForwardResult{Tokens: n, Seconds: best, TokensPerSecond: float64(n) / best}
+	if past > 0 {
+		if err := decode(s, rng, past, r); err != nil {
+			return nil, fmt.Errorf("decode: %w", err)
+		}
+	}
+	return r, nil
+}
+
+// decodeSteps is the number of decode steps in one timed run.
+const decodeSteps = 32
+
+// decode times generation's steady state: one row, a cache of past tokens made by a prefill of
+// past random ids, then steps of one new token that attend to it (input_ids [1, 1],
+// attention_mask [1, past + 1], the cache fed back), fetching the logits and the presents as
+// generate does. Every step sees the same cache (the cost of a step at past length past):
+// three warm-up steps, then the best of five runs of decodeSteps steps. A model without a KV
+// cache is skipped (DecodePast stays 0).
+func decode(s *runtime.Session, rng *rand.Rand, past int, r *ForwardResult) error {
+	it, err := lm.FromIO(runtime.LMIO(s.Inputs()), runtime.LMIO(s.Outputs()))
+	if err != nil {
+		return err
+	}
+	if !it.HasPast() || it.Presents != it.Layers {
+		return nil
+	}
+	prompt := make([]int, past)
+	for i := range prompt {
+		prompt[i] = rng.IntN(256)
+	}
+	feeds, fetch, err := decodeStep(s, it, prompt, rng.IntN(256))
+	if err != nil {
+		return err
+	}
+	best, err := bestOf(3, 5, decodeSteps, func() error {
+		_, err := s.Run(feeds, fetch)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	r.DecodePast, r.DecodeSteps, r.DecodeSeconds, r.DecodeTokensPerSecond = past, decodeSteps, best, decodeSteps/best
+	return nil
+}
+
+// decodeStep makes the feeds of one decode step: the cache of prompt (a prefill with an empty
+// past) and the new token next after it; fetch is the logits and the presents.
+func decodeStep(s *runtime.Session, it *lm.Interface, prompt []int, next int) (feeds map[string]*runtime.Tensor, fetch []string, err error) {
+	fetch = []string{lm.Logits}
+	for i := 0; i < it.Layers; i++ {
+		fetch = append(fetch, lm.Present(i, lm.Key), lm.Present(i, lm.Value))
+	}
+	pf, err := lmFeeds(it, lm.Batch{IDs: [][]int{prompt}})
+	if err != nil {
+		return nil, nil, err
+	}
+	cache, err := s.Run(pf, fetch)
+	if err != nil {
+		return nil, nil, err
+	}
+	mask := make([]int64, len(prompt))
+	for i := range mask {
+		mask[i] = 1
+	}
+	if feeds, err = lmFeeds(it, lm.Batch{IDs: [][]int{{next}}, PastMask: [][]int64{mask}}); err != nil {
+		return nil, nil, err
+	}
+	for i := 0; i < it.Layers; i++ {
+		for _, k := range []lm.Kind{lm.Key, lm.Value} {
+			feeds[lm.Past(i, k)] = cache[lm.Present(i, k)]
+		}
+	}
+	return feeds, fetch, nil
+}
+
+// lmFeeds is it.Feeds as session tensors.
+func lmFeeds(it *lm.Interface, b lm.Batch) (map[string]*runtime.Tensor, error) {
+	lf, err := it.Feeds(b)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]*runtime.Tensor{}
+	for name, t := range lf {
+		if out[name], err = runtime.LMTensor(t); err != nil {
 			return nil, err
 		}
 	}
+	return out, nil
+}
+
+// bestOf runs f warm times, then reps timed runs of n calls each, and returns the fastest
+// run's seconds.
+func bestOf(warm, reps, n int, f func() error) (float64, error) {
+	for i := 0; i < warm; i++ {
+		if err := f(); err != nil {
+			return 0, err
+		}
+	}
 	best := 0.0
-	for rep := 0; rep < 5; rep++ {
+	for rep := 0; rep < reps; rep++ {
 		t0 := time.Now()
-		for i := 0; i < 4; i++ {
-			if _, err := s.Run(feeds, []string{out}); err != nil {
-				return nil, err
+		for i := 0; i < n; i++ {
+			if err := f(); err != nil {
+				return 0, err
 			}
 		}
 		if d := time.Since(t0).Seconds(); best == 0 || d < best {
 			best = d
 		}
 	}
-	n := 4 * batch * seqLen
-	return &ForwardResult{Tokens: n, Seconds: best, TokensPerSecond: float64(n) / best}, nil
+	return best, nil
 }
 
 // quantize1B quantizes the 1B synthetic LLaMA to int4 (RTN) and measures peak RSS against its

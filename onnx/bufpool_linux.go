@@ -35,3 +35,15 @@ func openDirect(path string) *os.File {
 	}
 	return f
 }
+
+// mapFile maps n bytes of f from off read-only (MAP_POPULATE: the page cache's pages are put
+// in the page table in one call, not faulted one by one). Reading a tensor this way skips the
+// copy a read makes (a fifth of a 1B import's CPU). The file must not shrink while mapped.
+func mapFile(f *os.File, off, n int64) ([]byte, func(), bool) {
+	start := off &^ (ioAlign - 1)
+	m, err := syscall.Mmap(int(f.Fd()), start, int(off-start+n), syscall.PROT_READ, syscall.MAP_SHARED|syscall.MAP_POPULATE)
+	if err != nil {
+		return nil, nil, false
+	}
+	return m[off-start:], func() { syscall.Munmap(m) }, true
+}

@@ -128,25 +128,9 @@ func (m *Model) readExternal(t *onnxpb.TensorProto, want int64) ([]byte, error) 
 
 // readExternalBuf is readExternal into buf when it is not nil (it must hold want bytes).
 func (m *Model) readExternalBuf(t *onnxpb.TensorProto, want int64, buf []byte) ([]byte, error) {
-	r, err := parseExternal(t)
+	f, r, err := m.externalSpan(t, want)
 	if err != nil {
-		return nil, fmt.Errorf("onnx: %w", err)
-	}
-	if r.length >= 0 && r.length != want {
-		return nil, fmt.Errorf("onnx: tensor %q: external data length %d does not match dims %v of %s (%d bytes)",
-			t.GetName(), r.length, t.GetDims(), DataType(t), want)
-	}
-	f, err := m.openExternal(r.location)
-	if err != nil {
-		return nil, fmt.Errorf("onnx: tensor %q: %w", t.GetName(), err)
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("onnx: tensor %q: %w", t.GetName(), err)
-	}
-	if size := fi.Size(); r.offset > size || want > size-r.offset {
-		return nil, fmt.Errorf("onnx: tensor %q: external data offset %d + length %d runs past the end of %q (%d bytes)",
-			t.GetName(), r.offset, want, r.location, size)
+		return nil, err
 	}
 	if buf == nil {
 		buf = make([]byte, want)
@@ -155,6 +139,44 @@ func (m *Model) readExternalBuf(t *onnxpb.TensorProto, want int64, buf []byte) (
 		return nil, fmt.Errorf("onnx: tensor %q: read external data %q: %w", t.GetName(), r.location, err)
 	}
 	return buf, nil
+}
+
+// mapExternal is readExternal without a copy: the tensor's bytes mapped read-only from its
+// file's page cache, valid until unmap is called. ok is false where mapping is not available
+// (then read instead); err is a bad reference.
+func (m *Model) mapExternal(t *onnxpb.TensorProto, want int64) (b []byte, unmap func(), ok bool, err error) {
+	f, r, err := m.externalSpan(t, want)
+	if err != nil || want == 0 {
+		return nil, nil, false, err
+	}
+	b, unmap, ok = mapFile(f, r.offset, want)
+	return b, unmap, ok, nil
+}
+
+// externalSpan checks external tensor t's reference (the file may have changed since Load)
+// and returns its open file and the parsed reference.
+func (m *Model) externalSpan(t *onnxpb.TensorProto, want int64) (*os.File, extRef, error) {
+	r, err := parseExternal(t)
+	if err != nil {
+		return nil, r, fmt.Errorf("onnx: %w", err)
+	}
+	if r.length >= 0 && r.length != want {
+		return nil, r, fmt.Errorf("onnx: tensor %q: external data length %d does not match dims %v of %s (%d bytes)",
+			t.GetName(), r.length, t.GetDims(), DataType(t), want)
+	}
+	f, err := m.openExternal(r.location)
+	if err != nil {
+		return nil, r, fmt.Errorf("onnx: tensor %q: %w", t.GetName(), err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, r, fmt.Errorf("onnx: tensor %q: %w", t.GetName(), err)
+	}
+	if size := fi.Size(); r.offset > size || want > size-r.offset {
+		return nil, r, fmt.Errorf("onnx: tensor %q: external data offset %d + length %d runs past the end of %q (%d bytes)",
+			t.GetName(), r.offset, want, r.location, size)
+	}
+	return f, r, nil
 }
 
 // extInit guards the lazy creation of Model.ext (a Model may be built as a plain struct).

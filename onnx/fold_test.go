@@ -18,7 +18,7 @@ func TestFoldElementwiseValues(t *testing.T) {
 	a, b := ints([]int64{2, 2}, 7, -7, 6, 0), ints([]int64{2}, 3, -2)
 	for op, want := range map[string][]int64{
 		"Add": {10, -9, 9, -2}, "Sub": {4, -5, 3, 2}, "Mul": {21, 14, 18, 0},
-		"Div": {2, 3, 2, 0}, // truncated toward zero
+		"Div": {2, 3, 2, 0},  // truncated toward zero
 		"Mod": {1, -1, 0, 0}, // the divisor's sign
 		"Max": {7, -2, 6, 0}, "Min": {3, -7, 3, -2},
 		"And": {1, 1, 1, 0}, "Or": {1, 1, 1, 1}, "Xor": {0, 0, 0, 1},

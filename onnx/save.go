@@ -361,10 +361,19 @@ func (m *Model) tensorBytes(t *onnxpb.TensorProto, n int64, toExt bool,
 			if err != nil {
 				return nil, false, fmt.Errorf("onnx: %w", err)
 			}
-			raw = pool.get(int(want))
-			defer pool.put(raw)
-			if _, err := m.readExternalBuf(t, want, raw); err != nil {
+			mapped, unmap, ok, err := m.mapExternal(t, want)
+			switch {
+			case err != nil:
 				return nil, false, err
+			case ok:
+				raw = mapped
+				defer unmap()
+			default:
+				raw = pool.get(int(want))
+				defer pool.put(raw)
+				if _, err := m.readExternalBuf(t, want, raw); err != nil {
+					return nil, false, err
+				}
 			}
 		} else if raw, err = m.RawData(t); err != nil {
 			return nil, false, err

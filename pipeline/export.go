@@ -218,36 +218,47 @@ func Export(o ExportOptions) (*ExportResult, error) {
 			return nil, fmt.Errorf("export: a quantized run exports MatMulNBits models only (no --dtype fp16, no PEFT folder)")
 		}
 	}
-	// A merged decoder exports both branches, merged the same way, with one copy of the weights.
-	var rep *merge.Report
+	// A merged decoder exports both branches, planned the same way, with one copy of the
+	// weights. The merged weights are computed as the model is written (plan.SaveOptions), one
+	// at a time, as prune and convert stream theirs.
+	var plan *merge.Plan
 	out, err := decoder.EachBranch(sup, func(b *onnx.Model, cache bool) (*onnx.Model, error) {
-		x, r, err := merge.Export(b, sel.Ranks, mode)
-		if cache {
-			rep = r
+		p, err := merge.Prepare(b, sel.Ranks, mode)
+		if err != nil {
+			return nil, err
 		}
-		return x, err
+		if cache {
+			plan = p
+		}
+		return p.Model, nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	res.Report = rep
+	res.Report = plan.Report
+	so := onnx.SaveOptions{ExternalData: o.External || sup.HasExternal()}
 	if meta.QuantAware {
+		// Quantizing reads the merged weights: merge them in memory first (QA-SparsePEFT runs).
+		if err := plan.Apply(out); err != nil {
+			return nil, err
+		}
 		if res.Quantized, err = quantizedExport(out, sup, mode); err != nil {
 			return nil, fmt.Errorf("export: %w", err)
 		}
+	} else {
+		so = plan.SaveOptions(so)
 	}
-	so := onnx.SaveOptions{ExternalData: o.External || sup.HasExternal()}
 	if o.DType == "fp16" {
 		// Weight-only fp16 (transform/convert): the linears and embeddings are stored as fp16
 		// behind Casts, so the file halves and the CPU provider still runs it; zeros stay zeros.
-		plan, err := convert.NewPlan(out, convert.Options{DType: onnxpb.TensorProto_FLOAT16})
+		cp, err := convert.NewPlan(out, convert.Options{DType: onnxpb.TensorProto_FLOAT16})
 		if err != nil {
 			return nil, err
 		}
-		if err := plan.Rewrite(out); err != nil {
+		if err := cp.Rewrite(out); err != nil {
 			return nil, err
 		}
-		so = plan.SaveOptions(so)
+		so = cp.SaveOptions(so)
 	}
 	if o.PEFT != "" {
 		if _, err := merge.WritePEFT(o.PEFT, sup, sel.Ranks, o.BaseModel); err != nil {

@@ -93,6 +93,7 @@ func TestWithPastThroughEveryStage(t *testing.T) {
 			if _, err := os.Stat(cfg); err != nil {
 				t.Fatal(err)
 			}
+			byMode := map[string][]float32{}
 			for _, mode := range []string{"none", "dense", "sparse"} {
 				out := filepath.Join(t.TempDir(), mode+".onnx")
 				if _, err := Export(ExportOptions{RunDir: filepath.Dir(runs[0]), Config: cfg, Merge: mode, Out: out, CopyBase: true}); err != nil {
@@ -146,6 +147,12 @@ func TestWithPastThroughEveryStage(t *testing.T) {
 						t.Fatalf("merge %s: logit %v", mode, v)
 					}
 				}
+				byMode[mode] = logits
+			}
+			// A dense merge computes what the unmerged sub-adapter computes (float rounding
+			// apart): the merged weights were written, not the base's.
+			if d := testkit.MaxDiff(byMode["dense"], byMode["none"]); !(d <= 1e-4) {
+				t.Errorf("dense export differs from the unmerged one by %g", d)
 			}
 		})
 	}

@@ -27,6 +27,7 @@ type benchOpts struct {
 	list      bool
 	loadsave  bool
 	forward   string
+	prepack   bool
 	resultsMD string
 }
 
@@ -66,8 +67,10 @@ Example:
 			fs.StringVar(&o.resultsMD, "markdown-out", "", "also write the markdown to this file")
 			fs.BoolVar(&o.loadsave, "loadsave-child", false, "internal: the measured child of loadsave-1b (IN OUT)")
 			fs.MarkHidden("loadsave-child")
-			fs.StringVar(&o.forward, "forward-child", "", "internal: the measured child of quant-compare's forward tokens/s (MODEL)")
+			fs.StringVar(&o.forward, "forward-child", "", "internal: the measured child of quant-compare's prefill and decode tokens/s (MODEL)")
 			fs.MarkHidden("forward-child")
+			fs.BoolVar(&o.prepack, "forward-prepack", false, "internal: the forward child lets onnxruntime pre-pack the weights (as shears generate does)")
+			fs.MarkHidden("forward-prepack")
 			return o
 		},
 		run: runBench,
@@ -87,7 +90,8 @@ func runBench(env *cliEnv, o any, args []string) error {
 		if err != nil {
 			return err
 		}
-		f, err := bench.Forward(opts.forward, ro, 4, 128)
+		ro.Prepack = opts.prepack
+		f, err := bench.Forward(opts.forward, ro, 4, 128, 128)
 		if err != nil {
 			return err
 		}

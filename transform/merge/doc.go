@@ -18,6 +18,13 @@
 // "shears.lora" metadata by MetaKey (mode, ranks, scale, exactness). Merging refuses weights
 // shared by several nodes (tied weights) and Gemm nodes with alpha ≠ 1.
 //
+// Plan, then apply, as prune and convert do: Prepare builds the output graph and the Report
+// (each weight merged once to count, then dropped) and leaves the base's weights in place; the
+// Plan's SaveOptions merge each weight as it is written (a streaming Transform reading the base
+// from the super-network's data), so a saved export never holds the model's weights in memory.
+// Export (Prepare + Apply) merges in memory, for small models and callers that read the merged
+// weights before saving.
+//
 // An fp16 export (shears export --dtype fp16) is transform/convert's weight-only conversion of
 // the exported model.
 //

@@ -92,38 +92,76 @@ func frac(a, b int64) float64 {
 }
 
 // Export turns a super-network into a deployable graph of the sub-adapter at ranks (every
-// group; see Check), computing what the super-network computes with those rank masks. The
-// result has the base model's inputs only, no rank masks. super is not modified. Mode None
-// delegates to lora.Extract; Dense and Sparse write the merged weights in the weight's stored
-// layout (Transposed [out, in] weights get ΔWᵀ), remove every adapter node, tensor and input,
-// and replace the "shears.lora" metadata by MetaKey.
+// group; see Check), computing what the super-network computes with those rank masks, with the
+// merged weights in memory: Prepare, then Apply. Exports that are saved use Prepare and the
+// Plan's SaveOptions instead, which merge each weight as it is written.
 func Export(super *onnx.Model, ranks lora.Ranks, mode Mode) (*onnx.Model, *Report, error) {
+	p, err := Prepare(super, ranks, mode)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := p.Apply(p.Model); err != nil {
+		return nil, nil, err
+	}
+	return p.Model, p.Report, nil
+}
+
+// A Plan is a prepared export. Model is the deployable graph: the base model's inputs only, no
+// rank masks, every adapter node, tensor and input removed and the "shears.lora" metadata
+// replaced by MetaKey; for Dense and Sparse its adapted weights still hold the base's values,
+// and SaveOptions (or Apply) adds each one's update W' = W + s·A_r·B_r (masked for Sparse) in
+// the weight's stored layout and type (Transposed [out, in] weights get ΔWᵀ; a float16 base
+// exports in float16). Saving streams like prune and convert: one weight is merged at a time,
+// read from the super-network's data, so an export never holds the model's weights. Report is
+// complete before the save (Prepare merges each weight once to count, keeping none).
+type Plan struct {
+	Model  *onnx.Model
+	Report *Report
+	super  *onnx.Model
+	meta   *lora.Meta
+	ranks  lora.Ranks
+	masked bool
+	// weights maps each adapted weight to the modules that update it, in order: one, or a
+	// fused linear's q, k and v slices, which each update their columns of the same weight.
+	weights map[string][]target
+}
+
+// target is one module's update of a weight: the module and its linear (layout, width).
+type target struct {
+	mod lora.Module
+	lin layers.Linear
+}
+
+// Prepare plans the export of the sub-adapter at ranks (see Plan). super is not modified and
+// must stay open until the Plan's model is saved: the updates are computed from its A and B.
+// Mode None delegates to lora.Extract (nothing to merge).
+func Prepare(super *onnx.Model, ranks lora.Ranks, mode Mode) (*Plan, error) {
 	meta, err := lora.ReadConfig(super)
 	if err != nil {
-		return nil, nil, fmt.Errorf("merge: %w", err)
+		return nil, fmt.Errorf("merge: %w", err)
 	}
 	if meta.Train {
-		return nil, nil, fmt.Errorf("merge: %s is a train graph (dropout inputs); export from the inference super-network", name(super))
+		return nil, fmt.Errorf("merge: %s is a train graph (dropout inputs); export from the inference super-network", name(super))
 	}
 	if len(meta.Fixed) > 0 {
-		return nil, nil, fmt.Errorf("merge: %s is an extracted sub-adapter, not a super-network", name(super))
+		return nil, fmt.Errorf("merge: %s is an extracted sub-adapter, not a super-network", name(super))
 	}
 	if _, err := ParseMode(string(mode)); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if _, err := Check(meta, ranks); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	rep := &Report{Mode: mode, SparseAdapter: meta.SparseAdapter, Ranks: ranks.Clone(), Scale: meta.Scale, Exact: true}
+	p := &Plan{Report: rep, super: super, meta: meta, ranks: ranks, masked: mode == Sparse || meta.SparseAdapter}
 	if mode == None {
-		out, err := lora.Extract(super, ranks)
-		if err != nil {
-			return nil, nil, fmt.Errorf("merge: %w", err)
+		if p.Model, err = lora.Extract(super, ranks); err != nil {
+			return nil, fmt.Errorf("merge: %w", err)
 		}
 		for _, mod := range meta.Modules {
 			w, err := readF32(super, mod.Weight)
 			if err != nil {
-				return nil, nil, err
+				return nil, err
 			}
 			z, total := zeros(w), int64(len(w))
 			if mod.Slice != nil {
@@ -131,56 +169,90 @@ func Export(super *onnx.Model, ranks lora.Ranks, mode Mode) (*onnx.Model, *Repor
 			}
 			rep.add(Layer{Module: mod.Name, Weight: mod.Weight, Group: mod.Group, Rank: ranks[mod.Group], Total: total, ZerosBefore: z, ZerosAfter: z})
 		}
-		return out, rep, nil
+		return p, nil
 	}
 
 	out := &onnx.Model{Proto: proto.Clone(super.Proto).(*onnxpb.ModelProto), Dir: super.Dir, Path: super.Path}
 	g := out.Graph()
 	lins, err := layers.Find(out)
 	if err != nil {
-		return nil, nil, fmt.Errorf("merge: %w", err)
+		return nil, fmt.Errorf("merge: %w", err)
 	}
 	linOf := map[string]layers.Linear{}
 	for _, l := range lins {
 		linOf[l.Node] = l
 	}
 	if err := removeAdapters(g, meta); err != nil {
-		return nil, nil, fmt.Errorf("merge: %s: %w", name(super), err)
+		return nil, fmt.Errorf("merge: %s: %w", name(super), err)
 	}
 	ix := onnx.NewIndex(g)
-	masked := mode == Sparse || meta.SparseAdapter
-	// merged holds a weight already updated by an earlier module: the q, k and v modules of a
-	// fused linear each add their slice's columns to the same weight.
-	merged := map[string][]float32{}
+	p.weights = map[string][]target{}
+	var order []string // weights in the order of their first module
 	for _, mod := range meta.Modules {
 		l, ok := linOf[mod.Node]
 		if !ok || l.Weight != mod.Weight {
-			return nil, nil, fmt.Errorf("merge: module %s: linear node %s with weight %s not found", mod.Name, mod.Node, mod.Weight)
+			return nil, fmt.Errorf("merge: module %s: linear node %s with weight %s not found", mod.Name, mod.Node, mod.Weight)
 		}
 		if err := checkMergeable(ix, l); err != nil {
-			return nil, nil, fmt.Errorf("merge: module %s: %w", mod.Name, err)
+			return nil, fmt.Errorf("merge: module %s: %w", mod.Name, err)
 		}
-		r := ranks[mod.Group]
-		dw, err := delta(super, meta, mod, r)
+		if p.weights[mod.Weight] == nil {
+			order = append(order, mod.Weight)
+		}
+		p.weights[mod.Weight] = append(p.weights[mod.Weight], target{mod, l})
+	}
+	// The report: each weight merged once, in module order, and dropped.
+	at := map[string]int{} // module name → its position in meta.Modules
+	for i, mod := range meta.Modules {
+		at[mod.Name] = i
+	}
+	layersOut := make([]Layer, len(meta.Modules))
+	for _, name := range order {
+		w, err := out.Float32s(ix.Initializers[name])
 		if err != nil {
-			return nil, nil, err
+			return nil, fmt.Errorf("merge: weight %s: %w", name, err)
 		}
-		t := ix.Initializers[mod.Weight]
-		w, err := out.Float32s(t)
+		ls, err := p.merge(name, w)
 		if err != nil {
-			return nil, nil, fmt.Errorf("merge: module %s: %w", mod.Name, err)
+			return nil, err
 		}
-		// Columns [lo, lo+mod.Out) of the linear's l.Out outputs: all of them, or a fused
-		// linear's q, k or v slice.
+		for _, l := range ls {
+			layersOut[at[l.Module]] = l
+		}
+	}
+	for _, l := range layersOut {
+		if l.Dropped > 0 && mode == Sparse {
+			rep.Exact = false
+		}
+		rep.add(l)
+	}
+	if err := setMeta(out, rep); err != nil {
+		return nil, err
+	}
+	p.Model = out
+	return p, nil
+}
+
+// merge adds the updates of the modules of weight name to w (its values as stored) in place and
+// returns their report rows. Each module changes its own columns [lo, lo+Out) of the linear's
+// outputs: all of them, or a fused linear's q, k or v slice.
+func (p *Plan) merge(name string, w []float32) ([]Layer, error) {
+	var out []Layer
+	for _, tg := range p.weights[name] {
+		mod, l := tg.mod, tg.lin
+		if int64(len(w)) != mod.In*l.Out {
+			return nil, fmt.Errorf("merge: weight %s has %d values, want %d×%d", name, len(w), mod.In, l.Out)
+		}
+		r := p.ranks[mod.Group]
+		dw, err := delta(p.super, p.meta, mod, r)
+		if err != nil {
+			return nil, err
+		}
 		lo, width := int64(0), l.Out
 		if mod.Slice != nil {
 			lo = mod.Slice[0]
 		}
-		nw := merged[mod.Weight]
-		if nw == nil {
-			nw = append([]float32(nil), w...)
-		}
-		var before, total int64
+		lay := Layer{Module: mod.Name, Weight: mod.Weight, Group: mod.Group, Rank: r}
 		var kept, lost float64
 		for i := int64(0); i < mod.In; i++ {
 			for j := int64(0); j < mod.Out; j++ {
@@ -188,57 +260,101 @@ func Export(super *onnx.Model, ranks lora.Ranks, mode Mode) (*onnx.Model, *Repor
 				if l.Transposed {
 					s = (lo+j)*mod.In + i
 				}
-				total++
-				if w[s] == 0 {
-					before++
-				}
+				lay.Total++
 				d := float64(dw[i*mod.Out+j])
 				if w[s] == 0 {
+					lay.ZerosBefore++
 					lost += d * d
-					if masked {
-						continue // nw[s] stays 0
+					if p.masked {
+						lay.ZerosAfter++
+						continue // stays 0
 					}
 				} else {
 					kept += d * d
 				}
-				nw[s] = w[s] + float32(d)
-			}
-		}
-		// The layer's counts are over the elements this module changes (its slice's columns).
-		lay := Layer{Module: mod.Name, Weight: mod.Weight, Group: mod.Group, Rank: r, Total: total, ZerosBefore: before}
-		if lost > 0 && !meta.SparseAdapter { // a SparseAdapter's trained delta is M ⊙ ΔW: nothing is dropped
-			lay.Dropped = math.Sqrt(lost / (lost + kept))
-			if mode == Sparse && !meta.SparseAdapter {
-				rep.Exact = false
-			}
-		}
-		for i := int64(0); i < mod.In; i++ {
-			for j := int64(0); j < mod.Out; j++ {
-				s := i*width + lo + j
-				if l.Transposed {
-					s = (lo+j)*mod.In + i
-				}
-				if nw[s] == 0 {
+				if w[s] += float32(d); w[s] == 0 {
 					lay.ZerosAfter++
 				}
 			}
 		}
-		merged[mod.Weight] = nw
-		rep.add(lay)
-	}
-	// The merged weights keep the base's type (a float16 base exports in float16).
-	for name, nw := range merged {
-		t := ix.Initializers[name]
-		nt := onnx.NewTensor(name, onnx.DataType(t), onnx.Dims(t), nil)
-		if err := onnx.SetFloat32s(nt, nw); err != nil {
-			return nil, nil, fmt.Errorf("merge: weight %s: %w", name, err)
+		if lost > 0 && !p.meta.SparseAdapter { // a SparseAdapter's trained delta is M ⊙ ΔW: nothing is dropped
+			lay.Dropped = math.Sqrt(lost / (lost + kept))
 		}
-		g.Initializer[slices.Index(g.Initializer, t)] = nt
+		out = append(out, lay)
 	}
-	if err := setMeta(out, rep); err != nil {
-		return nil, nil, err
+	return out, nil
+}
+
+// Touches reports whether the export changes tensor name (an adapted weight).
+func (p *Plan) Touches(name string) bool { return p.weights[name] != nil }
+
+// Transform is the streaming weight transform (onnx.SaveOptions.Transform): the merged bytes of
+// an adapted weight, in the type it is stored in; other tensors pass unchanged.
+func (p *Plan) Transform(name string, t *onnxpb.TensorProto, raw []byte) ([]byte, error) {
+	if !p.Touches(name) {
+		return raw, nil
 	}
-	return out, rep, nil
+	dt := onnx.DataType(t)
+	w, err := onnx.DecodeFloats(dt, raw)
+	if err != nil {
+		return nil, fmt.Errorf("merge: weight %s: %w", name, err)
+	}
+	if _, err := p.merge(name, w); err != nil {
+		return nil, err
+	}
+	nt := onnx.NewTensor(name, dt, onnx.Dims(t), nil)
+	if err := onnx.SetFloat32s(nt, w); err != nil {
+		return nil, fmt.Errorf("merge: weight %s: %w", name, err)
+	}
+	return nt.GetRawData(), nil
+}
+
+// SaveOptions returns base with the merge added as its Transform (after base's own, if any),
+// so saving the Plan's model (or a model holding the same weights, such as a merged decoder
+// rebuilt from two branches) writes the merged weights.
+func (p *Plan) SaveOptions(base onnx.SaveOptions) onnx.SaveOptions {
+	if len(p.weights) == 0 {
+		return base
+	}
+	prev, prevTouches := base.Transform, base.Touches
+	base.Touches = func(name string) bool {
+		return p.Touches(name) || prev != nil && (prevTouches == nil || prevTouches(name))
+	}
+	base.Transform = func(name string, t *onnxpb.TensorProto, raw []byte) ([]byte, error) {
+		if prev != nil {
+			var err error
+			if raw, err = prev(name, t, raw); err != nil {
+				return nil, err
+			}
+		}
+		return p.Transform(name, t, raw)
+	}
+	return base
+}
+
+// Apply writes the merged weights into m's initializers of the same names, in memory: for
+// small models, and for passes that read the merged values before the save (the quantized
+// export).
+func (p *Plan) Apply(m *onnx.Model) error {
+	g := m.Graph()
+	for i, t := range g.GetInitializer() {
+		if !p.Touches(t.GetName()) {
+			continue
+		}
+		w, err := m.Float32s(t)
+		if err != nil {
+			return fmt.Errorf("merge: weight %s: %w", t.GetName(), err)
+		}
+		if _, err := p.merge(t.GetName(), w); err != nil {
+			return err
+		}
+		nt := onnx.NewTensor(t.GetName(), onnx.DataType(t), onnx.Dims(t), nil)
+		if err := onnx.SetFloat32s(nt, w); err != nil {
+			return fmt.Errorf("merge: weight %s: %w", t.GetName(), err)
+		}
+		g.Initializer[i] = nt
+	}
+	return nil
 }
 
 // sliceZeros counts the zeros among the columns of a fused linear's weight that module mod (a
