@@ -10,7 +10,6 @@ import (
 
 	"github.com/shears-ml/shears/data"
 	"github.com/shears-ml/shears/internal/testkit"
-	"github.com/shears-ml/shears/nls"
 	"github.com/shears-ml/shears/pipeline"
 	"github.com/shears-ml/shears/transform/merge"
 )
@@ -85,7 +84,7 @@ func TestSearchCLI(t *testing.T) {
 	defer f.Close()
 	lines := 0
 	for sc := bufio.NewScanner(f); sc.Scan(); lines++ {
-		var ev nls.Evaluation
+		var ev pipeline.Evaluation
 		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil || ev.Index != lines || len(ev.RankMap) != 15 {
 			t.Fatalf("log line %d: %v %s", lines, err, sc.Text())
 		}
