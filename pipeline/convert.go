@@ -5,6 +5,7 @@ import (
 
 	"github.com/shears-ml/shears/deploy"
 	"github.com/shears-ml/shears/onnx"
+	"github.com/shears-ml/shears/onnx/onnxpb"
 	"github.com/shears-ml/shears/transform/convert"
 )
 
@@ -40,16 +41,9 @@ type ConvertReport struct {
 // only (Casts after the weights) or computing natively in that type, and writes o.Out atomically
 // (or a model folder). The options are checked before the model is read.
 func Convert(o ConvertOptions) (*ConvertReport, error) {
-	dt, err := convert.ParseDType(o.DType)
+	dt, c, err := o.config()
 	if err != nil {
-		return nil, fmt.Errorf("convert: %w", err)
-	}
-	c := convert.Compute(o.Compute)
-	if c == "" {
-		c = convert.ComputeFP32
-	}
-	if c != convert.ComputeFP32 && c != convert.ComputeNative {
-		return nil, fmt.Errorf("convert: compute %q: want fp32 or native", o.Compute)
+		return nil, err
 	}
 	warn := o.Warn
 	if warn == nil {
@@ -91,14 +85,25 @@ func Convert(o ConvertOptions) (*ConvertReport, error) {
 		BytesBefore: p.BytesBefore, BytesAfter: p.BytesAfter, Folder: folder}, nil
 }
 
-// CheckConvertFlags checks "shears convert"'s --dtype and --compute before any work; a bad
-// value is a usage error (ErrUsage).
-func CheckConvertFlags(dtype, compute string) error {
-	if _, err := convert.ParseDType(dtype); err != nil {
-		return fmt.Errorf("%w: --dtype: %v", ErrUsage, err)
+// Check validates the options before any work (Convert checks them again at its entry): a bad
+// --dtype or --compute is a usage error (ErrUsage).
+func (o ConvertOptions) Check() error {
+	_, _, err := o.config()
+	return err
+}
+
+// config is the storage type and compute mode the options name (compute fp32 by default).
+func (o ConvertOptions) config() (onnxpb.TensorProto_DataType, convert.Compute, error) {
+	dt, err := convert.ParseDType(o.DType)
+	if err != nil {
+		return dt, "", fmt.Errorf("%w: --dtype: %v", ErrUsage, err)
 	}
-	if c := convert.Compute(compute); c != convert.ComputeFP32 && c != convert.ComputeNative {
-		return fmt.Errorf("%w: --compute %q: want fp32 or native", ErrUsage, compute)
+	c := convert.Compute(o.Compute)
+	if c == "" {
+		c = convert.ComputeFP32
 	}
-	return nil
+	if c != convert.ComputeFP32 && c != convert.ComputeNative {
+		return dt, "", fmt.Errorf("%w: --compute %q: want fp32 or native", ErrUsage, o.Compute)
+	}
+	return dt, c, nil
 }

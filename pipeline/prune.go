@@ -77,25 +77,10 @@ type LayerSparsity struct {
 // Prune sparsifies the model's linear layers (Wanda or magnitude) and writes o.Out atomically.
 // The runtime must be initialised (Runtime) when the method is wanda.
 func Prune(o PruneOptions) (*PruneReport, error) {
-	if o.Method == "" {
-		o.Method = string(prune.Wanda)
-	}
-	if o.Pattern == "" {
-		o.Pattern = "unstructured"
-	}
-	if o.Out == "" {
-		return nil, fmt.Errorf("prune: no output file given")
-	}
-	pat, err := prune.ParsePattern(o.Pattern)
+	o.defaults()
+	cfg, err := o.config()
 	if err != nil {
-		return nil, fmt.Errorf("prune: pattern: %w", err)
-	}
-	cfg := prune.Config{Method: prune.Method(o.Method), Sparsity: o.Sparsity, Pattern: pat}
-	if err := cfg.Check(); err != nil {
-		return nil, fmt.Errorf("prune: method/sparsity/pattern: %w", err)
-	}
-	if cfg.Method == prune.Wanda && o.Calib == "" {
-		return nil, fmt.Errorf("prune: wanda needs calibration data (and a tokenizer unless it is pre-tokenized {\"ids\": [...]} .jsonl), or use the magnitude method")
+		return nil, err
 	}
 	secs := map[string]float64{}
 	t0 := time.Now()
@@ -141,7 +126,7 @@ func Prune(o PruneOptions) (*PruneReport, error) {
 		return nil, err
 	}
 	defer out.Close()
-	rep := &PruneReport{Sessions: tm.Sessions, Model: o.Model, Output: o.Out, Method: o.Method, Pattern: pat.String(), Target: cfg.Sparsity,
+	rep := &PruneReport{Sessions: tm.Sessions, Model: o.Model, Output: o.Out, Method: o.Method, Pattern: cfg.Pattern.String(), Target: cfg.Sparsity,
 		OneShot: o.OneShot, Samples: o.Samples, SeqLen: seqLen, Seconds: secs}
 	if cfg.Method != prune.Wanda {
 		rep.Samples, rep.SeqLen = 0, 0
@@ -237,16 +222,40 @@ func calibrationWindows(m *onnx.Model, stage, calib, tokPath string, samples, se
 // MethodWanda is the prune method that calibrates on data (the --method default).
 const MethodWanda = string(prune.Wanda)
 
-// CheckPruneFlags checks "shears prune"'s --pattern and --method/--calib before any work; a
-// wanda run without calibration data is a usage error (ErrUsage).
-func CheckPruneFlags(method, pattern, calib string) error {
-	if _, err := prune.ParsePattern(pattern); err != nil {
-		return fmt.Errorf("--pattern: %w", err)
+// Check validates the options before any work (Prune checks them again at its entry): a bad
+// value names its flag and is a usage error (ErrUsage).
+func (o PruneOptions) Check() error {
+	o.defaults()
+	_, err := o.config()
+	return err
+}
+
+func (o *PruneOptions) defaults() {
+	if o.Method == "" {
+		o.Method = MethodWanda
 	}
-	if method == MethodWanda && calib == "" {
-		return fmt.Errorf("%w: wanda needs --calib FILE (with --tokenizer TOK unless the file is pre-tokenized {\"ids\": [...]} .jsonl), or use --method magnitude", ErrUsage)
+	if o.Pattern == "" {
+		o.Pattern = "unstructured"
 	}
-	return nil
+}
+
+// config is the checked pruning configuration of defaulted options.
+func (o PruneOptions) config() (prune.Config, error) {
+	if o.Out == "" {
+		return prune.Config{}, usageIf(true, "-o OUT.onnx is required")
+	}
+	pat, err := prune.ParsePattern(o.Pattern)
+	if err != nil {
+		return prune.Config{}, fmt.Errorf("%w: --pattern: %v", ErrUsage, err)
+	}
+	cfg := prune.Config{Method: prune.Method(o.Method), Sparsity: o.Sparsity, Pattern: pat}
+	if err := cfg.Check(); err != nil {
+		return prune.Config{}, fmt.Errorf("%w: --method/--sparsity/--pattern: %v", ErrUsage, err)
+	}
+	if cfg.Method == prune.Wanda && o.Calib == "" {
+		return prune.Config{}, usageIf(true, `wanda needs --calib FILE (with --tokenizer TOK unless the file is pre-tokenized {"ids": [...]} .jsonl), or use --method magnitude`)
+	}
+	return cfg, nil
 }
 
 // weightStage names what prune and quantize share before their own work: the input model,

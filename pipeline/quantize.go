@@ -101,34 +101,21 @@ func (o *QuantizeOptions) defaults() {
 	}
 }
 
-// Check validates the options before any file is read.
+// Check validates the options before any file is read (Quantize checks them again at its
+// entry): a bad value names its flag and is a usage error (ErrUsage). gptq, like Wanda, needs
+// a tokenizer only for text data.
 func (o QuantizeOptions) Check() error {
 	o.defaults()
-	if o.Out == "" {
-		return fmt.Errorf("quantize: no output file given")
+	if o.Method != "rtn" && o.Method != "gptq" {
+		return usageIf(true, fmt.Sprintf("--method %q: want rtn or gptq", o.Method))
 	}
-	if o.Bits != 4 && o.Bits != 8 {
-		return fmt.Errorf("quantize: --bits %d: want 4 or 8 (MatMulNBits kernels exist for both)", o.Bits)
-	}
-	if o.BlockSize != 32 && o.BlockSize != 64 && o.BlockSize != 128 {
-		return fmt.Errorf("quantize: --block-size %d: want 32, 64 or 128", o.BlockSize)
-	}
-	if o.AccuracyLevel != 0 && o.AccuracyLevel != 4 {
-		return fmt.Errorf("quantize: --accuracy-level %d: want 0 (activations as they are) or 4 (int8 activations)", o.AccuracyLevel)
-	}
-	switch o.Method {
-	case "rtn":
-	case "gptq":
-		if o.Calib == "" || o.Tokenizer == "" {
-			return fmt.Errorf("quantize: gptq needs calibration data and a tokenizer (--calib, --tokenizer), or use --method rtn")
-		}
-		if !(o.Damp > 0 && o.Damp < 1) {
-			return fmt.Errorf("quantize: damping %g: want a fraction in (0, 1)", o.Damp)
-		}
-	default:
-		return fmt.Errorf("quantize: --method %q: want rtn or gptq", o.Method)
-	}
-	return nil
+	gptq := o.Method == "gptq"
+	return firstErr(usageIf(o.Out == "", "-o OUT.onnx is required"),
+		usageIf(o.Bits != 4 && o.Bits != 8, fmt.Sprintf("--bits %d: want 4 or 8 (MatMulNBits kernels exist for both)", o.Bits)),
+		usageIf(o.BlockSize != 32 && o.BlockSize != 64 && o.BlockSize != 128, fmt.Sprintf("--block-size %d: want 32, 64 or 128", o.BlockSize)),
+		usageIf(o.AccuracyLevel != 0 && o.AccuracyLevel != 4, fmt.Sprintf("--accuracy-level %d: want 0 (activations as they are) or 4 (int8 activations)", o.AccuracyLevel)),
+		usageIf(gptq && o.Calib == "", `gptq needs --calib FILE (with --tokenizer TOK unless the file is pre-tokenized {"ids": [...]} .jsonl), or use --method rtn`),
+		usageIf(gptq && !(o.Damp > 0 && o.Damp < 1), fmt.Sprintf("--damp %g: want a fraction in (0, 1)", o.Damp)))
 }
 
 func (o QuantizeOptions) config() quant.Config {

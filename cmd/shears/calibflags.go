@@ -32,10 +32,14 @@ func (c *calibFlags) add(fs *pflag.FlagSet, method string) {
 	fs.Uint64Var(&c.seed, "seed", 0, "calibration sampling seed")
 }
 
-// calibrating loads onnxruntime into ro and draws the stage-by-stage progress bar that
-// progress drives, when the stage calibrates (on); the returned stop ends the bar (safe to call
-// twice, and a no-op when off).
-func calibrating(env *cliEnv, rt *runtimeFlags, on bool, ro *pipeline.RuntimeOptions, progress *pipeline.ProgressFunc) (stop func(), err error) {
+// calibrating starts a weight stage: its options are checked first (checkErr: usage errors
+// before onnxruntime is looked for); then, when the stage calibrates (on), onnxruntime is
+// loaded into ro and progress gets the bar that draws the calibration stage by stage. The
+// returned stop ends the bar (safe to call twice, and a no-op when off).
+func calibrating(env *cliEnv, rt *runtimeFlags, checkErr error, on bool, ro *pipeline.RuntimeOptions, progress *pipeline.ProgressFunc) (stop func(), err error) {
+	if checkErr != nil {
+		return nil, checkErr
+	}
 	if !on {
 		return func() {}, nil
 	}

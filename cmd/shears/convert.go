@@ -65,11 +65,11 @@ func runConvert(env *cliEnv, o any, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := pipeline.CheckConvertFlags(opts.dtype, opts.compute); err != nil {
-		return err
-	}
 	co := pipeline.ConvertOptions{Model: args[0], Out: opts.out, DType: opts.dtype, Compute: opts.compute, External: opts.external,
 		AllowNonFinite: opts.allowNonFinite, Output: out, Warn: warner(env, "convert")}
+	if err := co.Check(); err != nil {
+		return err
+	}
 	if opts.plan {
 		co.Plan = func(s string) { fmt.Fprint(env.stdout, s) }
 	}

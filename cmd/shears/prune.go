@@ -85,13 +85,10 @@ func runPrune(env *cliEnv, o any, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := pipeline.CheckPruneFlags(opts.method, opts.pattern, opts.cal.calib); err != nil {
-		return err
-	}
 	po := pipeline.PruneOptions{AllowNonFinite: opts.allowNonFinite, Output: out, Warn: warner(env, "prune"), Model: args[0], Out: opts.out, Method: opts.method, Sparsity: opts.sparsity, Pattern: opts.pattern,
 		Calib: opts.cal.calib, Tokenizer: opts.cal.tokenizer, Samples: opts.cal.samples, SeqLen: opts.cal.seqLen, Seed: opts.cal.seed,
 		OneShot: opts.oneShot, Include: opts.targets.include, Exclude: opts.targets.exclude, External: opts.external}
-	stop, err := calibrating(env, &opts.rt, po.Method == pipeline.MethodWanda, &po.Runtime, &po.Progress)
+	stop, err := calibrating(env, &opts.rt, po.Check(), po.Method == pipeline.MethodWanda, &po.Runtime, &po.Progress)
 	if err != nil {
 		return err
 	}

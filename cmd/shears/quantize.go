@@ -91,10 +91,7 @@ func runQuantize(env *cliEnv, o any, args []string) error {
 		Symmetric: opts.symmetric, IncludeHead: opts.includeHead, Include: opts.targets.include, Exclude: opts.targets.exclude,
 		Calib: opts.cal.calib, Tokenizer: opts.cal.tokenizer, Samples: opts.cal.samples, SeqLen: opts.cal.seqLen, Seed: opts.cal.seed,
 		Damp: opts.damp, AccuracyLevel: opts.accuracy, External: opts.external}
-	if err := qo.Check(); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
-	}
-	stop, err := calibrating(env, &opts.rt, qo.Method == "gptq", &qo.Runtime, &qo.Progress)
+	stop, err := calibrating(env, &opts.rt, qo.Check(), qo.Method == "gptq", &qo.Runtime, &qo.Progress)
 	if err != nil {
 		return err
 	}

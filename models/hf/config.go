@@ -55,9 +55,14 @@ type Config struct {
 	ScaleAttnWeights *bool   `json:"scale_attn_weights"`
 	ScaleAttnByLayer bool    `json:"scale_attn_by_inverse_layer_idx"`
 
-	Raw  string `json:"-"`
-	Path string `json:"-"`
+	Raw  string          `json:"-"`
+	Path string          `json:"-"`
+	keys map[string]bool // the fields config.json has, null or not
 }
+
+// has reports whether config.json has the field (even as null): transformers' config classes
+// fill an absent field with their default, which may differ from null's meaning.
+func (c *Config) has(field string) bool { return c.keys[field] }
 
 // RopeScaling is config.json's rope_scaling (or transformers v5's rope_parameters, which also
 // holds rope_theta and partial_rotary_factor). Transformers has written the kind as "type"
@@ -125,6 +130,14 @@ func ParseConfig(path string, b []byte) (*Config, error) {
 	c := &Config{Raw: string(b), Path: path}
 	if err := json.Unmarshal(b, c); err != nil {
 		return nil, fmt.Errorf("hf: %s: %w", path, err)
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(b, &fields); err != nil {
+		return nil, fmt.Errorf("hf: %s: %w", path, err)
+	}
+	c.keys = map[string]bool{}
+	for k := range fields {
+		c.keys[k] = true
 	}
 	if len(c.Architectures) == 0 {
 		return nil, fmt.Errorf("hf: %s: no \"architectures\" entry (supported: %s)", path, supportedList())

@@ -96,7 +96,8 @@ func decoderOf(t *testing.T, name string, fields map[string]any) llama.Config {
 }
 
 // Qwen2's window applies only with use_sliding_window, to the layers from max_window_layers on
-// (28 when the config omits it) or to those layer_types marks.
+// (28 when the config omits it) or to those layer_types marks; an absent sliding_window is 4096,
+// a null one none.
 func TestQwen2SlidingLayers(t *testing.T) {
 	for _, tc := range []struct {
 		fields map[string]any
@@ -109,7 +110,8 @@ func TestQwen2SlidingLayers(t *testing.T) {
 		{map[string]any{"max_window_layers": nil}, 0, nil}, // 28 ≥ 2 layers
 		{map[string]any{"use_sliding_window": false}, 0, nil},
 		{map[string]any{"use_sliding_window": nil}, 0, nil},
-		{map[string]any{"sliding_window": nil}, 0, nil},
+		{map[string]any{"sliding_window": nil}, 4096, []bool{false, true}}, // absent: Qwen2Config's default
+		{map[string]any{"sliding_window": json.RawMessage("null")}, 0, nil},
 		{map[string]any{"layer_types": []string{"sliding_attention", "full_attention"}}, 3, []bool{true, false}},
 	} {
 		d := decoderOf(t, "qwen2", tc.fields)
@@ -174,5 +176,42 @@ func TestLongRopeParameters(t *testing.T) {
 	// No position of a context no longer than the original reaches the long factors.
 	if d := decoderOf(t, "phi3-longrope", map[string]any{"original_max_position_embeddings": 64}); d.Rope.LongInvFreq != nil || d.Rope.Scale != 1 {
 		t.Errorf("original = max: %+v", d.Rope)
+	}
+}
+
+// Mistral's sliding_window, absent from config.json, is MistralConfig's default 4096 (a context
+// longer than that gets the window); null means none; Phi-3's absent one is none.
+func TestAbsentSlidingWindow(t *testing.T) {
+	for _, tc := range []struct {
+		family string
+		fields map[string]any
+		window bool
+	}{
+		{"mistral", map[string]any{"sliding_window": nil, "max_position_embeddings": 8192}, true},
+		{"mistral", map[string]any{"sliding_window": json.RawMessage("null"), "max_position_embeddings": 8192}, false},
+		{"phi3", map[string]any{"sliding_window": nil, "max_position_embeddings": 8192}, false},
+	} {
+		dir := t.TempDir()
+		if err := WriteRandom(dir, withFields(t, tc.family, tc.fields), RandomOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		ck, err := Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := ck.Build()
+		ck.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, n := range g.Model.Graph().GetNode() {
+			if n.GetName() == "/model/sliding_window_mask/Where" {
+				found = true
+			}
+		}
+		if found != tc.window {
+			t.Errorf("%s %v: sliding window mask %v, want %v", tc.family, tc.fields, found, tc.window)
+		}
 	}
 }

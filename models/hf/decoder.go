@@ -51,16 +51,25 @@ func decoder(c *Config, def defaults) (llama.Config, error) {
 }
 
 // slidingWindow sets every layer's attention to config.json's sliding_window (Mistral, Phi-3:
-// transformers masks with it whenever it is not null).
-func slidingWindow(c *Config, d *llama.Config) error {
-	if c.SlidingWindow == nil {
-		return nil
+// transformers masks with it whenever it is not null); absent, it is the config class's
+// default (MistralConfig: 4096, Phi3Config: null).
+func slidingWindow(c *Config, d *llama.Config, absent int) error {
+	w, err := c.window(absent)
+	d.SlidingWindow = w
+	return err
+}
+
+// window is sliding_window: 0 when null, absent when the field is missing.
+func (c *Config) window(absent int) (int, error) {
+	switch {
+	case !c.has("sliding_window"):
+		return absent, nil
+	case c.SlidingWindow == nil:
+		return 0, nil
+	case *c.SlidingWindow <= 0:
+		return 0, c.errorf("sliding_window %d must be positive or null", *c.SlidingWindow)
 	}
-	if *c.SlidingWindow <= 0 {
-		return c.errorf("sliding_window %d must be positive or null", *c.SlidingWindow)
-	}
-	d.SlidingWindow = *c.SlidingWindow
-	return nil
+	return *c.SlidingWindow, nil
 }
 
 // activation checks that the config's activation is the one the family's graph computes.

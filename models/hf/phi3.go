@@ -11,7 +11,7 @@ func init() {
 	register(&Family{Arch: "Phi3ForCausalLM", Linear: nnLinear,
 		Build: buildDecoder(defaults{eps: 1e-5, partialRotary: true}, func(c *Config, d *llama.Config) error {
 			d.FusedQKV, d.FusedGateUp = true, true
-			if err := slidingWindow(c, d); err != nil {
+			if err := slidingWindow(c, d, 0); err != nil {
 				return err
 			}
 			return activation(c, "hidden_act", c.HiddenAct, "silu")

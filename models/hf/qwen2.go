@@ -23,9 +23,10 @@ func init() {
 // qwen2Sliding reads use_sliding_window, sliding_window, max_window_layers and layer_types.
 func qwen2Sliding(c *Config, d *llama.Config) error {
 	window := 0
-	if c.UseSlidingWindow != nil && *c.UseSlidingWindow && c.SlidingWindow != nil {
-		if window = *c.SlidingWindow; window <= 0 {
-			return c.errorf("sliding_window %d must be positive or null", window)
+	if c.UseSlidingWindow != nil && *c.UseSlidingWindow {
+		var err error
+		if window, err = c.window(4096); err != nil { // Qwen2Config's default when absent
+			return err
 		}
 	}
 	types := c.LayerTypes

@@ -229,9 +229,14 @@ func refRope(c *hf.Config, hd, maxPos int) (inv []float64, scale float64) {
 }
 
 // refWindow is the sliding window of layer l (0: full attention): Mistral and Phi-3 use
-// sliding_window in every layer when it is set; Qwen2 only with use_sliding_window, in the
-// layers layer_types marks, by default those from max_window_layers (28) on.
+// sliding_window in every layer when it is not null (absent: 4096 for Mistral); Qwen2 only
+// with use_sliding_window, in the layers layer_types marks, by default those from
+// max_window_layers (28) on.
 func refWindow(c *hf.Config, l int) int {
+	if !strings.Contains(c.Raw, `"sliding_window"`) && c.Architectures[0] != "Phi3ForCausalLM" {
+		w := 4096 // MistralConfig's and Qwen2Config's default when the field is absent
+		c.SlidingWindow = &w
+	}
 	if c.SlidingWindow == nil {
 		return 0
 	}

@@ -9,7 +9,7 @@ import (
 // single rows and columns, and matrices large enough to be split into bands across cores.
 func TestTransposeInto(t *testing.T) {
 	for _, es := range []int{2, 4} {
-		for _, sh := range [][2]int{{1, 1}, {1, 7}, {7, 1}, {32, 32}, {33, 31}, {64, 96}, {100, 45}, {1500, 700}, {1023, 1061}} {
+		for _, sh := range [][2]int{{1, 1}, {1, 7}, {7, 1}, {32, 32}, {33, 31}, {64, 96}, {100, 45}, {1500, 700}, {1023, 1061}, {64, 300}, {40, 128}} {
 			rows, cols := sh[0], sh[1]
 			m := make([]byte, rows*cols*es)
 			for i := 0; i < rows*cols; i++ {

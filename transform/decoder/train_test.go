@@ -18,8 +18,13 @@ import (
 )
 
 func tinyLlama(t *testing.T) *onnx.Model {
+	return tinyLlamaVariant(t, llama.Variant{})
+}
+
+// tinyLlamaVariant is tinyLlama with the Hugging Face departures v.
+func tinyLlamaVariant(t *testing.T, v llama.Variant) *onnx.Model {
 	t.Helper()
-	c := llama.Config{Dim: 32, HiddenDim: 48, Layers: 2, Heads: 4, KVHeads: 2, Vocab: 40, MaxSeq: 16, NormEps: 1e-5, RopeTheta: 10000}
+	c := llama.Config{Dim: 32, HiddenDim: 48, Layers: 2, Heads: 4, KVHeads: 2, Vocab: 40, MaxSeq: 16, NormEps: 1e-5, RopeTheta: 10000, Variant: v}
 	w := map[string][]float32{}
 	m, err := llama.Build(c, func(name string, dims []int64, computed []float32) (*onnxpb.TensorProto, error) {
 		if computed != nil {
@@ -39,14 +44,19 @@ func tinyLlama(t *testing.T) *onnx.Model {
 }
 
 // The train form takes input_ids alone, gives logits alone, keeps the ids' symbolic dims, leaves
-// its input untouched, and computes the with-past model's logits on an empty past.
+// its input untouched, and computes the with-past model's logits on an empty past; also with a
+// sliding window (3, in the second layer) and LongRoPE over a partial rotary dim whose long
+// tables the 6-token rows switch to (the mask and the switch computed from lengths and
+// positions survive the fold).
 func TestTrainForm(t *testing.T) {
 	testkit.ORT(t)
 	g2, err := gpt2.Build(gpt2.Config{Vocab: 40, Dim: 16, Heads: 2, Layers: 2, MaxSeq: 16, Eps: 1e-5}, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, m := range map[string]*onnx.Model{"llama": tinyLlama(t), "gpt2": g2} {
+	hfStyle := llama.Variant{RotateHalf: true, SlidingWindow: 3, SlidingLayers: []bool{false, true},
+		Rope: &llama.Rope{Dim: 6, InvFreq: []float64{1, 0.3, 0.1}, LongInvFreq: []float64{0.5, 0.1, 0.02}, LongFrom: 4, Scale: 1.2}}
+	for name, m := range map[string]*onnx.Model{"llama": tinyLlama(t), "gpt2": g2, "llama-hf": tinyLlamaVariant(t, hfStyle)} {
 		before, _ := m.Marshal()
 		tf, err := decoder.TrainForm(m)
 		if err != nil {
