@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -61,16 +60,10 @@ func (fh fileHashes) of(path string) (string, error) {
 	if h, ok := fh[key]; ok {
 		return h, nil
 	}
-	f, err := os.Open(path)
+	sum, err := sha256File(path)
 	if err != nil {
 		return "", err
 	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", fmt.Errorf("hash %s: %w", path, err)
-	}
-	sum := "sha256:" + hex.EncodeToString(h.Sum(nil))
 	fh[key] = sum
 	return sum, nil
 }

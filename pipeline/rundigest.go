@@ -27,6 +27,12 @@ func fileDigest(path string) (string, error) {
 	} else if id != "" {
 		return "id:" + id, nil
 	}
+	return sha256File(path)
+}
+
+// sha256File is "sha256:" and the hex digest of the file's bytes (run digests and stage
+// manifests).
+func sha256File(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err

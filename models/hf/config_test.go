@@ -10,6 +10,9 @@ import (
 	"testing"
 
 	"github.com/shears-ml/shears/models/llama"
+	"github.com/shears-ml/shears/onnx"
+	"github.com/shears-ml/shears/onnx/onnxpb"
+	"google.golang.org/protobuf/proto"
 )
 
 // withFields returns FamilyConfigs[name] with fields set (a nil value deletes the field).
@@ -212,6 +215,103 @@ func TestAbsentSlidingWindow(t *testing.T) {
 		}
 		if found != tc.window {
 			t.Errorf("%s %v: sliding window mask %v, want %v", tc.family, tc.fields, found, tc.window)
+		}
+	}
+}
+
+// Configs shaped like the published ones (sizes and the fields that matter; factor lists of the
+// right length, values made up) build graphs with the settings transformers uses: Phi-3.5-mini's
+// LongRoPE (original 4096 of 131072: cos and sin × √(1 + ln 32 / ln 4096)) and a window longer
+// than the context (no window mask), Phi-4-mini's partial rotary (96 of 128) and tied head,
+// Llama 3.2's llama3 scaling, Mistral 7B v0.1's 4096 window, and Qwen2.5 with the yarn recipe its
+// model card gives (context 4 × 32768, cos × (1 + 0.1 ln 4)). No tensor data is involved.
+func TestPublishedConfigShapes(t *testing.T) {
+	factors := func(n int) []float64 {
+		f := make([]float64, n)
+		for i := range f {
+			f[i] = 1 + float64(i)/4
+		}
+		return f
+	}
+	phi3 := map[string]any{"architectures": []string{"Phi3ForCausalLM"}, "hidden_size": 3072, "intermediate_size": 8192,
+		"num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 32, "vocab_size": 32064,
+		"max_position_embeddings": 131072, "original_max_position_embeddings": 4096, "rms_norm_eps": 1e-5,
+		"rope_theta": 10000.0, "sliding_window": 262144, "tie_word_embeddings": false, "hidden_act": "silu",
+		"rope_scaling": map[string]any{"type": "longrope", "short_factor": factors(48), "long_factor": factors(48)}}
+	phi4 := map[string]any{"architectures": []string{"Phi3ForCausalLM"}, "hidden_size": 3072, "intermediate_size": 8192,
+		"num_hidden_layers": 32, "num_attention_heads": 24, "num_key_value_heads": 8, "vocab_size": 200064,
+		"max_position_embeddings": 131072, "original_max_position_embeddings": 4096, "rms_norm_eps": 1e-5,
+		"rope_theta": 10000.0, "partial_rotary_factor": 0.75, "sliding_window": 262144, "tie_word_embeddings": true,
+		"hidden_act": "silu", "rope_scaling": map[string]any{"type": "longrope", "short_factor": factors(48), "long_factor": factors(48)}}
+	llama32 := map[string]any{"architectures": []string{"LlamaForCausalLM"}, "hidden_size": 2048, "intermediate_size": 8192,
+		"num_hidden_layers": 16, "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 64, "vocab_size": 128256,
+		"max_position_embeddings": 131072, "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "tie_word_embeddings": true,
+		"attention_bias": false, "mlp_bias": false, "hidden_act": "silu", "rope_scaling": map[string]any{"factor": 32.0,
+			"high_freq_factor": 4.0, "low_freq_factor": 1.0, "original_max_position_embeddings": 8192, "rope_type": "llama3"}}
+	mistral := map[string]any{"architectures": []string{"MistralForCausalLM"}, "hidden_size": 4096, "intermediate_size": 14336,
+		"num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 32000,
+		"max_position_embeddings": 32768, "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "sliding_window": 4096,
+		"tie_word_embeddings": false, "hidden_act": "silu"}
+	qwen25 := map[string]any{"architectures": []string{"Qwen2ForCausalLM"}, "hidden_size": 3584, "intermediate_size": 18944,
+		"num_hidden_layers": 28, "num_attention_heads": 28, "num_key_value_heads": 4, "vocab_size": 152064,
+		"max_position_embeddings": 32768, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "use_sliding_window": false,
+		"sliding_window": 131072, "max_window_layers": 28, "tie_word_embeddings": false, "hidden_act": "silu",
+		"rope_scaling": map[string]any{"factor": 4.0, "original_max_position_embeddings": 32768, "type": "yarn"}}
+	for _, tc := range []struct {
+		name    string
+		cfg     map[string]any
+		context string
+		half    int64   // rotary dim / 2: the tables' width
+		scale   float64 // cos at position 0
+		long    bool    // LongRoPE's second tables
+		window  bool
+		tied    bool
+	}{
+		{"phi-3.5-mini", phi3, "131072", 48, math.Sqrt(1 + math.Log(32)/math.Log(4096)), true, false, false},
+		{"phi-4-mini", phi4, "131072", 48, math.Sqrt(1 + math.Log(32)/math.Log(4096)), true, false, true},
+		{"llama-3.2-1b", llama32, "131072", 32, 1, false, false, true},
+		{"mistral-7b-v0.1", mistral, "32768", 64, 1, false, true, false},
+		{"qwen2.5-7b-yarn", qwen25, "131072", 64, 1 + 0.1*math.Log(4), false, false, false},
+	} {
+		b, _ := json.Marshal(tc.cfg)
+		c, err := ParseConfig(ConfigFile, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := family(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := f.Build(c, func(name string, dims []int64, computed []float32) (*onnxpb.TensorProto, error) {
+			if computed != nil {
+				return onnx.Float32Tensor(name, dims, computed), nil
+			}
+			return &onnxpb.TensorProto{Dims: dims, DataType: proto.Int32(int32(onnxpb.TensorProto_FLOAT))}, nil
+		})
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		meta := map[string]string{}
+		for _, p := range m.Proto.GetMetadataProps() {
+			meta[p.GetKey()] = p.GetValue()
+		}
+		ix := onnx.NewIndex(m.Graph())
+		cos := m.Initializer(llama.CosName)
+		v, err := m.Float32s(cos)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if meta["max_position_embeddings"] != tc.context || cos.GetDims()[1] != tc.half || !(math.Abs(float64(v[0])-tc.scale) <= 1e-6) {
+			t.Errorf("%s: context %s (want %s), cos table %v (want width %d), cos(0) %v (want %v)", tc.name, meta["max_position_embeddings"], tc.context, cos.GetDims(), tc.half, v[0], tc.scale)
+		}
+		if got := m.Initializer(llama.LongCosName) != nil; got != tc.long {
+			t.Errorf("%s: long tables %v, want %v", tc.name, got, tc.long)
+		}
+		if got := ix.Nodes["/model/sliding_window_mask/Where"] != nil; got != tc.window {
+			t.Errorf("%s: window mask %v, want %v", tc.name, got, tc.window)
+		}
+		if got := ix.Nodes["/lm_head/Transpose"] != nil; got != tc.tied {
+			t.Errorf("%s: tied head %v, want %v", tc.name, got, tc.tied)
 		}
 	}
 }
