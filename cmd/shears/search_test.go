@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/shears-ml/shears/internal/testkit"
-	"github.com/shears-ml/shears/nls"
 	"github.com/shears-ml/shears/pipeline"
 	"github.com/shears-ml/shears/transform/merge"
 )
@@ -72,7 +71,7 @@ func TestSearchCLI(t *testing.T) {
 	defer f.Close()
 	lines := 0
 	for sc := bufio.NewScanner(f); sc.Scan(); lines++ {
-		var ev nls.Evaluation
+		var ev pipeline.Evaluation
 		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil || ev.Index != lines || len(ev.RankMap) != 15 {
 			t.Fatalf("log line %d: %v %s", lines, err, sc.Text())
 		}
