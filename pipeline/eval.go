@@ -30,14 +30,20 @@ type EvalResult struct {
 	SeqLen  int `json:"seq_len,omitempty"`
 }
 
-// contextOf is the model's context length from its metadata (0 when unknown).
-func contextOf(model string) (int, error) {
+// contextOf is the model's context length from its metadata (0 when unknown), and ro for a
+// session over it: a model with MatMulNBits linears gets onnxruntime's weight pre-packing,
+// without which that CPU kernel re-packs its weights on every run (decode steps 8–14× slower
+// than fp32, bench/RESULTS.md quant-speed); its packed copy is the small quantized form.
+func contextOf(model string, ro runtime.Options) (int, runtime.Options, error) {
 	m, err := onnx.Load(model)
 	if err != nil {
-		return 0, err
+		return 0, ro, err
 	}
 	defer m.Close()
-	return models.ContextLength(m), nil
+	if has, _ := quant.HasQuantized(m); has {
+		ro.Prepack = true
+	}
+	return models.ContextLength(m), ro, nil
 }
 
 // Perplexity is "shears eval --task ppl": the documents of dataPath (limit > 0 keeps the first
@@ -45,7 +51,7 @@ func contextOf(model string) (int, error) {
 // EOS when there are several) in windows of seqLen tokens, capped to the model's context. The
 // file is read and scored lazily: memory does not grow with its size.
 func Perplexity(model, dataPath string, tok tokenizer.Tokenizer, seqLen, batch, limit, maxTokens int, ro runtime.Options) (EvalResult, error) {
-	ctx, err := contextOf(model)
+	ctx, ro, err := contextOf(model, ro)
 	if err != nil {
 		return EvalResult{}, err
 	}
@@ -128,7 +134,7 @@ func AnswerLoss(model, dataPath string, tok tokenizer.Tokenizer, limit int, ro r
 	if limit > 0 && limit < len(items) {
 		items = items[:limit]
 	}
-	ctx, err := contextOf(model)
+	ctx, ro, err := contextOf(model, ro)
 	if err != nil {
 		return EvalResult{}, err
 	}

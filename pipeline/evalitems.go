@@ -122,11 +122,11 @@ func evalItems(o EvalOptions) (*EvalReport, error) {
 	if o.Limit > 0 && o.Limit < len(items) {
 		items = items[:o.Limit]
 	}
-	ctx, err := contextOf(o.Model)
+	ctx, ro, err := contextOf(o.Model, o.Runtime)
 	if err != nil {
 		return nil, err
 	}
-	s, err := runtime.OpenFile(o.Model, o.Runtime)
+	s, err := runtime.OpenFile(o.Model, ro)
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/shears-ml/shears/models/llama"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
+	"github.com/shears-ml/shears/runtime"
 	"github.com/shears-ml/shears/transform/convert"
 	"github.com/shears-ml/shears/transform/layers"
 	"github.com/shears-ml/shears/transform/quant"
@@ -238,5 +239,27 @@ func TestQuantizeIncludeHead(t *testing.T) {
 	_, want := testkit.RunLogits(t, dm, 1, []int64{5, 6, 7}, nil)
 	if d := testkit.MaxDiff(got, want); !(d <= 1e-3) {
 		t.Fatalf("with the head quantized, logits differ from the dequantized model's by %g", d)
+	}
+}
+
+// TestEvalSessionsPrepackQuantized: sessions eval opens over a MatMulNBits model turn on
+// onnxruntime's weight pre-packing (the kernel re-packs per run without it); over a float
+// model they keep the caller's setting.
+func TestEvalSessionsPrepackQuantized(t *testing.T) {
+	testkit.ORT(t)
+	dir := t.TempDir()
+	src := testkit.Synthetic(t, "tiny")
+	out := filepath.Join(dir, "q.onnx")
+	if _, err := Quantize(QuantizeOptions{Model: src, Out: out, Bits: 4, BlockSize: 32}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		model string
+		want  bool
+	}{{src, false}, {out, true}} {
+		_, ro, err := contextOf(c.model, runtime.Options{Threads: 1})
+		if err != nil || ro.Prepack != c.want {
+			t.Fatalf("%s: prepack %v, want %v (%v)", c.model, ro.Prepack, c.want, err)
+		}
 	}
 }

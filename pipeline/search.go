@@ -36,6 +36,10 @@ const (
 	DefaultBeams = 4
 )
 
+// Evaluation is one scored sub-adapter: a line of search.jsonl and the report's best, heuristic
+// and front entries.
+type Evaluation = nls.Evaluation
+
 // Strategies lists the search strategies, in the order the help names them.
 func Strategies() []string { return nls.Strategies() }
 
@@ -85,17 +89,17 @@ type SearchOptions struct {
 
 // SearchReport is what a search did; its JSON is the "shears search --json" document.
 type SearchReport struct {
-	Strategy    string           `json:"strategy"`
-	Metric      string           `json:"metric"`
-	Evaluations int              `json:"evaluations"`
-	Budget      int              `json:"budget"`
-	Stop        string           `json:"stop"`
-	Units       int              `json:"validation_units"` // sequences (loss) or items (accuracy)
-	Best        nls.Evaluation   `json:"best"`
-	Heuristic   *nls.Evaluation  `json:"heuristic,omitempty"`
-	Moves       int              `json:"moves,omitempty"` // hill-climbing's accepted moves
-	Generations int              `json:"generations,omitempty"`
-	Front       []nls.Evaluation `json:"pareto_front,omitempty"`
+	Strategy    string       `json:"strategy"`
+	Metric      string       `json:"metric"`
+	Evaluations int          `json:"evaluations"`
+	Budget      int          `json:"budget"`
+	Stop        string       `json:"stop"`
+	Units       int          `json:"validation_units"` // sequences (loss) or items (accuracy)
+	Best        Evaluation   `json:"best"`
+	Heuristic   *Evaluation  `json:"heuristic,omitempty"`
+	Moves       int          `json:"moves,omitempty"` // hill-climbing's accepted moves
+	Generations int          `json:"generations,omitempty"`
+	Front       []Evaluation `json:"pareto_front,omitempty"`
 	// Params of the uniform configurations, for comparison: max, heuristic, min.
 	Params map[string]int64 `json:"uniform_params"`
 	Config string           `json:"config"`

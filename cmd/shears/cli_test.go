@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/shears-ml/shears/data"
 	"github.com/shears-ml/shears/internal/testkit"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
@@ -45,6 +46,66 @@ func inspectJSON(t *testing.T, model string) inspectReport {
 	return r
 }
 
+// linearKey is what inspect says of a linear layer, less its name.
+type linearKey struct {
+	block   int
+	role    string
+	in, out int64
+}
+
+// linearSet counts a report's linears by block, role and shape: two models agree on their
+// linears when their sets are equal.
+func linearSet(r inspectReport) map[linearKey]int {
+	m := map[linearKey]int{}
+	for _, l := range r.Linears {
+		m[linearKey{l.Block, l.Role, l.In, l.Out}]++
+	}
+	return m
+}
+
+// prune50 prunes in to 50% by magnitude into out.
+func prune50(t *testing.T, in, out string) {
+	t.Helper()
+	if _, e, code := shears(t, "prune", in, "-o", out, "--method", "magnitude", "--sparsity", "0.5"); code != 0 {
+		t.Fatalf("prune %s: %s", in, e)
+	}
+}
+
+// sparseSuper prunes model (prune50) and adapts it (ranks 8,6,4, alpha 16) in dir, and returns
+// the super-network.
+func sparseSuper(t *testing.T, model, dir string) string {
+	t.Helper()
+	sparse, super := filepath.Join(dir, "sparse.onnx"), filepath.Join(dir, "super.onnx")
+	prune50(t, model, sparse)
+	if _, e, code := shears(t, "adapt", sparse, "-o", super, "--ranks", "8,6,4", "--alpha", "16"); code != 0 {
+		t.Fatalf("adapt: %s", e)
+	}
+	return super
+}
+
+// arcSlice writes examples [from, to) of the ARC-Easy training set to dir/name and returns its
+// path.
+func arcSlice(t *testing.T, dir, name string, from, to int) string {
+	t.Helper()
+	raw, err := os.ReadFile(testkit.Dataset(t, "ARC-Easy-train.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var exs []data.Example
+	if err := json.Unmarshal(raw, &exs); err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(exs[from:to])
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func TestInspectFindsTheSameLinearsInImportAndTorchExport(t *testing.T) {
 	torch := testkit.Shared(t, "models/stories260K/stories260K.torch-opset17.onnx")
 	ours := importStories(t, t.TempDir())
@@ -55,19 +116,7 @@ func TestInspectFindsTheSameLinearsInImportAndTorchExport(t *testing.T) {
 	if len(a.Linears) != 35 || len(b.Linears) != 35 {
 		t.Fatalf("linears: import %d, torch %d; want 35 each", len(a.Linears), len(b.Linears))
 	}
-	type key struct {
-		block   int
-		role    string
-		in, out int64
-	}
-	set := func(r inspectReport) map[key]int {
-		m := map[key]int{}
-		for _, l := range r.Linears {
-			m[key{l.Block, l.Role, l.In, l.Out}]++
-		}
-		return m
-	}
-	sa, sb := set(a), set(b)
+	sa, sb := linearSet(a), linearSet(b)
 	for k, n := range sa {
 		if sb[k] != n {
 			t.Errorf("linear %+v: %d in import, %d in torch export", k, n, sb[k])

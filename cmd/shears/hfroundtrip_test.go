@@ -20,9 +20,7 @@ func TestHFFormatRoundTrip(t *testing.T) {
 	tok := testkit.Tokenizer(t, 512)
 	dir := t.TempDir()
 	pruned := filepath.Join(dir, "pruned.onnx")
-	if _, e, code := shears(t, "prune", in, "-o", pruned, "--method", "magnitude", "--sparsity", "0.5"); code != 0 {
-		t.Fatalf("prune: %s", e)
-	}
+	prune50(t, in, pruned)
 	hf := filepath.Join(dir, "hf")
 	if _, e, code := shears(t, "prune", in, "-o", hf, "--method", "magnitude", "--sparsity", "0.5", "--format", "hf", "--tokenizer", tok); code != 0 {
 		t.Fatalf("prune --format hf: %s", e)

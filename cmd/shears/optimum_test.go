@@ -59,20 +59,8 @@ func TestOptimumExportInspect(t *testing.T) {
 	e := testkit.TorchStories260K(t)
 	ours := inspectJSON(t, importStories(t, t.TempDir()))
 	theirs := inspectJSON(t, e.WithPast)
-	type key struct {
-		block   int
-		role    string
-		in, out int64
-	}
-	set := func(r inspectReport) map[key]int {
-		m := map[key]int{}
-		for _, l := range r.Linears {
-			m[key{l.Block, l.Role, l.In, l.Out}]++
-		}
-		return m
-	}
-	if len(theirs.Linears) != 35 || !reflect.DeepEqual(set(ours), set(theirs)) {
-		t.Errorf("linears of the torch export %v\nwant (our import) %v", set(theirs), set(ours))
+	if len(theirs.Linears) != 35 || !reflect.DeepEqual(linearSet(ours), linearSet(theirs)) {
+		t.Errorf("linears of the torch export %v\nwant (our import) %v", linearSet(theirs), linearSet(ours))
 	}
 	if len(theirs.Inputs) != 13 || theirs.Inputs[3].Name != "past_key_values.0.key" || len(theirs.Outputs) != 11 {
 		t.Errorf("interface: %d inputs (%v…), %d outputs", len(theirs.Inputs), theirs.Inputs[:4], len(theirs.Outputs))

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/shears-ml/shears/data"
 	"github.com/shears-ml/shears/eval"
 	"github.com/shears-ml/shears/internal/testkit"
 	"github.com/shears-ml/shears/onnx"
@@ -31,9 +30,7 @@ func TestQuantizeStories(t *testing.T) {
 	dir := t.TempDir()
 	model := importStories(t, dir)
 	sparse := filepath.Join(dir, "sparse.onnx")
-	if _, e, code := shears(t, "prune", model, "-o", sparse, "--method", "magnitude", "--sparsity", "0.5"); code != 0 {
-		t.Fatal(e)
-	}
+	prune50(t, model, sparse)
 	q := filepath.Join(dir, "int4.onnx")
 	o, e, code := shears(t, "quantize", sparse, "-o", q, "--bits", "4", "--json")
 	if code != 0 {
@@ -145,15 +142,12 @@ func TestQuantizeStoriesPerplexity(t *testing.T) {
 // each block's range the merged weights are within half a step of the unmerged W'.
 func TestQASparsePEFTStories(t *testing.T) {
 	tok := testkit.Tok512Shaped(t)
-	arc := testkit.Dataset(t, "ARC-Easy-train.json")
 	held := testkit.Dataset(t, "ARC-Easy-test.json")
 	testkit.ORT(t)
 	dir := t.TempDir()
 	model := importStories(t, dir)
 	sparse, q4, super := filepath.Join(dir, "sparse.onnx"), filepath.Join(dir, "q4.onnx"), filepath.Join(dir, "super.onnx")
-	if _, e, code := shears(t, "prune", model, "-o", sparse, "--method", "magnitude", "--sparsity", "0.5"); code != 0 {
-		t.Fatal(e)
-	}
+	prune50(t, model, sparse)
 	if _, e, code := shears(t, "quantize", sparse, "-o", q4, "--bits", "4"); code != 0 {
 		t.Fatal(e)
 	}
@@ -161,26 +155,14 @@ func TestQASparsePEFTStories(t *testing.T) {
 	if code != 0 || !strings.Contains(o, "QA-SparsePEFT") {
 		t.Fatalf("adapt: %s %s", o, e)
 	}
-	raw, err := os.ReadFile(arc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var exs []data.Example
-	if err := json.Unmarshal(raw, &exs); err != nil {
-		t.Fatal(err)
-	}
-	b, _ := json.Marshal(exs[:128])
-	train := filepath.Join(dir, "arc128.json")
-	os.WriteFile(train, b, 0o644)
+	train := arcSlice(t, dir, "arc128.json", 0, 128)
 	run := filepath.Join(dir, "run")
 	if _, e, code := shears(t, "train", super, "--data", train, "--tokenizer", tok, "--out", run, "--epochs", "3", "--batch", "16",
 		"--micro-batch", "8", "--cutoff", "96", "--lr", "2e-3", "--threads", "2", "--no-progress"); code != 0 {
 		t.Fatalf("train: %s", e)
 	}
 	// search runs the QA super-network (its sub-adapters as the merge will quantize them).
-	val := filepath.Join(dir, "val.json")
-	b, _ = json.Marshal(exs[200:216])
-	os.WriteFile(val, b, 0o644)
+	val := arcSlice(t, dir, "val.json", 200, 216)
 	best := filepath.Join(dir, "best.json")
 	if _, e, code := shears(t, "search", run, "--data", val, "--tokenizer", tok, "--strategy", "hill-climb", "--budget", "2",
 		"-o", best, "--threads", "2", "--plot", "-", "--no-progress"); code != 0 {

@@ -37,15 +37,7 @@ func relSetup(t *testing.T, n int) (dir, super, dataPath string) {
 	t.Helper()
 	testkit.ORT(t)
 	dir = t.TempDir()
-	model := testkit.Synthetic(t, "tiny")
-	sparse := filepath.Join(dir, "sparse.onnx")
-	if _, e, code := shears(t, "prune", model, "-o", sparse, "--method", "magnitude", "--sparsity", "0.5"); code != 0 {
-		t.Fatalf("prune: %s", e)
-	}
-	super = filepath.Join(dir, "super.onnx")
-	if _, e, code := shears(t, "adapt", sparse, "-o", super, "--ranks", "8,6,4", "--alpha", "16"); code != 0 {
-		t.Fatalf("adapt: %s", e)
-	}
+	super = sparseSuper(t, testkit.Synthetic(t, "tiny"), dir)
 	dataPath = filepath.Join(dir, "ids.jsonl")
 	writeIDs(t, dataPath, n, 1)
 	return dir, super, dataPath

@@ -8,9 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/shears-ml/shears/data"
 	"github.com/shears-ml/shears/internal/testkit"
-	"github.com/shears-ml/shears/nls"
 	"github.com/shears-ml/shears/pipeline"
 	"github.com/shears-ml/shears/transform/merge"
 )
@@ -26,19 +24,7 @@ func TestSearchCLI(t *testing.T) {
 		"--micro-batch", "4", "--cutoff", "48", "--lr", "3e-3", "--threads", "2", "--no-progress"); code != 0 {
 		t.Fatalf("train: %s", e)
 	}
-	raw, err := os.ReadFile(testkit.Dataset(t, "ARC-Easy-train.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var exs []data.Example
-	if err := json.Unmarshal(raw, &exs); err != nil {
-		t.Fatal(err)
-	}
-	b, _ := json.Marshal(exs[100:108])
-	val := filepath.Join(dir, "val.json")
-	if err := os.WriteFile(val, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	val := arcSlice(t, dir, "val.json", 100, 108)
 
 	h := filepath.Join(dir, "h", "heuristic.json")
 	out, e, code := shears(t, "search", run, "--data", val, "--strategy", "heuristic", "-o", h, "--threads", "2", "--plot", "-", "--no-progress")
@@ -74,7 +60,7 @@ func TestSearchCLI(t *testing.T) {
 		t.Fatalf("CONFIG.json %+v vs best %+v", sel, rep.Best)
 	}
 	var cfg pipeline.SearchConfig
-	raw, _ = os.ReadFile(cfgPath)
+	raw, _ := os.ReadFile(cfgPath)
 	if err := json.Unmarshal(raw, &cfg); err != nil || cfg.Evaluations != 6 || cfg.Heuristic == nil || cfg.Heuristic.Value != rep.Heuristic.Value {
 		t.Fatalf("CONFIG.json extras %+v: %v", cfg, err)
 	}
@@ -85,7 +71,7 @@ func TestSearchCLI(t *testing.T) {
 	defer f.Close()
 	lines := 0
 	for sc := bufio.NewScanner(f); sc.Scan(); lines++ {
-		var ev nls.Evaluation
+		var ev pipeline.Evaluation
 		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil || ev.Index != lines || len(ev.RankMap) != 15 {
 			t.Fatalf("log line %d: %v %s", lines, err, sc.Text())
 		}

@@ -66,9 +66,7 @@ func checkClientsAgree(t *testing.T, ckpt, tok string) {
 		t.Fatalf("import: %s", e)
 	}
 	pruned := filepath.Join(dir, "pruned.onnx")
-	if _, e, code := shears(t, "prune", model, "-o", pruned, "--method", "magnitude", "--sparsity", "0.5"); code != 0 {
-		t.Fatalf("prune: %s", e)
-	}
+	prune50(t, model, pruned)
 	super := filepath.Join(dir, "super.onnx")
 	if _, e, code := shears(t, "adapt", pruned, "-o", super); code != 0 {
 		t.Fatalf("adapt: %s", e)

@@ -2,12 +2,10 @@ package main
 
 import (
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/shears-ml/shears/data"
 	"github.com/shears-ml/shears/internal/testkit"
 	"github.com/shears-ml/shears/pipeline"
 )
@@ -19,30 +17,9 @@ func trainSetup(t *testing.T) (super, dataPath, tok string) {
 	t.Helper()
 	testkit.ORT(t)
 	dir := t.TempDir()
-	model := importStories(t, dir)
 	tok = testkit.Tok512Shaped(t)
-	sparse := filepath.Join(dir, "sparse.onnx")
-	if _, e, code := shears(t, "prune", model, "-o", sparse, "--method", "magnitude", "--sparsity", "0.5"); code != 0 {
-		t.Fatalf("prune: %s", e)
-	}
-	super = filepath.Join(dir, "super.onnx")
-	if _, e, code := shears(t, "adapt", sparse, "-o", super, "--ranks", "8,6,4", "--alpha", "16"); code != 0 {
-		t.Fatalf("adapt: %s", e)
-	}
-	raw, err := os.ReadFile(testkit.Dataset(t, "ARC-Easy-train.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var exs []data.Example
-	if err := json.Unmarshal(raw, &exs); err != nil {
-		t.Fatal(err)
-	}
-	b, _ := json.Marshal(exs[:12])
-	dataPath = filepath.Join(dir, "arc12.json")
-	if err := os.WriteFile(dataPath, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return super, dataPath, tok
+	super = sparseSuper(t, importStories(t, dir), dir)
+	return super, arcSlice(t, dir, "arc12.json", 0, 12), tok
 }
 
 func TestTrainCLI(t *testing.T) {

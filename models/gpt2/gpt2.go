@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/shears-ml/shears/lm"
+	"github.com/shears-ml/shears/models"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
 )
@@ -282,20 +283,7 @@ func (g *graph) block(i int, x, mask string, past [2]string) (string, [2]string)
 
 	h = g.layerNorm(p+"/ln_2", LayerWeight(i, "ln_2"), x)
 	u := g.linear(i, "mlp/c_fc", h, d, c.inner())
-	u = g.gelu(p+"/mlp/act", u)
+	u = models.GeluTanh(b, p+"/mlp/act", u, g.f32)
 	y := g.linear(i, "mlp/c_proj", u, c.inner(), d)
 	return b.Op("Add", p+"/Add_1", []string{x, y}), present
-}
-
-// gelu is GPT-2's tanh approximation 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
-func (g *graph) gelu(p, x string) string {
-	b := g.b
-	x3 := b.Op("Pow", p+"/Pow", []string{x, g.f32("three", 3)})
-	c := b.Op("Mul", p+"/Mul", []string{x3, g.f32("gelu_c", 0.044715)})
-	in := b.Op("Add", p+"/Add", []string{x, c})
-	in = b.Op("Mul", p+"/Mul_1", []string{in, g.f32("sqrt_2_over_pi", float32(math.Sqrt(2/math.Pi)))})
-	th := b.Op("Tanh", p+"/Tanh", []string{in})
-	one := b.Op("Add", p+"/Add_1", []string{th, g.f32("one", 1)})
-	hx := b.Op("Mul", p+"/Mul_2", []string{x, g.f32("half", 0.5)})
-	return b.Op("Mul", p+"/Mul_3", []string{hx, one})
 }

@@ -5,6 +5,7 @@ import (
 	"math"
 	"strings"
 
+	"github.com/shears-ml/shears/models"
 	"github.com/shears-ml/shears/onnx"
 )
 
@@ -125,14 +126,7 @@ func (g *graph) act(p, x string) string {
 		s := b.Op("Sigmoid", p+"/Sigmoid", []string{x})
 		return b.Op("Mul", p+"/Mul", []string{x, s})
 	}
-	x3 := b.Op("Pow", p+"/Pow", []string{x, g.f32("three", 3)})
-	c := b.Op("Mul", p+"/Mul", []string{x3, g.f32("gelu_c", 0.044715)})
-	in := b.Op("Add", p+"/Add", []string{x, c})
-	in = b.Op("Mul", p+"/Mul_1", []string{in, g.f32("sqrt_2_over_pi", float32(math.Sqrt(2/math.Pi)))})
-	th := b.Op("Tanh", p+"/Tanh", []string{in})
-	one := b.Op("Add", p+"/Add_1", []string{th, g.f32("one", 1)})
-	hx := b.Op("Mul", p+"/Mul_2", []string{x, g.f32("half", 0.5)})
-	return b.Op("Mul", p+"/Mul_3", []string{hx, one})
+	return models.GeluTanh(b, p, x, g.f32)
 }
 
 // embed gathers the token embeddings, scaled by √Dim for Gemma.

@@ -249,21 +249,8 @@ func (p *Plan) Transform(name string, t *onnxpb.TensorProto, raw []byte) ([]byte
 // SaveOptions returns base with the plan's Transform and Retype set (base's own Transform, if
 // any, runs first on the float32 bytes).
 func (p *Plan) SaveOptions(base onnx.SaveOptions) onnx.SaveOptions {
-	prev, prevTouches := base.Transform, base.Touches
 	base.Retype = p.Retype
-	base.Touches = func(name string) bool {
-		return p.Converts(name) || prev != nil && (prevTouches == nil || prevTouches(name))
-	}
-	base.Transform = func(name string, t *onnxpb.TensorProto, raw []byte) ([]byte, error) {
-		if prev != nil {
-			var err error
-			if raw, err = prev(name, t, raw); err != nil {
-				return nil, err
-			}
-		}
-		return p.Transform(name, t, raw)
-	}
-	return base
+	return base.Then(p.Converts, p.Transform)
 }
 
 // Max16 is float16's largest finite value; Narrow saturates to it.

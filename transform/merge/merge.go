@@ -316,20 +316,7 @@ func (p *Plan) SaveOptions(base onnx.SaveOptions) onnx.SaveOptions {
 	if len(p.weights) == 0 {
 		return base
 	}
-	prev, prevTouches := base.Transform, base.Touches
-	base.Touches = func(name string) bool {
-		return p.Touches(name) || prev != nil && (prevTouches == nil || prevTouches(name))
-	}
-	base.Transform = func(name string, t *onnxpb.TensorProto, raw []byte) ([]byte, error) {
-		if prev != nil {
-			var err error
-			if raw, err = prev(name, t, raw); err != nil {
-				return nil, err
-			}
-		}
-		return p.Transform(name, t, raw)
-	}
-	return base
+	return base.Then(p.Touches, p.Transform)
 }
 
 // Apply writes the merged weights into m's initializers of the same names, in memory: for
