@@ -235,7 +235,7 @@ func (o *PruneOptions) defaults() {
 		o.Method = MethodWanda
 	}
 	if o.Pattern == "" {
-		o.Pattern = "unstructured"
+		o.Pattern = DefaultPattern
 	}
 }
 

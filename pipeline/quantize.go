@@ -85,20 +85,14 @@ type QuantizedLayer struct {
 
 func (o *QuantizeOptions) defaults() {
 	if o.Method == "" {
-		o.Method = "rtn"
-	}
-	if o.BlockSize == 0 {
-		o.BlockSize = 32
+		o.Method = QuantRTN
 	}
 	if o.Damp == 0 {
-		o.Damp = 0.01
+		o.Damp = DefaultDamp
 	}
-	if o.Samples == 0 {
-		o.Samples = 128
-	}
-	if o.SeqLen == 0 {
-		o.SeqLen = 2048
-	}
+	o.BlockSize = or(o.BlockSize, DefaultBlockSize)
+	o.Samples = or(o.Samples, DefaultCalibSamples)
+	o.SeqLen = or(o.SeqLen, DefaultCalibSeqLen)
 }
 
 // Check validates the options before any file is read (Quantize checks them again at its
@@ -106,10 +100,10 @@ func (o *QuantizeOptions) defaults() {
 // a tokenizer only for text data.
 func (o QuantizeOptions) Check() error {
 	o.defaults()
-	if o.Method != "rtn" && o.Method != "gptq" {
+	if o.Method != QuantRTN && o.Method != QuantGPTQ {
 		return usageIf(true, fmt.Sprintf("--method %q: want rtn or gptq", o.Method))
 	}
-	gptq := o.Method == "gptq"
+	gptq := o.Method == QuantGPTQ
 	return firstErr(usageIf(o.Out == "", "-o OUT.onnx is required"),
 		usageIf(o.Bits != 4 && o.Bits != 8, fmt.Sprintf("--bits %d: want 4 or 8 (MatMulNBits kernels exist for both)", o.Bits)),
 		usageIf(o.BlockSize != 32 && o.BlockSize != 64 && o.BlockSize != 128, fmt.Sprintf("--block-size %d: want 32, 64 or 128", o.BlockSize)),
@@ -161,7 +155,7 @@ func Quantize(o QuantizeOptions) (*QuantizeReport, error) {
 	rep := &QuantizeReport{Model: o.Model, Output: o.Out, Method: o.Method, Bits: o.Bits, BlockSize: o.BlockSize, Symmetric: o.Symmetric, Seconds: secs}
 	t0 = time.Now()
 	var layersOf map[string]*quant.Layer
-	if o.Method == "gptq" {
+	if o.Method == QuantGPTQ {
 		if layersOf, err = gptqLayers(m, targets, cfg, o, rep); err != nil {
 			return nil, err
 		}

@@ -223,32 +223,28 @@ func (r *Recipe) defaults() {
 	}
 	if p := r.Prune; p != nil {
 		if p.Method == "" {
-			p.Method = "wanda"
+			p.Method = MethodWanda
 		}
 		if p.Sparsity == nil {
 			p.Sparsity = ptr(0.5)
 		}
 		if p.Pattern == "" {
-			p.Pattern = "unstructured"
+			p.Pattern = DefaultPattern
 		}
-		if p.Samples == 0 {
-			p.Samples = 128
-		}
-		if p.SeqLen == 0 {
-			p.SeqLen = 2048
-		}
+		p.Samples = or(p.Samples, DefaultCalibSamples)
+		p.SeqLen = or(p.SeqLen, DefaultCalibSeqLen)
 	}
 	if q := r.Quantize; q != nil {
-		q.Bits = or(q.Bits, 4)
-		q.BlockSize = or(q.BlockSize, 32)
+		q.Bits = or(q.Bits, DefaultBits)
+		q.BlockSize = or(q.BlockSize, DefaultBlockSize)
 		if len(q.Methods) == 0 {
-			q.Methods = []string{"rtn"}
+			q.Methods = []string{QuantRTN}
 		}
 		if q.Calib == "" && r.Prune != nil {
 			q.Calib = r.Prune.Calib // resolved with the other paths
 		}
-		q.Samples = or(q.Samples, 128)
-		q.SeqLen = or(q.SeqLen, 2048)
+		q.Samples = or(q.Samples, DefaultCalibSamples)
+		q.SeqLen = or(q.SeqLen, DefaultCalibSeqLen)
 	}
 	a := &r.Adapt
 	if len(a.Targets) == 0 {
@@ -302,7 +298,7 @@ func (r *Recipe) defaults() {
 		if e.Task == "" {
 			e.Task = "ppl"
 		}
-		e.SeqLen = or(e.SeqLen, 2048)
+		e.SeqLen = or(e.SeqLen, DefaultEvalSeqLen)
 		e.Batch = or(e.Batch, 4)
 		if e.Name == "" {
 			e.Name = strings.TrimSuffix(filepath.Base(e.Data), filepath.Ext(e.Data))
@@ -313,7 +309,7 @@ func (r *Recipe) defaults() {
 // check reports missing required fields by their recipe key.
 func (r *Recipe) check() error {
 	need := map[string]string{"work": r.Work, "model": r.Model, "tokenizer": r.Tokenizer, "train.data": r.Train.Data}
-	if r.Prune != nil && r.Prune.Method == "wanda" {
+	if r.Prune != nil && r.Prune.Method == MethodWanda {
 		need["prune.calib"] = r.Prune.Calib
 	}
 	if r.Search != nil && r.Search.Strategy != "heuristic" {

@@ -204,11 +204,11 @@ func (rn *runner) stagesAll() ([]model, error) {
 
 func sparseLabel(p *RecipePrune) string {
 	method := p.Method
-	if method == "wanda" {
+	if method == MethodWanda {
 		method = "Wanda"
 	}
 	s := fmt.Sprintf("%g%% %s", 100**p.Sparsity, method)
-	if p.Pattern != "unstructured" {
+	if p.Pattern != DefaultPattern {
 		s += " " + p.Pattern
 	}
 	return s
@@ -300,7 +300,7 @@ func (rn *runner) quantized(q *RecipeQuantize, base model, prefix string) ([]mod
 		stage := "quantize-" + method
 		out := rn.path(stage, "model.onnx")
 		files := map[string]string{}
-		if method == "gptq" {
+		if method == QuantGPTQ {
 			files = map[string]string{"tokenizer": rn.r.Tokenizer, "calib": q.Calib}
 		}
 		in, err := rn.inputs(map[string]string{"base": base.ID}, files)

@@ -27,8 +27,8 @@ type calibFlags struct {
 func (c *calibFlags) add(fs *pflag.FlagSet, method string) {
 	fs.StringVar(&c.calib, "calib", "", "calibration data for "+method+" (.txt, .json, .jsonl)")
 	fs.StringVar(&c.tokenizer, "tokenizer", "", "tokenizer for the calibration text (not needed for pre-tokenized {\"ids\"} .jsonl)")
-	fs.IntVar(&c.samples, "samples", 128, method+" calibration windows")
-	fs.IntVar(&c.seqLen, "seq-len", 2048, "tokens per calibration window (capped to the model's context)")
+	fs.IntVar(&c.samples, "samples", pipeline.DefaultCalibSamples, method+" calibration windows")
+	fs.IntVar(&c.seqLen, "seq-len", pipeline.DefaultCalibSeqLen, "tokens per calibration window (capped to the model's context)")
 	fs.Uint64Var(&c.seed, "seed", 0, "calibration sampling seed")
 }
 

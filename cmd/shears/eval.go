@@ -78,7 +78,7 @@ Examples:
 			fs.StringVar(&o.task, "task", "ppl", "what to measure: ppl, gen or choice")
 			fs.StringVar(&o.data, "data", "", "evaluation data (ppl: .txt, .json, .jsonl; gen/choice: an LLM-Adapters test .json)")
 			fs.StringVar(&o.tokenizer, "tokenizer", "", "tokenizer file")
-			fs.IntVar(&o.seqLen, "seq-len", 2048, "ppl: window length in tokens (capped to the model's context)")
+			fs.IntVar(&o.seqLen, "seq-len", pipeline.DefaultEvalSeqLen, "ppl: window length in tokens (capped to the model's context)")
 			fs.IntVar(&o.batch, "batch", 4, "ppl: windows per onnxruntime run")
 			fs.BoolVar(&o.json, "json", false, "print the result as JSON")
 			fs.IntVar(&o.limit, "limit", 0, "evaluate the first N items (ppl: documents; a .txt file has one per paragraph); 0 = all")

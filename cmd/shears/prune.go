@@ -58,13 +58,13 @@ Examples:
 		flags: func(fs *pflag.FlagSet) any {
 			o := &pruneOpts{}
 			fs.StringVarP(&o.out, "output", "o", "", "output ONNX file (written atomically)")
-			fs.StringVar(&o.method, "method", "wanda", "wanda or magnitude")
+			fs.StringVar(&o.method, "method", pipeline.MethodWanda, "wanda or magnitude")
 			fs.Float64Var(&o.sparsity, "sparsity", 0.5, "fraction of each pruned layer's weights set to zero, in [0, 1)")
-			fs.StringVar(&o.pattern, "pattern", "unstructured", "unstructured, 2:4 or 4:8 (N:M along the input dimension)")
+			fs.StringVar(&o.pattern, "pattern", pipeline.DefaultPattern, "unstructured, 2:4 or 4:8 (N:M along the input dimension)")
 			fs.BoolVar(&o.oneShot, "one-shot", false, "all statistics from one pass over the dense model")
 			fs.StringVar(&o.report, "report", "", "write per-layer and overall sparsity as JSON to this file")
 			o.targets.add(fs, "prune")
-			o.cal.add(fs, "wanda")
+			o.cal.add(fs, pipeline.MethodWanda)
 			fs.BoolVar(&o.external, "external-data", false, "write weights to OUT.onnx.data (automatic when the input has external data or above 1.8 GB)")
 			fs.BoolVar(&o.json, "json", false, "print the report as JSON on stdout instead of the table")
 			fs.BoolVar(&o.allowNonFinite, "allow-nonfinite", false, "prune even when weights hold NaN or Inf (refused by default, naming the tensors)")
@@ -116,7 +116,7 @@ func printPruneSummary(env *cliEnv, r pruneReport) {
 		mode = "one-shot"
 	}
 	how := r.Method
-	if r.Method == "wanda" {
+	if r.Method == pipeline.MethodWanda {
 		how = fmt.Sprintf("wanda (%s, %d × %d tokens)", mode, r.Samples, r.SeqLen)
 	}
 	fmt.Fprintf(env.stdout, "\n%d layers pruned with %s, %s: sparsity %.2f%% (target %.2f%%) → %s\n",

@@ -60,14 +60,14 @@ Examples:
 		flags: func(fs *pflag.FlagSet) any {
 			o := &quantizeOpts{}
 			fs.StringVarP(&o.out, "output", "o", "", "output ONNX file (written atomically)")
-			fs.IntVar(&o.bits, "bits", 4, "bits per weight: 4 or 8")
-			fs.IntVar(&o.blockSize, "block-size", 32, "inputs per quantization block: 32, 64 or 128")
-			fs.StringVar(&o.method, "method", "rtn", "rtn (round to nearest) or gptq (calibrated error compensation)")
+			fs.IntVar(&o.bits, "bits", pipeline.DefaultBits, "bits per weight: 4 or 8")
+			fs.IntVar(&o.blockSize, "block-size", pipeline.DefaultBlockSize, "inputs per quantization block: 32, 64 or 128")
+			fs.StringVar(&o.method, "method", pipeline.QuantRTN, "rtn (round to nearest) or gptq (calibrated error compensation)")
 			fs.BoolVar(&o.symmetric, "symmetric", false, "symmetric grid, no zero points (zero point 2^(bits-1))")
 			fs.BoolVar(&o.includeHead, "include-head", false, "quantize the LM head too")
 			o.targets.add(fs, "quantize")
-			o.cal.add(fs, "gptq")
-			fs.Float64Var(&o.damp, "damp", 0.01, "gptq damping: fraction of the Hessian's mean diagonal added to it")
+			o.cal.add(fs, pipeline.QuantGPTQ)
+			fs.Float64Var(&o.damp, "damp", pipeline.DefaultDamp, "gptq damping: fraction of the Hessian's mean diagonal added to it")
 			fs.IntVar(&o.accuracy, "accuracy-level", 0, "MatMulNBits accuracy_level: 0 (float activations) or 4 (int8 activations: faster CPU kernels, less exact)")
 			fs.BoolVar(&o.external, "external-data", false, "write weights to OUT.onnx.data (automatic when the input has external data)")
 			fs.StringVar(&o.report, "report", "", "write the report as JSON to this file")
@@ -91,7 +91,7 @@ func runQuantize(env *cliEnv, o any, args []string) error {
 		Symmetric: opts.symmetric, IncludeHead: opts.includeHead, Include: opts.targets.include, Exclude: opts.targets.exclude,
 		Calib: opts.cal.calib, Tokenizer: opts.cal.tokenizer, Samples: opts.cal.samples, SeqLen: opts.cal.seqLen, Seed: opts.cal.seed,
 		Damp: opts.damp, AccuracyLevel: opts.accuracy, External: opts.external}
-	stop, err := calibrating(env, &opts.rt, qo.Check(), qo.Method == "gptq", &qo.Runtime, &qo.Progress)
+	stop, err := calibrating(env, &opts.rt, qo.Check(), qo.Method == pipeline.QuantGPTQ, &qo.Runtime, &qo.Progress)
 	if err != nil {
 		return err
 	}

@@ -248,12 +248,7 @@ func (g *Graph) Bind(o BindOptions) onnx.SaveOptions {
 				retypeInto(dst, raw, b.dtype, to, narrow)
 				return nil
 			}
-			if to != b.dtype { // widened or narrowed first, then transposed
-				tmp := make([]byte, len(dst))
-				retypeInto(tmp, raw, b.dtype, to, narrow)
-				raw = tmp
-			}
-			transposeInto(dst, raw, int(b.info.Shape[0]), int(b.info.Shape[1]), onnx.ElemSize(to))
+			transposeInto(dst, raw, int(b.info.Shape[0]), int(b.info.Shape[1]), b.dtype, to, narrow)
 			return nil
 		},
 	}
@@ -286,17 +281,47 @@ func retypeInto(dst, raw []byte, from, to onnxpb.TensorProto_DataType, narrow fu
 }
 
 // transposeInto writes the [cols, rows] transpose of m, a row-major [rows, cols] matrix of
-// es-byte elements (2 or 4), into dst. Elements move whole (byte order is irrelevant). Bands of
-// rows go to the available cores.
-func transposeInto(dst, m []byte, rows, cols, es int) {
+// element type from, into dst as elements of type to. Bands of rows go to the available cores.
+// A conversion happens on the way, in one pass: each tileRows-row strip of a band is converted
+// into a scratch strip (a few hundred KiB, so it is still in cache when it is transposed).
+func transposeInto(dst, m []byte, rows, cols int, from, to onnxpb.TensorProto_DataType, narrow func(onnxpb.TensorProto_DataType, float32) uint16) {
 	if len(m) == 0 {
 		return
 	}
+	esFrom, esTo := onnx.ElemSize(from), onnx.ElemSize(to)
+	band := func(r0, r1 int) {
+		if from == to {
+			transposeSpan(dst, m, rows, cols, esTo, r0, r1, 0)
+			return
+		}
+		strip := make([]byte, tileRows*cols*esTo)
+		for r := r0; r < r1; r += tileRows {
+			n := min(tileRows, r1-r)
+			retypeInto(strip[:n*cols*esTo], m[r*cols*esFrom:(r+n)*cols*esFrom], from, to, narrow)
+			transposeSpan(dst, strip[:n*cols*esTo], rows, cols, esTo, r, r+n, r)
+		}
+	}
+	workers := min(runtime.GOMAXPROCS(0), max(1, len(dst)>>20)) // at least 1 MiB of work each
+	size := (rows/workers + tileRows - 1) / tileRows * tileRows
+	if workers == 1 || size == 0 {
+		band(0, rows)
+		return
+	}
+	var wg sync.WaitGroup
+	for r0 := 0; r0 < rows; r0 += size {
+		wg.Go(func() { band(r0, min(r0+size, rows)) })
+	}
+	wg.Wait()
+}
+
+// transposeSpan is transposeRows on bytes of es-byte elements (2 or 4; byte order is
+// irrelevant, elements move whole).
+func transposeSpan(dst, src []byte, rows, cols, es, r0, r1, base int) {
 	switch es {
 	case 2:
-		transposeBands(unsafe.Slice((*uint16)(unsafe.Pointer(&dst[0])), len(dst)/2), unsafe.Slice((*uint16)(unsafe.Pointer(&m[0])), len(m)/2), rows, cols)
+		transposeRows(unsafe.Slice((*uint16)(unsafe.Pointer(&dst[0])), len(dst)/2), unsafe.Slice((*uint16)(unsafe.Pointer(&src[0])), len(src)/2), rows, cols, r0, r1, base)
 	case 4:
-		transposeBands(unsafe.Slice((*uint32)(unsafe.Pointer(&dst[0])), len(dst)/4), unsafe.Slice((*uint32)(unsafe.Pointer(&m[0])), len(m)/4), rows, cols)
+		transposeRows(unsafe.Slice((*uint32)(unsafe.Pointer(&dst[0])), len(dst)/4), unsafe.Slice((*uint32)(unsafe.Pointer(&src[0])), len(src)/4), rows, cols, r0, r1, base)
 	default:
 		panic(fmt.Sprintf("hf: transpose of %d-byte elements", es))
 	}
@@ -309,37 +334,22 @@ const (
 	tileCols = 128
 )
 
-// transposeBands splits the rows of src into one band per core (whole tiles, at least 1 MiB
-// of work each) and transposes them in parallel; bands write disjoint columns of dst.
-func transposeBands[E uint16 | uint32](dst, src []E, rows, cols int) {
-	var e E
-	workers := min(runtime.GOMAXPROCS(0), max(1, len(src)*int(unsafe.Sizeof(e))>>20))
-	band := (rows/workers + tileRows - 1) / tileRows * tileRows
-	if workers == 1 || band == 0 {
-		transposeRows(dst, src, rows, cols, 0, rows)
-		return
-	}
-	var wg sync.WaitGroup
-	for r0 := 0; r0 < rows; r0 += band {
-		wg.Go(func() { transposeRows(dst, src, rows, cols, r0, min(r0+band, rows)) })
-	}
-	wg.Wait()
-}
-
 // transposeRows writes rows [r0, r1) of src as columns of dst, a block at a time: the block's
 // rows are copied into a local buffer (whole cache lines read once each, whatever the source's
 // stride) and written out as whole lines of dst. The row stride of a Hugging Face matrix is a
 // power of two, so reading a block straight from the source would map its rows to a handful of
 // cache sets and evict them before use; a block 128 columns wide rather than 32 gives the
 // hardware prefetcher longer runs of each row (1.5× the throughput, measured).
-func transposeRows[E uint16 | uint32](dst, src []E, rows, cols, r0, r1 int) {
+//
+// Row r of the matrix is src[(r-base)*cols:], so src may hold only a strip of it.
+func transposeRows[E uint16 | uint32](dst, src []E, rows, cols, r0, r1, base int) {
 	var buf [tileRows * tileCols]E
 	r := r0
 	for ; r+tileRows <= r1; r += tileRows {
 		c := 0
 		for ; c+tileCols <= cols; c += tileCols {
 			for i := 0; i < tileRows; i++ {
-				*(*[tileCols]E)(buf[i*tileCols:]) = *(*[tileCols]E)(src[(r+i)*cols+c:])
+				*(*[tileCols]E)(buf[i*tileCols:]) = *(*[tileCols]E)(src[(r-base+i)*cols+c:])
 			}
 			for j := 0; j < tileCols; j++ {
 				d := (*[tileRows]E)(dst[(c+j)*rows+r:])
@@ -350,13 +360,13 @@ func transposeRows[E uint16 | uint32](dst, src []E, rows, cols, r0, r1 int) {
 		}
 		for ; c < cols; c++ { // the last columns, fewer than a block
 			for i := r; i < r+tileRows; i++ {
-				dst[c*rows+i] = src[i*cols+c]
+				dst[c*rows+i] = src[(i-base)*cols+c]
 			}
 		}
 	}
 	for ; r < r1; r++ { // the last rows, fewer than a block
 		for c := 0; c < cols; c++ {
-			dst[c*rows+r] = src[r*cols+c]
+			dst[c*rows+r] = src[(r-base)*cols+c]
 		}
 	}
 }
