@@ -27,11 +27,9 @@ func ORT(t testing.TB) {
 	}
 }
 
-// RunLogits saves m to a temporary file, runs it in onnxruntime on ids ([rows, len(ids)/rows])
-// plus those extra inputs the model has (the causal-LM inputs besides the ids — attention mask,
-// position ids, an empty KV cache — come from lm), and returns the session's input names and
-// the logits.
-func RunLogits(t testing.TB, m *onnx.Model, rows int, ids []int64, extra map[string]*runtime.Tensor) ([]string, []float32) {
+// Session saves m to a temporary file and opens it in onnxruntime on the CPU with one thread;
+// the session is closed when the test ends.
+func Session(t testing.TB, m *onnx.Model) *runtime.Session {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "m.onnx")
 	if err := m.Save(path, onnx.SaveOptions{}); err != nil {
@@ -41,7 +39,18 @@ func RunLogits(t testing.TB, m *onnx.Model, rows int, ids []int64, extra map[str
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// RunLogits saves m to a temporary file, runs it in onnxruntime on ids ([rows, len(ids)/rows])
+// plus those extra inputs the model has (the causal-LM inputs besides the ids — attention mask,
+// position ids, an empty KV cache — come from lm), and returns the session's input names and
+// the logits.
+func RunLogits(t testing.TB, m *onnx.Model, rows int, ids []int64, extra map[string]*runtime.Tensor) ([]string, []float32) {
+	t.Helper()
+	s := Session(t, m)
+	defer s.Close() // now, not at the test's end: tests call RunLogits in loops (Close is idempotent)
 	var names []string
 	for _, info := range s.Inputs() {
 		names = append(names, info.Name)

@@ -17,17 +17,6 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-func initORT(t *testing.T) {
-	t.Helper()
-	lib, err := runtime.FindLibrary("")
-	if err != nil {
-		t.Skipf("onnxruntime library missing: %v", err)
-	}
-	if err := runtime.Init(lib); err != nil {
-		t.Fatalf("onnxruntime init: %v", err)
-	}
-}
-
 func TestPresets(t *testing.T) {
 	for name, want := range map[string][2]float64{"tiny": {0.05e6, 0.3e6}, "25m": {24e6, 27e6}, "1b": {1.05e9, 1.15e9}, "7b": {6.6e9, 6.8e9}} {
 		c, err := llama.Preset(name)
@@ -192,7 +181,7 @@ func randomWeights(c llama.Config, seed int64) map[string][]float32 {
 // TestBuildMatchesReference checks the graph against the Go forward pass, with GQA (2 query
 // heads per kv head) and without, on a batch of two different sequences.
 func TestBuildMatchesReference(t *testing.T) {
-	initORT(t)
+	testkit.ORT(t)
 	for _, kvh := range []int{2, 4} {
 		c := llama.Config{Dim: 32, HiddenDim: 48, Layers: 2, Heads: 4, KVHeads: kvh, Vocab: 40, MaxSeq: 16, NormEps: 1e-5, RopeTheta: 10000}
 		w := randomWeights(c, int64(kvh))
@@ -306,7 +295,7 @@ func TestWriteSyntheticTiny(t *testing.T) {
 		t.Errorf("%d stored parameters, config says %d", params, c.Params())
 	}
 
-	initORT(t)
+	testkit.ORT(t)
 	s, err := runtime.OpenFile(path, runtime.Options{Threads: 1})
 	if err != nil {
 		t.Fatal(err)

@@ -36,7 +36,7 @@ func rowLogits(l *runtime.Tensor, r, from, to int) []float32 {
 // logits, and continuing it from a padded cache (the mask hides the padding, positions count
 // real tokens only) gives the logits of the unpadded sequence.
 func TestWithPastMatchesRecompute(t *testing.T) {
-	initORT(t)
+	testkit.ORT(t)
 	c := llama.Config{Dim: 32, HiddenDim: 48, Layers: 2, Heads: 4, KVHeads: 2, Vocab: 40, MaxSeq: 16, NormEps: 1e-5, RopeTheta: 10000}
 	m, err := llama.Build(c, llama.Weights(randomWeights(c, 3)))
 	if err != nil {

@@ -19,19 +19,6 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-func sharedPath(t *testing.T, rel string) string { return testkit.Shared(t, rel) }
-
-func initORT(t *testing.T) {
-	t.Helper()
-	lib, err := runtime.FindLibrary("")
-	if err != nil {
-		t.Skipf("onnxruntime library missing: %v", err)
-	}
-	if err := runtime.Init(lib); err != nil {
-		t.Fatalf("onnxruntime init: %v", err)
-	}
-}
-
 func openModel(t *testing.T, m *onnx.Model) *runtime.Session {
 	t.Helper()
 	raw, err := proto.Marshal(m.Proto)
@@ -67,7 +54,7 @@ var greedyIDs = []int64{403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 4
 
 func importStories(t *testing.T) *onnx.Model {
 	t.Helper()
-	m, err := llama2c.Import(sharedPath(t, "models/stories260K/stories260K.bin"))
+	m, err := llama2c.Import(testkit.Shared(t, "models/stories260K/stories260K.bin"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +63,7 @@ func importStories(t *testing.T) *onnx.Model {
 
 func TestStories260KGolden(t *testing.T) {
 	m := importStories(t)
-	initORT(t)
+	testkit.ORT(t)
 	s := openModel(t, m)
 
 	// Top-5 logits after BOS (llama2.c's run.c; provenance at greedyIDs).
@@ -121,8 +108,8 @@ func TestStories260KGolden(t *testing.T) {
 
 func TestStories260KMatchesTorchExport(t *testing.T) {
 	m := importStories(t)
-	torchPath := sharedPath(t, "models/stories260K/stories260K.torch-opset17.onnx")
-	initORT(t)
+	torchPath := testkit.Shared(t, "models/stories260K/stories260K.torch-opset17.onnx")
+	testkit.ORT(t)
 	ours := openModel(t, m)
 	ref, err := runtime.OpenFile(torchPath, runtime.Options{Threads: 2})
 	if err != nil {
@@ -227,7 +214,7 @@ func TestImportGraphShape(t *testing.T) {
 		t.Errorf("%d MatMuls with a constant weight, want 36", matmulW)
 	}
 	// Transposed layout: k_proj weight [in, out] element (i, o) is checkpoint wk[o][i].
-	raw, _ := os.ReadFile(sharedPath(t, "models/stories260K/stories260K.bin"))
+	raw, _ := os.ReadFile(testkit.Shared(t, "models/stories260K/stories260K.bin"))
 	wkOff := 28 + 4*(512*64+5*64+5*64*64) // layer 0 of wk
 	var kw []float32
 	for _, init := range g.Initializer {
@@ -246,7 +233,7 @@ func TestImportGraphShape(t *testing.T) {
 }
 
 func TestImportErrors(t *testing.T) {
-	raw, err := os.ReadFile(sharedPath(t, "models/stories260K/stories260K.bin"))
+	raw, err := os.ReadFile(testkit.Shared(t, "models/stories260K/stories260K.bin"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,7 +268,7 @@ func TestImportErrors(t *testing.T) {
 			t.Errorf("%s: error %v, want one naming the file and %q", c.file, err, c.want)
 		}
 	}
-	ck, err := llama2c.ReadHeader(sharedPath(t, "models/stories260K/stories260K.bin"))
+	ck, err := llama2c.ReadHeader(testkit.Shared(t, "models/stories260K/stories260K.bin"))
 	if err != nil {
 		t.Fatal(err)
 	}

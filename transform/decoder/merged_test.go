@@ -25,20 +25,6 @@ func mergedOf(t *testing.T, m *onnx.Model) *onnx.Model {
 	return mg
 }
 
-func session(t *testing.T, m *onnx.Model) *runtime.Session {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "m.onnx")
-	if err := m.Save(p, onnx.SaveOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	s, err := runtime.OpenFile(p, runtime.Options{Threads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
-
 // run feeds ids [1, T] after a past (nil: empty) with use_cache_branch = cache when the model has
 // it, and returns every output.
 func run(t *testing.T, s *runtime.Session, ids []int, past map[string]*runtime.Tensor, pastLen int, cache bool) map[string]*runtime.Tensor {
@@ -75,7 +61,7 @@ func TestMergeSpecialise(t *testing.T) {
 	}
 	testkit.CheckONNX(t, p)
 
-	ref, sm := session(t, m), session(t, mg)
+	ref, sm := testkit.Session(t, m), testkit.Session(t, mg)
 	prompt, next := []int{1, 5, 9, 39}, []int{7, 3}
 	r0 := run(t, ref, prompt, nil, 0, false)
 	r1 := run(t, ref, next, testkit.NextPast(r0), 4, false)

@@ -3,7 +3,6 @@ package quant
 import (
 	"math"
 	"math/rand/v2"
-	"path/filepath"
 	"testing"
 
 	"github.com/shears-ml/shears/internal/testkit"
@@ -76,16 +75,7 @@ func TestMatMulNBitsInORT(t *testing.T) {
 
 func runOne(t *testing.T, m *onnx.Model, x []float32, rows, k int, out string) []float32 {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "q.onnx")
-	if err := m.Save(path, onnx.SaveOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	s, err := runtime.OpenFile(path, runtime.Options{Threads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	res, err := s.Run(map[string]*runtime.Tensor{"x": runtime.F32([]int64{int64(rows), int64(k)}, x)}, []string{out})
+	res, err := testkit.Session(t, m).Run(map[string]*runtime.Tensor{"x": runtime.F32([]int64{int64(rows), int64(k)}, x)}, []string{out})
 	if err != nil {
 		t.Fatal(err)
 	}
