@@ -26,7 +26,8 @@ type copyOptions struct {
 
 // copyBaseline times a plain copy of files (cp into dir/copy, then sync of the copies: the same
 // bytes on the same file system, fsynced as shears' Save fsyncs) against the shears command
-// args, which writes outputs, alternating them h.Reps times and keeping the fastest of each.
+// args, which writes outputs, alternating them h.Reps times (in rotated order) and keeping the
+// fastest of each.
 // files is a shell word list (globs allowed). The copies and the outputs are removed before each
 // run and at the end; r gets the command lines, the copies' first.
 func (h *harness) copyBaseline(ctx context.Context, r *Result, o copyOptions, dir, files string, outputs []string, args ...string) (versusCopy, error) {
@@ -56,33 +57,41 @@ func (h *harness) copyBaseline(ctx context.Context, r *Result, o copyOptions, di
 		}
 		return old
 	}
+	// Each rep runs the copies and the command in a rotated order, so that none always follows
+	// another's gigabytes of writes (the disk's own cache is still busy with them).
+	steps := len(copies) + 1
 	for rep := 0; rep < h.Reps; rep++ {
 		clean()
-		for _, c := range copies {
-			if err := os.MkdirAll(copyDir, 0o755); err != nil {
-				return v, err
+		for k := 0; k < steps; k++ {
+			i := (k + rep) % steps
+			if i < len(copies) {
+				c := copies[i]
+				if err := os.MkdirAll(copyDir, 0o755); err != nil {
+					return v, err
+				}
+				h.logf("$ sh -c %q", c.cmd)
+				m, err := Measure(ctx, h.Log, "sh", "-c", c.cmd)
+				if err != nil {
+					return v, err
+				}
+				*c.best = fastest(*c.best, m)
+				os.RemoveAll(copyDir)
+				continue
 			}
-			h.logf("$ sh -c %q", c.cmd)
-			m, err := Measure(ctx, h.Log, "sh", "-c", c.cmd)
+			var m Measurement
+			var err error
+			if v.Run.Seconds > 0 {
+				h.logf("$ %s", commandLine("shears", args))
+				m, err = Measure(ctx, h.Log, h.Bin, args...)
+			} else {
+				m, err = h.shears(ctx, r, args...)
+			}
 			if err != nil {
 				return v, err
 			}
-			*c.best = fastest(*c.best, m)
-			os.RemoveAll(copyDir)
+			v.Run = fastest(v.Run, m)
+			v.Stdout = m.Stdout
 		}
-		var m Measurement
-		var err error
-		if rep > 0 {
-			h.logf("$ %s", commandLine("shears", args))
-			m, err = Measure(ctx, h.Log, h.Bin, args...)
-		} else {
-			m, err = h.shears(ctx, r, args...)
-		}
-		if err != nil {
-			return v, err
-		}
-		v.Run = fastest(v.Run, m)
-		v.Stdout = m.Stdout
 	}
 	for _, o := range outputs {
 		fi, err := os.Stat(o)
