@@ -1,7 +1,8 @@
 // Package lm is the causal-LM interface in one place: the names of a decoder's inputs and
-// outputs (optimum's, with and without a KV cache), reading which of them a graph has, and the
-// feeds of a batch as plain Go data. It imports only onnx and never runs a session: callers
-// (eval, calibrate, nls) wrap the feeds into runtime tensors.
+// outputs (optimum's, with and without a KV cache), reading which of them a graph has,
+// declaring them on a graph builder (Declare, Head: what the importers write), and the feeds of
+// a batch as plain Go data. It imports only onnx and never runs a session: callers (eval,
+// calibrate, nls) wrap the feeds into runtime tensors.
 //
 // The with-past interface (what optimum exports for text-generation-with-past and what
 // onnxruntime GenAI and transformers.js serve):

@@ -157,15 +157,8 @@ func (g *graph) forward() {
 	d, v, p := int64(c.Dim), int64(c.Vocab), int64(c.MaxSeq)
 	nh := int64(c.Heads)
 	hd := d / nh
-	ids := b.Input(lm.InputIDs, onnxpb.TensorProto_INT64, lm.DimBatch, lm.DimSequence)
-	am := b.Input(lm.AttentionMask, onnxpb.TensorProto_INT64, lm.DimBatch, lm.DimTotal)
-	pos := b.Input(lm.PositionIDs, onnxpb.TensorProto_INT64, lm.DimBatch, lm.DimSequence)
-	past := make([][2]string, c.Layers)
-	for i := range past {
-		for k, kind := range []lm.Kind{lm.Key, lm.Value} {
-			past[i][k] = b.Input(lm.Past(i, kind), onnxpb.TensorProto_FLOAT, lm.DimBatch, nh, lm.DimPast, hd)
-		}
-	}
+	in := lm.Declare(b, c.Layers, nh, hd)
+	ids, am, pos, past := in.IDs, in.Mask, in.Positions, in.Past
 	wte := g.param("transformer.wte.weight", 0, 0.1, v, d)
 	wpe := g.param("transformer.wpe.weight", 0, 0.1, p, d)
 
@@ -201,16 +194,7 @@ func (g *graph) forward() {
 	h := g.layerNorm("/transformer/ln_f", "transformer.ln_f", x)
 	// Tied head: the embedding read through Transpose, as an un-folded export keeps it.
 	wt := b.Op("Transpose", "/lm_head/Transpose", []string{wte}, onnx.AttrInts("perm", 1, 0))
-	out := b.OpOut("MatMul", "/lm_head/MatMul", []string{h, wt}, []string{lm.Logits})
-	if out == nil {
-		return
-	}
-	b.Output(out[0], onnxpb.TensorProto_FLOAT, lm.DimBatch, lm.DimSequence, v)
-	for _, pr := range presents {
-		for _, name := range pr {
-			b.Output(name, onnxpb.TensorProto_FLOAT, lm.DimBatch, nh, lm.DimTotal, hd)
-		}
-	}
+	lm.Head(b, h, wt, v, nh, hd, presents)
 }
 
 func (g *graph) layerNorm(prefix, weight, x string) string {

@@ -188,15 +188,8 @@ func (g *graph) forward() {
 	b, c := g.b, g.cfg
 	d, hd, v := int64(c.Dim), int64(c.HeadDim()), int64(c.Vocab)
 	nkv := int64(c.KVHeads)
-	ids := b.Input(lm.InputIDs, onnxpb.TensorProto_INT64, lm.DimBatch, lm.DimSequence)
-	am := b.Input(lm.AttentionMask, onnxpb.TensorProto_INT64, lm.DimBatch, lm.DimTotal)
-	pos := b.Input(lm.PositionIDs, onnxpb.TensorProto_INT64, lm.DimBatch, lm.DimSequence)
-	past := make([][2]string, c.Layers)
-	for i := range past {
-		for k, kind := range []lm.Kind{lm.Key, lm.Value} {
-			past[i][k] = b.Input(lm.Past(i, kind), onnxpb.TensorProto_FLOAT, lm.DimBatch, nkv, lm.DimPast, hd)
-		}
-	}
+	in := lm.Declare(b, c.Layers, nkv, hd)
+	ids, am, pos, past := in.IDs, in.Mask, in.Positions, in.Past
 
 	emb := g.weight("model.embed_tokens.weight", []int64{v, d}, nil)
 	x := g.embed(emb, ids)
@@ -217,16 +210,7 @@ func (g *graph) forward() {
 	if g.err != nil {
 		return
 	}
-	out := b.OpOut("MatMul", "/lm_head/MatMul", []string{h, head}, []string{lm.Logits})
-	if out == nil {
-		return
-	}
-	b.Output(out[0], onnxpb.TensorProto_FLOAT, lm.DimBatch, lm.DimSequence, v)
-	for _, pr := range presents {
-		for _, name := range pr {
-			b.Output(name, onnxpb.TensorProto_FLOAT, lm.DimBatch, nkv, lm.DimTotal, hd)
-		}
-	}
+	lm.Head(b, h, head, v, nkv, hd, presents)
 }
 
 // rmsnorm is y = w · x / sqrt(mean(x²) + eps), as Pow → ReduceMean → Add → Sqrt → Div(1,·)
