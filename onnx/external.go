@@ -83,6 +83,15 @@ func (m *Model) externalDir() string {
 	return m.Dir
 }
 
+// externalPath is the path of external tensor t's data file ("" when its reference is bad).
+func (m *Model) externalPath(t *onnxpb.TensorProto) string {
+	r, err := parseExternal(t)
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(m.externalDir(), filepath.FromSlash(r.location))
+}
+
 // checkExternalRef validates one external tensor without reading it: location, declared
 // length against dims, and offset+length against the file's size (a stat, not a read).
 func (m *Model) checkExternalRef(t *onnxpb.TensorProto, sizes map[string]int64) error {

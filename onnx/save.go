@@ -356,6 +356,7 @@ func (m *Model) tensorBytes(t *onnxpb.TensorProto, n int64, toExt bool,
 	name := t.GetName()
 	if into != nil {
 		var raw []byte
+		mappedFrom := "" // the file raw is a mapping of
 		if isExternal(t) {
 			want, err := tensorByteLen(t)
 			if err != nil {
@@ -367,7 +368,11 @@ func (m *Model) tensorBytes(t *onnxpb.TensorProto, n int64, toExt bool,
 				return nil, false, err
 			case ok:
 				raw = mapped
+				mappedFrom = m.externalPath(t)
 				defer unmap()
+				if err := fault("save-mapped " + mappedFrom); err != nil {
+					return nil, false, err
+				}
 			default:
 				raw = pool.get(int(want))
 				defer pool.put(raw)
@@ -387,8 +392,17 @@ func (m *Model) tensorBytes(t *onnxpb.TensorProto, n int64, toExt bool,
 		} else {
 			dst = make([]byte, n)
 		}
-		if err := into(name, t, raw, dst); err != nil {
+		var err error
+		if ferr := CatchFault(func() { err = into(name, t, raw, dst) }); ferr != nil {
+			err = ferr
+		}
+		if err != nil {
 			pool.put(dst)
+			var fe *FaultError
+			if errors.As(err, &fe) && mappedFrom != "" && within(fe.Addr, raw) {
+				return nil, false, fmt.Errorf("transform tensor %q: its data in %s could not be read: "+
+					"the file was truncated (or its disk failed) while being read; nothing was written", name, mappedFrom)
+			}
 			return nil, false, fmt.Errorf("transform tensor %q: %w", name, err)
 		}
 		return dst, toExt, nil

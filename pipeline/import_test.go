@@ -209,3 +209,44 @@ func TestImportHFStories(t *testing.T) {
 		})
 	}
 }
+
+// A shard truncated while the import reads it through a file mapping (here right after the
+// first transposed tensor is mapped) is an error naming the shard and the tensor, not a SIGBUS
+// that kills the process; nothing is left in the output folder.
+func TestImportHFShardTruncatedWhileMapped(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ckpt")
+	if err := hf.WriteRandom(dir, []byte(tinyLlamaHF), hf.RandomOptions{Seed: 3, Shards: 2}); err != nil {
+		t.Fatal(err)
+	}
+	var truncated string
+	onnx.FaultHook = func(point string) error {
+		if p, ok := strings.CutPrefix(point, "save-mapped "); ok && truncated == "" {
+			truncated = p
+			if err := os.Truncate(p, 0); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	defer func() { onnx.FaultHook = nil }()
+	outDir := t.TempDir()
+	_, err := Import(ImportOptions{Format: "hf", Source: dir, Out: filepath.Join(outDir, "m.onnx")})
+	if truncated == "" {
+		t.Fatal("no tensor was read through a mapping")
+	}
+	if err == nil {
+		t.Fatal("no error")
+	}
+	t.Log(err)
+	for _, w := range []string{`transform tensor "model.`, "its data in " + truncated + " could not be read", "truncated"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q\nlacks %q", err, w)
+		}
+	}
+	if !strings.Contains(truncated, "model-0000") {
+		t.Errorf("the mapped file %s is not a shard", truncated)
+	}
+	if ents, _ := os.ReadDir(outDir); len(ents) != 0 {
+		t.Errorf("output folder holds %d entries", len(ents))
+	}
+}

@@ -248,8 +248,7 @@ func (g *Graph) Bind(o BindOptions) onnx.SaveOptions {
 				retypeInto(dst, raw, b.dtype, to, narrow)
 				return nil
 			}
-			transposeInto(dst, raw, int(b.info.Shape[0]), int(b.info.Shape[1]), b.dtype, to, narrow)
-			return nil
+			return transposeInto(dst, raw, int(b.info.Shape[0]), int(b.info.Shape[1]), b.dtype, to, narrow)
 		},
 	}
 }
@@ -284,9 +283,11 @@ func retypeInto(dst, raw []byte, from, to onnxpb.TensorProto_DataType, narrow fu
 // element type from, into dst as elements of type to. Bands of rows go to the available cores.
 // A conversion happens on the way, in one pass: each tileRows-row strip of a band is converted
 // into a scratch strip (a few hundred KiB, so it is still in cache when it is transposed).
-func transposeInto(dst, m []byte, rows, cols int, from, to onnxpb.TensorProto_DataType, narrow func(onnxpb.TensorProto_DataType, float32) uint16) {
+// m (and dst) may be file mappings: a memory fault in any band (the file truncated meanwhile)
+// comes back as an *onnx.FaultError instead of killing the process.
+func transposeInto(dst, m []byte, rows, cols int, from, to onnxpb.TensorProto_DataType, narrow func(onnxpb.TensorProto_DataType, float32) uint16) error {
 	if len(m) == 0 {
-		return
+		return nil
 	}
 	esFrom, esTo := onnx.ElemSize(from), onnx.ElemSize(to)
 	band := func(r0, r1 int) {
@@ -304,14 +305,17 @@ func transposeInto(dst, m []byte, rows, cols int, from, to onnxpb.TensorProto_Da
 	workers := min(runtime.GOMAXPROCS(0), max(1, len(dst)>>20)) // at least 1 MiB of work each
 	size := (rows/workers + tileRows - 1) / tileRows * tileRows
 	if workers == 1 || size == 0 {
-		band(0, rows)
-		return
+		return onnx.CatchFault(func() { band(0, rows) })
 	}
 	var wg sync.WaitGroup
+	errs := make([]error, 0, (rows+size-1)/size)
 	for r0 := 0; r0 < rows; r0 += size {
-		wg.Go(func() { band(r0, min(r0+size, rows)) })
+		errs = append(errs, nil)
+		e := &errs[len(errs)-1]
+		wg.Go(func() { *e = onnx.CatchFault(func() { band(r0, min(r0+size, rows)) }) })
 	}
 	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // transposeSpan is transposeRows on bytes of es-byte elements (2 or 4; byte order is

@@ -2,8 +2,15 @@ package hf
 
 import (
 	"encoding/binary"
+	"errors"
 	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
 	"testing"
+	"unsafe"
 
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
@@ -32,7 +39,9 @@ func TestTransposeInto(t *testing.T) {
 			conv := make([]byte, rows*cols*et)
 			retypeInto(conv, m, from, to, narrow)
 			dst := make([]byte, len(conv))
-			transposeInto(dst, m, rows, cols, from, to, narrow)
+			if err := transposeInto(dst, m, rows, cols, from, to, narrow); err != nil {
+				t.Fatal(err)
+			}
 			for r := 0; r < rows; r++ {
 				for c := 0; c < cols; c++ {
 					src, out := (r*cols+c)*et, (c*rows+r)*et
@@ -42,5 +51,42 @@ func TestTransposeInto(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// A transpose reading a file mapping whose file was truncated returns an *onnx.FaultError
+// from every band (each band's goroutine catches its own fault) instead of killing the
+// process with SIGBUS.
+func TestTransposeIntoTruncatedMapping(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2)) // two bands, on two goroutines
+	rows, cols := 1024, 2048 // 4 MiB of bf16
+	p := filepath.Join(t.TempDir(), "m.bin")
+	if err := os.WriteFile(p, make([]byte, rows*cols*2), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	m, err := syscall.Mmap(int(f.Fd()), 0, rows*cols*2, syscall.PROT_READ, syscall.MAP_SHARED|syscall.MAP_POPULATE)
+	if err != nil {
+		t.Skipf("mmap: %v", err)
+	}
+	defer syscall.Munmap(m)
+	if err := os.Truncate(p, 0); err != nil {
+		t.Fatal(err)
+	}
+	bf16 := onnxpb.TensorProto_BFLOAT16
+	err = transposeInto(make([]byte, len(m)), m, rows, cols, bf16, bf16, nil)
+	var fe *onnx.FaultError
+	if !errors.As(err, &fe) {
+		t.Fatalf("transpose of a truncated mapping: %v, want an *onnx.FaultError", err)
+	}
+	if u := uintptr(unsafe.Pointer(&m[0])); fe.Addr < u || fe.Addr >= u+uintptr(len(m)) {
+		t.Errorf("fault address %#x outside the mapping [%#x, %#x)", fe.Addr, u, u+uintptr(len(m)))
+	}
+	if n := strings.Count(err.Error(), "memory fault"); n != 2 {
+		t.Errorf("%d bands reported the fault, want 2: %v", n, err)
 	}
 }
