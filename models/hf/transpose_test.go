@@ -59,7 +59,7 @@ func TestTransposeInto(t *testing.T) {
 // process with SIGBUS.
 func TestTransposeIntoTruncatedMapping(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2)) // two bands, on two goroutines
-	rows, cols := 1024, 2048 // 4 MiB of bf16
+	rows, cols := 1024, 2048                        // 4 MiB of bf16
 	p := filepath.Join(t.TempDir(), "m.bin")
 	if err := os.WriteFile(p, make([]byte, rows*cols*2), 0o644); err != nil {
 		t.Fatal(err)
