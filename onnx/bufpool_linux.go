@@ -47,30 +47,3 @@ func mapFile(f *os.File, off, n int64) ([]byte, func(), bool) {
 	}
 	return m[off-start:], func() { syscall.Munmap(m) }, true
 }
-
-// mapOutput reserves n bytes of f at off (a multiple of the page size) with fallocate, so that
-// a full disk is an error now rather than a SIGBUS when the mapping's pages are written back,
-// and maps them shared and writable: a transform stores its output straight into page-cache
-// pages, which the kernel writes back as it does for cp, with neither a copy from user memory
-// nor direct I/O's per-request cost. MAP_POPULATE puts the pages in the page table in one
-// call. An error that is not a full disk (a file system without fallocate) means: write
-// another way.
-func mapOutput(f *os.File, off, n int64) ([]byte, func(), error) {
-	if err := syscall.Fallocate(int(f.Fd()), 0, off, n); err != nil {
-		return nil, nil, err
-	}
-	m, err := syscall.Mmap(int(f.Fd()), off, int(n), syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED|syscall.MAP_POPULATE)
-	if err != nil {
-		return nil, nil, err
-	}
-	return m, func() { syscall.Munmap(m) }, nil
-}
-
-// startWriteBack starts the write-back of [off, off+n) of f without waiting for it
-// (sync_file_range WRITE): the dirty pages of a mapped output go to the disk while the next
-// tensor is transformed, rather than piling up until the dirty limit throttles the writer
-// (measured: 2-3 s of kernel time on 750 MB without it, 0.3 s with). The final fsync makes
-// them durable and reports any write-back error.
-func startWriteBack(f *os.File, off, n int64) {
-	syscall.SyncFileRange(int(f.Fd()), off, n, 2) // SYNC_FILE_RANGE_WRITE
-}

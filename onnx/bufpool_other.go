@@ -2,10 +2,7 @@
 
 package onnx
 
-import (
-	"errors"
-	"os"
-)
+import "os"
 
 // allocIO is the Go heap's aligned slice where huge pages are not asked for.
 func allocIO(size int) ([]byte, func()) { return heapIO(size) }
@@ -15,11 +12,3 @@ func openDirect(string) *os.File { return nil }
 
 // mapFile is not available: tensors are read.
 func mapFile(*os.File, int64, int64) ([]byte, func(), bool) { return nil, nil, false }
-
-// mapOutput is not available: outputs are written.
-func mapOutput(*os.File, int64, int64) ([]byte, func(), error) {
-	return nil, nil, errors.ErrUnsupported
-}
-
-// startWriteBack does nothing: mapOutput never maps.
-func startWriteBack(*os.File, int64, int64) {}

@@ -32,9 +32,6 @@ type dataWriter struct {
 	done   chan struct{}
 	closed bool
 
-	noMap bool     // mapping the output failed once (not for a full disk): write instead
-	pend  *writeOp // the mapped span handed out by mapNext and not yet queued
-
 	mu  sync.Mutex
 	err error // the worker's first error
 }
@@ -43,8 +40,7 @@ type dataWriter struct {
 type writeOp struct {
 	off    int64
 	b      []byte
-	pooled bool   // b is the pool's: given back once written
-	unmap  func() // b is a mapping of the file itself at off (already in place): unmapped once summed
+	pooled bool // b is the pool's: given back once written
 
 	src       *os.File
 	srcMu     *sync.Mutex // held while src is seeked and copied from
@@ -90,48 +86,6 @@ func (d *dataWriter) write(b []byte, pooled bool) (int64, error) {
 	return op.off, nil
 }
 
-// mapMin is the smallest tensor written through a mapping of the data file (below it the
-// syscalls cost more than the copy they save).
-const mapMin = 1 << 20
-
-// mapNext reserves n bytes at the next aligned offset and returns them as a writable mapping
-// of the data file, for a transform to store its output in place; queueMapped then queues
-// them. nil (no error) where the file cannot be mapped: the caller writes a buffer instead.
-// A full disk is an error here, before any byte is stored.
-func (d *dataWriter) mapNext(n int64) ([]byte, error) {
-	if d.noMap || !mapOutputs || n < mapMin || d.pend != nil {
-		return nil, nil
-	}
-	off := (d.off + ExternalAlign - 1) / ExternalAlign * ExternalAlign
-	b, unmap, err := mapOutput(d.p.File, off, n)
-	switch {
-	case errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, syscall.EFBIG):
-		return nil, err
-	case err != nil:
-		d.noMap = true
-		return nil, nil
-	}
-	d.off = off + n
-	d.pend = &writeOp{off: off, b: b, unmap: unmap}
-	return b, nil
-}
-
-// queueMapped queues the span from mapNext (now holding the tensor's bytes) and returns its
-// offset.
-func (d *dataWriter) queueMapped() (int64, error) {
-	op := *d.pend
-	d.pend = nil
-	if err := d.failed(); err != nil {
-		op.unmap()
-		return 0, err
-	}
-	d.ops <- op
-	return op.off, nil
-}
-
-// mapOutputs turns writing through mappings of the data file on (tests compare both ways).
-var mapOutputs = true
-
 // copyExternal queues a file-to-file copy of n bytes of external tensor t and returns the
 // offset they will start at.
 func (m *Model) copyExternal(t *onnxpb.TensorProto, n int64, d *dataWriter) (int64, error) {
@@ -164,13 +118,9 @@ func (d *dataWriter) run() {
 	for op := range d.ops {
 		if d.failed() == nil {
 			var err error
-			switch {
-			case op.src != nil:
+			if op.src != nil {
 				err = d.copy(op)
-			case op.unmap != nil:
-				err = d.flushMapped(op) // unmaps
-				op.unmap = nil
-			default:
+			} else {
 				err = d.put(op)
 			}
 			if err != nil {
@@ -182,24 +132,7 @@ func (d *dataWriter) run() {
 		if op.pooled {
 			d.pool.put(op.b)
 		}
-		if op.unmap != nil {
-			op.unmap()
-		}
 	}
-}
-
-// flushMapped sums a tensor stored in a mapping of the file into the id, unmaps it, then starts
-// its write-back. The sum reads the mapping: a fault there (the file truncated meanwhile) is an
-// error. Unmapping first matters: write-back of pages still mapped must write-protect them in
-// the page table (a TLB shootdown on every core), which doubled the kernel time.
-func (d *dataWriter) flushMapped(op writeOp) error {
-	err := CatchFault(func() { d.sum(op.b) })
-	op.unmap()
-	startWriteBack(d.p.File, op.off, int64(len(op.b)))
-	if err != nil {
-		return fmt.Errorf("read back what was stored in the data file: %w", err)
-	}
-	return nil
 }
 
 // put writes op.b at op.off while summing it into the id on another goroutine.
@@ -357,10 +290,6 @@ func (d *dataWriter) finish() error {
 
 // abort stops the worker and removes the temporary file (a no-op after rename).
 func (d *dataWriter) abort() {
-	if d.pend != nil {
-		d.pend.unmap()
-		d.pend = nil
-	}
 	d.wait()
 	if d.direct != nil {
 		d.direct.Close()

@@ -132,15 +132,7 @@ func (m *Model) Save(path string, opts SaveOptions) (err error) {
 			outInits[i] = out
 			continue
 		}
-		var mapDst func(int64) ([]byte, error)
-		if toExt && into != nil {
-			w, err := writer()
-			if err != nil {
-				return fail(err)
-			}
-			mapDst = w.mapNext
-		}
-		raw, pooled, err := m.tensorBytes(t, n, toExt, transform, into, mapDst, retyped, pool)
+		raw, pooled, err := m.tensorBytes(t, n, toExt, transform, into, retyped, pool)
 		if err != nil {
 			return fail(err)
 		}
@@ -156,12 +148,7 @@ func (m *Model) Save(path string, opts SaveOptions) (err error) {
 				pool.put(raw)
 				return fail(err)
 			}
-			var off int64
-			if w.pend != nil {
-				off, err = w.queueMapped()
-			} else {
-				off, err = w.write(raw, pooled)
-			}
+			off, err := w.write(raw, pooled)
 			if err != nil {
 				return fail(fmt.Errorf("write data file %s: %w", dataPath, err))
 			}
@@ -365,7 +352,6 @@ func (m *Model) sharedRef(t *onnxpb.TensorProto, dir, dataPath string) (*onnxpb.
 func (m *Model) tensorBytes(t *onnxpb.TensorProto, n int64, toExt bool,
 	transform func(string, *onnxpb.TensorProto, []byte) ([]byte, error),
 	into func(string, *onnxpb.TensorProto, []byte, []byte) error,
-	mapDst func(int64) ([]byte, error),
 	retyped bool, pool *bufPool) (b []byte, pooled bool, err error) {
 	name := t.GetName()
 	if into != nil {
@@ -401,18 +387,9 @@ func (m *Model) tensorBytes(t *onnxpb.TensorProto, n int64, toExt bool,
 			n = int64(len(raw))
 		}
 		var dst []byte
-		if mapDst != nil {
-			// Stored in place in the data file where it can be mapped.
-			if dst, err = mapDst(n); err != nil {
-				return nil, false, fmt.Errorf("tensor %q: reserve %d bytes in the data file: %w", name, n, err)
-			}
-		}
-		mappedTo := dst != nil
-		switch {
-		case mappedTo:
-		case toExt:
+		if toExt {
 			dst = pool.get(int(n))
-		default:
+		} else {
 			dst = make([]byte, n)
 		}
 		var err error
@@ -420,21 +397,15 @@ func (m *Model) tensorBytes(t *onnxpb.TensorProto, n int64, toExt bool,
 			err = ferr
 		}
 		if err != nil {
-			if !mappedTo {
-				pool.put(dst)
-			}
+			pool.put(dst)
 			var fe *FaultError
-			switch {
-			case errors.As(err, &fe) && mappedFrom != "" && within(fe.Addr, raw):
+			if errors.As(err, &fe) && mappedFrom != "" && within(fe.Addr, raw) {
 				return nil, false, fmt.Errorf("transform tensor %q: its data in %s could not be read: "+
 					"the file was truncated (or its disk failed) while being read; nothing was written", name, mappedFrom)
-			case errors.As(err, &fe) && mappedTo && within(fe.Addr, dst):
-				return nil, false, fmt.Errorf("transform tensor %q: storing it in the data file faulted "+
-					"(the file was truncated or its disk failed); nothing was written", name)
 			}
 			return nil, false, fmt.Errorf("transform tensor %q: %w", name, err)
 		}
-		return dst, toExt && !mappedTo, nil
+		return dst, toExt, nil
 	}
 	raw, err := m.RawData(t)
 	if err != nil {
