@@ -72,6 +72,8 @@ func (m *Model) Save(path string, opts SaveOptions) (err error) {
 	}
 	ids := map[string]string{} // data file location → id the output expects
 	outInits := make([]*onnxpb.TensorProto, len(inits))
+	ahead := &mapAhead{}
+	defer ahead.release()
 	for i, t := range inits {
 		n, lerr := tensorByteLen(t)
 		if lerr != nil && !isExternal(t) {
@@ -132,7 +134,10 @@ func (m *Model) Save(path string, opts SaveOptions) (err error) {
 			outInits[i] = out
 			continue
 		}
-		raw, pooled, err := m.tensorBytes(t, n, toExt, transform, into, retyped, pool)
+		if into != nil {
+			m.mapNext(ahead, inits[i+1:], opts)
+		}
+		raw, pooled, err := m.tensorBytes(t, n, toExt, transform, into, ahead, retyped, pool)
 		if err != nil {
 			return fail(err)
 		}
@@ -345,6 +350,23 @@ func (m *Model) sharedRef(t *onnxpb.TensorProto, dir, dataPath string) (*onnxpb.
 	return out, nil
 }
 
+// mapNext starts mapping, in the background, the first of rest that the TransformInto will
+// read from an external file (as the loop in Save decides: external, touched, not shared).
+func (m *Model) mapNext(ahead *mapAhead, rest []*onnxpb.TensorProto, opts SaveOptions) {
+	for _, t := range rest {
+		if !isExternal(t) {
+			continue
+		}
+		if opts.Touches != nil && !opts.Touches(t.GetName()) {
+			continue // copied file to file, or shared: not mapped
+		}
+		if want, err := tensorByteLen(t); err == nil && want > 0 {
+			ahead.start(m, t, want)
+		}
+		return
+	}
+}
+
 // tensorBytes returns the bytes Save writes for initializer t (n of them when retyped): its own
 // bytes, or those transform or into make of them. For the data file (toExt) they come in a
 // buffer of pool (pooled true), which the data file's writer gives back once written; tensors
@@ -352,7 +374,7 @@ func (m *Model) sharedRef(t *onnxpb.TensorProto, dir, dataPath string) (*onnxpb.
 func (m *Model) tensorBytes(t *onnxpb.TensorProto, n int64, toExt bool,
 	transform func(string, *onnxpb.TensorProto, []byte) ([]byte, error),
 	into func(string, *onnxpb.TensorProto, []byte, []byte) error,
-	retyped bool, pool *bufPool) (b []byte, pooled bool, err error) {
+	ahead *mapAhead, retyped bool, pool *bufPool) (b []byte, pooled bool, err error) {
 	name := t.GetName()
 	if into != nil {
 		var raw []byte
@@ -362,7 +384,11 @@ func (m *Model) tensorBytes(t *onnxpb.TensorProto, n int64, toExt bool,
 			if err != nil {
 				return nil, false, fmt.Errorf("onnx: %w", err)
 			}
-			mapped, unmap, ok, err := m.mapExternal(t, want)
+			r, took := ahead.take(t, want)
+			if !took {
+				r.b, r.unmap, r.ok, r.err = m.mapExternal(t, want)
+			}
+			mapped, unmap, ok, err := r.b, r.unmap, r.ok, r.err
 			switch {
 			case err != nil:
 				return nil, false, err
