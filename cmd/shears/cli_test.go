@@ -12,6 +12,7 @@ import (
 	"github.com/shears-ml/shears/internal/testkit"
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
+	"github.com/shears-ml/shears/transform/layers"
 )
 
 // shears runs the CLI in-process and returns stdout, stderr and the exit code.
@@ -64,6 +65,40 @@ func linearSet(r inspectReport) map[linearKey]int {
 }
 
 // prune50 prunes in to 50% by magnitude into out.
+// zeroFlags loads a pruned model and returns, for each linear by (block, role), which of its
+// weights are zero (in storage order, [in, out]) and the linear itself.
+func zeroFlags(t *testing.T, path string) map[[2]any]prunedLinear {
+	t.Helper()
+	m, err := onnx.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ls, err := layers.Find(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := map[[2]any]prunedLinear{}
+	for _, l := range ls {
+		v, err := m.Float32s(m.Initializer(l.Weight))
+		if err != nil {
+			t.Fatal(err)
+		}
+		z := make([]bool, len(v))
+		for i, x := range v {
+			z[i] = x == 0
+		}
+		res[[2]any{l.Block, l.Role}] = prunedLinear{l, z}
+	}
+	return res
+}
+
+// prunedLinear is one linear of a pruned model and its zero flags.
+type prunedLinear struct {
+	layers.Linear
+	Zero []bool
+}
+
 func prune50(t *testing.T, in, out string) {
 	t.Helper()
 	if _, e, code := shears(t, "prune", in, "-o", out, "--method", "magnitude", "--sparsity", "0.5"); code != 0 {

@@ -8,9 +8,7 @@ import (
 	"testing"
 
 	"github.com/shears-ml/shears/internal/testkit"
-	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/pipeline"
-	"github.com/shears-ml/shears/transform/layers"
 )
 
 // storiesGreedy are stories260K's 20 greedy ids after BOS (llama2.c's run.c).
@@ -115,23 +113,10 @@ func TestOptimumExportWandaMasks(t *testing.T) {
 		if _, errOut, code := shears(t, "prune", model, "-o", out, "--sparsity", "0.5", "--calib", calib, "--tokenizer", tok, "--samples", "8", "--seq-len", "64", "--seed", "3"); code != 0 {
 			t.Fatalf("prune %s: %s", model, errOut)
 		}
-		m, err := onnx.Load(out)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer m.Close()
-		ls, err := layers.Find(m)
-		if err != nil {
-			t.Fatal(err)
-		}
 		res := map[[2]any][][]bool{}
-		for _, l := range ls {
+		for k, l := range zeroFlags(t, out) {
 			if l.Head {
 				continue
-			}
-			v, err := m.Float32s(m.Initializer(l.Weight))
-			if err != nil {
-				t.Fatal(err)
 			}
 			// columns[o][i]: output o's input i is zero ([in, out] storage).
 			cols := make([][]bool, l.Out)
@@ -139,16 +124,16 @@ func TestOptimumExportWandaMasks(t *testing.T) {
 			for o := range cols {
 				cols[o] = make([]bool, l.In)
 				for i := range cols[o] {
-					cols[o][i] = v[int64(i)*l.Out+int64(o)] == 0
+					cols[o][i] = l.Zero[int64(i)*l.Out+int64(o)]
 					if cols[o][i] {
 						zeros++
 					}
 				}
 			}
-			if zeros != len(v)/2 {
-				t.Fatalf("%s %s: %d of %d weights zero, want half", model, l.Weight, zeros, len(v))
+			if zeros != len(l.Zero)/2 {
+				t.Fatalf("%s %s: %d of %d weights zero, want half", model, l.Weight, zeros, len(l.Zero))
 			}
-			res[[2]any{l.Block, l.Role}] = cols
+			res[k] = cols
 		}
 		return res
 	}
