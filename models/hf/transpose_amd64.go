@@ -1,0 +1,14 @@
+package hf
+
+import "unsafe"
+
+// transposeTile16 writes the transpose of a tileRows × tileCols block of 16-bit elements at
+// buf (rows tileCols elements apart) to tileCols rows at dst, stride bytes apart (SSE2, in
+// transpose_amd64.s). It is the bf16/fp16 import's inner loop: a quarter of the scalar loop's
+// instructions.
+//
+//go:noescape
+func transposeTile16(dst unsafe.Pointer, stride uintptr, buf unsafe.Pointer)
+
+// tileKernel16 says transposeTile16 exists on this architecture.
+const tileKernel16 = true

@@ -1,0 +1,11 @@
+//go:build !amd64
+
+package hf
+
+import "unsafe"
+
+func transposeTile16(dst unsafe.Pointer, stride uintptr, buf unsafe.Pointer) {
+	panic("hf: no transposeTile16 on this architecture")
+}
+
+const tileKernel16 = false
