@@ -33,7 +33,7 @@ type Config struct {
 	OrtLib string
 	// Threads is passed to children that run onnxruntime as --threads when above 0.
 	Threads int
-	// Reps repeats the timed steps of loadsave-1b and keeps the fastest (default 1).
+	// Reps repeats the timed steps of loadsave-1b and import-hf-1b (default 1).
 	Reps int
 	// PruneSamples and PruneSeqLen size prune-1b's calibration (default 8 × 512).
 	PruneSamples, PruneSeqLen int

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -265,9 +266,9 @@ func BenchmarkLoadSaveTiny(b *testing.B) {
 	}
 }
 
-// copyBaseline alternates the copies and the command h.Reps times, reports the command's stdout
-// and output size, lists the copies first among the commands, and leaves neither copy nor
-// output.
+// copyBaseline alternates the copies (plain, pre-faulted, direct) and the command h.Reps times,
+// keeps every rep, reports the command's stdout and output size, lists the copies first among
+// the commands, and leaves neither copy nor output.
 func TestCopyBaseline(t *testing.T) {
 	dir := t.TempDir()
 	src, out := filepath.Join(dir, "src.bin"), filepath.Join(dir, "run", "out.bin")
@@ -276,17 +277,27 @@ func TestCopyBaseline(t *testing.T) {
 	}
 	os.Mkdir(filepath.Dir(out), 0o755)
 	t.Setenv("BENCH_TEST_WRITE", out)
-	h := &harness{Config{Bin: os.Args[0], Reps: 2, Log: io.Discard}}
+	h := &harness{Config{Bin: os.Args[0], Reps: 3, Log: io.Discard}}
 	r := &Result{}
-	v, err := h.copyBaseline(context.Background(), r, copyOptions{Direct: true}, filepath.Join(dir, "run"), src, []string{out}, "import", "--json")
+	v, err := h.copyBaseline(context.Background(), r, copyOptions{Direct: true, Prefault: 1 << 20}, filepath.Join(dir, "run"), src, []string{out}, "import", "--json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(v.Stdout) != "--json" || v.Written != 1000 || !(v.Copy.Seconds > 0) || !(v.Direct.Seconds > 0) || !(v.Run.Seconds > 0) {
-		t.Errorf("stdout %q, written %d, copy %gs, direct copy %gs, run %gs", v.Stdout, v.Written, v.Copy.Seconds, v.Direct.Seconds, v.Run.Seconds)
+	if string(v.Stdout) != "--json" || v.Written != 1000 || !(v.Copy.Best.Seconds > 0) || !(v.Prefaulted.Best.Seconds > 0) || !(v.Direct.Best.Seconds > 0) || !(v.Run.Best.Seconds > 0) {
+		t.Errorf("stdout %q, written %d, copy %gs, pre-faulted copy %gs, direct copy %gs, run %gs", v.Stdout, v.Written, v.Copy.Best.Seconds, v.Prefaulted.Best.Seconds, v.Direct.Best.Seconds, v.Run.Best.Seconds)
 	}
-	if len(r.Commands) != 3 || !strings.HasPrefix(r.Commands[0], "sh -c 'cp "+src) || !strings.Contains(r.Commands[0], "&& sync ") ||
-		!strings.Contains(r.Commands[1], "oflag=direct") || !strings.HasPrefix(r.Commands[2], "shears import --json") {
+	for _, tm := range []timing{v.Copy, v.Prefaulted, v.Direct, v.Run} {
+		if len(tm.Walls) != 3 || tm.Best.Seconds != slices.Min(tm.Walls) || tm.Median() < tm.Best.Seconds || tm.Median() > slices.Max(tm.Walls) {
+			t.Errorf("walls %v, best %g, median %g", tm.Walls, tm.Best.Seconds, tm.Median())
+		}
+	}
+	// RunOver is the median of the reps' own ratios, not a ratio of medians.
+	vc := versusCopy{Copy: timing{Walls: []float64{1, 4, 2}}, Run: timing{Walls: []float64{3, 4, 1}}}
+	if got := vc.RunOver(vc.Copy); got != 1 { // ratios 3, 1, 0.5
+		t.Errorf("RunOver = %g, want 1", got)
+	}
+	if len(r.Commands) != 4 || !strings.HasPrefix(r.Commands[0], "sh -c 'cp "+src) || !strings.Contains(r.Commands[0], "&& sync ") ||
+		!strings.Contains(r.Commands[1], "if=/dev/zero") || !strings.Contains(r.Commands[2], "oflag=direct") || !strings.HasPrefix(r.Commands[3], "shears import --json") {
 		t.Errorf("commands %q", r.Commands)
 	}
 	for _, p := range []string{out, filepath.Join(dir, "run", "copy")} {

@@ -95,16 +95,16 @@ func importHF1B(ctx context.Context, h *harness) (*Result, error) {
 	}
 	dir := filepath.Join(h.Work, "importhf")
 	out := filepath.Join(dir, "tinyllama.onnx")
-	r := &Result{Header: []string{"step", "wall (best of reps)", "user CPU", "sys CPU", "peak RSS", "RSS / checkpoint", "time / copy"},
+	r := &Result{Header: []string{"step", "wall: best", "median", "user CPU", "sys CPU", "peak RSS (max)", "RSS / checkpoint", "import / step"},
 		Figures: map[string]float64{"checkpoint_bytes": float64(size), "load_before": load()}}
-	// The baseline copies the same bytes and fsyncs them, as the import's Save does; a
-	// direct-I/O copy is measured beside it because the import writes that way.
-	v, err := h.copyBaseline(ctx, r, copyOptions{Direct: true}, dir, ckpt+"/*", []string{out, out + ".data"}, "import", "hf", ckpt, "-o", out, "--json")
+	// The baseline copies the same bytes and fsyncs them, as the import's Save does: as it
+	// comes, and at its best (into memory the VM's host has backed; see prefault). A
+	// direct-I/O copy is measured beside them because the import writes that way.
+	v, err := h.copyBaseline(ctx, r, copyOptions{Direct: true, Prefault: 2 * size}, dir, ckpt+"/*", []string{out, out + ".data"}, "import", "hf", ckpt, "-o", out, "--json")
 	if err != nil {
 		return nil, err
 	}
 	r.Figures["load_after"] = load()
-	cp, direct, imp := v.Copy, v.Direct, v.Run
 	var rep struct {
 		Params       int64   `json:"params"`
 		BytesWritten int64   `json:"bytes_written"`
@@ -114,20 +114,35 @@ func importHF1B(ctx context.Context, h *harness) (*Result, error) {
 	if err := json.Unmarshal(v.Stdout, &rep); err != nil {
 		return nil, fmt.Errorf("import --json output: %w", err)
 	}
-	rss := float64(imp.PeakRSS) / float64(size)
-	ratio := imp.Seconds / cp.Seconds
-	r.Rows = [][]string{
-		{"copy the checkpoint's files, fsync (baseline)", secs(cp.Seconds), secs(cp.User), secs(cp.System), mb(cp.PeakRSS), "", "1.00"},
-		{"copy with O_DIRECT (dd), fsync (reference)", secs(direct.Seconds), secs(direct.User), secs(direct.System), mb(direct.PeakRSS), "", fmt.Sprintf("%.2f", direct.Seconds/cp.Seconds)},
-		{"shears import hf (bf16 kept, linears transposed)", secs(imp.Seconds), secs(imp.User), secs(imp.System), mb(imp.PeakRSS), fmt.Sprintf("%.3f", rss), fmt.Sprintf("%.2f", ratio)},
+	imp := v.Run
+	rss := float64(imp.MaxRSS) / float64(size)
+	row := func(name string, t timing, rssCell, ratio string) []string {
+		b := t.Best
+		return []string{name, secs(b.Seconds), secs(t.Median()), secs(b.User), secs(b.System), mb(t.MaxRSS), rssCell, ratio}
 	}
-	r.Figures["copy_seconds"] = cp.Seconds
-	r.Figures["direct_copy_seconds"] = direct.Seconds
-	r.Figures["import_seconds"] = imp.Seconds
-	r.Figures["import_over_direct_copy"] = imp.Seconds / direct.Seconds
-	r.Figures["import_peak_rss_bytes"] = float64(imp.PeakRSS)
+	vs := func(t timing) string { return fmt.Sprintf("%.2f", v.RunOver(t)) }
+	r.Rows = [][]string{
+		row("copy the checkpoint's files, fsync (baseline, as it comes)", v.Copy, "", vs(v.Copy)),
+		row("the same copy into pre-faulted memory (baseline at its best)", v.Prefaulted, "", vs(v.Prefaulted)),
+		row("copy with O_DIRECT (dd), fsync (reference: the disk's floor)", v.Direct, "", vs(v.Direct)),
+		row("shears import hf (bf16 kept, linears transposed)", imp, fmt.Sprintf("%.3f", rss), ""),
+	}
+	strict, plain := v.RunOver(v.Prefaulted), v.RunOver(v.Copy)
+	r.Figures["copy_seconds"] = v.Copy.Best.Seconds
+	r.Figures["copy_median_seconds"] = v.Copy.Median()
+	r.Figures["prefaulted_copy_seconds"] = v.Prefaulted.Best.Seconds
+	r.Figures["prefaulted_copy_median_seconds"] = v.Prefaulted.Median()
+	r.Figures["direct_copy_seconds"] = v.Direct.Best.Seconds
+	r.Figures["direct_copy_median_seconds"] = v.Direct.Median()
+	r.Figures["import_seconds"] = imp.Best.Seconds
+	r.Figures["import_median_seconds"] = imp.Median()
+	r.Figures["import_over_copy"] = plain
+	r.Figures["import_over_prefaulted_copy"] = strict
+	r.Figures["import_over_direct_copy"] = v.RunOver(v.Direct)
+	r.Figures["import_best_over_prefaulted_best"] = imp.Best.Seconds / v.Prefaulted.Best.Seconds
+	r.Figures["import_peak_rss_bytes"] = float64(imp.MaxRSS)
 	r.Figures["import_rss_over_checkpoint"] = rss
-	r.Figures["import_over_copy"] = ratio
+	r.Figures["reps"] = float64(h.Reps)
 	r.Figures["written_bytes"] = float64(rep.BytesWritten)
 	r.Figures["params"] = float64(rep.Params)
 	verdict := func(ok bool) string {
@@ -139,9 +154,10 @@ func importHF1B(ctx context.Context, h *harness) (*Result, error) {
 	r.Notes = append(r.Notes,
 		fmt.Sprintf("checkpoint: random bf16, TinyLlama-1.1B's shape (%.2fB params), 3 shards + index, %s; output %s (%d weights kept in bf16 behind Casts)", float64(rep.Params)/1e9, gb(size), gb(rep.BytesWritten), rep.Converted),
 		fmt.Sprintf("goal peak RSS ≤ %.1f × checkpoint: %s (%.3f)", importRSSGoal, verdict(rss <= importRSSGoal), rss),
-		fmt.Sprintf("goal wall ≤ %.1f × copy: %s (%.2f)", importTimeGoal, verdict(ratio <= importTimeGoal), ratio),
-		fmt.Sprintf("import / direct-I/O copy: %.2f (the import writes its data file with O_DIRECT, from buffers reused tensor to tensor; cp goes through the page cache)", imp.Seconds/direct.Seconds),
-		fmt.Sprintf("best of %d rep(s), the copies and the import alternating; the checkpoint sits in the page cache for all; load average %.1f before, %.1f after (2 cores)", h.Reps, r.Figures["load_before"], r.Figures["load_after"]))
+		fmt.Sprintf("goal wall ≤ %.1f × copy, against the copy at its best: %s (%.2f, the median over reps of import ÷ pre-faulted copy in the same rep; fastest ÷ fastest %.2f); against the copy as it comes: %.2f",
+			importTimeGoal, verdict(strict <= importTimeGoal), strict, imp.Best.Seconds/v.Prefaulted.Best.Seconds, plain),
+		"pre-faulted: the bench made twice the copy's size of memory resident in a child (dd) and freed it just before that copy (the copy's size alone was not enough to make cp steady), so cp's page cache lands on memory the VM's host has backed; as it comes, cp may fault returned memory back in (4-7 s of kernel time per GB on this Firecracker VM); the import and the direct-I/O copy write past the page cache",
+		fmt.Sprintf("%d rep(s), the four steps alternating in rotated order; the checkpoint sits in the page cache for all; load average %.1f before, %.1f after (2 cores)", h.Reps, r.Figures["load_before"], r.Figures["load_after"]))
 	return r, nil
 }
 

@@ -83,7 +83,7 @@ func loadSave1B(ctx context.Context, h *harness) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	cp, save, written := v.Copy, v.Run, v.Written
+	cp, save, written := v.Copy.Best, v.Run.Best, v.Written
 	ratio := save.Seconds / cp.Seconds
 	r.Rows = [][]string{
 		{"copy .onnx + .data, fsync (baseline)", secs(cp.Seconds), secs(cp.User), secs(cp.System), mb(cp.PeakRSS), "1.00"},

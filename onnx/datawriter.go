@@ -39,6 +39,10 @@ type dataWriter struct {
 	inflight sync.WaitGroup // the pieces in flight
 	buffered atomic.Bool    // a direct write was refused: the rest go through the page cache
 
+	heldMu sync.Mutex
+	heldCh *sync.Cond // signalled when held falls
+	held   int        // bytes of buffers whose pieces are still in flight
+
 	mu  sync.Mutex
 	err error // the first error, the worker's or a piece's
 }
@@ -61,6 +65,7 @@ func newDataWriter(dataPath string, pool *bufPool) (*dataWriter, error) {
 	}
 	d := &dataWriter{p: p, direct: openDirect(p.Name()), pool: pool, h: sha256.New(),
 		ops: make(chan writeOp, 1), done: make(chan struct{}), slots: make(chan struct{}, directQueue)}
+	d.heldCh = sync.NewCond(&d.heldMu)
 	go d.run()
 	return d, nil
 }
@@ -149,6 +154,24 @@ func (d *dataWriter) run() {
 	}
 }
 
+// hold waits until n more bytes of buffers may be in flight (at most directBudget, or any one
+// buffer alone) and counts them; release uncounts them.
+func (d *dataWriter) hold(n int) {
+	d.heldMu.Lock()
+	defer d.heldMu.Unlock()
+	for d.held > 0 && d.held+n > directBudget {
+		d.heldCh.Wait()
+	}
+	d.held += n
+}
+
+func (d *dataWriter) release(n int) {
+	d.heldMu.Lock()
+	d.held -= n
+	d.heldMu.Unlock()
+	d.heldCh.Broadcast()
+}
+
 // put sends op.b to the disk at op.off and sums it into the id while it goes: the whole
 // ioAlign blocks of an aligned buffer as direct pieces (in flight when put returns), the rest
 // through the page cache. A pooled buffer goes back to the pool once its last piece is written.
@@ -157,6 +180,7 @@ func (d *dataWriter) put(op writeOp) {
 	b, off := op.b, op.off
 	if d.direct != nil && !d.buffered.Load() && aligned(b) && off%ioAlign == 0 {
 		n := len(b) &^ (ioAlign - 1)
+		d.hold(n)
 		for i := 0; i < n; i += directChunk {
 			piece, at := b[i:min(i+directChunk, n)], off+int64(i)
 			d.slots <- struct{}{}
@@ -166,6 +190,10 @@ func (d *dataWriter) put(op writeOp) {
 				d.writePiece(piece, at)
 			})
 		}
+		d.inflight.Go(func() {
+			pending.Wait()
+			d.release(n)
+		})
 		b, off = b[n:], off+int64(n)
 	}
 	d.sum(op.b)
@@ -223,10 +251,13 @@ func (d *dataWriter) sum(b []byte) {
 
 // directChunk is the size of the pieces direct writes are split into, and directQueue how
 // many are in flight at once: a virtual disk needs a deep queue to reach its throughput (2.2 GB
-// written as 8 MiB pieces took 2.0 s with 4 in flight, 1.4-1.6 s with 16).
+// written as 8 MiB pieces took 2.0 s with 4 in flight, 1.4-1.6 s with 16). directBudget bounds
+// the bytes of the buffers those pieces belong to (a buffer is held until its last piece is
+// written), so that many small tensors in flight cannot add up to a large peak RSS.
 const (
-	directChunk = 8 << 20
-	directQueue = 16
+	directChunk  = 8 << 20
+	directQueue  = 16
+	directBudget = 128 << 20
 )
 
 // copy copies op.n bytes of op.src to op.off by the kernel (copy_file_range where the file

@@ -58,7 +58,7 @@ Example:
 			fs.StringVar(&o.shared, "shared", "", "the shared inputs folder (default: ../shared next to the folder holding go.mod)")
 			fs.StringVar(&o.ortLib, "ort-lib", "", "passed to children that run onnxruntime")
 			fs.IntVar(&o.threads, "threads", 0, "intra-op threads passed to children (0 = onnxruntime's default)")
-			fs.IntVar(&o.reps, "reps", 1, "repetitions of loadsave-1b's timed steps (the fastest is kept)")
+			fs.IntVar(&o.reps, "reps", 1, "repetitions of loadsave-1b and import-hf-1b, their copies and command alternating (the fastest and the median are reported)")
 			fs.IntVar(&o.samples, "samples", 8, "prune-1b calibration windows")
 			fs.IntVar(&o.seqLen, "seq-len", 512, "prune-1b tokens per calibration window")
 			fs.BoolVar(&o.oneShot, "one-shot", false, "prune-1b: also run --one-shot")
