@@ -254,7 +254,8 @@ func (d *dataWriter) sum(b []byte) {
 // written as 8 MiB pieces took 2.0 s with 4 in flight, 1.4-1.6 s with 16). directBudget bounds
 // the bytes of the buffers those pieces belong to (a buffer is held until its last piece is
 // written), so that many small tensors in flight cannot add up to a large peak RSS.
-const (
+// (Variables so that a test can shrink them.)
+var (
 	directChunk  = 8 << 20
 	directQueue  = 16
 	directBudget = 128 << 20
