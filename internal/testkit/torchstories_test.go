@@ -2,9 +2,11 @@ package testkit
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -19,12 +21,9 @@ func TestTorchStoriesReproducesShared(t *testing.T) {
 	ckpt := Shared(t, "models/stories260K/stories260K.bin")
 	NeedTorch(t)
 	p, afterBOS := exportTorchStories(t, ckpt)
-	want, err := os.ReadFile(shared)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := os.ReadFile(p)
-	if err != nil {
+	want, errShared := os.ReadFile(shared)
+	got, errOurs := os.ReadFile(p)
+	if err := errors.Join(errShared, errOurs); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(got, want) {
@@ -78,7 +77,7 @@ func TestTorchStoriesStandIn(t *testing.T) {
 		}
 		for i, w := range a.GetInitializer() {
 			o := b.GetInitializer()[i]
-			if w.GetName() != o.GetName() || !equalDims(w.GetDims(), o.GetDims()) {
+			if w.GetName() != o.GetName() || !slices.Equal(w.GetDims(), o.GetDims()) {
 				t.Fatalf("initializer %d: %s %v, shared has %s %v", i, w.GetName(), w.GetDims(), o.GetName(), o.GetDims())
 			}
 		}
@@ -96,16 +95,4 @@ func TestTorchStoriesStandIn(t *testing.T) {
 	} else {
 		t.Logf("max |onnxruntime - torch eager| after BOS = %.3g", d)
 	}
-}
-
-func equalDims(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
