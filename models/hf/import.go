@@ -345,8 +345,8 @@ const (
 // cache sets and evict them before use; a block 128 columns wide rather than 32 gives the
 // hardware prefetcher longer runs of each row (1.5× the throughput, measured).
 //
-// For 16-bit elements on amd64 the block goes out through transposeTile16 (SSE2 8 × 8
-// interleaves), which took the 1B bf16 import's user CPU from 2.6 to 1.7 s.
+// On amd64 the block goes out through transposeTile16 or transposeTile32 (SSE2 interleaves),
+// which took the 1B bf16 import's user CPU from 2.6 to 1.7 s.
 //
 // Row r of the matrix is src[(r-base)*cols:], so src may hold only a strip of it.
 func transposeRows[E uint16 | uint32](dst, src []E, rows, cols, r0, r1, base int) {
@@ -358,9 +358,13 @@ func transposeRows[E uint16 | uint32](dst, src []E, rows, cols, r0, r1, base int
 			for i := 0; i < tileRows; i++ {
 				*(*[tileCols]E)(buf[i*tileCols:]) = *(*[tileCols]E)(src[(r-base+i)*cols+c:])
 			}
-			if tileKernel16 && unsafe.Sizeof(buf[0]) == 2 {
-				_ = dst[(c+tileCols-1)*rows+r+tileRows-1] // the block's last element: the kernel checks no bounds
-				transposeTile16(unsafe.Pointer(&dst[c*rows+r]), uintptr(rows)*2, unsafe.Pointer(&buf[0]))
+			if tileKernels {
+				_ = dst[(c+tileCols-1)*rows+r+tileRows-1] // the block's last element: the kernels check no bounds
+				if es := unsafe.Sizeof(buf[0]); es == 2 {
+					transposeTile16(unsafe.Pointer(&dst[c*rows+r]), uintptr(rows)*es, unsafe.Pointer(&buf[0]))
+				} else {
+					transposeTile32(unsafe.Pointer(&dst[c*rows+r]), uintptr(rows)*es, unsafe.Pointer(&buf[0]))
+				}
 				continue
 			}
 			for j := 0; j < tileCols; j++ {

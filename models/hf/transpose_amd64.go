@@ -10,5 +10,11 @@ import "unsafe"
 //go:noescape
 func transposeTile16(dst unsafe.Pointer, stride uintptr, buf unsafe.Pointer)
 
-// tileKernel16 says transposeTile16 exists on this architecture.
-const tileKernel16 = true
+// transposeTile32 is transposeTile16 for 32-bit elements (fp32 checkpoints, and bf16/fp16
+// widened by --dtype fp32).
+//
+//go:noescape
+func transposeTile32(dst unsafe.Pointer, stride uintptr, buf unsafe.Pointer)
+
+// tileKernels says transposeTile16 and transposeTile32 exist on this architecture.
+const tileKernels = true

@@ -95,3 +95,79 @@ rows:
 	DECQ CX
 	JNZ cols
 	RET
+
+// func transposeTile32(dst unsafe.Pointer, stride uintptr, buf unsafe.Pointer)
+//
+// transposeTile16 for 32-bit elements: buf is a 32 × 128 block (rows 512 bytes apart), taken as
+// 8 × 4 sub-blocks, each two 4 × 4 transposes in two rounds of interleaves (pairs, then quads);
+// each destination row gets 32 bytes per sub-block, 128 (two cache lines) per block.
+TEXT ·transposeTile32(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ stride+8(FP), DX
+	MOVQ buf+16(FP), SI
+	LEAQ (DX)(DX*2), R8     // 3 × stride
+	LEAQ (DX*4), R9         // 4 × stride
+	MOVQ $32, CX            // column blocks of 4
+
+cols32:
+	MOVQ SI, AX
+	MOVQ DI, BX
+	MOVQ $4, R13            // row blocks of 8
+
+rows32:
+	MOVOU 0(AX), X0
+	MOVOU 512(AX), X1
+	MOVOU 1024(AX), X2
+	MOVOU 1536(AX), X3
+	MOVOU 2048(AX), X4
+	MOVOU 2560(AX), X5
+	MOVOU 3072(AX), X6
+	MOVOU 3584(AX), X7
+
+	// rows 0-3: columns 0-3 end in X0, X1, X8, X3
+	MOVO X0, X8
+	PUNPCKLLQ X1, X0
+	PUNPCKHLQ X1, X8
+	MOVO X2, X9
+	PUNPCKLLQ X3, X2
+	PUNPCKHLQ X3, X9
+	MOVO X0, X1
+	PUNPCKLQDQ X2, X0
+	PUNPCKHQDQ X2, X1
+	MOVO X8, X3
+	PUNPCKLQDQ X9, X8
+	PUNPCKHQDQ X9, X3
+
+	// rows 4-7: columns 0-3 end in X4, X5, X10, X7
+	MOVO X4, X10
+	PUNPCKLLQ X5, X4
+	PUNPCKHLQ X5, X10
+	MOVO X6, X11
+	PUNPCKLLQ X7, X6
+	PUNPCKHLQ X7, X11
+	MOVO X4, X5
+	PUNPCKLQDQ X6, X4
+	PUNPCKHQDQ X6, X5
+	MOVO X10, X7
+	PUNPCKLQDQ X11, X10
+	PUNPCKHQDQ X11, X7
+
+	MOVOU X0, (BX)
+	MOVOU X4, 16(BX)
+	MOVOU X1, (BX)(DX*1)
+	MOVOU X5, 16(BX)(DX*1)
+	MOVOU X8, (BX)(DX*2)
+	MOVOU X10, 16(BX)(DX*2)
+	MOVOU X3, (BX)(R8*1)
+	MOVOU X7, 16(BX)(R8*1)
+
+	ADDQ $4096, AX          // 8 rows of buf down
+	ADDQ $32, BX            // 8 elements along the destination rows
+	DECQ R13
+	JNZ rows32
+
+	ADDQ $16, SI            // 4 columns of buf right
+	ADDQ R9, DI             // 4 destination rows down
+	DECQ CX
+	JNZ cols32
+	RET

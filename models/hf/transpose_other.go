@@ -8,4 +8,8 @@ func transposeTile16(dst unsafe.Pointer, stride uintptr, buf unsafe.Pointer) {
 	panic("hf: no transposeTile16 on this architecture")
 }
 
-const tileKernel16 = false
+func transposeTile32(dst unsafe.Pointer, stride uintptr, buf unsafe.Pointer) {
+	panic("hf: no transposeTile32 on this architecture")
+}
+
+const tileKernels = false
