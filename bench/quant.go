@@ -157,7 +157,7 @@ func quantVariants(ctx context.Context, h *harness, full bool) (*Result, error) 
 	r.Notes = append(r.Notes,
 		"quantized: every linear inside the decoder blocks (35 for stories260K, 42 for the 25M), block 32, asymmetric (zero points), LM head and embeddings float32",
 		fmt.Sprintf("prefill tokens/s: one onnxruntime CPU session per model (bench --forward-child), batch 4 × 128 tokens, no cache, 2 warm-up runs then the best of 5 timed runs of 4 forwards; decode tokens/s: the same session, one row, a KV cache of %d tokens (made by a prefill), steps of one new token fetching logits and presents, 3 warm-up steps then the best of 5 runs of %d steps", decodePast, decodeSteps),
-		"pre-packing: onnxruntime's CPU provider re-lays out constant weights at session start (session.disable_prepacking off): shears generate's default; prune, eval and train turn it off (runtime.Options.Prepack: it doubles fp32 weight memory). The last two columns are a second child per model with it off; MatMulNBits without pre-packing re-packs its weights on every run",
+		"pre-packing: onnxruntime's CPU provider re-lays out constant weights at session start (session.disable_prepacking off): every command's default for a model with MatMulNBits, shears generate's for any (runtime.Prepack: float models run without it elsewhere, it doubles their weight memory). The last two columns are a second child per model with it off (--prepack=off); MatMulNBits without pre-packing re-packs its weights on every run",
 		"the machine is shared by other engineers' jobs, so absolute rates are noisy, ratios within this run less so")
 	if full {
 		r.Notes = append(r.Notes,
@@ -180,12 +180,14 @@ func fileBytes(p string) int64 {
 }
 
 // forward measures the model's onnxruntime CPU prefill and decode throughput in a child
-// process, with onnxruntime's weight pre-packing on (shears generate's default) or off (the
-// other commands' default, runtime.Options.Prepack).
+// process, with onnxruntime's weight pre-packing explicitly on (what every command does for a
+// MatMulNBits model, and shears generate for any) or off (--prepack=off; float models' default).
 func (h *harness) forward(ctx context.Context, r *Result, model string, prepack bool) (*ForwardResult, error) {
 	args := append([]string{"bench", "--forward-child", model}, h.rtArgs()...)
 	if prepack {
-		args = append(args, "--forward-prepack")
+		args = append(args, "--forward-prepack=on")
+	} else {
+		args = append(args, "--forward-prepack=off")
 	}
 	m, err := h.shears(ctx, r, args...)
 	if err != nil {

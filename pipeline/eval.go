@@ -30,20 +30,14 @@ type EvalResult struct {
 	SeqLen  int `json:"seq_len,omitempty"`
 }
 
-// contextOf is the model's context length from its metadata (0 when unknown), and ro for a
-// session over it: a model with MatMulNBits linears gets onnxruntime's weight pre-packing,
-// without which that CPU kernel re-packs its weights on every run (decode steps 8–14× slower
-// than fp32, bench/RESULTS.md quant-speed); its packed copy is the small quantized form.
-func contextOf(model string, ro runtime.Options) (int, runtime.Options, error) {
+// contextOf is the model's context length from its metadata (0 when unknown).
+func contextOf(model string) (int, error) {
 	m, err := onnx.Load(model)
 	if err != nil {
-		return 0, ro, err
+		return 0, err
 	}
 	defer m.Close()
-	if has, _ := quant.HasQuantized(m); has {
-		ro.Prepack = true
-	}
-	return models.ContextLength(m), ro, nil
+	return models.ContextLength(m), nil
 }
 
 // Perplexity is "shears eval --task ppl": the documents of dataPath (limit > 0 keeps the first
@@ -51,7 +45,7 @@ func contextOf(model string, ro runtime.Options) (int, runtime.Options, error) {
 // EOS when there are several) in windows of seqLen tokens, capped to the model's context. The
 // file is read and scored lazily: memory does not grow with its size.
 func Perplexity(model, dataPath string, tok tokenizer.Tokenizer, seqLen, batch, limit, maxTokens int, ro runtime.Options) (EvalResult, error) {
-	ctx, ro, err := contextOf(model, ro)
+	ctx, err := contextOf(model)
 	if err != nil {
 		return EvalResult{}, err
 	}
@@ -134,7 +128,7 @@ func AnswerLoss(model, dataPath string, tok tokenizer.Tokenizer, limit int, ro r
 	if limit > 0 && limit < len(items) {
 		items = items[:limit]
 	}
-	ctx, ro, err := contextOf(model, ro)
+	ctx, err := contextOf(model)
 	if err != nil {
 		return EvalResult{}, err
 	}

@@ -122,11 +122,11 @@ func evalItems(o EvalOptions) (*EvalReport, error) {
 	if o.Limit > 0 && o.Limit < len(items) {
 		items = items[:o.Limit]
 	}
-	ctx, ro, err := contextOf(o.Model, o.Runtime)
+	ctx, err := contextOf(o.Model)
 	if err != nil {
 		return nil, err
 	}
-	s, err := runtime.OpenFile(o.Model, ro)
+	s, err := runtime.OpenFile(o.Model, o.Runtime)
 	if err != nil {
 		return nil, err
 	}

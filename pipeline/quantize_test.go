@@ -242,10 +242,11 @@ func TestQuantizeIncludeHead(t *testing.T) {
 	}
 }
 
-// TestEvalSessionsPrepackQuantized: sessions eval opens over a MatMulNBits model turn on
-// onnxruntime's weight pre-packing (the kernel re-packs per run without it); over a float
-// model they keep the caller's setting.
-func TestEvalSessionsPrepackQuantized(t *testing.T) {
+// TestQuantizedModelsPrepack: sessions over what shears quantize writes get onnxruntime's
+// weight pre-packing from the session layer (the MatMulNBits kernel re-packs per run without
+// it), with the options every command loads (RuntimeConfig); the float model does not; an
+// explicit prepack: off wins.
+func TestQuantizedModelsPrepack(t *testing.T) {
 	testkit.ORT(t)
 	dir := t.TempDir()
 	src := testkit.Synthetic(t, "tiny")
@@ -254,12 +255,23 @@ func TestEvalSessionsPrepackQuantized(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {
-		model string
-		want  bool
-	}{{src, false}, {out, true}} {
-		_, ro, err := contextOf(c.model, runtime.Options{Threads: 1})
-		if err != nil || ro.Prepack != c.want {
-			t.Fatalf("%s: prepack %v, want %v (%v)", c.model, ro.Prepack, c.want, err)
+		model, prepack string
+		want           bool
+	}{{src, "", false}, {out, "", true}, {out, "off", false}, {src, "on", true}} {
+		ro, err := RuntimeConfig{Threads: 1, Prepack: c.prepack}.Load()
+		if err != nil {
+			t.Fatal(err)
 		}
+		s, err := runtime.OpenFile(c.model, ro)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Prepacked() != c.want {
+			t.Errorf("%s, prepack %q: pre-packing %v, want %v", c.model, c.prepack, s.Prepacked(), c.want)
+		}
+		s.Close()
+	}
+	if _, err := (RuntimeConfig{Prepack: "sometimes"}).Load(); err == nil || !strings.Contains(err.Error(), `"sometimes"`) {
+		t.Errorf("prepack: sometimes: %v", err)
 	}
 }

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/shears-ml/shears/runtime"
@@ -24,15 +25,29 @@ func DeviceList() string {
 	return strings.Join(d[:len(d)-1], ", ") + " or " + d[len(d)-1]
 }
 
-// RuntimeConfig selects onnxruntime: the library, the execution provider and the intra-op
-// threads (the --ort-lib, --device and --threads flags, a recipe's runtime section).
+// RuntimeConfig selects onnxruntime: the library, the execution provider, the intra-op
+// threads and weight pre-packing (the --ort-lib, --device, --threads and --prepack flags, a
+// recipe's runtime section).
 type RuntimeConfig struct {
 	ORTLib  string `yaml:"ort_lib" json:"ort_lib"` // "": $ONNXRUNTIME_LIB, else .ort/
 	Device  string `yaml:"device" json:"device"`   // "": DefaultDevice
 	Threads int    `yaml:"threads" json:"threads"` // 0: onnxruntime's default
+	// Prepack is auto (""), on or off: see runtime.Prepack (auto pre-packs models with
+	// MatMulNBits linears only).
+	Prepack string `yaml:"prepack" json:"prepack,omitempty"`
 }
 
-// Load loads onnxruntime and returns the session options for the device and thread count.
+// PrepackChoices names the values of RuntimeConfig.Prepack, as help text ("auto, on or off").
+func PrepackChoices() string {
+	c := runtime.PrepackChoices
+	return strings.Join(c[:len(c)-1], ", ") + " or " + c[len(c)-1]
+}
+
+// ParsePrepack reads a RuntimeConfig.Prepack value (auto, on, off; true and false too).
+func ParsePrepack(s string) (runtime.Prepack, error) { return runtime.ParsePrepack(s) }
+
+// Load loads onnxruntime and returns the session options for the device, thread count and
+// pre-packing choice.
 func (c RuntimeConfig) Load() (RuntimeOptions, error) {
 	lib, err := runtime.FindLibrary(c.ORTLib)
 	if err != nil {
@@ -41,6 +56,10 @@ func (c RuntimeConfig) Load() (RuntimeOptions, error) {
 	if err := runtime.Init(lib); err != nil {
 		return RuntimeOptions{}, err
 	}
-	o := RuntimeOptions{Device: c.Device, Threads: c.Threads}
+	p, err := runtime.ParsePrepack(c.Prepack)
+	if err != nil {
+		return RuntimeOptions{}, fmt.Errorf("runtime: prepack: %w", err)
+	}
+	o := RuntimeOptions{Device: c.Device, Threads: c.Threads, Prepack: p}
 	return o, o.Validate()
 }

@@ -18,6 +18,16 @@
 // CPU build carries only the bridge. Any failure to attach one, or to create a session with it,
 // wraps ErrProvider and says so, and never panics.
 //
+// # Weight pre-packing
+//
+// Options.Prepack decides, for every session whatever the command, whether onnxruntime's CPU
+// provider keeps a pre-packed copy of the constant weights. Its zero value, PrepackAuto, follows
+// from the model: on when the graph or a subgraph holds a com.microsoft MatMulNBits node (whose
+// kernel re-packs its weights on every run otherwise), off for float models (whose copy doubles
+// the weight memory). The node scan is part of the wire-format walk below: op types only, no
+// weights. PrepackOn and PrepackOff are the caller's explicit choice; Session.Prepacked reports
+// the outcome, read back from onnxruntime's session options.
+//
 // Options.Profile (or $SHEARS_ORT_PROFILE when it is empty) turns on onnxruntime's profiler: each
 // session writes a trace naming, per node, the op type and the provider that ran it, which is how
 // bench/gpu lists the ops a GPU provider left to the CPU.

@@ -45,19 +45,28 @@ const (
 	fSparseValues           = 1
 )
 
+// modelInfo is what readIO reads of a model without loading it.
+type modelInfo struct {
+	inputs, outputs []IOInfo
+	// dataIDs is the model's onnx.DataIDsKey metadata value ("" when absent), so that a
+	// session refuses a model whose data file is not the one it was saved with.
+	dataIDs string
+	// nbits reports a MatMulNBits node in the graph or a subgraph, for Prepack (graphscan.go).
+	nbits bool
+}
+
 // readIO lists a model's graph inputs (minus initializers, as onnxruntime does) and outputs by
-// walking the protobuf wire format. onnxruntime_go can only report them by loading the model into a
-// second session, which doubles the load time of a large model and cannot resolve external data
-// for a model given as bytes. The walk skips tensor payloads without reading them, so a model file
-// of any size costs a few small reads.
-//
-// It also returns the model's onnx.DataIDsKey metadata value ("" when absent), so that a
-// session refuses a model whose data file is not the one it was saved with.
-func readIO(r io.ReaderAt, size int64) (inputs, outputs []IOInfo, dataIDs string, err error) {
+// walking the protobuf wire format, and whether a node (of a subgraph too) is a MatMulNBits,
+// for Prepack. onnxruntime_go can only report inputs and outputs by loading
+// the model into a second session, which doubles the load time of a large model and cannot
+// resolve external data for a model given as bytes. The walk skips tensor payloads without
+// reading them, so a model file of any size costs a few small reads per node.
+func readIO(r io.ReaderAt, size int64) (modelInfo, error) {
 	w := &wire{r: r}
+	var info modelInfo
 	var ins, outs []*onnxpb.ValueInfoProto
 	inits := map[string]bool{}
-	err = w.fields(0, size, func(num protowire.Number, typ protowire.Type, start, end int64) error {
+	err := w.fields(0, size, func(num protowire.Number, typ protowire.Type, start, end int64) error {
 		if num == fModelMetadata && typ == protowire.BytesType {
 			b, err := w.read(start, end)
 			if err != nil {
@@ -68,7 +77,7 @@ func readIO(r io.ReaderAt, size int64) (inputs, outputs []IOInfo, dataIDs string
 				return fmt.Errorf("metadata: %v", err)
 			}
 			if e.GetKey() == onnx.DataIDsKey {
-				dataIDs = e.GetValue()
+				info.dataIDs = e.GetValue()
 			}
 			return nil
 		}
@@ -80,6 +89,13 @@ func readIO(r io.ReaderAt, size int64) (inputs, outputs []IOInfo, dataIDs string
 				return nil
 			}
 			switch num {
+			case fGraphNode:
+				if info.nbits {
+					return nil
+				}
+				var err error
+				info.nbits, err = w.nodeHasNBits(start, end)
+				return err
 			case fGraphInput, fGraphOutput:
 				b, err := w.read(start, end)
 				if err != nil {
@@ -96,38 +112,31 @@ func readIO(r io.ReaderAt, size int64) (inputs, outputs []IOInfo, dataIDs string
 				}
 			case fGraphInitializer:
 				name, err := w.tensorName(start, end)
-				if err != nil {
-					return err
-				}
 				inits[name] = true
+				return err
 			case fGraphSparseInitializer:
-				return w.fields(start, end, func(num protowire.Number, typ protowire.Type, start, end int64) error {
-					if num != fSparseValues || typ != protowire.BytesType {
-						return nil
-					}
-					name, err := w.tensorName(start, end)
-					inits[name] = true
-					return err
-				})
+				name, err := w.sparseName(start, end)
+				inits[name] = true
+				return err
 			}
 			return nil
 		})
 	})
 	if err != nil {
-		return nil, nil, "", fmt.Errorf("reading the model's inputs and outputs: %w", err)
+		return modelInfo{}, fmt.Errorf("reading the model's inputs and outputs: %w", err)
 	}
 	if len(outs) == 0 {
-		return nil, nil, "", errors.New("reading the model's inputs and outputs: the model has no graph outputs (is it an ONNX model?)")
+		return modelInfo{}, errors.New("reading the model's inputs and outputs: the model has no graph outputs (is it an ONNX model?)")
 	}
 	for _, vi := range ins {
 		if !inits[vi.GetName()] {
-			inputs = append(inputs, ioInfo(vi))
+			info.inputs = append(info.inputs, ioInfo(vi))
 		}
 	}
 	for _, vi := range outs {
-		outputs = append(outputs, ioInfo(vi))
+		info.outputs = append(info.outputs, ioInfo(vi))
 	}
-	return inputs, outputs, dataIDs, nil
+	return info, nil
 }
 
 func ioInfo(vi *onnxpb.ValueInfoProto) IOInfo {
@@ -159,17 +168,30 @@ type wire struct {
 }
 
 func (w *wire) byteAt(off int64) (byte, error) {
-	if off < w.bufOff || off >= w.bufOff+int64(w.bufLen) {
-		n, err := w.r.ReadAt(w.buf[:], off)
-		if n == 0 {
-			if err == nil || err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
+	if !w.holds(off, off+1) {
+		if err := w.fill(off); err != nil {
 			return 0, err
 		}
-		w.bufOff, w.bufLen = off, n
 	}
 	return w.buf[off-w.bufOff], nil
+}
+
+// holds reports whether the buffer holds [start, end).
+func (w *wire) holds(start, end int64) bool {
+	return start >= w.bufOff && end <= w.bufOff+int64(w.bufLen)
+}
+
+// fill reads the buffer's worth of bytes from off.
+func (w *wire) fill(off int64) error {
+	n, err := w.r.ReadAt(w.buf[:], off)
+	if n == 0 {
+		if err == nil || err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return err
+	}
+	w.bufOff, w.bufLen = off, n
+	return nil
 }
 
 func (w *wire) varint(off, end int64) (uint64, int64, error) {
@@ -191,8 +213,21 @@ func (w *wire) varint(off, end int64) (uint64, int64, error) {
 	return 0, 0, errors.New("malformed protobuf varint")
 }
 
+// read returns the bytes in [start, end), from the buffer when they fit in it (node names and
+// op types: a graph's nodes cost a read per buffer, not per string).
 func (w *wire) read(start, end int64) ([]byte, error) {
 	b := make([]byte, end-start)
+	if len(b) <= len(w.buf) {
+		if !w.holds(start, end) {
+			if err := w.fill(start); err != nil {
+				return nil, err
+			}
+		}
+		if w.holds(start, end) {
+			copy(b, w.buf[start-w.bufOff:])
+			return b, nil
+		}
+	}
 	if _, err := w.r.ReadAt(b, start); err != nil && !(err == io.EOF && len(b) == 0) {
 		return nil, err
 	}
@@ -256,6 +291,20 @@ func (w *wire) tensorName(start, end int64) (string, error) {
 			return err
 		}
 		return nil
+	})
+	return name, err
+}
+
+// sparseName is the name of a SparseTensorProto's values tensor, which names the initializer.
+func (w *wire) sparseName(start, end int64) (string, error) {
+	var name string
+	err := w.fields(start, end, func(num protowire.Number, typ protowire.Type, start, end int64) error {
+		if num != fSparseValues || typ != protowire.BytesType {
+			return nil
+		}
+		var err error
+		name, err = w.tensorName(start, end)
+		return err
 	})
 	return name, err
 }

@@ -43,13 +43,9 @@ type Options struct {
 	// the working thread needs; NLS training on 2 busy cores ran about 2× faster with spinning
 	// off (bench/RESULTS.md, "PyTorch peer").
 	Spin bool
-	// Prepack lets onnxruntime's CPU provider keep a re-laid-out copy of every constant
-	// MatMul/Gemm weight beside the original (its default). Off here: the copy is as large as the
-	// weight, so a session over a multi-GB model holds it twice, and packing at session start is
-	// slow. On the 1B synthetic's NLS train step, off took peak RSS from 10.9 to 6.9 GB and the
-	// first step from 34 s to 5.5 s; on stories260K training and evaluation the speed is the same
-	// within noise (bench/RESULTS.md, issue 7 section).
-	Prepack bool
+	// Prepack chooses onnxruntime's weight pre-packing (see Prepack). The zero value,
+	// PrepackAuto, follows from the model: on when it runs MatMulNBits, off otherwise.
+	Prepack Prepack
 	// Profile, when not empty, makes onnxruntime write a profile of every run (a Chrome trace:
 	// one event per node with its op type and the execution provider that ran it) to
 	// Profile + "_<timestamp>.json", finished when the session closes. Empty falls back to
@@ -74,6 +70,9 @@ func (o Options) Validate() error {
 	}
 	if o.OptLevel != "" && !contains(OptLevels, o.OptLevel) {
 		return fmt.Errorf("runtime: unknown optimization level %q (allowed: %s)", o.OptLevel, strings.Join(OptLevels, ", "))
+	}
+	if o.Prepack > PrepackOff {
+		return fmt.Errorf("runtime: unknown pre-packing choice %d (allowed: %s)", o.Prepack, strings.Join(PrepackChoices, ", "))
 	}
 	return nil
 }
@@ -102,9 +101,9 @@ func contains(list []string, s string) bool {
 }
 
 // sessionOptions builds onnxruntime session options from validated Options; the caller destroys
-// them. externalDir, when not empty, is where external-data locations resolve (for models loaded
+// them. prepack is Options.Prepack resolved against the model (Prepack.resolve). externalDir, when not empty, is where external-data locations resolve (for models loaded
 // from bytes). Errors carry no "runtime:" prefix: the caller adds the model's name.
-func (o Options) sessionOptions(externalDir string) (_ *ort.SessionOptions, err error) {
+func (o Options) sessionOptions(prepack bool, externalDir string) (_ *ort.SessionOptions, err error) {
 	if err := requireInit(); err != nil {
 		return nil, err
 	}
@@ -141,8 +140,8 @@ func (o Options) sessionOptions(externalDir string) (_ *ort.SessionOptions, err 
 	if err := so.AddSessionConfigEntry("session.intra_op.allow_spinning", spin); err != nil {
 		return nil, fmt.Errorf("setting intra-op spinning %s: %v", spin, err)
 	}
-	if !o.Prepack {
-		if err := so.AddSessionConfigEntry("session.disable_prepacking", "1"); err != nil {
+	if !prepack {
+		if err := so.AddSessionConfigEntry(disablePrepacking, "1"); err != nil {
 			return nil, fmt.Errorf("disabling pre-packing: %v", err)
 		}
 	}

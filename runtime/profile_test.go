@@ -34,34 +34,42 @@ func TestProfileNamesProviders(t *testing.T) {
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}
-		files, _ := filepath.Glob(filepath.Join(dir, "ort*.json"))
-		if len(files) != 1 {
-			t.Fatalf("env %v: profiles %v, want one", viaEnv, files)
-		}
-		b, err := os.ReadFile(files[0])
-		if err != nil {
-			t.Fatal(err)
-		}
-		var events []struct {
-			Cat  string `json:"cat"`
-			Args struct {
-				OpName   string `json:"op_name"`
-				Provider string `json:"provider"`
-			} `json:"args"`
-		}
-		if err := json.Unmarshal(b, &events); err != nil {
-			t.Fatalf("%s: %v", files[0], err)
-		}
-		ops := map[string]string{}
-		for _, e := range events {
-			if e.Cat == "Node" && e.Args.OpName != "" {
-				ops[e.Args.OpName] = e.Args.Provider
-			}
-		}
+		ops := profiledOps(t, dir)
 		for _, op := range []string{"Add", "Cast", "ReduceSum"} {
 			if ops[op] != "CPUExecutionProvider" {
 				t.Errorf("env %v: %s ran on %q, want CPUExecutionProvider (all: %v)", viaEnv, op, ops[op], ops)
 			}
 		}
 	}
+}
+
+// profiledOps maps the op type of each node event in the one profile under dir to the
+// execution provider that ran it.
+func profiledOps(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(dir, "ort*.json"))
+	if len(files) != 1 {
+		t.Fatalf("profiles %v, want one", files)
+	}
+	b, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var events []struct {
+		Cat  string `json:"cat"`
+		Args struct {
+			OpName   string `json:"op_name"`
+			Provider string `json:"provider"`
+		} `json:"args"`
+	}
+	if err := json.Unmarshal(b, &events); err != nil {
+		t.Fatalf("%s: %v", files[0], err)
+	}
+	ops := map[string]string{}
+	for _, e := range events {
+		if e.Cat == "Node" && e.Args.OpName != "" {
+			ops[e.Args.OpName] = e.Args.Provider
+		}
+	}
+	return ops
 }

@@ -29,6 +29,8 @@ type Session struct {
 	dyn    *ort.DynamicAdvancedSession
 	closed bool
 	bounds map[*Bound]struct{}
+
+	prepacked bool
 }
 
 // OpenFile opens the model at path. External-data locations resolve relative to the model's folder.
@@ -45,15 +47,15 @@ func OpenFile(path string, opts Options) (*Session, error) {
 		f.Close()
 		return nil, fmt.Errorf("runtime: opening model: %w", err)
 	}
-	ins, outs, ids, err := readIO(f, fi.Size())
+	info, err := readIO(f, fi.Size())
 	f.Close()
 	if err == nil {
-		err = onnx.CheckDataIDs(filepath.Dir(path), ids)
+		err = onnx.CheckDataIDs(filepath.Dir(path), info.dataIDs)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("runtime: model %s: %w", path, err)
 	}
-	return open(path, opts, "", ins, outs, func(so *ort.SessionOptions, in, out []string) (*ort.DynamicAdvancedSession, error) {
+	return open(path, opts, "", info, func(so *ort.SessionOptions, in, out []string) (*ort.DynamicAdvancedSession, error) {
 		return ort.NewDynamicAdvancedSession(path, in, out, so)
 	})
 }
@@ -80,29 +82,31 @@ func OpenBytes(model []byte, externalDir string, opts Options) (*Session, error)
 	if len(model) == 0 {
 		return nil, fmt.Errorf("runtime: %s: empty model", name)
 	}
-	ins, outs, ids, err := readIO(bytes.NewReader(model), int64(len(model)))
+	info, err := readIO(bytes.NewReader(model), int64(len(model)))
 	if err == nil && externalDir != "" {
-		err = onnx.CheckDataIDs(externalDir, ids)
+		err = onnx.CheckDataIDs(externalDir, info.dataIDs)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("runtime: %s: %w", name, err)
 	}
-	return open(name, opts, externalDir, ins, outs, func(so *ort.SessionOptions, in, out []string) (*ort.DynamicAdvancedSession, error) {
+	return open(name, opts, externalDir, info, func(so *ort.SessionOptions, in, out []string) (*ort.DynamicAdvancedSession, error) {
 		return ort.NewDynamicAdvancedSessionWithONNXData(model, in, out, so)
 	})
 }
 
-func open(name string, opts Options, externalDir string, ins, outs []IOInfo,
+func open(name string, opts Options, externalDir string, info modelInfo,
 	create func(*ort.SessionOptions, []string, []string) (*ort.DynamicAdvancedSession, error)) (*Session, error) {
+	ins, outs := info.inputs, info.outputs
 	if len(ins) == 0 {
 		return nil, fmt.Errorf("runtime: model %s has no inputs (onnxruntime_go cannot run such a model)", name)
 	}
-	so, err := opts.sessionOptions(externalDir)
+	prepack := opts.Prepack.resolve(info.nbits)
+	so, err := opts.sessionOptions(prepack, externalDir)
 	if err != nil {
 		return nil, fmt.Errorf("runtime: model %s: %w", name, err)
 	}
 	defer so.Destroy()
-	s := &Session{name: name, inputs: ins, outputs: outs,
+	s := &Session{name: name, inputs: ins, outputs: outs, prepacked: prepacks(so, prepack),
 		inIdx: map[string]int{}, outIdx: map[string]int{}, bounds: map[*Bound]struct{}{}}
 	inNames := make([]string, len(ins))
 	for i, in := range ins {
@@ -126,6 +130,23 @@ func open(name string, opts Options, externalDir string, ins, outs []IOInfo,
 	return s, nil
 }
 
+// prepacks reads back from onnxruntime's session options whether pre-packing is on (the key
+// unset is onnxruntime's default, on); want is what was asked, kept if the read fails.
+func prepacks(so *ort.SessionOptions, want bool) bool {
+	has, err := so.HasSessionConfigEntry(disablePrepacking)
+	if err != nil {
+		return want
+	}
+	if !has {
+		return true
+	}
+	v, err := so.GetSessionConfigEntry(disablePrepacking)
+	if err != nil {
+		return want
+	}
+	return v != "1"
+}
+
 // looksLikeProvider tells a provider failure at session creation (a missing library, an absent
 // device) from a bad model, so only the former gets the GPU installation hint.
 func looksLikeProvider(msg string) bool {
@@ -137,6 +158,11 @@ func looksLikeProvider(msg string) bool {
 	}
 	return false
 }
+
+// Prepacked reports whether onnxruntime pre-packs this session's constant weights: Options.Prepack
+// resolved against the model (on for PrepackAuto when it runs MatMulNBits), as read back from
+// the session options onnxruntime created the session with.
+func (s *Session) Prepacked() bool { return s.prepacked }
 
 // Name identifies the model in errors: its path, or a description of in-memory bytes.
 func (s *Session) Name() string { return s.name }

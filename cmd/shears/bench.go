@@ -27,7 +27,7 @@ type benchOpts struct {
 	list      bool
 	loadsave  bool
 	forward   string
-	prepack   bool
+	prepack   string
 	resultsMD string
 }
 
@@ -69,7 +69,7 @@ Example:
 			fs.MarkHidden("loadsave-child")
 			fs.StringVar(&o.forward, "forward-child", "", "internal: the measured child of quant-compare's prefill and decode tokens/s (MODEL)")
 			fs.MarkHidden("forward-child")
-			fs.BoolVar(&o.prepack, "forward-prepack", false, "internal: the forward child lets onnxruntime pre-pack the weights (as shears generate does)")
+			fs.StringVar(&o.prepack, "forward-prepack", "", "internal: the forward child's weight pre-packing (auto, on or off)")
 			fs.MarkHidden("forward-prepack")
 			return o
 		},
@@ -86,11 +86,10 @@ func runBench(env *cliEnv, o any, args []string) error {
 		return bench.LoadSave(args[0], args[1])
 	}
 	if opts.forward != "" {
-		ro, err := pipeline.RuntimeConfig{ORTLib: opts.ortLib, Threads: opts.threads}.Load()
+		ro, err := pipeline.RuntimeConfig{ORTLib: opts.ortLib, Threads: opts.threads, Prepack: opts.prepack}.Load()
 		if err != nil {
 			return err
 		}
-		ro.Prepack = opts.prepack
 		f, err := bench.Forward(opts.forward, ro, 4, 128, 128)
 		if err != nil {
 			return err

@@ -22,7 +22,6 @@ type generateOpts struct {
 	beams       int
 	noCache     bool
 	ignoreEOS   bool
-	prepack     bool
 	json        bool
 }
 
@@ -62,11 +61,12 @@ Examples:
 			fs.IntVar(&o.beams, "beams", 1, "beam search with N beams (1 = greedy or sampling)")
 			fs.BoolVar(&o.noCache, "no-cache", false, "rerun the whole sequence every token even when the model has a KV cache")
 			fs.BoolVar(&o.ignoreEOS, "ignore-eos", false, "do not stop at EOS")
-			// One token per step is a matrix-vector product per weight: onnxruntime's pre-packed
-			// weights make each step about 1.5× faster (bench serve-25m), at the price of a
-			// second copy of the weights in memory, which --prepack=false saves.
-			fs.BoolVar(&o.prepack, "prepack", true, "let onnxruntime keep pre-packed copies of the weights (faster steps, twice the weight memory)")
 			fs.BoolVar(&o.json, "json", false, `print {"ids": [...], "text": "...", "seconds": ..., ...}`)
+			// One token per step is a matrix-vector product per weight: onnxruntime's pre-packed
+			// weights make generation about 1.2× faster with float weights too (bench serve-25m),
+			// at the price of a second copy of them in memory, which --prepack=auto (MatMulNBits
+			// models only) or off saves. Every other command defaults to auto.
+			o.rt.cfg.Prepack = "on"
 			o.rt.add(fs)
 			return o
 		},
@@ -91,7 +91,6 @@ func runGenerate(env *cliEnv, o any, args []string) error {
 	if err := opts.rt.load(g.Check(), &g.Runtime); err != nil {
 		return err
 	}
-	g.Runtime.Prepack = opts.prepack
 	rep, err := pipeline.Generate(g)
 	if err != nil {
 		return err

@@ -56,6 +56,7 @@ Example:
 			fs.BoolVar(&o.json, "json", false, `print the report as JSON: {"tensors": [{"name", "max_rel_err", "checked"}], "max_rel_err", "dtype", "tolerance", "pass"}`)
 			fs.StringVar(&o.saveGraph, "save-graph", "", "also save the float32 train-step graph to this file")
 			o.rt.add(fs)
+			fs.MarkHidden("prepack") // the check runs its own session (float64, one thread)
 			return o
 		},
 		run: runGradcheck,

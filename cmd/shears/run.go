@@ -14,6 +14,7 @@ type runOpts struct {
 	ortLib     string
 	device     string
 	threads    int
+	prepack    string
 	json       bool
 	noProgress bool
 	fs         *pflag.FlagSet
@@ -37,7 +38,7 @@ checkpoint. baselines: {lora: true} adds plain LoRA at r_max on the dense and on
 the comparison rows of the Shears paper.
 
 Recipe keys (each section's keys are the flags of its command, with _ for -; see
-examples/stories260K.yaml): work, model, tokenizer, runtime {ort_lib, device, threads},
+examples/stories260K.yaml): work, model, tokenizer, runtime {ort_lib, device, threads, prepack},
 prune {method, sparsity, pattern, calib, samples, seq_len, seed, one_shot, include, exclude},
 adapt {targets, ranks, alpha, groups, dropout, seed, sparse_adapter, include, exclude},
 train {data, epochs, lr, batch, micro_batch, cutoff, seed, warmup, weight_decay, max_grad_norm,
@@ -55,6 +56,8 @@ Examples:
 			fs.StringVar(&o.ortLib, "ort-lib", "", "path to libonnxruntime (overrides runtime.ort_lib)")
 			fs.StringVar(&o.device, "device", "", "execution provider (overrides runtime.device)")
 			fs.IntVar(&o.threads, "threads", 0, "intra-op threads (overrides runtime.threads)")
+			addPrepack(fs, &o.prepack)
+			fs.Lookup("prepack").Usage += " (overrides runtime.prepack)"
 			fs.BoolVar(&o.noProgress, "no-progress", false, "do not draw the training progress bar")
 			fs.BoolVar(&o.json, "json", false, "print summary.json instead of summary.md at the end")
 			return o
@@ -85,6 +88,9 @@ func runRun(env *cliEnv, o any, args []string) error {
 	}
 	if opts.fs.Changed("threads") {
 		r.Runtime.Threads = opts.threads
+	}
+	if opts.fs.Changed("prepack") {
+		r.Runtime.Prepack = opts.prepack
 	}
 	ctx, stop := interruptContext(env.stderr)
 	defer stop()

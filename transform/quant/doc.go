@@ -34,7 +34,7 @@
 // merged export is what was trained and every merged weight is within half a step of the
 // unmerged W'. In a QA super-network the linears that got no adapter go back to the base's
 // packed integers (KeepQuantized: the MatMul reads MatMulNBits(I_K, B, scales, zero points),
-// folded to a constant by onnxruntime at load and off every gradient path), so the file holds no
+// off every gradient path; onnxruntime 1.24 runs it on every step rather than folding it), so the file holds no
 // float copy and no unused grid of them. DequantReads serves an unmerged export's sparse-adapter mask from the
 // MatMulNBits tensors themselves.
 package quant

@@ -188,8 +188,10 @@ func (r Lowered) Grid(src *onnx.Model) (*Layer, error) {
 // packed tensors (dequantOp) instead of a float32 initializer, and the linear's grid tensors
 // are removed. It is for the linears of a QA-SparsePEFT super-network that got no adapter:
 // nothing else reads their weight or grid, so the file keeps the base's 4- or 8-bit bytes,
-// onnxruntime is given no unused grid initializer, and it folds the same float weight into a
-// constant at load (no gradient flows into it). Raise puts them back as they were.
+// onnxruntime is given no unused grid initializer, and no gradient flows into the weight.
+// onnxruntime 1.24 does not fold that MatMulNBits into a constant at load: it runs on every
+// step, pre-packed (runtime.Prepack; runtime's TestPrepackCountsConstantNBits profiles it).
+// Raise puts them back as they were.
 func KeepQuantized(m *onnx.Model, nodes []string) error {
 	recs, err := ReadLowered(m)
 	if err != nil {
@@ -398,8 +400,8 @@ const dequantSuffix = "/dequant/MatMulNBits"
 
 // dequantOp adds to b the weight W [K, N] that the MatMulNBits tensors ins (B, scales[, zero
 // points]) with attributes attrs hold, as MatMulNBits(I_K, …) named node+dequantSuffix (the
-// identity built at run time by EyeLike; onnxruntime folds the chain into a constant at load),
-// and returns W's name.
+// identity built by EyeLike, which onnxruntime folds at load; the MatMulNBits itself runs on
+// every step), and returns W's name.
 func dequantOp(b *onnx.Builder, node string, k int, ins []string, attrs []*onnxpb.AttributeProto) string {
 	pre := node + "/dequant"
 	shape := b.Const(pre+"/shape", onnx.Int64Tensor("", []int64{2}, []int64{int64(k), int64(k)}))
