@@ -13,6 +13,7 @@ type importOpts struct {
 	out      string
 	dtype    string
 	external bool
+	inline   bool
 	json     bool
 	output   outputFlags
 }
@@ -32,8 +33,9 @@ Formats:
   hf        a Hugging Face checkpoint folder: config.json with model.safetensors, or shards
             model-0000k-of-0000n.safetensors with model.safetensors.index.json; F32, F16 or BF16
             tensors. Architectures: ` + strings.Join(pipeline.HFArchitectures(), ", ") + `.
-            Tensors stream from the safetensors files to the output one at a time (a checkpoint
-            larger than memory imports); initializers keep the checkpoint's tensor names. The model
+            Tensors stream from the safetensors files to OUT.onnx.data one at a time (a checkpoint
+            larger than memory imports; --inline keeps a small one in OUT.onnx, through memory);
+            initializers keep the checkpoint's tensor names. The model
             records config.json (metadata hf:config) and the folder (shears:source_dir), where later
             stages find tokenizer.json, tokenizer_config.json and generation_config.json.
   llama2c   a llama2.c legacy checkpoint (7 x int32 header, fp32 weights; shared or separate classifier)
@@ -55,7 +57,8 @@ Examples:
 			o := &importOpts{}
 			fs.StringVarP(&o.out, "output", "o", "", "output ONNX file (written atomically)")
 			fs.StringVar(&o.dtype, "dtype", "", "weight type: fp32, fp16 or bf16 (default: the checkpoint's)")
-			fs.BoolVar(&o.external, "external-data", false, "write weights to OUT.onnx.data (always done above 1.8 GB)")
+			fs.BoolVar(&o.external, "external-data", false, "llama2c: write weights to OUT.onnx.data (hf always does unless --inline; both do above 1.8 GB)")
+			fs.BoolVar(&o.inline, "inline", false, "hf: keep the weights inside OUT.onnx when under 1.8 GB, as --format folder does (one file, but the whole model passes through memory)")
 			fs.BoolVar(&o.json, "json", false, "print the report as JSON on stdout instead of the summary")
 			o.output.add(fs, true)
 			return o
@@ -79,7 +82,7 @@ func runImport(env *cliEnv, o any, args []string) error {
 	out.Card.Base = args[1]
 	bar := env.progressBar(true)
 	rep, err := pipeline.Import(pipeline.ImportOptions{
-		Format: args[0], Source: args[1], Out: opts.out, DType: opts.dtype, External: opts.external, Output: out,
+		Format: args[0], Source: args[1], Out: opts.out, DType: opts.dtype, External: opts.external, Inline: opts.inline, Output: out,
 		Progress: bar.fn(), Warn: warner(env, "import"),
 	})
 	bar.done()

@@ -71,6 +71,19 @@ func TestImportHFCLI(t *testing.T) {
 		}
 	}
 
+	// Weights go to external data by default; --inline writes one file with the same weights.
+	if _, err := os.Stat(out + ".data"); err != nil {
+		t.Errorf("import hf wrote no external data: %v", err)
+	}
+	inl := filepath.Join(dir, "inline.onnx")
+	if _, e, code := shears(t, "import", "hf", ckpt, "-o", inl, "--inline"); code != 0 {
+		t.Fatalf("import hf --inline: %s", e)
+	}
+	if _, err := os.Stat(inl + ".data"); !os.IsNotExist(err) {
+		t.Errorf("import hf --inline wrote external data (%v)", err)
+	}
+	sameWeights(t, out, inl)
+
 	// Later stages keep the metadata deploy reads.
 	pruned, super := filepath.Join(dir, "pruned.onnx"), filepath.Join(dir, "super.onnx")
 	if _, e, code := shears(t, "prune", out, "-o", pruned, "--sparsity", "0.5", "--method", "magnitude"); code != 0 {
@@ -117,5 +130,38 @@ func TestImportHFCLIBadInput(t *testing.T) {
 	_, e, code = shears(t, "import", "hf", t.TempDir(), "-o", filepath.Join(outDir, "m.onnx"))
 	if code != 1 || !strings.Contains(e, "no config.json") {
 		t.Fatalf("exit %d, stderr %q", code, e)
+	}
+}
+
+// sameWeights fails unless models a and b have the same initializers, byte for byte, wherever
+// each stores them.
+func sameWeights(t *testing.T, a, b string) {
+	t.Helper()
+	ma, err := onnx.Load(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ma.Close()
+	mb, err := onnx.Load(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mb.Close()
+	ia, ib := ma.Graph().GetInitializer(), mb.Graph().GetInitializer()
+	if len(ia) != len(ib) {
+		t.Fatalf("%d initializers in %s, %d in %s", len(ia), a, len(ib), b)
+	}
+	for i := range ia {
+		ra, err := ma.RawData(ia[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		rb, err := mb.RawData(ib[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ia[i].GetName() != ib[i].GetName() || string(ra) != string(rb) {
+			t.Fatalf("initializer %d: %s (%d bytes) vs %s (%d bytes)", i, ia[i].GetName(), len(ra), ib[i].GetName(), len(rb))
+		}
 	}
 }
