@@ -16,6 +16,7 @@ import (
 	"github.com/shears-ml/shears/tokenizer"
 	"github.com/shears-ml/shears/transform/lora"
 	"github.com/shears-ml/shears/transform/merge"
+	"github.com/shears-ml/shears/transform/quant"
 	"github.com/shears-ml/shears/transform/trainstep"
 	"google.golang.org/protobuf/proto"
 )
@@ -192,6 +193,9 @@ func NewLossEvaluator(run *Run, seqs []data.Sequence, o EvalOptions) (*Evaluator
 	if err := trainstep.AddCausalLMLoss(m, trainstep.LossNames{}); err != nil {
 		return nil, fmt.Errorf("nls: loss evaluator: %w", err)
 	}
+	if _, err := quant.FoldKept(m); err != nil { // see train.New
+		return nil, fmt.Errorf("nls: loss evaluator: %w", err)
+	}
 	raw, err := m.Marshal()
 	if err != nil {
 		return nil, fmt.Errorf("nls: loss evaluator: %w", err)
@@ -328,7 +332,12 @@ func NewAccuracyEvaluator(run *Run, tok tokenizer.Tokenizer, o AccuracyOptions) 
 	// configuration instead.
 	var super *runtime.Session
 	if !run.Meta.Train {
-		raw, err := run.Model.Marshal()
+		m := &onnx.Model{Proto: proto.Clone(run.Model.Proto).(*onnxpb.ModelProto), Dir: run.Model.Dir}
+		if _, err := quant.FoldKept(m); err != nil { // see train.New
+			return nil, fmt.Errorf("nls: accuracy evaluator: %w", err)
+		}
+		raw, err := m.Marshal()
+		m.Close()
 		if err != nil {
 			return nil, fmt.Errorf("nls: accuracy evaluator: %w", err)
 		}

@@ -41,8 +41,8 @@ func (w *wire) graphHasNBits(start, end int64) (bool, error) {
 // skipped.
 //
 // Every MatMulNBits counts, even one whose inputs are all constant: onnxruntime 1.24 does not
-// fold it at load (quant.KeepQuantized's MatMulNBits(EyeLike(ConstantOfShape), …) of a QA
-// super-network runs on every step; TestPrepackCountsConstantNBits).
+// fold contrib operators at load (a MatMulNBits(I, B, …) over constants ran on every step;
+// bench/RESULTS.md, SQFT), which is why quant dequantizes with standard operators instead.
 func (w *wire) nodeHasNBits(start, end int64) (bool, error) {
 	var op, domain string
 	sub := false

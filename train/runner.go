@@ -6,6 +6,7 @@ import (
 
 	"github.com/shears-ml/shears/onnx/onnxpb"
 	"github.com/shears-ml/shears/runtime"
+	"github.com/shears-ml/shears/transform/quant"
 	"github.com/shears-ml/shears/transform/trainstep"
 )
 
@@ -60,6 +61,11 @@ func New(st *trainstep.Step, o Options) (r *Runner, err error) {
 	}
 	if o.MaxGradNorm < 0 {
 		return nil, fmt.Errorf("train: max grad norm %v is negative", o.MaxGradNorm)
+	}
+	// A QA super-network's kept linears get their float weight here, not from onnxruntime's
+	// constant folding (whose intermediates would peak at several times their size).
+	if _, err := quant.FoldKept(st.Model); err != nil {
+		return nil, fmt.Errorf("train: %w", err)
 	}
 	raw, err := st.Model.Marshal()
 	if err != nil {

@@ -16,10 +16,10 @@ import (
 // 1e-10 instead of 1e-3, which is what makes a tight gradient check possible. External data is
 // read and inlined; m is not changed. Subgraphs are refused. com.microsoft.MatMulNBits has
 // float32 kernels only: it keeps computing in float32 (its float initializers stay float32,
-// its activation input is cast down, its output cast up), which is exact for the weights it
-// dequantizes when A is an identity (quant.KeepQuantized) and costs float32 rounding otherwise. Run the copy with graph
-// optimization "basic": onnxruntime's extended fusions (FusedMatMul, QuickGelu) have float32
-// kernels only.
+// its activation input is cast down, its output cast up), which costs float32 rounding. (A QA
+// super-network's kept linears dequantize with standard operators, quant.KeepQuantized, and
+// compute in float64 like the rest.) Run the copy with graph optimization "basic":
+// onnxruntime's extended fusions (FusedMatMul, QuickGelu) have float32 kernels only.
 func ToFloat64(m *onnx.Model) (*onnx.Model, error) {
 	if m == nil || m.Graph() == nil {
 		return nil, fmt.Errorf("autodiff: to float64: no model graph")

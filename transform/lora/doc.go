@@ -42,7 +42,8 @@
 // block where the merged weights leave it, as the merge does: quant.Requantize) with a
 // straight-through gradient built from integer (stop-gradient) tensors (see qaDelta), so the
 // base plus d computes what the quantized merge writes; lowered linears without a module keep
-// their packed integers (quant.KeepQuantized). Meta.QuantAware records it; UnfakeQA
+// their packed integers (quant.KeepQuantized; the float weight is folded in when a session
+// opens, quant.FoldKept, so no per-step cost). Meta.QuantAware records it; UnfakeQA
 // turns an extracted sub-adapter back into plain sparse adapters for the unmerged export.
 //
 // Low-precision bases (transform/convert): a linear's weight may be float16 or bfloat16. A

@@ -33,8 +33,10 @@
 // refit to it instead, 0 kept exact (refit.go); the QA train graph applies the same rule, so the
 // merged export is what was trained and every merged weight is within half a step of the
 // unmerged W'. In a QA super-network the linears that got no adapter go back to the base's
-// packed integers (KeepQuantized: the MatMul reads MatMulNBits(I_K, B, scales, zero points),
-// off every gradient path; onnxruntime 1.24 runs it on every step rather than folding it), so the file holds no
-// float copy and no unused grid of them. DequantReads serves an unmerged export's sparse-adapter mask from the
-// MatMulNBits tensors themselves.
+// packed integers (KeepQuantized: the MatMul reads W dequantized from B, scales and zero points
+// by standard operators, off every gradient path, which onnxruntime folds into a float
+// constant at load and FoldKept folds before a session opens; dequant.go), so the file holds
+// no float copy and no unused grid of them.
+// DequantReads serves an unmerged export's sparse-adapter mask from the MatMulNBits tensors
+// themselves the same way.
 package quant

@@ -184,14 +184,13 @@ func (r Lowered) Grid(src *onnx.Model) (*Layer, error) {
 }
 
 // KeepQuantized turns the named lowered linears of m back to their stored integers: the MatMul
-// still reads a float weight, but it is MatMulNBits(I_K, B, scales[, zero points]) of the
-// packed tensors (dequantOp) instead of a float32 initializer, and the linear's grid tensors
-// are removed. It is for the linears of a QA-SparsePEFT super-network that got no adapter:
-// nothing else reads their weight or grid, so the file keeps the base's 4- or 8-bit bytes,
-// onnxruntime is given no unused grid initializer, and no gradient flows into the weight.
-// onnxruntime 1.24 does not fold that MatMulNBits into a constant at load: it runs on every
-// step, pre-packed (runtime.Prepack; runtime's TestPrepackCountsConstantNBits profiles it).
-// Raise puts them back as they were.
+// still reads a float weight, but it is dequantized in the graph from the packed tensors
+// (dequantOp: standard operators over initializers, which onnxruntime folds at load and
+// FoldKept replaces before a session opens, so a step costs nothing more) instead of a float32
+// initializer, and the linear's grid tensors are removed. It is for the linears of a
+// QA-SparsePEFT super-network that got no adapter: nothing else reads their weight or grid, so
+// the file keeps the base's 4- or 8-bit bytes, onnxruntime is given no unused grid
+// initializer, and no gradient flows into the weight. Raise puts them back as they were.
 func KeepQuantized(m *onnx.Model, nodes []string) error {
 	recs, err := ReadLowered(m)
 	if err != nil {
@@ -237,7 +236,7 @@ func KeepQuantized(m *onnx.Model, nodes []string) error {
 		for _, it := range inits {
 			ins = append(ins, b.Initializer(it))
 		}
-		n.Input[1] = dequantOp(b, r.Node, r.K, ins, p.attrs(t))
+		n.Input[1] = dequantOp(b, r.Node, r.K, r.N, r.Config(), ins)
 		for _, t := range []string{r.Weight, r.Scales, r.Zeros} {
 			removeDeadChain(g, t)
 		}
@@ -245,7 +244,6 @@ func KeepQuantized(m *onnx.Model, nodes []string) error {
 	if err := b.Err(); err != nil {
 		return fmt.Errorf("keep %s quantized: %w", m.Path, err)
 	}
-	ensureDomain(m.Proto)
 	order, err := onnx.NewIndex(g).TopoOrder()
 	if err != nil {
 		return err
@@ -321,12 +319,12 @@ func Raise(m, src *onnx.Model) ([]Raised, error) {
 		var w []float32
 		var l, grid *Layer
 		var refit int
-		var packed []string // a kept linear's tensors (KeepQuantized), removed once raised
+		kept := false // a kept linear (KeepQuantized): its dequantization is removed once raised
 		if dq := onnx.NewIndex(g).Producer[n.GetInput()[1]]; dq != nil && dq.GetName() == r.Node+dequantSuffix {
-			if l, _, err = ReadNode(m, dq); err != nil {
+			if l, _, err = readDequant(m, r); err != nil {
 				return nil, fmt.Errorf("raise %s: %w", m.Path, err)
 			}
-			grid, w, packed = l, l.Dequant(), dq.GetInput()[1:]
+			grid, w, kept = l, l.Dequant(), true
 		} else {
 			wt := m.Initializer(n.GetInput()[1])
 			if wt == nil {
@@ -352,8 +350,8 @@ func Raise(m, src *onnx.Model) ([]Raised, error) {
 		if err := p.ApplyTarget(m, t, l); err != nil {
 			return nil, err
 		}
-		for _, name := range packed {
-			removeDeadChain(g, name)
+		if kept {
+			removeDequant(g, r.Node)
 		}
 		st := Raised{Lowered: r, ZerosKept: true, Weights: int64(len(w)), RefitBlocks: int64(refit), Blocks: int64(len(l.Scales))}
 		for i, s := range l.Scales {
@@ -395,32 +393,10 @@ func linearOf(n *onnxpb.NodeProto, r Lowered) layers.Linear {
 		In: int64(r.K), Out: int64(r.N), Block: -1}
 }
 
-// dequantSuffix ends the name of the MatMulNBits nodes DequantReads adds.
-const dequantSuffix = "/dequant/MatMulNBits"
-
-// dequantOp adds to b the weight W [K, N] that the MatMulNBits tensors ins (B, scales[, zero
-// points]) with attributes attrs hold, as MatMulNBits(I_K, …) named node+dequantSuffix (the
-// identity built by EyeLike, which onnxruntime folds at load; the MatMulNBits itself runs on
-// every step), and returns W's name.
-func dequantOp(b *onnx.Builder, node string, k int, ins []string, attrs []*onnxpb.AttributeProto) string {
-	pre := node + "/dequant"
-	shape := b.Const(pre+"/shape", onnx.Int64Tensor("", []int64{2}, []int64{int64(k), int64(k)}))
-	zeros := b.Op("ConstantOfShape", pre+"/ConstantOfShape", []string{shape}, onnx.AttrTensor("value", onnx.Float32Tensor("", []int64{1}, []float32{0})))
-	eye := b.Op("EyeLike", pre+"/EyeLike", []string{zeros})
-	deq := b.Op(OpType, node+dequantSuffix, append([]string{eye}, ins...), attrs...)
-	for _, n := range b.Graph().GetNode() {
-		if n.GetOpType() == OpType && n.GetName() == node+dequantSuffix {
-			n.Domain = proto.String(Domain)
-		}
-	}
-	return deq
-}
-
 // DequantReads replaces every remaining read of a raised linear's float weight (an unmerged
-// export's sparse-adapter mask M = (W ≠ 0)) by the weight dequantized from the MatMulNBits
-// tensors themselves, MatMulNBits(I_K) (an identity built at run time by EyeLike, folded by
-// onnxruntime at load), so no float copy of the base stays in the file. The float weights are
-// then removed.
+// export's sparse-adapter mask M = (W ≠ 0)) by the weight dequantized in the graph from the
+// MatMulNBits tensors themselves (dequantOp, folded by onnxruntime at load), so no float copy
+// of the base stays in the file. The float weights are then removed.
 func DequantReads(m *onnx.Model, raised []Raised) error {
 	g := m.Graph()
 	b := onnx.BuilderFor(m)
@@ -444,7 +420,7 @@ func DequantReads(m *onnx.Model, raised []Raised) error {
 		if len(ins) > 3 {
 			ins = ins[:3] // no bias: the weight alone
 		}
-		deq := dequantOp(b, r.Node, r.K, ins, q.GetAttribute())
+		deq := dequantOp(b, r.Node, r.K, r.N, r.Config(), ins)
 		for _, n := range readers {
 			for i, in := range n.GetInput() {
 				if in == r.Weight {
