@@ -37,7 +37,8 @@ gpu-bundle: ort
 	./scripts/gpu-bundle.sh
 
 # Go modules, and Debian's python3-onnx and python3-torch: the official-checker test and the
-# PyTorch-exported (optimum-style) fixtures of testdata/torch; those tests skip if unavailable.
+# PyTorch-exported fixtures of testdata/torch (optimum-style, and stories260K's torch export when
+# ../shared is absent); those tests skip if unavailable.
 deps:
 	$(GO) mod download
 	@if ! /usr/bin/python3 -c 'import onnx, torch' 2>/dev/null && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \

@@ -6,14 +6,14 @@ import (
 	"github.com/shears-ml/shears/onnx/onnxpb"
 )
 
-// SharedFixture is testkit.Shared, set by the external test package (shared_test.go): the
-// tests of package onnx cannot import internal/testkit, which imports onnx.
-var SharedFixture func(t testing.TB, rel string) string
+// TorchStoriesFixture is testkit.TorchStories' path, set by the external test package
+// (shared_test.go): the tests of package onnx cannot import internal/testkit, which imports onnx.
+var TorchStoriesFixture func(t testing.TB) string
 
-// coreFixture is the stories260K torch export under ../shared (fetched, or the test skipped
-// naming it, when absent).
+// coreFixture is the stories260K PyTorch export: ../shared's, or exported by the testkit when
+// ../shared is absent (the test skipped, naming why, only when neither can be had).
 func coreFixture(t testing.TB) string {
-	return SharedFixture(t, "models/stories260K/stories260K.torch-opset17.onnx")
+	return TorchStoriesFixture(t)
 }
 
 func tcStr(s string) *string { return &s }

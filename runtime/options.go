@@ -44,7 +44,7 @@ type Options struct {
 	// off (bench/RESULTS.md, "PyTorch peer").
 	Spin bool
 	// Prepack chooses onnxruntime's weight pre-packing (see Prepack). The zero value,
-	// PrepackAuto, follows from the model: on when it runs MatMulNBits, off otherwise.
+	// PrepackAuto, follows from the model: on when it holds MatMulNBits, off otherwise.
 	Prepack Prepack
 	// Profile, when not empty, makes onnxruntime write a profile of every run (a Chrome trace:
 	// one event per node with its op type and the execution provider that ran it) to
@@ -101,8 +101,9 @@ func contains(list []string, s string) bool {
 }
 
 // sessionOptions builds onnxruntime session options from validated Options; the caller destroys
-// them. prepack is Options.Prepack resolved against the model (Prepack.resolve). externalDir, when not empty, is where external-data locations resolve (for models loaded
-// from bytes). Errors carry no "runtime:" prefix: the caller adds the model's name.
+// them. prepack is Options.Prepack resolved against the model (Prepack.resolve). externalDir,
+// when not empty, is where external-data locations resolve (for models loaded from bytes).
+// Errors carry no "runtime:" prefix: the caller adds the model's name.
 func (o Options) sessionOptions(prepack bool, externalDir string) (_ *ort.SessionOptions, err error) {
 	if err := requireInit(); err != nil {
 		return nil, err

@@ -142,7 +142,7 @@ func arcSlice(t *testing.T, dir, name string, from, to int) string {
 }
 
 func TestInspectFindsTheSameLinearsInImportAndTorchExport(t *testing.T) {
-	torch := testkit.Shared(t, "models/stories260K/stories260K.torch-opset17.onnx")
+	torch := testkit.TorchStories(t).Path
 	ours := importStories(t, t.TempDir())
 	a, b := inspectJSON(t, ours), inspectJSON(t, torch)
 	if a.Opset != 17 || b.Opset != 17 {
@@ -332,7 +332,7 @@ func TestHelpTeaches(t *testing.T) {
 // The PyTorch export (symbolic activation shapes, exporter op soup) prunes too, its alike blocks
 // sharing calibration sessions.
 func TestPruneTorchExport(t *testing.T) {
-	torch := testkit.Shared(t, "models/stories260K/stories260K.torch-opset17.onnx")
+	torch := testkit.TorchStories(t).Path
 	tok := testkit.Tok512Shaped(t)
 	calib := testkit.Dataset(t, "ARC-Easy-train.json")
 	testkit.ORT(t)

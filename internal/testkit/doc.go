@@ -8,11 +8,13 @@
 //   - standin.go: stories260K-shaped stand-ins for a clone without ../shared or network;
 //   - tokenizer.go: a llama2.c tokenizer trained here on a fixed text;
 //   - torch.go: optimum-style fixtures exported by PyTorch (skip when torch is missing);
+//   - torchstories.go: the stories260K PyTorch export, ../shared's or exported here the same way;
 //   - transformersjs.go: running transformers.js under Node on exported folders;
 //   - testkit.go: onnxruntime start-up, causal-LM feeds, NaN-aware MaxDiff/Worse, the official
 //     ONNX checker.
 //
 // testkit imports onnx, runtime, lm and models, so the in-package tests of those packages cannot
 // import it: their tests that need it live in external test packages (package onnx_test, …), and
-// onnx's in-package tests reach ../shared through the SharedFixture hook its external tests set.
+// onnx's in-package tests reach the stories260K export through the TorchStoriesFixture hook its
+// external tests set.
 package testkit

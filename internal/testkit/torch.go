@@ -10,12 +10,16 @@ package testkit
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/shears-ml/shears/internal/dirlock"
 )
 
 // Python is the interpreter the fixtures need: Debian's, where apt installs python3-torch.
@@ -32,7 +36,7 @@ type TorchExport struct {
 var (
 	torchOnce sync.Once
 	torchErr  error
-	torchMu   sync.Mutex // one export at a time per process
+	torchMu   sync.Mutex // one export at a time per process (lockCache: per machine)
 )
 
 // TorchAvailable reports whether the fixtures can be made (nil) or why not.
@@ -84,19 +88,18 @@ func torchRun(t testing.TB, ckpt, random string, skip bool) (TorchExport, bool) 
 	t.Helper()
 	root := RepoRoot(t)
 	script := filepath.Join(root, "testdata", "torch", "optimum_llama.py")
-	h := sha256.New()
-	for _, f := range []string{script, ckpt} {
-		if f == "" {
-			continue
+	args := func(out string) []string {
+		if random == "" {
+			return []string{script, ckpt, "-o", out}
 		}
-		b, err := os.ReadFile(f)
-		if err != nil {
+		var spec string
+		var seed int
+		if _, err := fmt.Sscanf(random, "%s seed=%d", &spec, &seed); err != nil {
 			t.Fatal(err)
 		}
-		h.Write(b)
+		return []string{script, "--random", spec, "--seed", fmt.Sprint(seed), filepath.Join(out, "random.bin"), "-o", out}
 	}
-	h.Write([]byte(random))
-	dir := filepath.Join(root, ".cache", "torch-fixtures", hex.EncodeToString(h.Sum(nil))[:16])
+	dir, ok := torchCached(t, []string{script, ckpt}, random, "decoder_model_merged.onnx", args, skip)
 	e := TorchExport{
 		WithPast: filepath.Join(dir, "model.onnx"),
 		NoPast:   filepath.Join(dir, "decoder_model.onnx"),
@@ -107,51 +110,86 @@ func torchRun(t testing.TB, ckpt, random string, skip bool) (TorchExport, bool) 
 	} else {
 		e.Checkpoint = ckpt
 	}
+	return e, ok
+}
+
+// torchCached runs Python on args(out) once per content — the bytes of files ("" entries
+// skipped) and extra — and returns the folder it wrote, cached as .cache/torch-fixtures/<key>/
+// (last, the file whose presence marks the folder whole). Without torch it skips t (skip) or
+// logs and returns false. Processes share the cache: one exports while the others wait on the
+// cache's lock, and a fresh folder is renamed into place, so a cached folder is always whole.
+func torchCached(t testing.TB, files []string, extra, last string, args func(out string) []string, skip bool) (string, bool) {
+	t.Helper()
+	h := sha256.New()
+	for _, f := range files {
+		if f == "" {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.Write(b)
+	}
+	h.Write([]byte(extra))
+	cache := filepath.Join(RepoRoot(t), ".cache", "torch-fixtures")
+	dir := filepath.Join(cache, hex.EncodeToString(h.Sum(nil))[:16])
 	torchMu.Lock()
 	defer torchMu.Unlock()
-	if _, err := os.Stat(e.Merged); err == nil {
-		return e, true // cached: no need to start python
+	if _, err := os.Stat(filepath.Join(dir, last)); err == nil {
+		return dir, true // cached: no need to start python
 	}
 	if err := TorchAvailable(); err != nil {
 		if skip {
 			t.Skipf("torch fixtures unavailable: %v", err)
 		}
 		t.Logf("torch fixtures unavailable: %v", err)
-		return e, false
+		return dir, false
 	}
-	// Write into a fresh folder and rename it into place, so a cached folder is always whole.
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+	if err := os.MkdirAll(cache, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	tmp, err := os.MkdirTemp(filepath.Dir(dir), "tmp-")
+	unlock := lockCache(t, cache)
+	defer unlock()
+	if _, err := os.Stat(filepath.Join(dir, last)); err == nil {
+		return dir, true // another test binary exported it while this one waited
+	}
+	tmp, err := os.MkdirTemp(cache, "tmp-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer os.RemoveAll(tmp)
-	args := []string{script}
-	if random != "" {
-		var spec string
-		var seed int
-		if _, err := fmt.Sscanf(random, "%s seed=%d", &spec, &seed); err != nil {
-			t.Fatal(err)
-		}
-		args = append(args, "--random", spec, "--seed", fmt.Sprint(seed), filepath.Join(tmp, "random.bin"))
-	} else {
-		args = append(args, ckpt)
-	}
-	args = append(args, "-o", tmp)
-	cmd := exec.Command(Python, args...)
+	cmd := exec.Command(Python, args(tmp)...)
 	cmd.Env = append(os.Environ(), "OMP_NUM_THREADS=1")
+	start := time.Now()
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("torch export failed: %v\n%s", err, out)
 	}
+	t.Logf("torch export %s: %.1f s", filepath.Base(dir), time.Since(start).Seconds())
 	if err := os.Rename(tmp, dir); err != nil {
-		if _, statErr := os.Stat(e.Merged); statErr != nil { // not a concurrent writer's win
+		if _, statErr := os.Stat(filepath.Join(dir, last)); statErr != nil {
 			t.Fatal(err)
 		}
 	}
-	return e, true
+	return dir, true
+}
+
+// lockCache takes the torch cache's directory lock, waiting while another test binary (go test
+// runs packages in parallel) holds it, so that one torch export runs at a time.
+func lockCache(t testing.TB, cache string) func() {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		l, err := dirlock.Acquire(cache, "exporting a torch fixture")
+		if err == nil {
+			return l.Release
+		}
+		if !errors.Is(err, dirlock.ErrBusy) || time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func lastLine(b []byte) string {

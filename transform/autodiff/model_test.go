@@ -41,7 +41,7 @@ func TestStories260KImportFloat32(t *testing.T) {
 }
 
 func TestStories260KTorchExportFloat64(t *testing.T) {
-	path := testkit.Shared(t, "models/stories260K/stories260K.torch-opset17.onnx")
+	path := testkit.TorchStories(t).Path
 	testkit.ORT(t)
 	m, err := onnx.Load(path)
 	if err != nil {

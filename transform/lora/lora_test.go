@@ -581,7 +581,7 @@ func TestMaskedGradientsAreZero(t *testing.T) {
 // names come from the node paths) and checks B = 0 changes nothing and dropout shapes resolve.
 func TestTorchExport(t *testing.T) {
 	testkit.ORT(t)
-	m, err := onnx.Load(testkit.Shared(t, "models/stories260K/stories260K.torch-opset17.onnx"))
+	m, err := onnx.Load(testkit.TorchStories(t).Path)
 	if err != nil {
 		t.Fatal(err)
 	}

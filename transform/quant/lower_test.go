@@ -6,7 +6,9 @@ import (
 
 	"github.com/shears-ml/shears/internal/testkit"
 	"github.com/shears-ml/shears/onnx"
+	"github.com/shears-ml/shears/onnx/onnxpb"
 	"github.com/shears-ml/shears/transform/layers"
+	"google.golang.org/protobuf/proto"
 )
 
 // quantizedTiny is the tiny synthetic LLaMA with every target linear RTN-quantized on c.
@@ -109,5 +111,28 @@ func TestLowerRaiseRoundTrip(t *testing.T) {
 		if _, got = testkit.RunLogits(t, low, 1, ids, nil); testkit.MaxDiff(got, want) != 0 {
 			t.Fatalf("raised model's logits differ from the quantized model's")
 		}
+	}
+}
+
+// HasQuantized finds a MatMulNBits inside an If branch (optimum's merged decoder keeps every
+// node there), and nothing in a float model of the same shape.
+func TestHasQuantizedInSubgraph(t *testing.T) {
+	str := proto.String
+	merged := func(op, domain string) *onnx.Model {
+		then := &onnxpb.GraphProto{Name: str("then"), Node: []*onnxpb.NodeProto{
+			{Name: str("/model/layers.0/mlp/down_proj/MatMul_Q4"), OpType: str(op), Domain: str(domain), Input: []string{"x", "w"}, Output: []string{"y_then"}}}}
+		els := &onnxpb.GraphProto{Name: str("else"), Node: []*onnxpb.NodeProto{
+			{Name: str("id"), OpType: str("Identity"), Input: []string{"x"}, Output: []string{"y_else"}}}}
+		g := &onnxpb.GraphProto{Name: str("g"), Node: []*onnxpb.NodeProto{{Name: str("optimum::if"), OpType: str("If"), Input: []string{"use_cache_branch"}, Output: []string{"y"},
+			Attribute: []*onnxpb.AttributeProto{
+				{Name: str("then_branch"), Type: onnxpb.AttributeProto_GRAPH.Enum(), G: then},
+				{Name: str("else_branch"), Type: onnxpb.AttributeProto_GRAPH.Enum(), G: els}}}}}
+		return &onnx.Model{Proto: &onnxpb.ModelProto{Graph: g}}
+	}
+	if has, name := HasQuantized(merged(OpType, Domain)); !has || name != "/model/layers.0/mlp/down_proj/MatMul_Q4" {
+		t.Errorf("HasQuantized = %v, %q on a MatMulNBits in an If branch", has, name)
+	}
+	if has, name := HasQuantized(merged("MatMul", "")); has {
+		t.Errorf("HasQuantized = true (%q) on a float model", name)
 	}
 }
