@@ -5,7 +5,6 @@ import (
 	"slices"
 
 	"github.com/shears-ml/shears/lm"
-	"github.com/shears-ml/shears/onnx/onnxpb"
 	"github.com/shears-ml/shears/runtime"
 )
 
@@ -19,26 +18,21 @@ const UseCacheBranch = lm.UseCacheBranch
 //
 // With a KV cache (the model has past inputs and the decoder was not asked to recompute) the
 // first step runs the prompt once on an empty past, and each later step runs only the new
-// tokens, the previous run's present.* outputs fed back as past_key_values.*; beam search
-// reorders the cache rows when beams are chosen (reorder). Without one, every step reruns each
-// row's whole sequence (with an empty past where the model has past inputs), O(length²) — the
-// reference computation the cached path is tested against.
+// tokens, the previous run's present.* outputs fed back as past_key_values.* (kvCache keeps them
+// in buffers onnxruntime reads and writes in place); beam search reorders the cache rows when
+// beams are chosen (reorder). Without one, every step reruns each row's whole sequence (with an
+// empty past where the model has past inputs), O(length²) — the reference computation the cached
+// path is tested against.
 type decoder struct {
 	m      Model
 	it     *lm.Interface
 	cached bool
-	seqs   [][]int // every row's tokens so far (prompt included)
-	// past holds the cache of every row after the last step, keyed by past input name:
-	// [rows, kv_heads, len(seqs[0]), head_dim] each.
-	past   map[string]*runtime.Tensor
-	fixed  map[string]*runtime.Tensor // inputs outside the interface the decoder feeds itself
-	shaped func(map[string]*runtime.Tensor, []string, map[string][]int64) (map[string]*runtime.Tensor, error)
-}
-
-// shapedModel is a Model that can be told its outputs' shapes (runtime.Session): needed for a
-// float16 cache, whose presents onnxruntime_go cannot allocate itself.
-type shapedModel interface {
-	RunWithShapes(inputs map[string]*runtime.Tensor, outputs []string, shapes map[string][]int64) (map[string]*runtime.Tensor, error)
+	seqs   [][]int  // every row's tokens so far (prompt included)
+	kv     *kvCache // the cache, or where a recomputing run's presents go; nil without past inputs
+	// logits is the buffer later steps' logits are written into, once the first has told the
+	// vocabulary size (vocab).
+	logits *runtime.Tensor
+	vocab  int
 }
 
 // newDecoder reads m's interface. recompute forces the uncached path on a model with a cache.
@@ -47,16 +41,12 @@ func newDecoder(m Model, recompute bool) (*decoder, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &decoder{m: m, it: it, cached: it.HasPast() && !recompute, fixed: map[string]*runtime.Tensor{}}
+	d := &decoder{m: m, it: it, cached: it.HasPast() && !recompute}
 	if len(it.Other) > 0 {
 		return nil, fmt.Errorf("the model input %q is not supported (expected input_ids, attention_mask, position_ids, past_key_values.*, use_cache_branch)", it.Other[0])
 	}
-	if d.cached && it.PastType != onnxpb.TensorProto_FLOAT {
-		sm, ok := m.(shapedModel)
-		if !ok {
-			return nil, fmt.Errorf("a %v KV cache needs a session that takes output shapes", it.PastType)
-		}
-		d.shaped = sm.RunWithShapes
+	if it.HasPast() {
+		d.kv = newKVCache(it)
 	}
 	return d, nil
 }
@@ -71,7 +61,7 @@ func (d *decoder) length() int {
 
 // step appends tokens[r] to row r (the first call gives the prompts, all of one length; later
 // calls one token per row, say) and returns the logits at each row's last position, row after
-// row, and the vocabulary size.
+// row, and the vocabulary size. The logits are valid until the next step.
 func (d *decoder) step(tokens [][]int) ([]float32, int, error) {
 	if len(tokens) == 0 {
 		return nil, 0, fmt.Errorf("decode: no rows")
@@ -110,64 +100,64 @@ func (d *decoder) step(tokens [][]int) ([]float32, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	feeds := make(map[string]*runtime.Tensor, len(lf)+len(d.past)+1)
+	feeds := make(map[string]*runtime.Tensor, len(lf)+2*d.it.Layers)
 	for name, t := range lf {
 		if feeds[name], err = runtime.LMTensor(t); err != nil {
 			return nil, 0, fmt.Errorf("decode: input %q: %w", name, err)
 		}
 	}
-	if past > 0 {
-		for name, t := range d.past {
-			feeds[name] = t
-		}
-	}
-	outs := []string{lm.Logits}
-	var shapes map[string][]int64
-	if d.cached {
-		for i := 0; i < d.it.Layers; i++ {
-			for _, k := range []lm.Kind{lm.Key, lm.Value} {
-				outs = append(outs, lm.Present(i, k))
+	b, t := len(tokens), len(batch.IDs[0])
+	into := map[string]*runtime.Tensor{}
+	if d.kv != nil {
+		if d.cached {
+			if err := d.kv.feeds(feeds); err != nil {
+				return nil, 0, fmt.Errorf("decode: %w", err)
 			}
 		}
-		if d.shaped != nil {
-			shapes = map[string][]int64{}
-			for _, o := range outs[1:] {
-				shapes[o] = []int64{int64(len(tokens)), d.it.KVHeads, int64(past + n), d.it.HeadDim}
-			}
+		// Presents are computed on every run; a recomputing decoder only never feeds them back.
+		if err := d.kv.outputs(into, b, past+t); err != nil {
+			return nil, 0, fmt.Errorf("decode: %w", err)
 		}
 	}
-	var res map[string]*runtime.Tensor
-	if shapes != nil {
-		res, err = d.shaped(feeds, outs, shapes)
-	} else {
-		res, err = d.m.Run(feeds, outs)
+	if d.vocab > 0 {
+		if into[lm.Logits], err = d.logitsView(b, t); err != nil {
+			return nil, 0, fmt.Errorf("decode: logits: %w", err)
+		}
 	}
+	res, err := d.m.RunInto(feeds, []string{lm.Logits}, into)
 	if err != nil {
 		return nil, 0, err
 	}
 	if d.cached {
-		d.past = make(map[string]*runtime.Tensor, 2*d.it.Layers)
-		for i := 0; i < d.it.Layers; i++ {
-			for _, k := range []lm.Kind{lm.Key, lm.Value} {
-				p := res[lm.Present(i, k)]
-				if p == nil || len(p.Shape) != 4 || p.Shape[0] != int64(len(tokens)) || p.Shape[2] != int64(past+n) {
-					return nil, 0, fmt.Errorf("decode: output %q is %v, want [%d, kv_heads, %d, head_dim]", lm.Present(i, k), shapeOf(p), len(tokens), past+n)
-				}
-				d.past[lm.Past(i, k)] = p
-			}
-		}
+		d.kv.swap(b, past+t)
 	}
 	l := res[lm.Logits]
-	b, t := len(tokens), len(batch.IDs[0])
 	if l == nil || len(l.Shape) != 3 || l.Shape[0] != int64(b) || l.Shape[1] != int64(t) || l.DType != runtime.Float32 {
 		return nil, 0, fmt.Errorf("decode: logits %v, want float32 [%d, %d, vocab]", shapeOf(l), b, t)
 	}
 	v := int(l.Shape[2])
-	out := make([]float32, 0, b*v)
-	for r := 0; r < b; r++ {
-		out = append(out, l.F32[(r*t+t-1)*v:(r*t+t)*v]...)
+	if d.vocab == 0 {
+		d.vocab, d.logits = v, l
 	}
-	return out, v, nil
+	// Each row's last position, moved to the front in place (row r's lies at or after r·v).
+	for r := 0; r < b && t > 1; r++ {
+		copy(l.F32[r*v:(r+1)*v], l.F32[(r*t+t-1)*v:(r*t+t)*v])
+	}
+	return l.F32[:b*v], v, nil
+}
+
+// logitsView is the logits buffer shaped [rows, t, vocab], grown when needed.
+func (d *decoder) logitsView(rows, t int) (*runtime.Tensor, error) {
+	shape := []int64{int64(rows), int64(t), int64(d.vocab)}
+	if v, err := d.logits.View(shape); err == nil {
+		return v, nil
+	}
+	buf, err := runtime.Zeros(runtime.Float32, []int64{max(int64(rows*t*d.vocab), 2*int64(cap(d.logits.F32)))})
+	if err != nil {
+		return nil, err
+	}
+	d.logits = buf
+	return buf.View(shape)
 }
 
 // reorder makes row r a copy of the old row src[r] (beam search keeping, dropping and
@@ -188,45 +178,12 @@ func (d *decoder) reorder(src []int) error {
 		seqs[i] = slices.Clone(d.seqs[s])
 	}
 	d.seqs = seqs
-	for name, t := range d.past {
-		g, err := gatherRows(t, src)
-		if err != nil {
-			return fmt.Errorf("decode: reorder %s: %w", name, err)
+	if d.cached {
+		if err := d.kv.reorder(src); err != nil {
+			return fmt.Errorf("decode: reorder: %w", err)
 		}
-		d.past[name] = g
 	}
 	return nil
-}
-
-// gatherRows returns t's rows (axis 0) in the order src.
-func gatherRows(t *runtime.Tensor, src []int) (*runtime.Tensor, error) {
-	shape := slices.Clone(t.Shape)
-	rows := int(shape[0])
-	shape[0] = int64(len(src))
-	switch {
-	case t.DType == runtime.Float32:
-		n := len(t.F32) / max(rows, 1)
-		out := make([]float32, 0, n*len(src))
-		for _, s := range src {
-			out = append(out, t.F32[s*n:(s+1)*n]...)
-		}
-		return runtime.F32(shape, out), nil
-	case t.Raw != nil || t.DType.Size() > 0 && t.F64 == nil && t.I64 == nil:
-		n := len(t.Raw) / max(rows, 1)
-		out := make([]byte, 0, n*len(src))
-		for _, s := range src {
-			out = append(out, t.Raw[s*n:(s+1)*n]...)
-		}
-		return runtime.RawTensor(t.DType, shape, out), nil
-	}
-	return nil, fmt.Errorf("cache of type %s", t.DType)
-}
-
-func boolByte(b bool) byte {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 func shapeOf(t *runtime.Tensor) any {

@@ -7,9 +7,11 @@ import (
 )
 
 // Model is what the evaluations run: an onnxruntime session (*runtime.Session), or one with
-// some of its inputs held fixed (WithInputs).
+// some of its inputs held fixed (WithInputs). RunInto writes the outputs given in into in place
+// (runtime.Session.RunInto): the decoders keep their KV cache in buffers reused step after step.
 type Model interface {
 	Run(inputs map[string]*runtime.Tensor, outputs []string) (map[string]*runtime.Tensor, error)
+	RunInto(inputs map[string]*runtime.Tensor, outputs []string, into map[string]*runtime.Tensor) (map[string]*runtime.Tensor, error)
 	Inputs() []runtime.IOInfo
 }
 
@@ -26,12 +28,16 @@ type fixedInputs struct {
 }
 
 func (f *fixedInputs) Run(inputs map[string]*runtime.Tensor, outputs []string) (map[string]*runtime.Tensor, error) {
+	return f.RunInto(inputs, outputs, nil)
+}
+
+func (f *fixedInputs) RunInto(inputs map[string]*runtime.Tensor, outputs []string, into map[string]*runtime.Tensor) (map[string]*runtime.Tensor, error) {
 	all := maps.Clone(inputs)
 	if all == nil {
 		all = map[string]*runtime.Tensor{}
 	}
 	maps.Copy(all, f.fixed)
-	return f.m.Run(all, outputs)
+	return f.m.RunInto(all, outputs, into)
 }
 
 func (f *fixedInputs) Inputs() []runtime.IOInfo {

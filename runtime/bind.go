@@ -36,17 +36,8 @@ func (s *Session) Bind(inputs map[string]*Tensor, outputs map[string]*Tensor) (b
 	if err := s.checkInputs(inputs); err != nil {
 		return nil, err
 	}
-	for name, t := range outputs {
-		j, ok := s.outIdx[name]
-		if !ok {
-			return nil, fmt.Errorf("runtime: model %s has no output %q (outputs: %s)", s.name, name, names(s.outputs))
-		}
-		if t == nil {
-			return nil, fmt.Errorf("runtime: model %s: output %q: nil tensor", s.name, name)
-		}
-		if err := checkTensor(s.outputs[j], t); err != nil {
-			return nil, fmt.Errorf("runtime: model %s: output %q: %v", s.name, name, err)
-		}
+	if err := s.checkOutputs(outputs); err != nil {
+		return nil, err
 	}
 	b = &Bound{s: s,
 		in: make([]ort.Value, len(s.inputs)), inT: make([]*Tensor, len(s.inputs)), inData: make([]unsafe.Pointer, len(s.inputs)),
@@ -70,7 +61,7 @@ func (s *Session) Bind(inputs map[string]*Tensor, outputs map[string]*Tensor) (b
 	for j, info := range s.outputs {
 		t := outputs[info.Name]
 		if t == nil {
-			if t, err = s.prealloc(info, nil); err != nil {
+			if t, err = s.prealloc(info); err != nil {
 				return nil, err
 			}
 			if t == nil {

@@ -38,6 +38,9 @@
 //     releases every Bound made from it.
 //   - Run creates onnxruntime values for the inputs and preallocated outputs and destroys them
 //     before returning. The returned Tensors are plain Go memory, owned by the caller.
+//   - RunInto writes the outputs it is given in place (views of reused buffers, made with
+//     Tensor.View): onnxruntime neither allocates them nor has them copied into new Go memory,
+//     which is how a decoder's KV cache stays in the same buffers from step to step.
 //   - Input Tensors are only read, and only during the call.
 //   - A Bound shares the caller's Tensor slices with onnxruntime until it is closed: change their
 //     contents between runs, never replace the slices (Run reports a replaced slice). Rank-0
@@ -50,7 +53,8 @@
 // onnxruntime_go v1.27 copies an output it allocated itself element-count bytes long, which
 // truncates fp16 and bf16 outputs ("not enough space: expected 12, got 6"), and it cannot allocate
 // rank-0 outputs at all. Such outputs are therefore always preallocated: from the model's declared
-// shape when it is static, from the shapes passed to RunWithShapes, or as the Tensors given to Bind.
+// shape when it is static, from the shapes passed to RunWithShapes, or as the Tensors given to
+// RunInto or Bind.
 // An fp16/bf16 output with a symbolic dimension that is not given a shape is an error naming it.
 // float32, float64, int64, int32, bool, int8 and uint8 outputs are allocated by onnxruntime.
 //

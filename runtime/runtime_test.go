@@ -369,3 +369,53 @@ func TestTinyModelInitializerInputsFP16Scalar(t *testing.T) {
 		}
 	}
 }
+
+// RunInto writes the given outputs in place — views of buffers larger than the output, an fp16
+// output with a symbolic dimension included — returns those very tensors, allocates the rest,
+// and refuses a tensor for an unknown output or of the wrong type.
+func TestRunIntoWritesViewsInPlace(t *testing.T) {
+	testkit.ORT(t)
+	s, err := runtime.OpenBytes(tinyModel(t), "", testOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	x := runtime.F32([]int64{2, 3}, []float32{0.5, -1, 2, 10, 20, 30})
+	yBuf := runtime.F32([]int64{10}, make([]float32, 10))
+	hBuf, _ := runtime.Zeros(runtime.Float16, []int64{8})
+	y, err := yBuf.View([]int64{2, 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := hBuf.View([]int64{2, 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := s.RunInto(map[string]*runtime.Tensor{"x": x}, []string{"y", "h", "s"}, map[string]*runtime.Tensor{"y": y, "h": h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out["y"] != y || out["h"] != h {
+		t.Fatal("RunInto returned other tensors than the ones given")
+	}
+	wantY := []float32{1.5, 1, 5, 11, 22, 33}
+	if !reflect.DeepEqual(yBuf.F32[:6], wantY) || yBuf.F32[6] != 0 {
+		t.Errorf("y buffer %v, want %v then zeros", yBuf.F32, wantY)
+	}
+	// h[5] = 33 in IEEE half bits, written into the buffer behind the view.
+	if got := binary.LittleEndian.Uint16(hBuf.Raw[2*5:]); got != 0x5020 {
+		t.Errorf("h[5] = %#04x in the buffer, want 0x5020", got)
+	}
+	if sc := out["s"]; sc == nil || len(sc.F32) != 1 || sc.F32[0] != 73.5 {
+		t.Errorf("scalar s = %v, want 73.5", sc)
+	}
+	if _, err := yBuf.View([]int64{11}); err == nil || !strings.Contains(err.Error(), "holds 10") {
+		t.Errorf("a view past the buffer: %v", err)
+	}
+	if _, err := s.RunInto(map[string]*runtime.Tensor{"x": x}, nil, map[string]*runtime.Tensor{"z": y}); err == nil || !strings.Contains(err.Error(), `"z"`) {
+		t.Errorf("unknown output: %v", err)
+	}
+	if _, err := s.RunInto(map[string]*runtime.Tensor{"x": x}, nil, map[string]*runtime.Tensor{"h": y}); err == nil || !strings.Contains(err.Error(), `output "h"`) {
+		t.Errorf("float32 tensor for the fp16 output: %v", err)
+	}
+}

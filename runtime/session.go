@@ -196,6 +196,32 @@ func (s *Session) Run(inputs map[string]*Tensor, outputs []string) (map[string]*
 // needed for fp16/bf16 outputs with symbolic dimensions, which onnxruntime_go cannot allocate
 // itself (it copies elements as bytes; ONNX-NOTES §1). A wrong shape is an onnxruntime error.
 func (s *Session) RunWithShapes(inputs map[string]*Tensor, outputs []string, shapes map[string][]int64) (map[string]*Tensor, error) {
+	into := make(map[string]*Tensor, len(shapes))
+	for name, shape := range shapes {
+		j, ok := s.outIdx[name]
+		if !ok {
+			return nil, fmt.Errorf("runtime: model %s: shape given for unknown output %q (outputs: %s)", s.name, name, names(s.outputs))
+		}
+		dt := s.outputs[j].DType
+		if dt == Undefined {
+			return nil, fmt.Errorf("runtime: model %s: output %q has no declared tensor type to preallocate", s.name, name)
+		}
+		t, err := Zeros(dt, shape)
+		if err != nil {
+			return nil, fmt.Errorf("runtime: model %s: output %q: %v", s.name, name, err)
+		}
+		into[name] = t
+	}
+	return s.RunInto(inputs, outputs, into)
+}
+
+// RunInto is Run with some outputs written straight into the caller's tensors, which must have
+// the output's type and its exact shape for this run (a wrong shape is an onnxruntime error) and
+// share no memory with an input: onnxruntime writes them in place, so the output is neither
+// allocated nor copied out of onnxruntime. Loops that feed an output back as the next run's
+// input (a KV cache) reuse their buffers this way. The returned map holds the into tensors
+// themselves for the outputs asked for.
+func (s *Session) RunInto(inputs map[string]*Tensor, outputs []string, into map[string]*Tensor) (map[string]*Tensor, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
@@ -216,10 +242,8 @@ func (s *Session) RunWithShapes(inputs map[string]*Tensor, outputs []string, sha
 		}
 		want[name] = true
 	}
-	for name := range shapes {
-		if _, ok := s.outIdx[name]; !ok {
-			return nil, fmt.Errorf("runtime: model %s: shape given for unknown output %q (outputs: %s)", s.name, name, names(s.outputs))
-		}
+	if err := s.checkOutputs(into); err != nil {
+		return nil, err
 	}
 
 	inVals := make([]ort.Value, len(s.inputs))
@@ -236,9 +260,12 @@ func (s *Session) RunWithShapes(inputs map[string]*Tensor, outputs []string, sha
 	pre := make([]*Tensor, len(s.outputs))
 	var syncs []func()
 	for j, info := range s.outputs {
-		t, err := s.prealloc(info, shapes[info.Name])
-		if err != nil {
-			return nil, err
+		t := into[info.Name]
+		if t == nil {
+			var err error
+			if t, err = s.prealloc(info); err != nil {
+				return nil, err
+			}
 		}
 		if t == nil {
 			continue
@@ -287,25 +314,14 @@ func (s *Session) RunWithShapes(inputs map[string]*Tensor, outputs []string, sha
 
 // prealloc returns a zero tensor for an output that must be preallocated, or nil when onnxruntime
 // can allocate it.
-func (s *Session) prealloc(info IOInfo, shape []int64) (*Tensor, error) {
-	if shape != nil {
-		dt := info.DType
-		if dt == Undefined {
-			return nil, fmt.Errorf("runtime: model %s: output %q has no declared tensor type to preallocate", s.name, info.Name)
-		}
-		t, err := Zeros(dt, shape)
-		if err != nil {
-			return nil, fmt.Errorf("runtime: model %s: output %q: %v", s.name, info.Name, err)
-		}
-		return t, nil
-	}
+func (s *Session) prealloc(info IOInfo) (*Tensor, error) {
 	scalar := info.Dims != nil && len(info.Dims) == 0
 	if info.DType == Undefined || (autoAllocOK(info.DType) && !scalar) {
 		return nil, nil
 	}
 	if !info.Static() {
 		return nil, fmt.Errorf("runtime: model %s: output %q is %s with shape %v, which onnxruntime_go cannot allocate itself; "+
-			"pass its shape with RunWithShapes (or Bind a preallocated tensor)", s.name, info.Name, info.DType, info.Dims)
+			"pass its shape with RunWithShapes (or a tensor to RunInto, or Bind one)", s.name, info.Name, info.DType, info.Dims)
 	}
 	t, err := Zeros(info.DType, info.Dims)
 	if err != nil {
@@ -333,6 +349,24 @@ func (s *Session) checkInputs(inputs map[string]*Tensor) error {
 		}
 		if err := checkTensor(info, t); err != nil {
 			return fmt.Errorf("runtime: model %s: input %q: %v", s.name, info.Name, err)
+		}
+	}
+	return nil
+}
+
+// checkOutputs checks tensors the caller gives for outputs (RunInto, Bind): known outputs, their
+// declared element types and static dimensions.
+func (s *Session) checkOutputs(outputs map[string]*Tensor) error {
+	for name, t := range outputs {
+		j, ok := s.outIdx[name]
+		if !ok {
+			return fmt.Errorf("runtime: model %s has no output %q (outputs: %s)", s.name, name, names(s.outputs))
+		}
+		if t == nil {
+			return fmt.Errorf("runtime: model %s: output %q: nil tensor", s.name, name)
+		}
+		if err := checkTensor(s.outputs[j], t); err != nil {
+			return fmt.Errorf("runtime: model %s: output %q: %v", s.name, name, err)
 		}
 	}
 	return nil

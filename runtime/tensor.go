@@ -124,6 +124,45 @@ func Zeros(dt DType, shape []int64) (*Tensor, error) {
 	return t, nil
 }
 
+// View is a tensor of the given shape over the first elements of t's data, sharing t's memory
+// (the slice is extended into its spare capacity when the shape needs more elements than t has):
+// a buffer reused from run to run for outputs whose shape changes, such as a growing KV cache.
+// It is an error when t's capacity is too small.
+func (t *Tensor) View(shape []int64) (*Tensor, error) {
+	n, err := numElements(shape)
+	if err != nil {
+		return nil, err
+	}
+	v := &Tensor{DType: t.DType, Shape: shape}
+	var have int
+	switch t.DType {
+	case Float32:
+		if have = cap(t.F32); int64(have) >= n {
+			v.F32 = t.F32[:n]
+		}
+	case Float64:
+		if have = cap(t.F64); int64(have) >= n {
+			v.F64 = t.F64[:n]
+		}
+	case Int64:
+		if have = cap(t.I64); int64(have) >= n {
+			v.I64 = t.I64[:n]
+		}
+	default:
+		size := int64(t.DType.Size())
+		if size == 0 {
+			return nil, fmt.Errorf("runtime: element type %s is not supported", t.DType)
+		}
+		if have = cap(t.Raw) / int(size); int64(have) >= n {
+			v.Raw = t.Raw[:n*size]
+		}
+	}
+	if int64(have) < n {
+		return nil, fmt.Errorf("runtime: a view of shape %v needs %d elements, the %s buffer holds %d", shape, n, t.DType, have)
+	}
+	return v, nil
+}
+
 // NumElements is the product of the shape (1 for a scalar).
 func (t *Tensor) NumElements() int64 {
 	n, _ := numElements(t.Shape)
@@ -195,10 +234,13 @@ func (t *Tensor) value() (v ort.Value, fromScalar func(), err error) {
 	case Int64:
 		v, err = ort.NewTensor(shape, t.I64)
 	default:
-		if len(t.Raw) == 0 {
-			return nil, nil, fmt.Errorf("empty %s tensors (shape %v) are not supported", t.DType, t.Shape)
+		raw := t.Raw
+		if len(raw) == 0 {
+			// A tensor with no elements (an empty fp16 KV cache, [1, h, 0, d]): onnxruntime_go
+			// wants at least one byte of data, onnxruntime reads none.
+			raw = make([]byte, t.DType.Size())
 		}
-		v, err = ort.NewCustomDataTensor(shape, t.Raw, ort.TensorElementDataType(t.DType))
+		v, err = ort.NewCustomDataTensor(shape, raw, ort.TensorElementDataType(t.DType))
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("creating %s tensor %v: %v", t.DType, t.Shape, err)
