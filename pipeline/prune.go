@@ -335,5 +335,15 @@ func checkWeightStage(w weightStage, sink *sink, m *onnx.Model) error {
 	if has, node := quant.HasQuantized(m); has {
 		return fmt.Errorf("%s %s: "+quantizedRefusal[w.verb], w.verb, w.model, node)
 	}
+	// A QA super-network holds its quantized base lowered (float weights plus grids, and the
+	// unadapted linears' packed integers dequantized by standard operators): no MatMulNBits
+	// for the check above, yet quantized all the same.
+	if recs, err := quant.ReadLowered(m); err != nil || len(recs) > 0 {
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", w.verb, w.model, err)
+		}
+		return fmt.Errorf("%s %s: the model is a QA-SparsePEFT super-network (its linear %s is a quantized one lowered for training); %s the float model, then quantize and adapt, or export the super-network first",
+			w.verb, w.model, recs[0].Node, w.verb)
+	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/shears-ml/shears/runtime"
 	"github.com/shears-ml/shears/transform/convert"
 	"github.com/shears-ml/shears/transform/layers"
+	"github.com/shears-ml/shears/transform/lora"
 	"github.com/shears-ml/shears/transform/quant"
 )
 
@@ -157,6 +158,25 @@ func TestQuantizeBadInput(t *testing.T) {
 	_, err := Prune(PruneOptions{Model: q, Out: filepath.Join(dir, "p.onnx"), Method: "magnitude", Sparsity: 0.5})
 	if err == nil || !strings.Contains(err.Error(), "prune first") {
 		t.Errorf("pruning a quantized model: %v, want a \"prune first\" error", err)
+	}
+	// A QA super-network holds no MatMulNBits node (its unadapted linears dequantize with
+	// standard operators), and is refused all the same.
+	super := filepath.Join(dir, "super.onnx")
+	if _, err := Adapt(AdaptOptions{Model: q, Out: super, LoRA: lora.Config{Ranks: []int{8, 4}, Alpha: 16, SparseAdapter: true}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Prune(PruneOptions{Model: super, Out: filepath.Join(dir, "p.onnx"), Method: "magnitude", Sparsity: 0.5})
+	if err == nil || !strings.Contains(err.Error(), "QA-SparsePEFT super-network") {
+		t.Errorf("pruning a QA super-network: %v, want it refused", err)
+	}
+	_, err = Quantize(QuantizeOptions{Model: super, Out: filepath.Join(dir, "q2.onnx"), Bits: 4})
+	if err == nil || !strings.Contains(err.Error(), "QA-SparsePEFT super-network") {
+		t.Errorf("quantizing a QA super-network: %v, want it refused", err)
+	}
+	for _, out := range []string{"p.onnx", "q2.onnx"} {
+		if m, _ := filepath.Glob(filepath.Join(dir, out) + "*"); len(m) > 0 {
+			t.Errorf("output left behind: %v", m)
+		}
 	}
 }
 
