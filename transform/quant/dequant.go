@@ -6,11 +6,11 @@ import (
 
 	"github.com/shears-ml/shears/onnx"
 	"github.com/shears-ml/shears/onnx/onnxpb"
+	"google.golang.org/protobuf/proto"
 )
 
 // dequantSuffix ends the name of the node whose output is a weight dequantized in the graph
-// (dequantOp): the QA super-network's unadapted linears (KeepQuantized) and an unmerged
-// export's sparse-adapter masks (DequantReads).
+// (dequantOp): the QA super-network's unadapted linears (KeepQuantized).
 const dequantSuffix = "/dequant/Transpose"
 
 // dequantOp adds to b the weight W [K, N] that the MatMulNBits tensors ins (B, scales[, zero
@@ -49,6 +49,32 @@ func dequantOp(b *onnx.Builder, node string, k, n int, c Config, ins []string) s
 		w = b.Op("Slice", pre+"/Slice", []string{w, i64("starts", 0), i64("ends", int64(k)), i64("axes", 1)})
 	}
 	return b.Op("Transpose", node+dequantSuffix, []string{w}, onnx.AttrInts("perm", 1, 0))
+}
+
+// maskDequantSuffix ends the name of the MatMulNBits node maskDequantOp adds.
+const maskDequantSuffix = "/dequant/MatMulNBits"
+
+// maskDequantOp adds to b the weight W [K, N] that a MatMulNBits linear's tensors ins (B,
+// scales[, zero points]) with attributes attrs hold, as MatMulNBits(I_K, …) named
+// node+maskDequantSuffix, and returns W's name. It serves an unmerged export's sparse-adapter
+// masks (DequantReads), a graph that runs elsewhere too. The identity is folded at load but
+// the MatMulNBits is not: K²·N multiply-adds per adapted linear on every run. dequantOp's
+// standard operators remove that, but onnxruntime's folding of them peaks at several times the
+// float weights at load (25M unmerged export: decode 8 → 150 tokens/s, peak RSS 283 → 687 MiB;
+// bench/RESULTS.md), too much at 1B, and a session over an export gets no FoldKept; so the
+// export keeps this form until the serving paths fold it themselves.
+func maskDequantOp(b *onnx.Builder, node string, k int, ins []string, attrs []*onnxpb.AttributeProto) string {
+	pre := node + "/dequant"
+	shape := b.Const(pre+"/shape", onnx.Int64Tensor("", []int64{2}, []int64{int64(k), int64(k)}))
+	zeros := b.Op("ConstantOfShape", pre+"/ConstantOfShape", []string{shape}, onnx.AttrTensor("value", onnx.Float32Tensor("", []int64{1}, []float32{0})))
+	eye := b.Op("EyeLike", pre+"/EyeLike", []string{zeros})
+	deq := b.Op(OpType, node+maskDequantSuffix, append([]string{eye}, ins...), attrs...)
+	for _, n := range b.Graph().GetNode() {
+		if n.GetOpType() == OpType && n.GetName() == node+maskDequantSuffix {
+			n.Domain = proto.String(Domain)
+		}
+	}
+	return deq
 }
 
 // unpackOp adds the codes packed in the uint8 tensor x (bits per code, low bits first) as

@@ -38,5 +38,5 @@
 // constant at load and FoldKept folds before a session opens; dequant.go), so the file holds
 // no float copy and no unused grid of them.
 // DequantReads serves an unmerged export's sparse-adapter mask from the MatMulNBits tensors
-// themselves the same way.
+// themselves (MatMulNBits(I_K), which runs on every forward: see maskDequantOp).
 package quant

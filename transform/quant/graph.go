@@ -317,8 +317,8 @@ func Quantized(m *onnx.Model) ([]Info, map[string]*Layer, error) {
 	var infos []Info
 	out := map[string]*Layer{}
 	for _, n := range m.Graph().GetNode() {
-		if n.GetOpType() != OpType || n.GetDomain() != Domain || strings.HasSuffix(n.GetName(), "/dequant/MatMulNBits") {
-			continue // not a linear: an earlier unmerged export's MatMulNBits(I) weight dequantization
+		if n.GetOpType() != OpType || n.GetDomain() != Domain || strings.HasSuffix(n.GetName(), maskDequantSuffix) {
+			continue // not a linear: an unmerged export's weight dequantization (DequantReads)
 		}
 		l, bytes, err := ReadNode(m, n)
 		if err != nil {

@@ -395,8 +395,8 @@ func linearOf(n *onnxpb.NodeProto, r Lowered) layers.Linear {
 
 // DequantReads replaces every remaining read of a raised linear's float weight (an unmerged
 // export's sparse-adapter mask M = (W ≠ 0)) by the weight dequantized in the graph from the
-// MatMulNBits tensors themselves (dequantOp, folded by onnxruntime at load), so no float copy
-// of the base stays in the file. The float weights are then removed.
+// MatMulNBits tensors themselves (maskDequantOp: MatMulNBits(I_K), run on every forward), so
+// no float copy of the base stays in the file. The float weights are then removed.
 func DequantReads(m *onnx.Model, raised []Raised) error {
 	g := m.Graph()
 	b := onnx.BuilderFor(m)
@@ -420,7 +420,7 @@ func DequantReads(m *onnx.Model, raised []Raised) error {
 		if len(ins) > 3 {
 			ins = ins[:3] // no bias: the weight alone
 		}
-		deq := dequantOp(b, r.Node, r.K, r.N, r.Config(), ins)
+		deq := maskDequantOp(b, r.Node, r.K, ins, q.GetAttribute())
 		for _, n := range readers {
 			for i, in := range n.GetInput() {
 				if in == r.Weight {
