@@ -332,12 +332,19 @@ func NewAccuracyEvaluator(run *Run, tok tokenizer.Tokenizer, o AccuracyOptions) 
 	// configuration instead.
 	var super *runtime.Session
 	if !run.Meta.Train {
-		m := &onnx.Model{Proto: proto.Clone(run.Model.Proto).(*onnxpb.ModelProto), Dir: run.Model.Dir}
-		if _, err := quant.FoldKept(m); err != nil { // see train.New
+		m := run.Model
+		// A QA super-network's kept linears are folded (see train.New) in a copy: run.Model
+		// stays as loaded. Other models are marshalled as they are, without the copy.
+		if recs, err := quant.ReadLowered(m); err != nil {
 			return nil, fmt.Errorf("nls: accuracy evaluator: %w", err)
+		} else if len(recs) > 0 {
+			m = &onnx.Model{Proto: proto.Clone(run.Model.Proto).(*onnxpb.ModelProto), Dir: run.Model.Dir}
+			defer m.Close()
+			if _, err := quant.FoldKept(m); err != nil {
+				return nil, fmt.Errorf("nls: accuracy evaluator: %w", err)
+			}
 		}
 		raw, err := m.Marshal()
-		m.Close()
 		if err != nil {
 			return nil, fmt.Errorf("nls: accuracy evaluator: %w", err)
 		}

@@ -91,26 +91,10 @@ func NewPlan(m *onnx.Model, targets []layers.Linear, c Config) (*Plan, error) {
 // HasQuantized reports whether m already holds a MatMulNBits node, in its graph or in a
 // subgraph, and the first one's name.
 func HasQuantized(m *onnx.Model) (bool, string) {
-	n := firstQuantized(m.Graph())
+	n := onnx.FindNode(m.Graph(), func(n *onnxpb.NodeProto) bool {
+		return n.GetOpType() == OpType && n.GetDomain() == Domain
+	})
 	return n != nil, n.GetName()
-}
-
-// firstQuantized is the first MatMulNBits node of g or of its subgraphs (an If's branches, as
-// in optimum's merged decoder; Loop and Scan bodies), depth first; nil when there is none.
-func firstQuantized(g *onnxpb.GraphProto) *onnxpb.NodeProto {
-	for _, n := range g.GetNode() {
-		if n.GetOpType() == OpType && n.GetDomain() == Domain {
-			return n
-		}
-		for _, a := range n.GetAttribute() {
-			for _, sg := range append([]*onnxpb.GraphProto{a.GetG()}, a.GetGraphs()...) {
-				if q := firstQuantized(sg); q != nil {
-					return q
-				}
-			}
-		}
-	}
-	return nil
 }
 
 func nodeByName(g *onnxpb.GraphProto, name string) *onnxpb.NodeProto {
